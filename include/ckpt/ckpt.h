@@ -1,0 +1,325 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * ckptrt public API.
+ *
+ * A context (ckpt_ctx) checkpoints a set of registered tensors plus small
+ * user metadata blobs into DIR/step-NNNNNNNNNNNN/ folders (docs/FORMAT.md)
+ * and restores the newest one that verifies.  One training thread drives a
+ * context; the runtime's own threads copy, hash and write in the background.
+ *
+ * Conventions kept by every function below:
+ *   - Fallible calls return int: 0 (CKPT_OK) on success, a negative CKPT_E*
+ *     code on failure; ckpt_last_error() then names what failed and where.
+ *   - A context is not thread-safe: call its functions from one thread at a
+ *     time (normally the training thread).  Different contexts are
+ *     independent and may be used from different threads at once.
+ *   - Nothing here calls abort() or exit(); misuse returns CKPT_ESTATE.
+ *   - Strings and arrays passed in are borrowed for the duration of the call
+ *     and copied when the runtime needs them later, unless said otherwise.
+ */
+#ifndef CKPT_CKPT_H
+#define CKPT_CKPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(CKPT_BUILDING) && defined(__GNUC__)
+#define CKPT_API __attribute__((visibility("default")))
+#else
+#define CKPT_API
+#endif
+
+#define CKPT_VERSION_MAJOR 0
+#define CKPT_VERSION_MINOR 1
+#define CKPT_VERSION_PATCH 0
+
+/* ------------------------------------------------------------------------
+ * Error codes.  One X-macro: code name, value, message.  ckpt_strerror()
+ * and ckpt_err_name() are generated from it.
+ */
+#define CKPT_ERRORS(X)                                                          \
+    X(OK, 0, "success")                                                         \
+    X(EINVAL, -1, "invalid argument")                                           \
+    X(ESTATE, -2, "call out of order for the handle's state")                   \
+    X(ENOMEM, -3, "out of memory")                                              \
+    X(EIO, -4, "input/output error")                                            \
+    X(ENOSPC, -5, "no space left on device")                                    \
+    X(ENOTFOUND, -6, "not found")                                               \
+    X(ECORRUPT, -7, "checkpoint failed verification")                           \
+    X(EMISMATCH, -8, "registered tensor does not match the checkpoint")         \
+    X(EEXIST, -9, "already exists")                                             \
+    X(EBUSY, -10, "a save is still in flight")                                  \
+    X(ETIMEDOUT, -11, "timed out")                                              \
+    X(EFORMAT, -12, "unsupported checkpoint format version")                    \
+    X(EDEVICE, -13, "device backend error")                                     \
+    X(ECOMM, -14, "communication backend error")                                \
+    X(EUNSUPPORTED, -15, "not supported by this build or backend")              \
+    X(ERANGE, -16, "buffer too small")                                          \
+    X(EPERM, -17, "permission denied")
+
+typedef enum ckpt_error {
+#define CKPT_X_ENUM(name, value, msg) CKPT_##name = value,
+    CKPT_ERRORS(CKPT_X_ENUM)
+#undef CKPT_X_ENUM
+    /* Not an error: ckpt_poll() says the save is still running. */
+    CKPT_INPROGRESS = 1
+} ckpt_error;
+
+/* Static text for a code ("invalid argument"); never NULL. Thread-safe. */
+CKPT_API const char *ckpt_strerror(int code);
+/* Static name for a code ("CKPT_EINVAL"); never NULL. Thread-safe. */
+CKPT_API const char *ckpt_err_name(int code);
+
+/* ------------------------------------------------------------------------
+ * Data types.  Sizes in bytes: F64 I64 8; F32 I32 4; F16 BF16 I16 2;
+ * FP8 I8 U8 BOOL BYTES 1.  BYTES is opaque data: its shape counts bytes.
+ */
+typedef enum ckpt_dtype {
+    CKPT_F64 = 1,
+    CKPT_F32,
+    CKPT_F16,
+    CKPT_BF16,
+    CKPT_FP8_E4M3,
+    CKPT_FP8_E5M2,
+    CKPT_I64,
+    CKPT_I32,
+    CKPT_I16,
+    CKPT_I8,
+    CKPT_U8,
+    CKPT_BOOL,
+    CKPT_BYTES
+} ckpt_dtype;
+
+/* Element size of a dtype in bytes, 0 for an unknown value. Thread-safe. */
+CKPT_API size_t ckpt_dtype_size(ckpt_dtype dtype);
+/* Lower-case name ("bf16", "fp8_e4m3"), or NULL for an unknown value. */
+CKPT_API const char *ckpt_dtype_name(ckpt_dtype dtype);
+
+#define CKPT_MAX_NDIM 8         /* dimensions of a tensor */
+#define CKPT_MAX_NAME 255       /* bytes of a tensor name or metadata key */
+#define CKPT_MAX_META (1u << 20) /* bytes of one metadata value */
+
+/* ------------------------------------------------------------------------
+ * Configuration.  Caller-owned; ckpt_open() copies it (strings included).
+ */
+typedef enum ckpt_io {
+    CKPT_IO_AUTO = 0, /* io_uring when the kernel allows it, else pwrite */
+    CKPT_IO_PWRITE,   /* thread pool of pwrite/pread, O_DIRECT when possible */
+    CKPT_IO_URING     /* io_uring; refused with CKPT_EUNSUPPORTED if absent */
+} ckpt_io;
+
+typedef enum ckpt_device {
+    CKPT_DEVICE_AUTO = 0, /* CUDA when built and a GPU is present, else host */
+    CKPT_DEVICE_HOST,     /* tensors live in host memory */
+    CKPT_DEVICE_CUDA      /* tensors may live in GPU memory */
+} ckpt_device;
+
+typedef enum ckpt_busy {
+    CKPT_BUSY_WAIT = 0, /* ckpt_save blocks until a save slot is free */
+    CKPT_BUSY_REFUSE    /* ckpt_save returns CKPT_EBUSY instead */
+} ckpt_busy;
+
+typedef enum ckpt_log_level {
+    CKPT_LOG_DEBUG = 0,
+    CKPT_LOG_INFO,
+    CKPT_LOG_WARN,
+    CKPT_LOG_ERROR,
+    CKPT_LOG_OFF
+} ckpt_log_level;
+
+/* Called from any runtime thread, one call at a time per context. */
+typedef void (*ckpt_log_fn)(void *user, ckpt_log_level level, const char *msg);
+
+typedef struct ckpt_config {
+    const char *dir;          /* checkpoint folder; created if missing */
+    int keep_last;            /* keep the newest N checkpoints; 0 keeps all */
+    int keep_every;           /* also keep steps that are multiples of K; 0 off */
+    double max_age_hours;     /* delete older checkpoints; 0 off */
+    uint64_t staging_bytes;   /* host staging pool, allocated once at open */
+    uint64_t chunk_bytes;     /* hash and write unit; multiple of 4 KiB */
+    ckpt_io io;               /* writer backend */
+    ckpt_device device;       /* device backend */
+    int io_threads;           /* pwrite pool threads; 0 picks */
+    int hash_threads;         /* hashing threads; 0 picks from the core count */
+    int queue_depth;          /* writes in flight per context */
+    int verify;               /* hash every chunk on restore (default 1) */
+    int max_inflight;         /* saves persisting at once (default 1) */
+    ckpt_busy busy;           /* what ckpt_save does when none is free */
+    ckpt_log_level log_level; /* messages below this level are dropped */
+    ckpt_log_fn log_fn;       /* NULL writes "ckpt: ..." lines to stderr */
+    void *log_user;           /* passed to log_fn */
+} ckpt_config;
+
+/*
+ * Fills *cfg with defaults, then applies environment overrides:
+ *   CKPT_DIR=path  CKPT_KEEP_LAST=N  CKPT_IO=auto|uring|pwrite
+ *   CKPT_LOG=debug|info|warn|error|off
+ * Returns CKPT_EINVAL, with the defaults kept for the bad variable, when an
+ * override cannot be parsed; ckpt_last_error(NULL) names it.
+ * Borrows nothing; cfg->dir may point into the environment afterwards.
+ * Thread-safe (reads the environment).
+ */
+CKPT_API int ckpt_config_init(ckpt_config *cfg);
+
+/* ------------------------------------------------------------------------
+ * Communication backend.  NULL means a single rank.  Backends for MPI and
+ * NCCL are created by ckpt_mpi.h / ckpt_nccl.h.
+ */
+typedef struct ckpt_comm ckpt_comm;
+
+/* ------------------------------------------------------------------------
+ * Context lifecycle.
+ */
+typedef struct ckpt_ctx ckpt_ctx;
+
+/*
+ * Opens a context: validates and copies *cfg, creates cfg->dir if missing,
+ * removes stale partial folders of earlier crashed saves, allocates the
+ * staging pool, starts the background threads.  Takes ownership of comm
+ * (also on failure).  On failure *out is NULL and ckpt_last_error(NULL)
+ * says why.  Blocks on file-system work; call from the training thread.
+ */
+CKPT_API int ckpt_open(const ckpt_config *cfg, ckpt_comm *comm, ckpt_ctx **out);
+
+/*
+ * Waits for every save in flight to commit or fail, then frees the context
+ * and everything it owns.  NULL is a no-op returning 0.  Returns the error
+ * of a save whose ticket nobody waited for, else 0.  The handle is invalid
+ * afterwards whatever the result.
+ */
+CKPT_API int ckpt_close(ckpt_ctx *ctx);
+
+/*
+ * The message of the last failed call on ctx ("save step 120: write
+ * rank-00000.h5 at 4194304: No space left on device").  With ctx NULL, the
+ * message of the calling thread's last failed call that had no context
+ * (ckpt_config_init, ckpt_open).  Never NULL; valid until the next call on
+ * the same context (or thread, for NULL).
+ */
+CKPT_API const char *ckpt_last_error(const ckpt_ctx *ctx);
+
+/* ------------------------------------------------------------------------
+ * Registration.  Allowed only while no save is in flight (CKPT_ESTATE).
+ *
+ * A name is 1..255 bytes of UTF-8 without control characters; '/', '.',
+ * spaces and non-ASCII letters are fine (they are escaped inside the HDF5
+ * file).  The memory at ptr is borrowed until ckpt_close or
+ * ckpt_unregister: the runtime reads it during saves (between ckpt_save and
+ * ckpt_fence) and writes it during restores.  ptr may be NULL only when the
+ * tensor holds zero bytes.  ndim 0 is a scalar; shape may be NULL then.
+ */
+CKPT_API int ckpt_register(ckpt_ctx *ctx, const char *name, void *ptr, ckpt_dtype dtype,
+                           int ndim, const int64_t *shape);
+
+/* Forgets a registered tensor. CKPT_ENOTFOUND if it was not registered. */
+CKPT_API int ckpt_unregister(ckpt_ctx *ctx, const char *name);
+
+/*
+ * Sets (or replaces) a user metadata blob: RNG state, data-loader position,
+ * hyper-parameters.  Copied now; captured by every later ckpt_save.  Key
+ * rules as for tensor names; 0 <= len <= CKPT_MAX_META.  Allowed at any
+ * time, also while a save is in flight.
+ */
+CKPT_API int ckpt_set_meta(ckpt_ctx *ctx, const char *key, const void *data, size_t len);
+
+/*
+ * Copies a metadata blob into buf.  After ckpt_restore these are the
+ * restored values.  *len gets the blob's size; CKPT_ERANGE when cap is
+ * smaller (buf untouched), CKPT_ENOTFOUND for an unknown key.
+ */
+CKPT_API int ckpt_get_meta(ckpt_ctx *ctx, const char *key, void *buf, size_t cap, size_t *len);
+
+/* ------------------------------------------------------------------------
+ * Saving.
+ */
+typedef uint64_t ckpt_ticket; /* 0 is never a valid ticket */
+
+/*
+ * Starts a checkpoint of every registered tensor and metadata blob, as they
+ * are now, for `step` (0 <= step <= 999999999999).  Returns at once: the
+ * snapshot is copied in the background while the caller's compute only
+ * reads the tensors; call ckpt_fence() before anything writes them.
+ * `stream` is the caller's CUDA stream (cudaStream_t) with the CUDA device
+ * backend, ignored (pass NULL) with the host backend.  If ticket is not
+ * NULL it receives a handle for ckpt_poll/ckpt_wait; otherwise the result
+ * is only logged (and returned by ckpt_close if it is an error).
+ * When cfg.max_inflight saves are still persisting, blocks until one ends
+ * (CKPT_BUSY_WAIT) or returns CKPT_EBUSY (CKPT_BUSY_REFUSE).  Saving a step
+ * that is already committed replaces it atomically.
+ */
+CKPT_API int ckpt_save(ckpt_ctx *ctx, int64_t step, void *stream, ckpt_ticket *ticket);
+
+/*
+ * Makes the caller safe to modify registered tensors: returns once every
+ * started save has finished copying them.  With the host backend this
+ * blocks the caller until the copy is done (immediately if it already is);
+ * with CUDA it makes `stream` wait on the device instead.  A save that
+ * failed before its copy finished also releases the fence; its error is on
+ * its ticket.
+ */
+CKPT_API int ckpt_fence(ckpt_ctx *ctx, void *stream);
+
+/*
+ * Returns CKPT_INPROGRESS while the save is running, else its final result
+ * (0 once committed).  Does not block and does not consume the ticket.
+ * CKPT_EINVAL for a ticket this context never issued, CKPT_ESTATE for one
+ * already consumed by ckpt_wait.
+ */
+CKPT_API int ckpt_poll(ckpt_ctx *ctx, ckpt_ticket ticket);
+
+/*
+ * Blocks until the save is committed or failed (timeout_ms < 0: forever)
+ * and returns its result, consuming the ticket; CKPT_ETIMEDOUT leaves it
+ * valid.  On failure ckpt_last_error(ctx) names what failed.  Waiting a
+ * second time on the same ticket is CKPT_ESTATE.
+ */
+CKPT_API int ckpt_wait(ckpt_ctx *ctx, ckpt_ticket ticket, int64_t timeout_ms);
+
+/* ------------------------------------------------------------------------
+ * Restoring.
+ */
+#define CKPT_LATEST ((int64_t)-1)
+
+/*
+ * Restores the registered tensors and the metadata from the newest valid
+ * checkpoint (step CKPT_LATEST) or from a given step.  Blocks.  Verifies
+ * every chunk while reading (unless cfg.verify is 0); on a bad chunk,
+ * missing file or bad manifest it logs why and falls back to the next
+ * older checkpoint (only with CKPT_LATEST).  *step_out (may be NULL) gets
+ * the restored step.  Errors:
+ *   CKPT_ENOTFOUND  no checkpoint (a fresh start); tensors untouched.
+ *   CKPT_EMISMATCH  a registered tensor is missing from the checkpoint or
+ *                   differs in dtype or shape; nothing was overwritten.
+ *   CKPT_ECORRUPT   no checkpoint verified; tensors may hold partial data.
+ *   CKPT_ESTATE     a save is still in flight.
+ * stream: as for ckpt_save; the host backend ignores it.
+ */
+CKPT_API int ckpt_restore(ckpt_ctx *ctx, int64_t step, void *stream, int64_t *step_out);
+
+/* ------------------------------------------------------------------------
+ * Listing.
+ */
+typedef struct ckpt_info {
+    int64_t step;
+    int64_t created_unix; /* seconds since the epoch, when committed */
+    uint64_t nbytes;      /* tensor and metadata bytes */
+    int32_t world_size;
+    int32_t ntensors;
+    char uuid[33];        /* hex, NUL-terminated */
+} ckpt_info;
+
+/*
+ * Lists the committed checkpoints in the context's folder whose manifest
+ * reads, newest first, into out[0..cap).  *count gets how many exist (may
+ * exceed cap).  Data is not verified here (the `ckpt verify` tool does).
+ */
+CKPT_API int ckpt_list(ckpt_ctx *ctx, ckpt_info *out, size_t cap, size_t *count);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CKPT_CKPT_H */

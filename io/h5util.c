@@ -1,0 +1,136 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * See h5util.h.  The lock is the one piece of process-wide mutable state in
+ * the runtime: HDF5 itself is process-global, so two contexts writing rank
+ * files at once must take turns inside it.
+ */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "io/h5util.h"
+
+static pthread_mutex_t h5_mu = PTHREAD_MUTEX_INITIALIZER;
+static H5E_auto2_t saved_func;
+static void *saved_data;
+
+void ckpt__h5_enter(void)
+{
+    pthread_mutex_lock(&h5_mu);
+    H5Eget_auto2(H5E_DEFAULT, &saved_func, &saved_data);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+void ckpt__h5_leave(void)
+{
+    H5Eclear2(H5E_DEFAULT);
+    H5Eset_auto2(H5E_DEFAULT, saved_func, saved_data);
+    pthread_mutex_unlock(&h5_mu);
+}
+
+typedef struct walk {
+    char outer[160];
+    char inner[200];
+} walk;
+
+static herr_t walk_cb(unsigned n, const H5E_error2_t *e, void *data)
+{
+    walk *w = data;
+    const char *d = e->desc ? e->desc : "";
+    if (n == 0)
+        snprintf(w->outer, sizeof w->outer, "%s", d);
+    snprintf(w->inner, sizeof w->inner, "%s", d);
+    return 0;
+}
+
+int ckpt__h5_fail(ckpt__err *err, int code, const char *fmt, ...)
+{
+    char head[CKPT__ERR_MSG];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(head, sizeof head, fmt, ap);
+    va_end(ap);
+    walk w = {{0}, {0}};
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, walk_cb, &w);
+    H5Eclear2(H5E_DEFAULT);
+    if (!w.outer[0])
+        return ckpt__err_set(err, code, "%s (HDF5)", head);
+    if (strcmp(w.outer, w.inner) == 0)
+        return ckpt__err_set(err, code, "%s (HDF5: %s)", head, w.outer);
+    return ckpt__err_set(err, code, "%s (HDF5: %s: %s)", head, w.outer, w.inner);
+}
+
+static hid_t custom_float(size_t spos, size_t epos, size_t esize, size_t msize, size_t size,
+                          size_t ebias)
+{
+    hid_t t = H5Tcopy(H5T_IEEE_F32LE);
+    if (t < 0)
+        return H5I_INVALID_HID;
+    if (H5Tset_fields(t, spos, epos, esize, 0, msize) < 0 || H5Tset_size(t, size) < 0 ||
+        H5Tset_ebias(t, ebias) < 0) {
+        H5Tclose(t);
+        return H5I_INVALID_HID;
+    }
+    return t;
+}
+
+hid_t ckpt__h5_type(ckpt_dtype dtype)
+{
+    switch (dtype) {
+    case CKPT_F64:
+        return H5Tcopy(H5T_IEEE_F64LE);
+    case CKPT_F32:
+        return H5Tcopy(H5T_IEEE_F32LE);
+    case CKPT_F16:
+        return custom_float(15, 10, 5, 10, 2, 15);
+    case CKPT_BF16:
+        return custom_float(15, 7, 8, 7, 2, 127);
+    case CKPT_FP8_E5M2:
+        return custom_float(7, 2, 5, 2, 1, 15);
+    case CKPT_FP8_E4M3: /* HDF5 would read 0x7E as NaN: stored as bytes */
+    case CKPT_U8:
+    case CKPT_BYTES:
+        return H5Tcopy(H5T_STD_U8LE);
+    case CKPT_I64:
+        return H5Tcopy(H5T_STD_I64LE);
+    case CKPT_I32:
+        return H5Tcopy(H5T_STD_I32LE);
+    case CKPT_I16:
+        return H5Tcopy(H5T_STD_I16LE);
+    case CKPT_I8:
+        return H5Tcopy(H5T_STD_I8LE);
+    case CKPT_BOOL: {
+        /* The enum h5py maps to numpy bool. */
+        hid_t t = H5Tenum_create(H5T_STD_I8LE);
+        int8_t v = 0;
+        if (t < 0 || H5Tenum_insert(t, "FALSE", &v) < 0) {
+            H5Tclose(t);
+            return H5I_INVALID_HID;
+        }
+        v = 1;
+        if (H5Tenum_insert(t, "TRUE", &v) < 0) {
+            H5Tclose(t);
+            return H5I_INVALID_HID;
+        }
+        return t;
+    }
+    }
+    return H5I_INVALID_HID;
+}
+
+hid_t ckpt__h5_fapl(int aligned)
+{
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0)
+        return fapl;
+    if (H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST) < 0 ||
+        (aligned && H5Pset_alignment(fapl, CKPT__H5_ALIGN_THRESHOLD, 4096) < 0) ||
+        (aligned && H5Pset_meta_block_size(fapl, 1 << 20) < 0) ||
+        (aligned && H5Pset_small_data_block_size(fapl, 1 << 20) < 0) ||
+        H5Pset_file_locking(fapl, 0, 1) < 0) {
+        H5Pclose(fapl);
+        return H5I_INVALID_HID;
+    }
+    return fapl;
+}

@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Helpers around the HDF5 library: one process-wide lock (libhdf5 keeps
+ * global state and may be built without thread safety), silencing of its
+ * error printing while the runtime holds the lock, the HDF5 error stack
+ * turned into a ckpt__err message, the dtype -> HDF5 type map, and the
+ * file-access settings every ckpt file uses.
+ *
+ * Invariant: every HDF5 call of the runtime is made between
+ * ckpt__h5_enter() and ckpt__h5_leave() on the same thread.
+ */
+#ifndef CKPT_IO_H5UTIL_H
+#define CKPT_IO_H5UTIL_H
+
+#include <hdf5.h>
+
+#include "runtime/err.h"
+
+void ckpt__h5_enter(void);
+void ckpt__h5_leave(void);
+/* Sets err from the HDF5 error stack (then clears it); returns code. */
+int ckpt__h5_fail(ckpt__err *err, int code, const char *fmt, ...) CKPT__PRINTF(3, 4);
+/* A new HDF5 type for dtype (close with H5Tclose), or H5I_INVALID_HID. */
+hid_t ckpt__h5_type(ckpt_dtype dtype);
+/* File access list: newest format, no file locking, and for rank files
+ * (aligned = 1) 4 KiB-aligned big datasets. */
+hid_t ckpt__h5_fapl(int aligned);
+
+#define CKPT__H5_ALIGN_THRESHOLD 65536 /* datasets this big start 4 KiB-aligned */
+
+#endif

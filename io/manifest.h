@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * manifest.h5: the file whose presence inside a committed folder makes a
+ * checkpoint.  It is HDF5 with a 512-byte user block:
+ *
+ *   user block  "CKPTMAN1", u32 version, u32 0, u64 file length,
+ *               u64 XXH3-64 of bytes [512, length)
+ *   /           ckpt_format_version, step, world_size, uuid, created_unix,
+ *               chunk_bytes, root (checkpoint Merkle root)
+ *   /index      u8[]: the binary index (index.h) of every rank
+ *   /tensors    compound table of the entries, for people and h5py
+ *
+ * The reader checks the user block over the whole file before HDF5 parses
+ * a byte of it, then decodes /index with the hardened decoder, so a damaged
+ * manifest is reported as such and never reaches HDF5's parser.
+ */
+#ifndef CKPT_IO_MANIFEST_H
+#define CKPT_IO_MANIFEST_H
+
+#include "io/index.h"
+
+#define CKPT__MANIFEST_NAME "manifest.h5"
+#define CKPT__MANIFEST_MAX (1ull << 32) /* bytes; a larger file is refused */
+
+/* Creates path (must not exist), writes it and makes it durable (fsync). */
+int ckpt__manifest_write(const char *path, const ckpt__index *idx, ckpt__err *err);
+/* Reads and fully validates (user block, index, hash tree, attributes). */
+int ckpt__manifest_read(const char *path, ckpt__index *out, ckpt__err *err);
+
+#endif

@@ -1,0 +1,335 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Rank file layout through HDF5 (see rankfile.h).  Every function here runs
+ * inside ckpt__h5_enter/leave.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/h5util.h"
+#include "io/names.h"
+#include "io/rankfile.h"
+
+struct ckpt__rankfile {
+    hid_t file;
+    char path[4096];
+};
+
+static void entry_path(const ckpt__entry *e, char *out, size_t cap)
+{
+    char esc[CKPT__ESCAPED_MAX];
+    ckpt__name_escape(e->name, esc);
+    snprintf(out, cap, "%s/%s", e->kind == CKPT__ENTRY_META ? "/meta" : "/tensors", esc);
+}
+
+static hid_t str_type(void)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    if (t >= 0 && (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0)) {
+        H5Tclose(t);
+        return H5I_INVALID_HID;
+    }
+    return t;
+}
+
+static int attr_write(hid_t obj, const char *name, hid_t type, int rank, hsize_t n,
+                      const void *data)
+{
+    hid_t sp = rank ? H5Screate_simple(1, &n, NULL) : H5Screate(H5S_SCALAR);
+    if (sp < 0)
+        return -1;
+    hid_t a = H5Acreate2(obj, name, type, sp, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = a < 0 || H5Awrite(a, type, data) < 0 ? -1 : 0;
+    if (a >= 0)
+        H5Aclose(a);
+    H5Sclose(sp);
+    return rc;
+}
+
+static int attr_str(hid_t obj, const char *name, const char *value)
+{
+    hid_t t = str_type();
+    if (t < 0)
+        return -1;
+    int rc = attr_write(obj, name, t, 0, 1, &value);
+    H5Tclose(t);
+    return rc;
+}
+
+static int attr_i64(hid_t obj, const char *name, int64_t v)
+{
+    return attr_write(obj, name, H5T_NATIVE_INT64, 0, 1, &v);
+}
+
+static int attr_u64(hid_t obj, const char *name, uint64_t v)
+{
+    return attr_write(obj, name, H5T_NATIVE_UINT64, 0, 1, &v);
+}
+
+static int attr_read_u64(hid_t obj, const char *name, uint64_t *v, hsize_t n)
+{
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    if (a < 0)
+        return -1;
+    hid_t sp = H5Aget_space(a);
+    hssize_t have = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+    int rc = have == (hssize_t)n && H5Aread(a, H5T_NATIVE_UINT64, v) >= 0 ? 0 : -1;
+    if (sp >= 0)
+        H5Sclose(sp);
+    H5Aclose(a);
+    return rc;
+}
+
+static int make_dataset(hid_t file, ckpt__entry *e, const void *meta, hid_t dcpl, hid_t lcpl,
+                        ckpt__err *err)
+{
+    char path[16 + CKPT__ESCAPED_MAX];
+    entry_path(e, path, sizeof path);
+    hsize_t dims[CKPT_MAX_NDIM];
+    for (int d = 0; d < e->ndim; d++)
+        dims[d] = (hsize_t)e->count[d];
+    hid_t type = ckpt__h5_type(e->dtype);
+    hid_t sp = e->ndim ? H5Screate_simple(e->ndim, dims, NULL) : H5Screate(H5S_SCALAR);
+    hid_t ds = type >= 0 && sp >= 0
+                   ? H5Dcreate2(file, path, type, sp, lcpl, dcpl, H5P_DEFAULT)
+                   : H5I_INVALID_HID;
+    int rc = 0;
+    if (ds < 0) {
+        rc = ckpt__h5_fail(err, CKPT_EIO, "create dataset for '%s'", e->name);
+        goto out;
+    }
+    haddr_t off = H5Dget_offset(ds);
+    if (e->nbytes == 0) {
+        e->file_off = CKPT__NO_OFFSET;
+    } else if (off == HADDR_UNDEF) {
+        rc = ckpt__h5_fail(err, CKPT_EIO, "no storage allocated for '%s'", e->name);
+        goto out;
+    } else {
+        e->file_off = (uint64_t)off;
+    }
+    const char *dname = ckpt_dtype_name(e->dtype);
+    int bad = attr_str(ds, "name", e->name) < 0 || attr_str(ds, "ckpt_dtype", dname) < 0;
+    if (!bad && e->ndim > 0) {
+        bad = attr_write(ds, "shape", H5T_NATIVE_INT64, 1, (hsize_t)e->ndim, e->shape) < 0;
+        int sharded = 0;
+        for (int d = 0; d < e->ndim; d++)
+            sharded |= e->start[d] != 0 || e->count[d] != e->shape[d];
+        if (!bad && sharded)
+            bad = attr_write(ds, "start", H5T_NATIVE_INT64, 1, (hsize_t)e->ndim, e->start) < 0;
+    }
+    if (!bad && meta && e->nbytes > 0)
+        bad = H5Dwrite(ds, H5T_STD_U8LE, H5S_ALL, H5S_ALL, H5P_DEFAULT, meta) < 0;
+    if (bad)
+        rc = ckpt__h5_fail(err, CKPT_EIO, "write attributes of '%s'", e->name);
+out:
+    if (ds >= 0)
+        H5Dclose(ds);
+    if (sp >= 0)
+        H5Sclose(sp);
+    if (type >= 0)
+        H5Tclose(type);
+    return rc;
+}
+
+int ckpt__rankfile_create(const char *path, ckpt__index *idx, uint32_t rank,
+                          const void *const *meta_data, uint64_t *data_end,
+                          ckpt__rankfile **out, ckpt__err *err)
+{
+    *out = NULL;
+    *data_end = 0;
+    ckpt__rankfile *rf = calloc(1, sizeof *rf);
+    if (!rf)
+        return ckpt__err_set(err, CKPT_ENOMEM, "%s: out of memory", path);
+    snprintf(rf->path, sizeof rf->path, "%s", path);
+    int rc = 0;
+    hid_t fapl = ckpt__h5_fapl(1);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    hid_t g1 = H5I_INVALID_HID, g2 = H5I_INVALID_HID;
+    rf->file = H5I_INVALID_HID;
+    if (fapl < 0 || dcpl < 0 || lcpl < 0 || H5Pset_layout(dcpl, H5D_CONTIGUOUS) < 0 ||
+        H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY) < 0 ||
+        H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) < 0 ||
+        H5Pset_char_encoding(lcpl, H5T_CSET_UTF8) < 0) {
+        rc = ckpt__h5_fail(err, CKPT_EIO, "%s: property lists", path);
+        goto out;
+    }
+    rf->file = H5Fcreate(path, H5F_ACC_EXCL, H5P_DEFAULT, fapl);
+    if (rf->file < 0) {
+        rc = ckpt__h5_fail(err, CKPT_EIO, "create %s", path);
+        goto out;
+    }
+    g1 = H5Gcreate2(rf->file, "tensors", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    g2 = H5Gcreate2(rf->file, "meta", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g1 < 0 || g2 < 0) {
+        rc = ckpt__h5_fail(err, CKPT_EIO, "%s: create groups", path);
+        goto out;
+    }
+    for (uint32_t i = 0; i < idx->nentries && !rc; i++) {
+        ckpt__entry *e = &idx->entries[i];
+        if ((uint32_t)e->rank != rank)
+            continue;
+        const void *meta = meta_data && e->kind == CKPT__ENTRY_META ? meta_data[i] : NULL;
+        rc = make_dataset(rf->file, e, meta, dcpl, lcpl, err);
+        if (!rc && e->nbytes && e->file_off + e->nbytes > *data_end)
+            *data_end = e->file_off + e->nbytes;
+    }
+    if (rc)
+        ckpt__err_prefix(err, "%s", path);
+    /* Flush the layout now so that the file on disk describes it. */
+    if (!rc && H5Fflush(rf->file, H5F_SCOPE_LOCAL) < 0)
+        rc = ckpt__h5_fail(err, CKPT_EIO, "flush %s", path);
+out:
+    if (g1 >= 0)
+        H5Gclose(g1);
+    if (g2 >= 0)
+        H5Gclose(g2);
+    if (lcpl >= 0)
+        H5Pclose(lcpl);
+    if (dcpl >= 0)
+        H5Pclose(dcpl);
+    if (fapl >= 0)
+        H5Pclose(fapl);
+    if (rc) {
+        ckpt__rankfile_abort(rf);
+        return rc;
+    }
+    *out = rf;
+    return 0;
+}
+
+int ckpt__rankfile_finish(ckpt__rankfile *rf, const ckpt__index *idx, uint32_t rank,
+                          ckpt__err *err)
+{
+    int rc = 0;
+    for (uint32_t i = 0; i < idx->nentries && !rc; i++) {
+        const ckpt__entry *e = &idx->entries[i];
+        if ((uint32_t)e->rank != rank)
+            continue;
+        char path[16 + CKPT__ESCAPED_MAX];
+        entry_path(e, path, sizeof path);
+        hid_t ds = H5Dopen2(rf->file, path, H5P_DEFAULT);
+        int bad = ds < 0 || attr_u64(ds, "hash", e->hash) < 0;
+        if (!bad && e->nchunks)
+            bad = attr_write(ds, "chunk_hashes", H5T_NATIVE_UINT64, 1, e->nchunks,
+                             idx->hashes + e->chunk0) < 0;
+        if (ds >= 0)
+            H5Dclose(ds);
+        if (bad)
+            rc = ckpt__h5_fail(err, CKPT_EIO, "%s: write hashes of '%s'", rf->path, e->name);
+    }
+    const ckpt__rankrec *rr = NULL;
+    for (uint32_t r = 0; r < idx->nranks; r++)
+        if (idx->ranks[r].rank == rank)
+            rr = &idx->ranks[r];
+    char uuid[33];
+    for (int k = 0; k < 16; k++)
+        snprintf(uuid + 2 * k, 3, "%02x", idx->uuid[k]);
+    int32_t ver[2] = {CKPT__FORMAT_MAJOR, CKPT__FORMAT_MINOR};
+    if (!rc && (attr_write(rf->file, "ckpt_format_version", H5T_NATIVE_INT32, 1, 2, ver) < 0 ||
+                attr_i64(rf->file, "step", idx->step) < 0 ||
+                attr_i64(rf->file, "rank", rank) < 0 ||
+                attr_i64(rf->file, "world_size", idx->world_size) < 0 ||
+                attr_str(rf->file, "uuid", uuid) < 0 ||
+                attr_i64(rf->file, "chunk_bytes", (int64_t)idx->chunk_bytes) < 0 ||
+                attr_u64(rf->file, "root", rr ? rr->root : 0) < 0))
+        rc = ckpt__h5_fail(err, CKPT_EIO, "%s: write root attributes", rf->path);
+    herr_t cl = H5Fclose(rf->file);
+    rf->file = H5I_INVALID_HID;
+    if (!rc && cl < 0)
+        rc = ckpt__h5_fail(err, CKPT_EIO, "close %s", rf->path);
+    free(rf);
+    return rc;
+}
+
+void ckpt__rankfile_abort(ckpt__rankfile *rf)
+{
+    if (!rf)
+        return;
+    if (rf->file >= 0)
+        H5Fclose(rf->file);
+    H5Eclear2(H5E_DEFAULT);
+    free(rf);
+}
+
+/* ---- structure check ----------------------------------------------------- */
+
+static int check_entry(hid_t file, const ckpt__index *idx, const ckpt__entry *e,
+                       ckpt__err *err)
+{
+    char path[16 + CKPT__ESCAPED_MAX];
+    entry_path(e, path, sizeof path);
+    hid_t ds = H5Dopen2(file, path, H5P_DEFAULT);
+    if (ds < 0)
+        return ckpt__h5_fail(err, CKPT_ECORRUPT, "dataset of '%s' is missing", e->name);
+    int rc = 0;
+    hid_t want = ckpt__h5_type(e->dtype), have = H5Dget_type(ds), sp = H5Dget_space(ds);
+    hsize_t dims[CKPT_MAX_NDIM];
+    int nd = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
+    if (want < 0 || have < 0 || H5Tequal(want, have) <= 0) {
+        rc = ckpt__err_set(err, CKPT_ECORRUPT, "'%s': HDF5 type differs from %s", e->name,
+                           ckpt_dtype_name(e->dtype));
+    } else if (nd != e->ndim || (nd > 0 && H5Sget_simple_extent_dims(sp, dims, NULL) < 0)) {
+        rc = ckpt__err_set(err, CKPT_ECORRUPT, "'%s': rank of the dataspace differs", e->name);
+    } else {
+        for (int d = 0; d < nd && !rc; d++)
+            if (dims[d] != (hsize_t)e->count[d])
+                rc = ckpt__err_set(err, CKPT_ECORRUPT, "'%s': dimension %d differs", e->name,
+                                   d);
+    }
+    haddr_t off = H5Dget_offset(ds);
+    if (!rc && e->nbytes && off != (haddr_t)e->file_off)
+        rc = ckpt__err_set(err, CKPT_ECORRUPT, "'%s': data offset differs from the manifest",
+                           e->name);
+    uint64_t h = 0;
+    if (!rc && (attr_read_u64(ds, "hash", &h, 1) < 0 || h != e->hash))
+        rc = ckpt__err_set(err, CKPT_ECORRUPT, "'%s': hash attribute differs", e->name);
+    if (!rc && e->nchunks) {
+        uint64_t *leaves = malloc(e->nchunks * sizeof *leaves);
+        if (!leaves)
+            rc = ckpt__err_set(err, CKPT_ENOMEM, "out of memory");
+        else if (attr_read_u64(ds, "chunk_hashes", leaves, e->nchunks) < 0 ||
+                 memcmp(leaves, idx->hashes + e->chunk0, e->nchunks * sizeof *leaves) != 0)
+            rc = ckpt__err_set(err, CKPT_ECORRUPT, "'%s': chunk_hashes attribute differs",
+                               e->name);
+        free(leaves);
+    }
+    if (want >= 0)
+        H5Tclose(want);
+    if (have >= 0)
+        H5Tclose(have);
+    if (sp >= 0)
+        H5Sclose(sp);
+    H5Dclose(ds);
+    H5Eclear2(H5E_DEFAULT);
+    return rc;
+}
+
+int ckpt__rankfile_check(const char *path, const ckpt__index *idx, uint32_t rank,
+                         ckpt__err *err)
+{
+    hid_t fapl = ckpt__h5_fapl(1);
+    hid_t f = fapl >= 0 ? H5Fopen(path, H5F_ACC_RDONLY, fapl) : H5I_INVALID_HID;
+    if (fapl >= 0)
+        H5Pclose(fapl);
+    if (f < 0)
+        return ckpt__h5_fail(err, CKPT_ECORRUPT, "%s is not a readable HDF5 file", path);
+    int rc = 0;
+    uint64_t root = 0;
+    const ckpt__rankrec *rr = NULL;
+    for (uint32_t r = 0; r < idx->nranks; r++)
+        if (idx->ranks[r].rank == rank)
+            rr = &idx->ranks[r];
+    if (!rr || attr_read_u64(f, "root", &root, 1) < 0 || root != rr->root)
+        rc = ckpt__err_set(err, CKPT_ECORRUPT, "%s: root attribute differs from the manifest",
+                           path);
+    for (uint32_t i = 0; i < idx->nentries && !rc; i++)
+        if ((uint32_t)idx->entries[i].rank == rank)
+            rc = check_entry(f, idx, &idx->entries[i], err);
+    if (rc && rc != CKPT_ENOMEM)
+        ckpt__err_prefix(err, "%s", path);
+    H5Fclose(f);
+    H5Eclear2(H5E_DEFAULT);
+    return rc;
+}

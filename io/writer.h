@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The writer interface: positioned reads and writes of rank files, with
+ * completions delivered asynchronously, plus durable sync.  Backends:
+ * writer_pwrite.c (thread pool of pwrite/pread) and, later, io_uring.
+ *
+ * Shape (after sqlite3_io_methods and libuv's fs layer):
+ *   - A writer is opened once per context; files are opened through it.
+ *   - Requests are caller-owned ckpt__ioreq structs (no allocation per
+ *     I/O).  The caller fills file, op, buf, n, off, cb, user and must not
+ *     touch the struct again until cb(req) has run.
+ *   - submit() is called from one thread at a time; cb runs on a backend
+ *     thread, possibly before submit() returns.  req->res is the number of
+ *     bytes transferred (n on success; less only at end of file for reads
+ *     or when the device refuses more) or a negative errno.
+ *   - The backend uses O_DIRECT for the parts of a request whose buffer
+ *     address, file offset and length are 4 KiB aligned, and a buffered
+ *     descriptor for the rest, so sub-block tails never rewrite bytes
+ *     outside [off, off + n) (DESIGN.md: the HDF5 tail trap).
+ *   - sync() makes every completed write of the file durable (fsync).
+ */
+#ifndef CKPT_IO_WRITER_H
+#define CKPT_IO_WRITER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "runtime/err.h"
+
+#define CKPT__WRITER_VERSION 1
+#define CKPT__DIO_ALIGN 4096u
+
+typedef struct ckpt__writer ckpt__writer;
+typedef struct ckpt__wfile ckpt__wfile;
+typedef struct ckpt__ioreq ckpt__ioreq;
+
+enum ckpt__io_op { CKPT__IO_READ = 1, CKPT__IO_WRITE = 2 };
+enum ckpt__wfile_mode { CKPT__WF_READ = 1, CKPT__WF_WRITE = 2 };
+
+struct ckpt__ioreq {
+    ckpt__wfile *file;
+    int op;                       /* CKPT__IO_READ or CKPT__IO_WRITE */
+    void *buf;
+    size_t n;
+    uint64_t off;
+    void (*cb)(ckpt__ioreq *req); /* completion, on a backend thread */
+    void *user;
+    int64_t res;                  /* set before cb: bytes or -errno */
+    ckpt__ioreq *next;            /* backend's use while queued */
+};
+
+typedef struct ckpt__writer_config {
+    int threads;     /* pwrite pool threads (>= 1) */
+    int queue_depth; /* requests in flight (io_uring) */
+    int direct;      /* 1: use O_DIRECT where the file system allows */
+} ckpt__writer_config;
+
+typedef struct ckpt__writer_methods {
+    int version;
+    const char *name;
+    int (*open)(const ckpt__writer_config *cfg, ckpt__writer **out, ckpt__err *err);
+    /* Every request must have completed. */
+    void (*close)(ckpt__writer *w);
+    /* Opens an existing file (never creates; refuses symlinks). */
+    int (*file_open)(ckpt__writer *w, const char *path, int mode, ckpt__wfile **out,
+                     ckpt__err *err);
+    /* Every request on the file must have completed. */
+    void (*file_close)(ckpt__writer *w, ckpt__wfile *f);
+    /* Queues req; never fails synchronously (errors arrive through cb). */
+    void (*submit)(ckpt__writer *w, ckpt__ioreq *req);
+    int (*sync)(ckpt__writer *w, ckpt__wfile *f, ckpt__err *err);
+    /* 1 when the file got an O_DIRECT descriptor. */
+    int (*is_direct)(const ckpt__wfile *f);
+} ckpt__writer_methods;
+
+extern const ckpt__writer_methods ckpt__writer_pwrite;
+
+#endif

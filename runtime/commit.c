@@ -1,0 +1,304 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The commit protocol: how one save's files become a checkpoint, atomically.
+ *
+ * States of a save's folder in DIR:
+ *
+ *   (none) --mkdir--> PARTIAL --rank files + done-records durable--> COMPLETE
+ *     --manifest durable, folder fsynced--> SEALED --rename--> COMMITTED
+ *     --fsync DIR--> DURABLE (the ticket reports 0; retention may run)
+ *
+ *   PARTIAL, COMPLETE, SEALED --failure--> ABANDONED: removed at once, or
+ *     by ckpt__catalog_cleanup at the next open after a crash.
+ *   COMMITTED --rename to *.trash-*--> TRASH --remove--> (none)
+ *
+ * Function per transition:
+ *   (none) -> PARTIAL          ckpt__commit_begin
+ *   PARTIAL -> COMPLETE        save.c (rank file, fsync) + ckpt__commit_done_record
+ *   COMPLETE -> SEALED         ckpt__commit_seal, first half (rank 0)
+ *   SEALED -> DURABLE          ckpt__commit_seal, second half (rank 0)
+ *   -> ABANDONED               ckpt__commit_abandon, ckpt__catalog_cleanup
+ *   COMMITTED -> (none)        ckpt__catalog_delete (retention, `ckpt gc`)
+ *
+ * Invariants:
+ *   1. A folder has a committed name only if it holds a durable manifest;
+ *      the committed name only ever appears through rename(2), so a crash
+ *      at any instant leaves either the old set of checkpoints or the new.
+ *   2. A rank file is durable (fsync) before its done-record is written,
+ *      and a done-record appears under its final name only when complete
+ *      and durable (written to a temporary name, fsynced, renamed).
+ *   3. The manifest is durable (file and folder fsynced) before the rename.
+ *   4. DIR is fsynced after the rename, before the save reports success.
+ *   5. A save never writes into a committed folder.  Replacing a committed
+ *      step is one atomic exchange of names (RENAME_EXCHANGE); the old
+ *      content then sits under the partial name and is removed.
+ *   6. Everything a save creates lies in a folder it made with mkdir under
+ *      DIR (failing if the name exists), and files are created exclusively,
+ *      so no existing path, symlink or not, can redirect a write outside
+ *      DIR.
+ *   7. Retention runs after invariant 4 and never deletes the newest
+ *      committed step.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "io/manifest.h"
+#include "runtime/internal.h"
+
+#ifndef RENAME_NOREPLACE
+#define RENAME_NOREPLACE (1 << 0)
+#endif
+#ifndef RENAME_EXCHANGE
+#define RENAME_EXCHANGE (1 << 1)
+#endif
+
+#define MAX_RECORD (1ull << 31) /* bytes of one done-record */
+
+static void hex(const uint8_t *b, size_t n, char *out)
+{
+    for (size_t i = 0; i < n; i++)
+        snprintf(out + 2 * i, 3, "%02x", b[i]);
+}
+
+int ckpt__commit_begin(const char *dir, int64_t step, const uint8_t uuid[16], char *partial,
+                       size_t cap, ckpt__err *err)
+{
+    char name[32], h[33], path[4096];
+    ckpt__step_name(step, name);
+    hex(uuid, 16, h);
+    snprintf(partial, cap, "%s.partial-%s", name, h);
+    snprintf(path, sizeof path, "%s/%s", dir, partial);
+    /* Inv. 6: mkdir fails if anything already has this name. */
+    if (mkdir(path, 0755) != 0)
+        return ckpt__err_errno(err, errno, "create folder %s", path);
+    return 0;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+    size_t done = 0;
+    while (done < n) {
+        ssize_t r = write(fd, p + done, n - done);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return r < 0 ? -errno : -ENOSPC;
+        done += (size_t)r;
+    }
+    return 0;
+}
+
+int ckpt__commit_done_record(const char *partial_path, const ckpt__index *idx, uint32_t rank,
+                             ckpt__fault *fault, ckpt__err *err)
+{
+    char tmp[4200], fin[4200];
+    snprintf(tmp, sizeof tmp, "%s/done-%05u.tmp", partial_path, rank);
+    snprintf(fin, sizeof fin, "%s/done-%05u.rec", partial_path, rank);
+    int rc = ckpt__fault_check(fault, CKPT__FAULT_DONE, "write done-record", err);
+    if (rc)
+        return rc;
+    uint8_t *buf;
+    size_t len;
+    rc = ckpt__index_encode(idx, &buf, &len, err);
+    if (rc)
+        return rc;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0) {
+        free(buf);
+        return ckpt__err_errno(err, errno, "create %s", tmp);
+    }
+    int w = write_all(fd, buf, len);
+    free(buf);
+    if (w < 0)
+        rc = ckpt__err_errno(err, -w, "write %s", tmp);
+    else if (fsync(fd) != 0)
+        rc = ckpt__err_errno(err, errno, "fsync %s", tmp);
+    close(fd);
+    /* Inv. 2: the final name appears only for a complete, durable record. */
+    if (!rc && rename(tmp, fin) != 0)
+        rc = ckpt__err_errno(err, errno, "rename %s", tmp);
+    if (!rc)
+        rc = ckpt__fsync_dir(partial_path, err);
+    return rc;
+}
+
+static int read_record(const char *path, ckpt__index *out, ckpt__err *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return ckpt__err_errno(err, errno, "open %s", path);
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > MAX_RECORD) {
+        close(fd);
+        return ckpt__err_set(err, CKPT_ECORRUPT, "%s is not a done-record", path);
+    }
+    size_t n = (size_t)st.st_size, got = 0;
+    uint8_t *buf = malloc(n ? n : 1);
+    if (!buf) {
+        close(fd);
+        return ckpt__err_set(err, CKPT_ENOMEM, "%s: out of memory", path);
+    }
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    int rc = got == n ? ckpt__index_decode(buf, n, path, out, err)
+                      : ckpt__err_set(err, CKPT_EIO, "read %s: short", path);
+    free(buf);
+    return rc;
+}
+
+/* Appends rank record set `r` (one rank) to the merged index m. */
+static int merge(ckpt__index *m, const ckpt__index *r, ckpt__err *err)
+{
+    ckpt__rankrec *ranks = realloc(m->ranks, (m->nranks + 1) * sizeof *ranks);
+    if (ranks)
+        m->ranks = ranks;
+    ckpt__entry *ents = realloc(m->entries, (size_t)(m->nentries + r->nentries + 1) *
+                                                sizeof *ents);
+    if (ents)
+        m->entries = ents;
+    uint64_t *hs = realloc(m->hashes, (size_t)(m->nhashes + r->nhashes + 1) * sizeof *hs);
+    if (hs)
+        m->hashes = hs;
+    if (!ranks || !ents || !hs)
+        return ckpt__err_set(err, CKPT_ENOMEM, "merging done-records: out of memory");
+    m->ranks[m->nranks++] = r->ranks[0];
+    for (uint32_t i = 0; i < r->nentries; i++) {
+        ckpt__entry e = r->entries[i];
+        e.name = strdup(e.name);
+        if (!e.name)
+            return ckpt__err_set(err, CKPT_ENOMEM, "merging done-records: out of memory");
+        e.chunk0 += m->nhashes;
+        m->entries[m->nentries++] = e;
+    }
+    memcpy(m->hashes + m->nhashes, r->hashes, r->nhashes * sizeof *hs);
+    m->nhashes += r->nhashes;
+    return 0;
+}
+
+/* Moves partial to the committed name; *replaced is set when an older
+ * checkpoint of the same step now sits under the partial name. */
+static int publish(const char *dir, const char *partial, const char *committed, int *replaced,
+                   ckpt__err *err)
+{
+    *replaced = 0;
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return ckpt__err_errno(err, errno, "open folder %s", dir);
+    int rc = 0;
+    if (renameat2(dfd, partial, dfd, committed, RENAME_NOREPLACE) == 0) {
+        close(dfd);
+        return 0;
+    }
+    int e = errno;
+    if (e == EEXIST) {
+        /* Inv. 5: swap names atomically; the old content leaves under `partial`. */
+        if (renameat2(dfd, partial, dfd, committed, RENAME_EXCHANGE) == 0)
+            *replaced = 1;
+        else
+            rc = ckpt__err_errno(err, errno, "exchange %s/%s with %s", dir, partial,
+                                 committed);
+    } else if (e == EINVAL || e == ENOSYS || e == ENOTSUP) {
+        /* No renameat2 on this file system: rename(2) refuses a non-empty target. */
+        if (renameat(dfd, partial, dfd, committed) != 0) {
+            e = errno;
+            if (e == ENOTEMPTY || e == EEXIST) {
+                ckpt__err sub;
+                int64_t step = strtoll(committed + 5, NULL, 10);
+                if (ckpt__catalog_delete(dir, step, &sub) != 0)
+                    rc = ckpt__err_set(err, sub.code, "replace %s: %s", committed, sub.msg);
+                else if (renameat(dfd, partial, dfd, committed) != 0)
+                    rc = ckpt__err_errno(err, errno, "rename %s/%s", dir, partial);
+            } else {
+                rc = ckpt__err_errno(err, e, "rename %s/%s", dir, partial);
+            }
+        }
+    } else {
+        rc = ckpt__err_errno(err, e, "rename %s/%s to %s", dir, partial, committed);
+    }
+    close(dfd);
+    return rc;
+}
+
+int ckpt__commit_seal(const char *dir, const char *partial, int64_t step, uint32_t world,
+                      ckpt__fault *fault, ckpt__log *log, ckpt__err *err)
+{
+    char ppath[4096], path[4200], committed[32];
+    snprintf(ppath, sizeof ppath, "%s/%s", dir, partial);
+    ckpt__step_name(step, committed);
+    ckpt__index m;
+    memset(&m, 0, sizeof m);
+    int rc = 0;
+    for (uint32_t r = 0; r < world && !rc; r++) {
+        ckpt__index rec;
+        snprintf(path, sizeof path, "%s/done-%05u.rec", ppath, r);
+        rc = read_record(path, &rec, err);
+        if (rc)
+            break;
+        if (rec.step != step || rec.world_size != world || rec.nranks != 1 ||
+            rec.ranks[0].rank != r || (r > 0 && memcmp(rec.uuid, m.uuid, 16) != 0))
+            rc = ckpt__err_set(err, CKPT_ECORRUPT, "%s belongs to another save", path);
+        if (!rc && r == 0) {
+            m.step = rec.step;
+            m.world_size = rec.world_size;
+            m.chunk_bytes = rec.chunk_bytes;
+            memcpy(m.uuid, rec.uuid, 16);
+        }
+        if (!rc && rec.chunk_bytes != m.chunk_bytes)
+            rc = ckpt__err_set(err, CKPT_ECORRUPT, "%s: chunk size differs", path);
+        if (!rc)
+            rc = merge(&m, &rec, err);
+        ckpt__index_free(&rec);
+    }
+    if (!rc) {
+        m.created_unix = (int64_t)time(NULL);
+        rc = ckpt__index_check_tree(&m, "merged index", err);
+    }
+    if (!rc)
+        rc = ckpt__fault_check(fault, CKPT__FAULT_MANIFEST, "write manifest", err);
+    snprintf(path, sizeof path, "%s/%s", ppath, CKPT__MANIFEST_NAME);
+    if (!rc)
+        rc = ckpt__manifest_write(path, &m, err);
+    ckpt__index_free(&m);
+    /* Inv. 3: manifest and folder durable before the rename. */
+    if (!rc)
+        rc = ckpt__fsync_dir(ppath, err);
+    if (!rc)
+        rc = ckpt__fault_check(fault, CKPT__FAULT_RENAME, "commit rename", err);
+    int replaced = 0;
+    if (!rc)
+        rc = publish(dir, partial, committed, &replaced, err);
+    if (rc)
+        return rc;
+    /* Inv. 4: the new name is durable before anyone is told. */
+    rc = ckpt__fault_check(fault, CKPT__FAULT_DIRSYNC, "fsync of the checkpoint folder", err);
+    if (!rc)
+        rc = ckpt__fsync_dir(dir, err);
+    if (replaced) {
+        ckpt__err sub;
+        if (ckpt__remove_tree(dir, partial, &sub) != 0)
+            ckpt__logf(log, CKPT_LOG_WARN, "removing the replaced %s: %s", committed, sub.msg);
+    }
+    return rc;
+}
+
+void ckpt__commit_abandon(const char *dir, const char *partial, ckpt__log *log)
+{
+    ckpt__err e;
+    if (partial[0] && ckpt__remove_tree(dir, partial, &e) != 0)
+        ckpt__logf(log, CKPT_LOG_WARN, "could not remove %s/%s (removed at next open): %s",
+                   dir, partial, e.msg);
+}

@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Configuration: defaults, environment overrides and validation.  Every
+ * bound below is checked at ckpt_open, so a bad value is a clear
+ * CKPT_EINVAL naming the field, never a crash later.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/internal.h"
+
+#define MIB (1ull << 20)
+
+static int parse_int(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end != '\0' || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int ckpt_config_init(ckpt_config *cfg)
+{
+    ckpt__err *err = ckpt__thread_err();
+    ckpt__err_clear(err);
+    if (!cfg)
+        return ckpt__err_set(err, CKPT_EINVAL, "ckpt_config_init: cfg is NULL");
+    memset(cfg, 0, sizeof *cfg);
+    cfg->dir = NULL;
+    cfg->staging_bytes = 256 * MIB;
+    cfg->chunk_bytes = 4 * MIB;
+    cfg->io = CKPT_IO_AUTO;
+    cfg->device = CKPT_DEVICE_AUTO;
+    cfg->queue_depth = 16;
+    cfg->verify = 1;
+    cfg->max_inflight = 1;
+    cfg->busy = CKPT_BUSY_WAIT;
+    cfg->log_level = CKPT_LOG_WARN;
+
+    int rc = 0;
+    const char *v;
+    if ((v = getenv("CKPT_DIR")) && *v)
+        cfg->dir = v;
+    if ((v = getenv("CKPT_KEEP_LAST")) && *v) {
+        long n;
+        if (parse_int(v, 0, 1000000, &n) == 0)
+            cfg->keep_last = (int)n;
+        else
+            rc = ckpt__err_set(err, CKPT_EINVAL,
+                               "CKPT_KEEP_LAST='%.64s' is not a number in 0..1000000", v);
+    }
+    if ((v = getenv("CKPT_IO")) && *v) {
+        if (strcmp(v, "auto") == 0)
+            cfg->io = CKPT_IO_AUTO;
+        else if (strcmp(v, "pwrite") == 0)
+            cfg->io = CKPT_IO_PWRITE;
+        else if (strcmp(v, "uring") == 0)
+            cfg->io = CKPT_IO_URING;
+        else
+            rc = ckpt__err_set(err, CKPT_EINVAL, "CKPT_IO='%.64s': expected auto, uring or pwrite",
+                               v);
+    }
+    if ((v = getenv("CKPT_LOG")) && *v) {
+        int lvl = ckpt__log_parse(v);
+        if (lvl >= 0)
+            cfg->log_level = (ckpt_log_level)lvl;
+        else
+            rc = ckpt__err_set(err, CKPT_EINVAL,
+                               "CKPT_LOG='%.64s': expected debug, info, warn, error or off", v);
+    }
+    return rc;
+}
+
+int ckpt__config_validate(const ckpt_config *c, ckpt__err *err)
+{
+#define BAD(...) return ckpt__err_set(err, CKPT_EINVAL, __VA_ARGS__)
+    if (!c->dir || !c->dir[0])
+        BAD("config: dir is not set (cfg.dir or CKPT_DIR)");
+    if (strlen(c->dir) > 3000)
+        BAD("config: dir is longer than 3000 bytes");
+    if (c->keep_last < 0)
+        BAD("config: keep_last is %d", c->keep_last);
+    if (c->keep_every < 0)
+        BAD("config: keep_every is %d", c->keep_every);
+    if (!(c->max_age_hours >= 0) || isinf(c->max_age_hours))
+        BAD("config: max_age_hours must be a finite number >= 0");
+    if (c->chunk_bytes < 64 * 1024 || c->chunk_bytes > (1ull << 30) || c->chunk_bytes % 4096)
+        BAD("config: chunk_bytes %llu must be a multiple of 4 KiB in 64 KiB..1 GiB",
+            (unsigned long long)c->chunk_bytes);
+    if (c->staging_bytes < c->chunk_bytes || c->staging_bytes > (1ull << 46))
+        BAD("config: staging_bytes %llu must be in chunk_bytes..64 TiB",
+            (unsigned long long)c->staging_bytes);
+    if (c->io != CKPT_IO_AUTO && c->io != CKPT_IO_PWRITE && c->io != CKPT_IO_URING)
+        BAD("config: unknown io backend %d", (int)c->io);
+    if (c->device != CKPT_DEVICE_AUTO && c->device != CKPT_DEVICE_HOST &&
+        c->device != CKPT_DEVICE_CUDA)
+        BAD("config: unknown device backend %d", (int)c->device);
+    if (c->io_threads < 0 || c->io_threads > 64)
+        BAD("config: io_threads %d (0..64)", c->io_threads);
+    if (c->hash_threads < 0 || c->hash_threads > 64)
+        BAD("config: hash_threads %d (0..64)", c->hash_threads);
+    if (c->queue_depth < 1 || c->queue_depth > 4096)
+        BAD("config: queue_depth %d (1..4096)", c->queue_depth);
+    if (c->verify != 0 && c->verify != 1)
+        BAD("config: verify must be 0 or 1");
+    if (c->max_inflight < 1 || c->max_inflight > 64)
+        BAD("config: max_inflight %d (1..64)", c->max_inflight);
+    if (c->busy != CKPT_BUSY_WAIT && c->busy != CKPT_BUSY_REFUSE)
+        BAD("config: unknown busy policy %d", (int)c->busy);
+    if ((int)c->log_level < CKPT_LOG_DEBUG || c->log_level > CKPT_LOG_OFF)
+        BAD("config: unknown log level %d", (int)c->log_level);
+    return 0;
+#undef BAD
+}

@@ -1,0 +1,527 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The public API's entry points: argument checks, the context's lifecycle,
+ * registration, metadata, and the save/fence/ticket bookkeeping shared with
+ * the coordinator thread (save.c).  Restore lives in restore.c.
+ *
+ * Ticket table invariant (ctx->mu): a ticket is in the table from
+ * ckpt_save until it is consumed by ckpt_wait (wanted) or until its save
+ * ends (not wanted).  Tickets are issued in increasing order, so a ticket
+ * below next_ticket that is not in the table was consumed already.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "io/manifest.h"
+#include "io/names.h"
+#include "runtime/internal.h"
+
+#define MAX_TICKETS 4096
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+static int no_ctx(const char *fn)
+{
+    return ckpt__err_set(ckpt__thread_err(), CKPT_EINVAL, "%s: ctx is NULL", fn);
+}
+
+static int make_dirs(const char *path, ckpt__err *err)
+{
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n >= sizeof buf)
+        return ckpt__err_set(err, CKPT_EINVAL, "folder path too long");
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != '\0')
+            continue;
+        char c = buf[i];
+        buf[i] = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return ckpt__err_errno(err, errno, "create folder %s", buf);
+        buf[i] = c;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return ckpt__err_errno(err, errno, "folder %s", path);
+    if (!S_ISDIR(st.st_mode))
+        return ckpt__err_set(err, CKPT_EINVAL, "%s is not a folder", path);
+    if (access(path, W_OK | X_OK) != 0)
+        return ckpt__err_errno(err, errno, "folder %s is not writable", path);
+    return 0;
+}
+
+static ckpt__ticketrec *find_ticket(ckpt_ctx *ctx, uint64_t t, size_t *pos)
+{
+    for (size_t i = 0; i < ctx->ntickets; i++)
+        if (ctx->tickets[i].ticket == t) {
+            if (pos)
+                *pos = i;
+            return &ctx->tickets[i];
+        }
+    return NULL;
+}
+
+static void drop_ticket(ckpt_ctx *ctx, size_t i)
+{
+    free(ctx->tickets[i].msg);
+    memmove(&ctx->tickets[i], &ctx->tickets[i + 1],
+            (ctx->ntickets - i - 1) * sizeof *ctx->tickets);
+    ctx->ntickets--;
+}
+
+void ckpt__ticket_finish(ckpt_ctx *ctx, uint64_t ticket, int result, const char *msg)
+{
+    size_t i;
+    ckpt__ticketrec *r = find_ticket(ctx, ticket, &i);
+    if (result && !r) {
+        ckpt__err e;
+        ckpt__err_set(&e, result, "%s", msg);
+        ckpt__err_keep(&ctx->unobserved, &e);
+    }
+    if (!r)
+        return;
+    if (!r->wanted) {
+        if (result) {
+            ckpt__err e;
+            ckpt__err_set(&e, result, "%s", msg);
+            ckpt__err_keep(&ctx->unobserved, &e);
+        }
+        drop_ticket(ctx, i);
+        return;
+    }
+    r->done = 1;
+    r->result = result;
+    r->msg = result ? strdup(msg) : NULL;
+}
+
+/* Returns the ticket's state for poll/wait, or an error for a bad ticket. */
+static int ticket_lookup(ckpt_ctx *ctx, ckpt_ticket t, const char *fn, ckpt__ticketrec **out,
+                         size_t *pos)
+{
+    *out = find_ticket(ctx, t, pos);
+    if (*out)
+        return 0;
+    if (t == 0 || t > ctx->next_ticket)
+        return ckpt__err_set(&ctx->err, CKPT_EINVAL, "%s: ticket %llu was never issued", fn,
+                             (unsigned long long)t);
+    return ckpt__err_set(&ctx->err, CKPT_ESTATE,
+                         "%s: ticket %llu was already waited for (or not kept)", fn,
+                         (unsigned long long)t);
+}
+
+/* ---- lifecycle ---------------------------------------------------------------- */
+
+static void destroy(ckpt_ctx *ctx)
+{
+    if (ctx->coord_running) {
+        pthread_mutex_lock(&ctx->mu);
+        ctx->stop = 1;
+        pthread_cond_broadcast(&ctx->cv);
+        pthread_mutex_unlock(&ctx->mu);
+        pthread_join(ctx->coord, NULL);
+    }
+    ckpt__engine_close(&ctx->eng);
+    ckpt__registry_free(&ctx->reg);
+    ckpt__meta_free(&ctx->meta);
+    for (size_t i = 0; i < ctx->ntickets; i++)
+        free(ctx->tickets[i].msg);
+    free(ctx->tickets);
+    if (ctx->comm)
+        ctx->comm->m->destroy(ctx->comm);
+    pthread_cond_destroy(&ctx->cv);
+    pthread_mutex_destroy(&ctx->mu);
+    ckpt__log_destroy(&ctx->log);
+    free(ctx->dir);
+    free(ctx);
+}
+
+int ckpt_open(const ckpt_config *cfg, ckpt_comm *comm, ckpt_ctx **out)
+{
+    ckpt__err *err = ckpt__thread_err();
+    ckpt__err_clear(err);
+    if (out)
+        *out = NULL;
+    if (!out || !cfg) {
+        if (comm)
+            comm->m->destroy(comm);
+        return ckpt__err_set(err, CKPT_EINVAL, "ckpt_open: %s is NULL", out ? "cfg" : "out");
+    }
+    int rc = ckpt__config_validate(cfg, err);
+    if (rc) {
+        if (comm)
+            comm->m->destroy(comm);
+        return rc;
+    }
+    ckpt_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) {
+        if (comm)
+            comm->m->destroy(comm);
+        return ckpt__err_set(err, CKPT_ENOMEM, "ckpt_open: out of memory");
+    }
+    pthread_mutex_init(&ctx->mu, NULL);
+    pthread_cond_init(&ctx->cv, NULL);
+    ckpt__log_init(&ctx->log, cfg->log_level, cfg->log_fn, cfg->log_user);
+    ckpt__fault_init(&ctx->fault);
+    ctx->cfg = *cfg;
+    ctx->dir = strdup(cfg->dir);
+    ctx->cfg.dir = ctx->dir;
+    ctx->comm = comm ? comm : ckpt__comm_single();
+    if (!ctx->dir || !ctx->comm) {
+        destroy(ctx);
+        return ckpt__err_set(err, CKPT_ENOMEM, "ckpt_open: out of memory");
+    }
+    ctx->rank = ctx->comm->m->rank(ctx->comm);
+    ctx->world = ctx->comm->m->size(ctx->comm);
+
+    rc = make_dirs(ctx->dir, err);
+    if (!rc && ctx->rank == 0) {
+        rc = ckpt__catalog_cleanup(ctx->dir, &ctx->log, err);
+        if (!rc && getrandom(ctx->run_uuid, 16, 0) != 16)
+            rc = ckpt__err_errno(err, errno, "getrandom");
+    }
+    /* Open is a collective point: every rank learns rank 0's run uuid. */
+    if (!rc)
+        rc = ctx->comm->m->bcast(ctx->comm, ctx->run_uuid, 16, 0, err);
+    if (!rc)
+        rc = ctx->comm->m->barrier(ctx->comm, err);
+    ckpt__engine_config ec = {
+        .io = cfg->io,
+        .device = cfg->device,
+        .io_threads = cfg->io_threads,
+        .hash_threads = cfg->hash_threads,
+        .queue_depth = cfg->queue_depth,
+        .staging_bytes = cfg->staging_bytes,
+        .chunk_bytes = cfg->chunk_bytes,
+    };
+    if (!rc)
+        rc = ckpt__engine_open(&ctx->eng, &ec, &ctx->log, &ctx->fault, err);
+    if (!rc) {
+        int e = pthread_create(&ctx->coord, NULL, ckpt__coordinator_main, ctx);
+        if (e)
+            rc = ckpt__err_errno(err, e, "ckpt_open: pthread_create");
+        else
+            ctx->coord_running = 1;
+    }
+    if (rc) {
+        ckpt__err_prefix(err, "ckpt_open(%s)", cfg->dir);
+        destroy(ctx);
+        return rc;
+    }
+    ckpt__logf(&ctx->log, CKPT_LOG_INFO, "opened %s: rank %d of %d, writer %s, device %s",
+               ctx->dir, ctx->rank, ctx->world, ctx->eng.wm->name, ctx->eng.dm->name);
+    *out = ctx;
+    return 0;
+}
+
+int ckpt_close(ckpt_ctx *ctx)
+{
+    if (!ctx)
+        return 0;
+    pthread_mutex_lock(&ctx->mu);
+    while (ctx->inflight > 0)
+        pthread_cond_wait(&ctx->cv, &ctx->mu);
+    pthread_mutex_unlock(&ctx->mu);
+    ckpt__err unobserved = ctx->unobserved;
+    destroy(ctx);
+    if (unobserved.code)
+        *ckpt__thread_err() = unobserved;
+    return unobserved.code;
+}
+
+const char *ckpt_last_error(const ckpt_ctx *ctx)
+{
+    return ctx ? ctx->err.msg : ckpt__thread_err()->msg;
+}
+
+/* ---- registration and metadata ----------------------------------------------- */
+
+static int frozen(ckpt_ctx *ctx, const char *fn)
+{
+    pthread_mutex_lock(&ctx->mu);
+    int busy = ctx->inflight > 0;
+    pthread_mutex_unlock(&ctx->mu);
+    if (busy)
+        return ckpt__err_set(&ctx->err, CKPT_ESTATE,
+                             "%s: a save is in flight; wait for it before changing tensors",
+                             fn);
+    return 0;
+}
+
+int ckpt_register(ckpt_ctx *ctx, const char *name, void *ptr, ckpt_dtype dtype, int ndim,
+                  const int64_t *shape)
+{
+    if (!ctx)
+        return no_ctx("ckpt_register");
+    int rc = frozen(ctx, "ckpt_register");
+    if (!rc)
+        rc = ckpt__registry_add(&ctx->reg, name, ptr, dtype, ndim, shape, &ctx->err);
+    if (!rc && ctx->reg.v[ctx->reg.n - 1].nbytes) {
+        const ckpt__tensor *t = &ctx->reg.v[ctx->reg.n - 1];
+        rc = ctx->eng.dm->check_tensor(ctx->eng.dev, t->ptr, (size_t)t->nbytes, &ctx->err);
+        if (rc) {
+            ckpt__err keep = ctx->err;
+            ckpt__registry_remove(&ctx->reg, name, &ctx->err);
+            ctx->err = keep;
+        }
+    }
+    return rc;
+}
+
+int ckpt_unregister(ckpt_ctx *ctx, const char *name)
+{
+    if (!ctx)
+        return no_ctx("ckpt_unregister");
+    int rc = frozen(ctx, "ckpt_unregister");
+    return rc ? rc : ckpt__registry_remove(&ctx->reg, name, &ctx->err);
+}
+
+int ckpt_set_meta(ckpt_ctx *ctx, const char *key, const void *data, size_t len)
+{
+    if (!ctx)
+        return no_ctx("ckpt_set_meta");
+    return ckpt__meta_put(&ctx->meta, key, data, len, &ctx->err);
+}
+
+int ckpt_get_meta(ckpt_ctx *ctx, const char *key, void *buf, size_t cap, size_t *len)
+{
+    if (!ctx)
+        return no_ctx("ckpt_get_meta");
+    int rc = ckpt__name_check(key, "metadata key", &ctx->err);
+    if (rc)
+        return rc;
+    const ckpt__kv *kv = ckpt__meta_get(&ctx->meta, key);
+    if (!kv)
+        return ckpt__err_set(&ctx->err, CKPT_ENOTFOUND, "metadata '%s' is not set", key);
+    if (len)
+        *len = kv->len;
+    if (kv->len > cap || (kv->len && !buf))
+        return ckpt__err_set(&ctx->err, CKPT_ERANGE,
+                             "metadata '%s' is %zu bytes, the buffer holds %zu", key, kv->len,
+                             buf ? cap : 0);
+    if (kv->len)
+        memcpy(buf, kv->val, kv->len);
+    return 0;
+}
+
+/* ---- saving -------------------------------------------------------------------- */
+
+int ckpt_save(ckpt_ctx *ctx, int64_t step, void *stream, ckpt_ticket *ticket)
+{
+    if (ticket)
+        *ticket = 0;
+    if (!ctx)
+        return no_ctx("ckpt_save");
+    if (step < 0 || step > CKPT__STEP_MAX)
+        return ckpt__err_set(&ctx->err, CKPT_EINVAL, "ckpt_save: step %lld out of 0..%lld",
+                             (long long)step, CKPT__STEP_MAX);
+    ckpt__job *job = calloc(1, sizeof *job);
+    if (!job)
+        return ckpt__err_set(&ctx->err, CKPT_ENOMEM, "ckpt_save: out of memory");
+    int rc = ckpt__meta_copy(&job->meta, &ctx->meta, &ctx->err);
+    if (rc) {
+        free(job);
+        return rc;
+    }
+    job->ctx = ctx;
+    job->step = step;
+
+    pthread_mutex_lock(&ctx->mu);
+    if (ctx->inflight >= ctx->cfg.max_inflight && ctx->cfg.busy == CKPT_BUSY_REFUSE) {
+        pthread_mutex_unlock(&ctx->mu);
+        ckpt__job_free(job);
+        return ckpt__err_set(&ctx->err, CKPT_EBUSY,
+                             "ckpt_save: step %lld refused, %d save(s) still in flight",
+                             (long long)step, ctx->cfg.max_inflight);
+    }
+    while (ctx->inflight >= ctx->cfg.max_inflight)
+        pthread_cond_wait(&ctx->cv, &ctx->mu);
+    if (ctx->ntickets == ctx->cap_tickets) {
+        size_t cap = ctx->cap_tickets ? ctx->cap_tickets * 2 : 16;
+        ckpt__ticketrec *v = realloc(ctx->tickets, cap * sizeof *v);
+        if (!v) {
+            pthread_mutex_unlock(&ctx->mu);
+            ckpt__job_free(job);
+            return ckpt__err_set(&ctx->err, CKPT_ENOMEM, "ckpt_save: out of memory");
+        }
+        ctx->tickets = v;
+        ctx->cap_tickets = cap;
+    }
+    /* Bound the table: forget the oldest finished ticket nobody collected. */
+    if (ctx->ntickets >= MAX_TICKETS)
+        for (size_t i = 0; i < ctx->ntickets; i++)
+            if (ctx->tickets[i].done) {
+                drop_ticket(ctx, i);
+                break;
+            }
+    rc = ctx->eng.dm->save_begin(ctx->eng.dev, stream, &ctx->err);
+    if (rc) {
+        pthread_mutex_unlock(&ctx->mu);
+        ckpt__job_free(job);
+        return rc;
+    }
+    job->ticket = ++ctx->next_ticket;
+    job->seq = ++ctx->seq;
+    ckpt__ticketrec *r = &ctx->tickets[ctx->ntickets++];
+    memset(r, 0, sizeof *r);
+    r->ticket = job->ticket;
+    r->wanted = ticket != NULL;
+    ctx->inflight++;
+    ctx->snap_pending++;
+    if (ctx->qtail)
+        ctx->qtail->next = job;
+    else
+        ctx->qhead = job;
+    ctx->qtail = job;
+    pthread_cond_broadcast(&ctx->cv);
+    pthread_mutex_unlock(&ctx->mu);
+    if (ticket)
+        *ticket = job->ticket;
+    return 0;
+}
+
+int ckpt_fence(ckpt_ctx *ctx, void *stream)
+{
+    if (!ctx)
+        return no_ctx("ckpt_fence");
+    pthread_mutex_lock(&ctx->mu);
+    while (ctx->snap_pending > 0)
+        pthread_cond_wait(&ctx->cv, &ctx->mu);
+    pthread_mutex_unlock(&ctx->mu);
+    return ctx->eng.dm->fence(ctx->eng.dev, stream, &ctx->err);
+}
+
+int ckpt_poll(ckpt_ctx *ctx, ckpt_ticket ticket)
+{
+    if (!ctx)
+        return no_ctx("ckpt_poll");
+    ckpt__ticketrec *r;
+    pthread_mutex_lock(&ctx->mu);
+    int rc = ticket_lookup(ctx, ticket, "ckpt_poll", &r, NULL);
+    if (!rc) {
+        rc = r->done ? r->result : CKPT_INPROGRESS;
+        if (r->done && r->result)
+            ckpt__err_set(&ctx->err, r->result, "%s", r->msg ? r->msg : "");
+    }
+    pthread_mutex_unlock(&ctx->mu);
+    return rc;
+}
+
+static void deadline_after(struct timespec *ts, int64_t ms)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += (time_t)(ms / 1000);
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+int ckpt_wait(ckpt_ctx *ctx, ckpt_ticket ticket, int64_t timeout_ms)
+{
+    if (!ctx)
+        return no_ctx("ckpt_wait");
+    struct timespec deadline;
+    if (timeout_ms >= 0)
+        deadline_after(&deadline, timeout_ms);
+    ckpt__ticketrec *r;
+    size_t pos = 0;
+    pthread_mutex_lock(&ctx->mu);
+    int rc = ticket_lookup(ctx, ticket, "ckpt_wait", &r, &pos);
+    while (!rc && !r->done) {
+        if (timeout_ms < 0) {
+            pthread_cond_wait(&ctx->cv, &ctx->mu);
+        } else if (pthread_cond_timedwait(&ctx->cv, &ctx->mu, &deadline) == ETIMEDOUT) {
+            rc = ckpt__err_set(&ctx->err, CKPT_ETIMEDOUT,
+                               "ckpt_wait: ticket %llu still running after %lld ms",
+                               (unsigned long long)ticket, (long long)timeout_ms);
+            break;
+        }
+        r = find_ticket(ctx, ticket, &pos); /* the table may have moved */
+    }
+    if (!rc) {
+        rc = r->result;
+        if (rc)
+            ckpt__err_set(&ctx->err, rc, "%s", r->msg ? r->msg : "");
+        drop_ticket(ctx, pos);
+    }
+    pthread_mutex_unlock(&ctx->mu);
+    return rc;
+}
+
+/* ---- restore and listing --------------------------------------------------------- */
+
+int ckpt_restore(ckpt_ctx *ctx, int64_t step, void *stream, int64_t *step_out)
+{
+    if (!ctx)
+        return no_ctx("ckpt_restore");
+    return ckpt__restore(ctx, step, stream, step_out);
+}
+
+int ckpt_list(ckpt_ctx *ctx, ckpt_info *out, size_t cap, size_t *count)
+{
+    if (!ctx)
+        return no_ctx("ckpt_list");
+    if (!count || (cap && !out))
+        return ckpt__err_set(&ctx->err, CKPT_EINVAL, "ckpt_list: %s is NULL",
+                             count ? "out" : "count");
+    *count = 0;
+    int64_t *steps;
+    size_t n;
+    int rc = ckpt__catalog_scan(ctx->dir, &steps, &n, &ctx->err);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        char path[4200], name[32];
+        ckpt__step_name(steps[i], name);
+        snprintf(path, sizeof path, "%s/%s/%s", ctx->dir, name, CKPT__MANIFEST_NAME);
+        ckpt__index idx;
+        ckpt__err e;
+        if (ckpt__manifest_read(path, &idx, &e) != 0) {
+            ckpt__logf(&ctx->log, CKPT_LOG_INFO, "list: skipping %s: %s", name, e.msg);
+            continue;
+        }
+        if (*count < cap) {
+            ckpt_info *o = &out[*count];
+            memset(o, 0, sizeof *o);
+            o->step = idx.step;
+            o->created_unix = idx.created_unix;
+            o->world_size = (int32_t)idx.world_size;
+            for (uint32_t k = 0; k < idx.nentries; k++) {
+                o->nbytes += idx.entries[k].nbytes;
+                o->ntensors += idx.entries[k].kind == CKPT__ENTRY_TENSOR;
+            }
+            for (int k = 0; k < 16; k++)
+                snprintf(o->uuid + 2 * k, 3, "%02x", idx.uuid[k]);
+        }
+        (*count)++;
+        ckpt__index_free(&idx);
+    }
+    free(steps);
+    return 0;
+}
+
+/* ---- test hooks ------------------------------------------------------------------ */
+
+int ckpt__fault_arm(ckpt_ctx *ctx, int site, int64_t nth, int action)
+{
+    if (!ctx || site < 0 || site >= CKPT__FAULT_NSITES)
+        return CKPT_EINVAL;
+    ckpt__fault_set(&ctx->fault, site, nth, action);
+    return 0;
+}
+
+int ckpt__fault_fired(ckpt_ctx *ctx, int site)
+{
+    if (!ctx || site < 0 || site >= CKPT__FAULT_NSITES)
+        return 0;
+    return atomic_load(&ctx->fault.fired[site]);
+}

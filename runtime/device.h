@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The device interface: where registered tensors live and how their bytes
+ * reach the host staging pool and come back.  Backends: device_host.c
+ * (tensors in host memory, a copy thread) and, later, cuda/.
+ *
+ * Contract:
+ *   - save_begin(stream) runs on the caller's thread inside ckpt_save and
+ *     orders the snapshot after the caller's queued work (a CUDA event);
+ *     it must not block.
+ *   - copy_out(req) queues an asynchronous copy of req->ops into staging;
+ *     requests complete in submission order and req->cb runs exactly once
+ *     on a backend thread.  Called from one thread at a time.
+ *   - fence(stream) runs on the caller's thread once every copy of the
+ *     pending saves has been queued (and, for a backend with
+ *     CKPT__DEV_FENCE_ON_HOST, completed): it makes `stream` wait for them.
+ *   - copy_in(ops) copies staging back into tensors and returns when done.
+ */
+#ifndef CKPT_RUNTIME_DEVICE_H
+#define CKPT_RUNTIME_DEVICE_H
+
+#include <stddef.h>
+
+#include "runtime/err.h"
+
+#define CKPT__DEVICE_VERSION 1
+/* The fence completes on the host: the core waits for the copies to finish. */
+#define CKPT__DEV_FENCE_ON_HOST 1u
+
+typedef struct ckpt__device ckpt__device;
+
+typedef struct ckpt__copy {
+    void *dst;
+    const void *src;
+    size_t n;
+} ckpt__copy;
+
+typedef struct ckpt__copyreq ckpt__copyreq;
+struct ckpt__copyreq {
+    const ckpt__copy *ops;
+    size_t nops;
+    void (*cb)(ckpt__copyreq *req, int rc); /* rc: 0 or a CKPT_E* code */
+    void *user;
+    ckpt__copyreq *next; /* backend's use while queued */
+};
+
+typedef struct ckpt__device_methods {
+    int version;
+    const char *name;
+    unsigned flags;
+    int (*open)(ckpt__device **out, ckpt__err *err);
+    void (*close)(ckpt__device *dev);
+    /* Prepares the staging pool for fast copies (pins it). */
+    int (*register_staging)(ckpt__device *dev, void *base, size_t n, ckpt__err *err);
+    /* Checks that [ptr, ptr + n) is memory this backend can copy. */
+    int (*check_tensor)(ckpt__device *dev, const void *ptr, size_t n, ckpt__err *err);
+    int (*save_begin)(ckpt__device *dev, void *stream, ckpt__err *err);
+    void (*copy_out)(ckpt__device *dev, ckpt__copyreq *req);
+    int (*fence)(ckpt__device *dev, void *stream, ckpt__err *err);
+    int (*copy_in)(ckpt__device *dev, const ckpt__copy *ops, size_t nops, void *stream,
+                   ckpt__err *err);
+} ckpt__device_methods;
+
+extern const ckpt__device_methods ckpt__device_host;
+
+#endif

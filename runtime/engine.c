@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The engine: the backends and pools a context (or the CLI, or the bench)
+ * moves data with.  This file is the one registry of backends: explicit
+ * config first, then the CKPT_IO environment override (applied by
+ * ckpt_config_init), then a probe, then the fallback; the choice is logged.
+ * `#if CKPT_HAVE_*` guards appear around registry entries only.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "runtime/pipeline.h"
+
+static int pick_writer(const ckpt__engine_config *cfg, ckpt__log *log,
+                       const ckpt__writer_methods **out, ckpt__err *err)
+{
+    switch (cfg->io) {
+    case CKPT_IO_PWRITE:
+        *out = &ckpt__writer_pwrite;
+        return 0;
+    case CKPT_IO_URING:
+        return ckpt__err_set(err, CKPT_EUNSUPPORTED,
+                             "io=uring: this build has no io_uring writer yet (use pwrite)");
+    case CKPT_IO_AUTO:
+    default:
+        *out = &ckpt__writer_pwrite;
+        ckpt__logf(log, CKPT_LOG_INFO, "writer: pwrite (auto)");
+        return 0;
+    }
+}
+
+static int pick_device(const ckpt__engine_config *cfg, ckpt__log *log,
+                       const ckpt__device_methods **out, ckpt__err *err)
+{
+    switch (cfg->device) {
+    case CKPT_DEVICE_CUDA:
+        return ckpt__err_set(err, CKPT_EUNSUPPORTED, "device=cuda: built without CUDA");
+    case CKPT_DEVICE_HOST:
+        *out = &ckpt__device_host;
+        return 0;
+    case CKPT_DEVICE_AUTO:
+    default:
+        *out = &ckpt__device_host;
+        ckpt__logf(log, CKPT_LOG_INFO, "device: host (auto)");
+        return 0;
+    }
+}
+
+static int cores(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 64 ? 64 : (int)n;
+}
+
+int ckpt__engine_open(ckpt__engine *eng, const ckpt__engine_config *cfg, ckpt__log *log,
+                      ckpt__fault *fault, ckpt__err *err)
+{
+    memset(eng, 0, sizeof *eng);
+    eng->fault = fault;
+    eng->log = log;
+    eng->chunk_bytes = cfg->chunk_bytes;
+    int rc = pick_writer(cfg, log, &eng->wm, err);
+    if (!rc)
+        rc = pick_device(cfg, log, &eng->dm, err);
+    if (rc)
+        return rc;
+    ckpt__writer_config wc = {
+        .threads = cfg->io_threads ? cfg->io_threads : 4,
+        .queue_depth = cfg->queue_depth,
+        .direct = 1,
+    };
+    int nh = cfg->hash_threads ? cfg->hash_threads : (cores() < 4 ? cores() : 4);
+    rc = eng->wm->open(&wc, &eng->w, err);
+    if (!rc)
+        rc = eng->dm->open(&eng->dev, err);
+    if (!rc)
+        rc = ckpt__workers_open(nh, &eng->hashers, err);
+    if (!rc)
+        rc = ckpt__staging_init(&eng->staging, cfg->staging_bytes, cfg->chunk_bytes, err);
+    if (!rc)
+        rc = eng->dm->register_staging(eng->dev, eng->staging.base, eng->staging.bytes, err);
+    if (rc)
+        ckpt__engine_close(eng);
+    return rc;
+}
+
+void ckpt__engine_close(ckpt__engine *eng)
+{
+    ckpt__workers_close(eng->hashers);
+    if (eng->dev)
+        eng->dm->close(eng->dev);
+    if (eng->w)
+        eng->wm->close(eng->w);
+    ckpt__staging_destroy(&eng->staging);
+    memset(eng, 0, sizeof *eng);
+}

@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Error buffers: a CKPT_E* code plus a message that names what failed and
+ * where.  This leaf header is part of every backend interface (device.h,
+ * comm.h, io/writer.h), so backends report errors the same way the core
+ * does without including anything else of runtime/.
+ *
+ * Invariants: a ckpt__err with code 0 has an empty message; helpers return
+ * the code they stored so callers can `return ckpt__err_set(...)`.
+ */
+#ifndef CKPT_RUNTIME_ERR_H
+#define CKPT_RUNTIME_ERR_H
+
+#include <stddef.h>
+
+#include "ckpt/ckpt.h"
+
+#define CKPT__ERR_MSG 512
+
+typedef struct ckpt__err {
+    int code;
+    char msg[CKPT__ERR_MSG];
+} ckpt__err;
+
+#if defined(__GNUC__)
+#define CKPT__PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define CKPT__PRINTF(f, a)
+#endif
+
+/* Clears *e. */
+void ckpt__err_clear(ckpt__err *e);
+/* Stores code and message (overwriting); returns code.  e may be NULL. */
+int ckpt__err_set(ckpt__err *e, int code, const char *fmt, ...) CKPT__PRINTF(3, 4);
+/* As ckpt__err_set, with ": strerror(errnum)" appended and the code mapped
+ * from errnum (ENOSPC -> CKPT_ENOSPC, ENOMEM -> CKPT_ENOMEM, EACCES/EPERM ->
+ * CKPT_EPERM, ENOENT -> CKPT_ENOTFOUND, else CKPT_EIO). */
+int ckpt__err_errno(ckpt__err *e, int errnum, const char *fmt, ...) CKPT__PRINTF(3, 4);
+/* Prepends "prefix: " to an existing message; returns e->code. */
+int ckpt__err_prefix(ckpt__err *e, const char *fmt, ...) CKPT__PRINTF(2, 3);
+/* Copies src into dst unless dst already holds an error (first wins). */
+void ckpt__err_keep(ckpt__err *dst, const ckpt__err *src);
+/* Maps an errno value to a CKPT_E* code. */
+int ckpt__code_from_errno(int errnum);
+
+/* The calling thread's buffer for errors of calls without a context. */
+ckpt__err *ckpt__thread_err(void);
+
+#endif

@@ -1,0 +1,138 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Error codes and messages: ckpt_strerror and ckpt_err_name generated from
+ * the CKPT_ERRORS X-macro, the ckpt__err helpers, and the per-thread buffer
+ * that holds the message of a failed call that had no context to hold it.
+ * That buffer is thread-local, so it is no shared mutable state.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "runtime/err.h"
+
+const char *ckpt_strerror(int code)
+{
+    switch (code) {
+#define CKPT_X_MSG(name, value, msg)                                            \
+    case CKPT_##name:                                                           \
+        return msg;
+        CKPT_ERRORS(CKPT_X_MSG)
+#undef CKPT_X_MSG
+    case CKPT_INPROGRESS:
+        return "save in progress";
+    default:
+        return "unknown error code";
+    }
+}
+
+const char *ckpt_err_name(int code)
+{
+    switch (code) {
+#define CKPT_X_NAME(name, value, msg)                                           \
+    case CKPT_##name:                                                           \
+        return "CKPT_" #name;
+        CKPT_ERRORS(CKPT_X_NAME)
+#undef CKPT_X_NAME
+    case CKPT_INPROGRESS:
+        return "CKPT_INPROGRESS";
+    default:
+        return "CKPT_E?";
+    }
+}
+
+void ckpt__err_clear(ckpt__err *e)
+{
+    if (e) {
+        e->code = 0;
+        e->msg[0] = '\0';
+    }
+}
+
+static void vset(ckpt__err *e, int code, const char *fmt, va_list ap)
+{
+    e->code = code;
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+}
+
+int ckpt__err_set(ckpt__err *e, int code, const char *fmt, ...)
+{
+    if (!e)
+        return code;
+    va_list ap;
+    va_start(ap, fmt);
+    vset(e, code, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+int ckpt__code_from_errno(int errnum)
+{
+    switch (errnum) {
+    case 0:
+        return CKPT_OK;
+    case ENOSPC:
+    case EDQUOT:
+    case EFBIG:
+        return CKPT_ENOSPC;
+    case ENOMEM:
+        return CKPT_ENOMEM;
+    case EACCES:
+    case EPERM:
+    case EROFS:
+        return CKPT_EPERM;
+    case ENOENT:
+        return CKPT_ENOTFOUND;
+    case EINVAL:
+        return CKPT_EINVAL;
+    case ETIMEDOUT:
+        return CKPT_ETIMEDOUT;
+    case EEXIST:
+        return CKPT_EEXIST;
+    default:
+        return CKPT_EIO;
+    }
+}
+
+int ckpt__err_errno(ckpt__err *e, int errnum, const char *fmt, ...)
+{
+    int code = ckpt__code_from_errno(errnum);
+    if (!e)
+        return code;
+    va_list ap;
+    va_start(ap, fmt);
+    vset(e, code, fmt, ap);
+    va_end(ap);
+    size_t len = strlen(e->msg);
+    if (len < sizeof e->msg)
+        snprintf(e->msg + len, sizeof e->msg - len, ": %s", strerror(errnum));
+    return code;
+}
+
+int ckpt__err_prefix(ckpt__err *e, const char *fmt, ...)
+{
+    char head[CKPT__ERR_MSG / 2];
+    char old[CKPT__ERR_MSG];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(head, sizeof head, fmt, ap);
+    va_end(ap);
+    memcpy(old, e->msg, sizeof old);
+    int n = snprintf(e->msg, sizeof e->msg, "%s: ", head);
+    if (n > 0 && (size_t)n < sizeof e->msg)
+        snprintf(e->msg + n, sizeof e->msg - (size_t)n, "%s", old);
+    return e->code;
+}
+
+void ckpt__err_keep(ckpt__err *dst, const ckpt__err *src)
+{
+    if (dst->code == 0 && src->code != 0)
+        *dst = *src;
+}
+
+ckpt__err *ckpt__thread_err(void)
+{
+    static _Thread_local ckpt__err tls;
+    return &tls;
+}

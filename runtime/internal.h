@@ -1,0 +1,194 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The context and what hangs off it: the tensor registry, the metadata
+ * store, save jobs and tickets.  Internal to runtime/; the CLI, the bench
+ * and tests/internal may use it through the static library.
+ *
+ * Threads and ownership of a context:
+ *   - the caller's thread runs every public function;
+ *   - one coordinator thread per context runs saves, one at a time, in
+ *     submission order (save.c);
+ *   - backend threads (copy, hash, I/O) only touch what a request hands
+ *     them (pipeline.h).
+ * ctx->mu guards the job queue, the ticket table, inflight, snap_pending
+ * and stop; everything else of the context belongs to the caller's thread,
+ * except the registry, which the coordinator reads while saves are in
+ * flight and which is therefore frozen then (ckpt_register -> CKPT_ESTATE).
+ */
+#ifndef CKPT_RUNTIME_INTERNAL_H
+#define CKPT_RUNTIME_INTERNAL_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "io/index.h"
+#include "io/strmap.h"
+#include "runtime/comm.h"
+#include "runtime/err.h"
+#include "runtime/fault.h"
+#include "runtime/log.h"
+#include "runtime/pipeline.h"
+
+/* ---- registry (registry.c) ------------------------------------------------ */
+
+typedef struct ckpt__tensor {
+    char *name;
+    void *ptr;
+    ckpt_dtype dtype;
+    int ndim;
+    int64_t shape[CKPT_MAX_NDIM];
+    uint64_t nbytes;
+} ckpt__tensor;
+
+typedef struct ckpt__registry {
+    ckpt__tensor *v;
+    uint32_t n, cap;
+    ckpt__strmap map;
+} ckpt__registry;
+
+int ckpt__registry_add(ckpt__registry *r, const char *name, void *ptr, ckpt_dtype dtype,
+                       int ndim, const int64_t *shape, ckpt__err *err);
+int ckpt__registry_remove(ckpt__registry *r, const char *name, ckpt__err *err);
+void ckpt__registry_free(ckpt__registry *r);
+
+typedef struct ckpt__kv {
+    char *key;
+    uint8_t *val;
+    size_t len;
+} ckpt__kv;
+
+typedef struct ckpt__metastore {
+    ckpt__kv *v;
+    uint32_t n, cap;
+    ckpt__strmap map;
+} ckpt__metastore;
+
+/* Copies data; replaces an existing key. */
+int ckpt__meta_put(ckpt__metastore *m, const char *key, const void *data, size_t len,
+                   ckpt__err *err);
+const ckpt__kv *ckpt__meta_get(const ckpt__metastore *m, const char *key);
+int ckpt__meta_copy(ckpt__metastore *dst, const ckpt__metastore *src, ckpt__err *err);
+void ckpt__meta_free(ckpt__metastore *m);
+
+/* ---- saves and tickets ----------------------------------------------------- */
+
+typedef struct ckpt__job {
+    struct ckpt__job *next;
+    ckpt_ctx *ctx;
+    uint64_t ticket;
+    int64_t step;
+    uint64_t seq;
+    ckpt__metastore meta; /* captured at ckpt_save */
+    int snap_done;        /* ctx->mu */
+    ckpt__err err;
+} ckpt__job;
+
+typedef struct ckpt__ticketrec {
+    uint64_t ticket;
+    int done;
+    int result;
+    int wanted; /* the caller holds the ticket */
+    char *msg;
+} ckpt__ticketrec;
+
+struct ckpt_ctx {
+    ckpt_config cfg; /* cfg.dir points at dir */
+    char *dir;
+    ckpt__err err;   /* last error of a call on this context */
+    ckpt__log log;
+    ckpt_comm *comm;
+    int rank, world;
+    ckpt__fault fault;
+    ckpt__engine eng;
+    ckpt__registry reg;
+    ckpt__metastore meta;
+    uint8_t run_uuid[16];
+    uint64_t seq;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t coord;
+    int coord_running;
+    int stop;
+    ckpt__job *qhead, *qtail;
+    int inflight;     /* accepted saves not finished */
+    int snap_pending; /* accepted saves whose snapshot is not complete */
+    ckpt__ticketrec *tickets;
+    size_t ntickets, cap_tickets;
+    uint64_t next_ticket;
+    ckpt__err unobserved; /* first error of a save nobody waits for */
+};
+
+/* save.c */
+void *ckpt__coordinator_main(void *ctx);
+void ckpt__job_free(ckpt__job *job);
+
+/* ctx.c: records a finished save on its ticket (ctx->mu held). */
+void ckpt__ticket_finish(ckpt_ctx *ctx, uint64_t ticket, int result, const char *msg);
+
+/* config.c */
+int ckpt__config_validate(const ckpt_config *cfg, ckpt__err *err);
+
+/* restore.c */
+int ckpt__restore(ckpt_ctx *ctx, int64_t step, void *stream, int64_t *step_out);
+
+/* ---- folders (catalog.c) ---------------------------------------------------- */
+
+#define CKPT__STEP_MAX 999999999999LL
+
+/* Committed step folders of dir, newest first (*steps malloc'd). */
+int ckpt__catalog_scan(const char *dir, int64_t **steps, size_t *n, ckpt__err *err);
+void ckpt__step_name(int64_t step, char out[32]);
+/* Removes leftovers of crashed saves and deletions (rank 0 at open). */
+int ckpt__catalog_cleanup(const char *dir, ckpt__log *log, ckpt__err *err);
+/* Removes dir/name recursively without following symlinks. */
+int ckpt__remove_tree(const char *dir, const char *name, ckpt__err *err);
+/* Deletes a committed checkpoint: rename to a trash name, then remove. */
+int ckpt__catalog_delete(const char *dir, int64_t step, ckpt__err *err);
+/* fsync of a folder. */
+int ckpt__fsync_dir(const char *path, ckpt__err *err);
+
+/* ---- commit protocol (commit.c) -------------------------------------------- */
+
+int ckpt__commit_begin(const char *dir, int64_t step, const uint8_t uuid[16], char *partial,
+                       size_t cap, ckpt__err *err);
+int ckpt__commit_done_record(const char *partial_path, const ckpt__index *idx, uint32_t rank,
+                             ckpt__fault *fault, ckpt__err *err);
+int ckpt__commit_seal(const char *dir, const char *partial, int64_t step, uint32_t world,
+                      ckpt__fault *fault, ckpt__log *log, ckpt__err *err);
+void ckpt__commit_abandon(const char *dir, const char *partial, ckpt__log *log);
+
+/* ---- retention (retention.c) ------------------------------------------------- */
+
+typedef struct ckpt__retention {
+    int keep_last;
+    int keep_every;
+    double max_age_hours;
+} ckpt__retention;
+
+/* Deletes what the rules no longer keep, never `protect` (the newest valid
+ * checkpoint); *deleted (may be NULL) gets how many went. */
+int ckpt__retention_apply(const char *dir, const ckpt__retention *rules, int64_t protect,
+                          ckpt__log *log, int *deleted, ckpt__err *err);
+
+/* ---- verification (verify.c) -------------------------------------------------- */
+
+typedef struct ckpt__verify_report {
+    int64_t step;
+    uint64_t bytes;           /* data bytes read and hashed */
+    uint32_t ntensors, nmeta;
+    ckpt__bad_chunk *bads;    /* malloc'd: chunks that failed (entry into idx) */
+    uint32_t nbads;
+    ckpt__index idx;          /* the manifest's index */
+    void (*progress)(void *user, uint64_t done, uint64_t total);
+    void *progress_user;
+} ckpt__verify_report;
+
+/* Verifies one committed checkpoint: manifest, every rank file's structure
+ * and every chunk.  0 when valid; CKPT_ECORRUPT (err names the first
+ * problem, report->bads lists bad chunks) when not. */
+int ckpt__verify_step(ckpt__engine *eng, const char *dir, int64_t step,
+                      ckpt__verify_report *report, ckpt__err *err);
+void ckpt__verify_report_free(ckpt__verify_report *r);
+
+#endif

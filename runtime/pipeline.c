@@ -1,0 +1,402 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The staging pipeline (see pipeline.h for the plan, the stages and the
+ * invariants it keeps).
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <xxhash.h>
+
+#include "io/h5util.h"
+#include "runtime/pipeline.h"
+
+enum { EV_FILLED = 1, EV_HASHED, EV_DRAINED };
+
+#define CONTAINER(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+static const ckpt__entry *ext_entry(const ckpt__pipe *p, const ckpt__extent *x)
+{
+    return &p->idx->entries[x->entry];
+}
+
+static uint64_t ext_file_off(const ckpt__pipe *p, const ckpt__extent *x)
+{
+    return ext_entry(p, x)->file_off + x->src_off;
+}
+
+int ckpt__pipe_init(ckpt__pipe *p, int dir, ckpt__engine *eng, ckpt__index *idx,
+                    void *const *ptrs, const uint32_t *entries, uint32_t n, const char *what,
+                    ckpt__err *err)
+{
+    memset(p, 0, sizeof *p);
+    p->dir = dir;
+    p->eng = eng;
+    p->idx = idx;
+    p->ptrs = ptrs;
+    p->what = what;
+    p->verify = 1;
+    ckpt__mbox_init(&p->mbox);
+    atomic_init(&p->copied, 0);
+
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < n; i++)
+        total += idx->entries[entries[i]].nchunks;
+    if (total > UINT32_MAX / 2)
+        return ckpt__err_set(err, CKPT_EINVAL, "%s: %llu chunks is too many", what,
+                             (unsigned long long)total);
+    size_t m = total ? (size_t)total : 1;
+    p->ext = calloc(m, sizeof *p->ext);
+    p->ops = calloc(m, sizeof *p->ops);
+    p->runs = calloc(m, sizeof *p->runs);
+    p->run_slab_off = calloc(m, sizeof *p->run_slab_off);
+    p->run_ext = calloc(m, sizeof *p->run_ext);
+    p->bat = calloc(m, sizeof *p->bat);
+    p->bad = calloc(m, 1);
+    if (!p->ext || !p->ops || !p->runs || !p->run_slab_off || !p->run_ext || !p->bat ||
+        !p->bad)
+        return ckpt__err_set(err, CKPT_ENOMEM, "%s: out of memory planning %llu chunks", what,
+                             (unsigned long long)total);
+    p->next = (uint32_t)total;
+
+    const uint64_t slab = eng->staging.slab_bytes, chunk = idx->chunk_bytes;
+    uint64_t pos = 0;
+    uint32_t k = 0;
+    ckpt__batch *b = NULL;
+    for (uint32_t i = 0; i < n; i++) {
+        const ckpt__entry *e = &idx->entries[entries[i]];
+        /* Entries this big start 4 KiB-aligned in the file (h5util.c). */
+        int big = e->nbytes >= CKPT__H5_ALIGN_THRESHOLD;
+        for (uint32_t c = 0; c < e->nchunks; c++, k++) {
+            ckpt__extent *x = &p->ext[k];
+            x->entry = entries[i];
+            x->chunk = c;
+            x->src_off = (uint64_t)c * chunk;
+            x->n = e->nbytes - x->src_off < chunk ? e->nbytes - x->src_off : chunk;
+            uint64_t at = big ? (pos + CKPT__DIO_ALIGN - 1) / CKPT__DIO_ALIGN * CKPT__DIO_ALIGN
+                              : pos;
+            if (!b || at + x->n > slab) {
+                b = &p->bat[p->nbat++];
+                b->pipe = p;
+                b->first = k;
+                b->slab = -1;
+                at = 0;
+            }
+            x->slab_off = at;
+            pos = at + x->n;
+            b->count++;
+            p->bytes += x->n;
+        }
+    }
+    return 0;
+}
+
+void ckpt__pipe_destroy(ckpt__pipe *p)
+{
+    free(p->ext);
+    free(p->ops);
+    free(p->runs);
+    free(p->run_slab_off);
+    free(p->run_ext);
+    free(p->bat);
+    free(p->bad);
+    free(p->bads);
+    ckpt__mbox_destroy(&p->mbox);
+    memset(p, 0, sizeof *p);
+}
+
+void ckpt__pipe_fail(ckpt__pipe *p, const ckpt__err *why)
+{
+    ckpt__err_keep(&p->err, why);
+    p->failed = 1;
+}
+
+/* ---- callbacks on backend threads ----------------------------------------- */
+
+static void on_copied(ckpt__copyreq *req, int rc)
+{
+    ckpt__batch *b = req->user;
+    ckpt__pipe *p = b->pipe;
+    b->copy_rc = rc;
+    /* Snapshot complete: the caller may write its tensors again. */
+    if (rc == 0 && atomic_fetch_add(&p->copied, 1) + 1 == p->nbat && p->on_snapshot)
+        p->on_snapshot(p->snap_user);
+    ckpt__mbox_post(&p->mbox, &b->ev, EV_FILLED);
+}
+
+static void on_io(ckpt__ioreq *req)
+{
+    ckpt__batch *b = req->user;
+    ckpt__pipe *p = b->pipe;
+    if (req->res != (int64_t)req->n && atomic_exchange(&b->io_failed, 1) == 0) {
+        b->io_res = req->res;
+        b->io_run = (uint32_t)(req - p->runs);
+    }
+    if (atomic_fetch_sub(&b->pending, 1) == 1)
+        ckpt__mbox_post(&p->mbox, &b->ev, p->dir == CKPT__PIPE_SAVE ? EV_DRAINED : EV_FILLED);
+}
+
+static void hash_task(ckpt__task *t)
+{
+    ckpt__batch *b = CONTAINER(t, ckpt__batch, task);
+    ckpt__pipe *p = b->pipe;
+    const uint8_t *slab = ckpt__slab(&p->eng->staging, b->slab);
+    for (uint32_t i = b->first; i < b->first + b->count; i++) {
+        const ckpt__extent *x = &p->ext[i];
+        uint64_t h = XXH3_64bits(slab + x->slab_off, x->n);
+        uint64_t *leaf = &p->idx->hashes[ext_entry(p, x)->chunk0 + x->chunk];
+        if (p->dir == CKPT__PIPE_SAVE)
+            *leaf = h;
+        else
+            p->bad[i] = h != *leaf;
+    }
+    ckpt__mbox_post(&p->mbox, &b->ev, EV_HASHED);
+}
+
+/* ---- coordinator ------------------------------------------------------------ */
+
+int ckpt__pipe_set_file(ckpt__pipe *p, ckpt__wfile *file)
+{
+    p->file = file;
+    uint32_t nr = 0;
+    for (uint32_t bi = 0; bi < p->nbat; bi++) {
+        ckpt__batch *b = &p->bat[bi];
+        b->run0 = nr;
+        b->nruns = 0;
+        const ckpt__extent *prev = NULL;
+        for (uint32_t i = b->first; i < b->first + b->count; i++) {
+            const ckpt__extent *x = &p->ext[i];
+            if (prev && prev->slab_off + prev->n == x->slab_off &&
+                ext_file_off(p, prev) + prev->n == ext_file_off(p, x)) {
+                p->runs[nr - 1].n += x->n; /* contiguous in slab and file: one request */
+            } else {
+                ckpt__ioreq *r = &p->runs[nr];
+                memset(r, 0, sizeof *r);
+                r->file = file;
+                r->op = p->dir == CKPT__PIPE_SAVE ? CKPT__IO_WRITE : CKPT__IO_READ;
+                r->off = ext_file_off(p, x);
+                r->n = x->n;
+                r->cb = on_io;
+                r->user = b;
+                p->run_slab_off[nr] = x->slab_off;
+                p->run_ext[nr] = i;
+                nr++;
+                b->nruns++;
+            }
+            prev = x;
+        }
+    }
+    return 0;
+}
+
+static void submit_runs(ckpt__pipe *p, ckpt__batch *b)
+{
+    uint8_t *slab = ckpt__slab(&p->eng->staging, b->slab);
+    atomic_store(&b->pending, b->nruns);
+    atomic_store(&b->io_failed, 0);
+    for (uint32_t r = b->run0; r < b->run0 + b->nruns; r++) {
+        p->runs[r].buf = slab + p->run_slab_off[r];
+        ckpt__fault_submit(p->eng->fault, p->eng->wm, p->eng->w, &p->runs[r]);
+    }
+}
+
+static void start_batch(ckpt__pipe *p, ckpt__batch *b, int32_t slab)
+{
+    b->slab = slab;
+    p->outstanding++;
+    if (p->dir == CKPT__PIPE_LOAD) {
+        submit_runs(p, b);
+        return;
+    }
+    uint8_t *base = ckpt__slab(&p->eng->staging, slab);
+    for (uint32_t i = b->first; i < b->first + b->count; i++) {
+        const ckpt__extent *x = &p->ext[i];
+        p->ops[i].dst = base + x->slab_off;
+        p->ops[i].src = (const uint8_t *)p->ptrs[x->entry] + x->src_off;
+        p->ops[i].n = x->n;
+    }
+    b->creq.ops = &p->ops[b->first];
+    b->creq.nops = b->count;
+    b->creq.cb = on_copied;
+    b->creq.user = b;
+    p->eng->dm->copy_out(p->eng->dev, &b->creq);
+}
+
+static void start_more(ckpt__pipe *p)
+{
+    while (!p->failed && p->started < p->nbat) {
+        int32_t slab = ckpt__staging_get(&p->eng->staging);
+        if (slab < 0)
+            return;
+        start_batch(p, &p->bat[p->started++], slab);
+    }
+}
+
+void ckpt__pipe_start(ckpt__pipe *p)
+{
+    if (p->dir == CKPT__PIPE_SAVE && p->nbat == 0 && p->on_snapshot)
+        p->on_snapshot(p->snap_user);
+    start_more(p);
+}
+
+static void finish_batch(ckpt__pipe *p, ckpt__batch *b)
+{
+    if (!p->failed) {
+        for (uint32_t i = b->first; i < b->first + b->count; i++)
+            p->done_bytes += p->ext[i].n;
+        if (p->on_progress)
+            p->on_progress(p->progress_user, p->done_bytes, p->bytes);
+    }
+    ckpt__staging_put(&p->eng->staging, b->slab);
+    b->slab = -1;
+    p->outstanding--;
+    p->finished++;
+    start_more(p);
+}
+
+static void name_of(const ckpt__pipe *p, uint32_t ext, char *out, size_t cap)
+{
+    const ckpt__extent *x = &p->ext[ext];
+    snprintf(out, cap, "'%s' chunk %u", ext_entry(p, x)->name, x->chunk);
+}
+
+static void add_bad(ckpt__pipe *p, uint32_t ext)
+{
+    if (p->nbads == p->cap_bads) {
+        uint32_t cap = p->cap_bads ? p->cap_bads * 2 : 16;
+        ckpt__bad_chunk *v = realloc(p->bads, cap * sizeof *v);
+        if (!v)
+            return; /* the first error is kept in p->err regardless */
+        p->bads = v;
+        p->cap_bads = cap;
+    }
+    p->bads[p->nbads].entry = p->ext[ext].entry;
+    p->bads[p->nbads].chunk = p->ext[ext].chunk;
+    p->nbads++;
+}
+
+/* A transfer failed or came up short: report which. */
+static void io_failure(ckpt__pipe *p, ckpt__batch *b)
+{
+    const ckpt__ioreq *r = &p->runs[b->io_run];
+    char who[64 + CKPT_MAX_NAME];
+    name_of(p, p->run_ext[b->io_run], who, sizeof who);
+    ckpt__err e;
+    int save = p->dir == CKPT__PIPE_SAVE;
+    if (b->io_res < 0) {
+        ckpt__err_errno(&e, (int)-b->io_res, "%s %s at offset %llu (%zu bytes, %s)",
+                        save ? "write" : "read", p->what, (unsigned long long)r->off, r->n,
+                        who);
+    } else if (save) {
+        ckpt__err_set(&e, CKPT_EIO, "write %s at offset %llu (%s): short write, %lld of %zu "
+                      "bytes", p->what, (unsigned long long)r->off, who,
+                      (long long)b->io_res, r->n);
+    } else {
+        ckpt__err_set(&e, CKPT_ECORRUPT, "%s ends early: %s at offset %llu is cut short "
+                      "(%lld of %zu bytes; truncated file)", p->what, who,
+                      (unsigned long long)r->off, (long long)b->io_res, r->n);
+    }
+    if (p->keep_going && e.code == CKPT_ECORRUPT) {
+        for (uint32_t i = b->first; i < b->first + b->count; i++)
+            add_bad(p, i);
+        ckpt__err_keep(&p->err, &e);
+        return;
+    }
+    ckpt__pipe_fail(p, &e);
+}
+
+static void check_hashes(ckpt__pipe *p, ckpt__batch *b)
+{
+    for (uint32_t i = b->first; i < b->first + b->count; i++) {
+        if (!p->bad[i])
+            continue;
+        const ckpt__extent *x = &p->ext[i];
+        char who[64 + CKPT_MAX_NAME];
+        name_of(p, i, who, sizeof who);
+        ckpt__err e;
+        ckpt__err_set(&e, CKPT_ECORRUPT, "%s: %s (bytes %llu..%llu) failed its checksum",
+                      p->what, who, (unsigned long long)x->src_off,
+                      (unsigned long long)(x->src_off + x->n));
+        if (!p->keep_going) {
+            ckpt__pipe_fail(p, &e);
+            return;
+        }
+        add_bad(p, i);
+        ckpt__err_keep(&p->err, &e);
+    }
+}
+
+static void drain_load(ckpt__pipe *p, ckpt__batch *b)
+{
+    if (!p->ptrs)
+        return;
+    uint8_t *base = ckpt__slab(&p->eng->staging, b->slab);
+    size_t nops = 0;
+    ckpt__copy *ops = &p->ops[b->first];
+    for (uint32_t i = b->first; i < b->first + b->count; i++) {
+        const ckpt__extent *x = &p->ext[i];
+        void *dst = p->ptrs[x->entry];
+        if (!dst)
+            continue;
+        ops[nops].dst = (uint8_t *)dst + x->src_off;
+        ops[nops].src = base + x->slab_off;
+        ops[nops].n = x->n;
+        nops++;
+    }
+    ckpt__err e;
+    ckpt__err_clear(&e);
+    if (nops && p->eng->dm->copy_in(p->eng->dev, ops, nops, p->stream, &e) != 0)
+        ckpt__pipe_fail(p, &e);
+}
+
+int ckpt__pipe_run(ckpt__pipe *p)
+{
+    start_more(p);
+    while (p->finished < p->nbat && !(p->failed && p->outstanding == 0)) {
+        ckpt__event *ev = ckpt__mbox_wait(&p->mbox);
+        ckpt__batch *b = CONTAINER(ev, ckpt__batch, ev);
+        int stage = ev->type;
+        if (stage == EV_FILLED) {
+            if (p->dir == CKPT__PIPE_SAVE && b->copy_rc != 0) {
+                ckpt__err e;
+                ckpt__err_set(&e, b->copy_rc, "snapshot copy of batch %u failed",
+                              (unsigned)(b - p->bat));
+                ckpt__pipe_fail(p, &e);
+            }
+            int short_io = p->dir == CKPT__PIPE_LOAD && atomic_load(&b->io_failed);
+            if (short_io)
+                io_failure(p, b);
+            if (p->failed || short_io) {
+                finish_batch(p, b);
+                continue;
+            }
+            if (p->dir == CKPT__PIPE_LOAD && !p->verify) {
+                drain_load(p, b);
+                finish_batch(p, b);
+                continue;
+            }
+            b->task.fn = hash_task;
+            ckpt__workers_submit(p->eng->hashers, &b->task);
+        } else if (stage == EV_HASHED) {
+            if (p->failed) {
+                finish_batch(p, b);
+                continue;
+            }
+            if (p->dir == CKPT__PIPE_SAVE) {
+                submit_runs(p, b);
+            } else {
+                check_hashes(p, b);
+                if (!p->failed)
+                    drain_load(p, b);
+                finish_batch(p, b);
+            }
+        } else { /* EV_DRAINED: the batch's writes are done */
+            if (atomic_load(&b->io_failed))
+                io_failure(p, b);
+            finish_batch(p, b);
+        }
+    }
+    return p->err.code;
+}

@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The data pipeline between registered tensors and a rank file, through the
+ * staging pool, in either direction:
+ *
+ *   save:  device copy_out -> slab -> hash (leaves) -> writer writes -> free
+ *   load:  writer reads -> slab -> hash (verify) -> device copy_in -> free
+ *
+ * Plan: the entries to move are cut into extents (one hash chunk each) and
+ * packed in order into batches of at most one slab: big entries start at a
+ * 4 KiB boundary of the slab (their file offsets are 4 KiB-aligned, so the
+ * writer can use O_DIRECT), small ones are packed tightly (HDF5 packs small
+ * datasets tightly too, so neighbours merge into one write).  Runs are the
+ * maximal pieces of a batch contiguous both in the slab and in the file:
+ * one I/O request each.
+ *
+ * Concurrency: the coordinator (the thread in ckpt__pipe_run) owns the plan
+ * and the slabs; device, hash and writer threads only touch the batch they
+ * were given and report back through the mailbox, one event per batch and
+ * stage, so at most one event per batch is ever queued.
+ *
+ * Invariants:
+ *   1. A slab belongs to at most one batch; it returns to the pool only
+ *      after the batch's last I/O or copy_in completed.
+ *   2. A batch in flight has exactly one pending stage.
+ *   3. After a failure no new batch starts; run() returns only when every
+ *      started batch has come back, so no thread touches a slab, a tensor
+ *      or the file after run() returns.
+ */
+#ifndef CKPT_RUNTIME_PIPELINE_H
+#define CKPT_RUNTIME_PIPELINE_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "io/index.h"
+#include "io/writer.h"
+#include "runtime/device.h"
+#include "runtime/fault.h"
+#include "runtime/log.h"
+#include "runtime/staging.h"
+#include "runtime/workers.h"
+
+/* I/O machinery shared by saves, restores, verification and the bench. */
+typedef struct ckpt__engine {
+    const ckpt__writer_methods *wm;
+    ckpt__writer *w;
+    const ckpt__device_methods *dm;
+    ckpt__device *dev;
+    ckpt__workers *hashers;
+    ckpt__staging staging;
+    uint64_t chunk_bytes;
+    ckpt__fault *fault; /* may be NULL */
+    ckpt__log *log;     /* may be NULL */
+} ckpt__engine;
+
+typedef struct ckpt__engine_config {
+    ckpt_io io;
+    ckpt_device device;
+    int io_threads;
+    int hash_threads;
+    int queue_depth;
+    uint64_t staging_bytes;
+    uint64_t chunk_bytes;
+} ckpt__engine_config;
+
+/* Chooses and opens the backends (config, then CKPT_IO, then probe, then
+ * fallback; the choice is logged), the hash pool and the staging pool. */
+int ckpt__engine_open(ckpt__engine *eng, const ckpt__engine_config *cfg, ckpt__log *log,
+                      ckpt__fault *fault, ckpt__err *err);
+void ckpt__engine_close(ckpt__engine *eng);
+
+enum ckpt__pipe_dir { CKPT__PIPE_SAVE = 1, CKPT__PIPE_LOAD = 2 };
+
+typedef struct ckpt__pipe ckpt__pipe;
+
+typedef struct ckpt__extent {
+    uint32_t entry;
+    uint32_t chunk;
+    uint64_t src_off; /* offset inside the entry's data */
+    uint64_t n;
+    uint64_t slab_off;
+} ckpt__extent;
+
+typedef struct ckpt__batch {
+    ckpt__pipe *pipe;
+    uint32_t first, count; /* extents */
+    uint32_t run0, nruns;
+    int32_t slab;
+    atomic_uint pending;
+    atomic_int io_failed;
+    int64_t io_res;
+    uint32_t io_run;
+    int copy_rc;
+    ckpt__copyreq creq;
+    ckpt__task task;
+    ckpt__event ev;
+} ckpt__batch;
+
+/* A chunk that failed verification (load). */
+typedef struct ckpt__bad_chunk {
+    uint32_t entry;
+    uint32_t chunk;
+} ckpt__bad_chunk;
+
+struct ckpt__pipe {
+    int dir;
+    ckpt__engine *eng;
+    ckpt__index *idx;    /* entries; hashes[] receive (save) or hold (load) leaves */
+    void *const *ptrs;   /* per entry: source (save) or destination (load, may be NULL) */
+    const char *what;    /* file name for messages */
+    void *stream;
+    ckpt__wfile *file;
+    int keep_going;      /* load: report every bad chunk instead of stopping */
+    int verify;          /* load: hash and compare (default 1) */
+
+    ckpt__extent *ext;
+    uint32_t next;
+    ckpt__batch *bat;
+    uint32_t nbat;
+    ckpt__copy *ops;     /* per extent */
+    ckpt__ioreq *runs;
+    uint64_t *run_slab_off; /* per run: where its bytes sit in the slab */
+    uint32_t *run_ext;      /* per run: its first extent */
+    uint8_t *bad;        /* load: per extent, 1 when its hash differs */
+
+    ckpt__mbox mbox;
+    uint32_t started, finished, outstanding;
+    atomic_uint copied;
+    void (*on_snapshot)(void *user); /* save: every batch has been copied */
+    void *snap_user;
+    int failed;
+    ckpt__err err;
+    ckpt__bad_chunk *bads;
+    uint32_t nbads, cap_bads;
+    uint64_t bytes;      /* planned data bytes */
+    uint64_t done_bytes; /* bytes through the whole pipeline so far */
+    void (*on_progress)(void *user, uint64_t done, uint64_t total); /* coordinator */
+    void *progress_user;
+};
+
+/* Plans moving entries[0..n) of idx (indices, in order). */
+int ckpt__pipe_init(ckpt__pipe *p, int dir, ckpt__engine *eng, ckpt__index *idx,
+                    void *const *ptrs, const uint32_t *entries, uint32_t n, const char *what,
+                    ckpt__err *err);
+/* Save: starts copying into free slabs; the file may come later. */
+void ckpt__pipe_start(ckpt__pipe *p);
+/* Sets the file: computes runs from the entries' file offsets. */
+int ckpt__pipe_set_file(ckpt__pipe *p, ckpt__wfile *file);
+/* Marks the pipeline failed (e.g. the layout could not be made). */
+void ckpt__pipe_fail(ckpt__pipe *p, const ckpt__err *why);
+/* Runs to completion; returns 0 or the first error (p->err). */
+int ckpt__pipe_run(ckpt__pipe *p);
+void ckpt__pipe_destroy(ckpt__pipe *p);
+
+#endif

@@ -1,0 +1,171 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The tensor registry and the metadata store: arrays in registration order
+ * (the order tensors are laid out in the rank file) with a name map for
+ * lookups.  Invariant: map holds exactly the names in v, each pointing at
+ * its own index; removal moves the last element into the hole.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/names.h"
+#include "runtime/internal.h"
+
+static int grow(void **v, uint32_t *cap, size_t elem)
+{
+    uint32_t n = *cap ? *cap * 2 : 16;
+    void *p = realloc(*v, (size_t)n * elem);
+    if (!p)
+        return -1;
+    *v = p;
+    *cap = n;
+    return 0;
+}
+
+int ckpt__registry_add(ckpt__registry *r, const char *name, void *ptr, ckpt_dtype dtype,
+                       int ndim, const int64_t *shape, ckpt__err *err)
+{
+    char pn[CKPT_MAX_NAME + 8];
+    int rc = ckpt__name_check(name, "tensor name", err);
+    if (rc)
+        return rc;
+    if (!ckpt_dtype_size(dtype))
+        return ckpt__err_set(err, CKPT_EINVAL, "tensor '%s': unknown dtype %d",
+                             ckpt__name_printable(name, pn, sizeof pn), (int)dtype);
+    if (ndim < 0 || ndim > CKPT_MAX_NDIM)
+        return ckpt__err_set(err, CKPT_EINVAL, "tensor '%s': %d dimensions (0..%d)", name,
+                             ndim, CKPT_MAX_NDIM);
+    if (ndim > 0 && !shape)
+        return ckpt__err_set(err, CKPT_EINVAL, "tensor '%s': shape is NULL", name);
+    for (int d = 0; d < ndim; d++)
+        if (shape[d] < 0)
+            return ckpt__err_set(err, CKPT_EINVAL, "tensor '%s': dimension %d is %lld", name,
+                                 d, (long long)shape[d]);
+    uint64_t nbytes;
+    if (ckpt__shape_bytes(dtype, ndim, shape, &nbytes) != 0)
+        return ckpt__err_set(err, CKPT_EINVAL, "tensor '%s': size overflows", name);
+    if (nbytes > 0 && !ptr)
+        return ckpt__err_set(err, CKPT_EINVAL, "tensor '%s': NULL data for %llu bytes", name,
+                             (unsigned long long)nbytes);
+    if (ckpt__strmap_get(&r->map, name, 0, NULL))
+        return ckpt__err_set(err, CKPT_EEXIST, "tensor '%s' is already registered", name);
+    if (r->n == UINT32_MAX / 4)
+        return ckpt__err_set(err, CKPT_EINVAL, "too many tensors");
+    if (r->n == r->cap && grow((void **)&r->v, &r->cap, sizeof *r->v) != 0)
+        return ckpt__err_set(err, CKPT_ENOMEM, "registering '%s': out of memory", name);
+    ckpt__tensor *t = &r->v[r->n];
+    memset(t, 0, sizeof *t);
+    t->name = strdup(name);
+    if (!t->name || ckpt__strmap_put(&r->map, t->name, 0, r->n) != 0) {
+        free(t->name);
+        return ckpt__err_set(err, CKPT_ENOMEM, "registering '%s': out of memory", name);
+    }
+    t->ptr = ptr;
+    t->dtype = dtype;
+    t->ndim = ndim;
+    for (int d = 0; d < ndim; d++)
+        t->shape[d] = shape[d];
+    t->nbytes = nbytes;
+    r->n++;
+    return 0;
+}
+
+int ckpt__registry_remove(ckpt__registry *r, const char *name, ckpt__err *err)
+{
+    uint32_t i;
+    int rc = ckpt__name_check(name, "tensor name", err);
+    if (rc)
+        return rc;
+    if (!ckpt__strmap_get(&r->map, name, 0, &i))
+        return ckpt__err_set(err, CKPT_ENOTFOUND, "tensor '%s' is not registered", name);
+    ckpt__strmap_del(&r->map, r->v[i].name, 0);
+    free(r->v[i].name);
+    if (i != r->n - 1) {
+        r->v[i] = r->v[r->n - 1];
+        ckpt__strmap_set(&r->map, r->v[i].name, 0, i);
+    }
+    r->n--;
+    return 0;
+}
+
+void ckpt__registry_free(ckpt__registry *r)
+{
+    for (uint32_t i = 0; i < r->n; i++)
+        free(r->v[i].name);
+    free(r->v);
+    ckpt__strmap_free(&r->map);
+    memset(r, 0, sizeof *r);
+}
+
+int ckpt__meta_put(ckpt__metastore *m, const char *key, const void *data, size_t len,
+                   ckpt__err *err)
+{
+    int rc = ckpt__name_check(key, "metadata key", err);
+    if (rc)
+        return rc;
+    if (len > CKPT_MAX_META)
+        return ckpt__err_set(err, CKPT_EINVAL, "metadata '%s': %zu bytes (at most %u)", key,
+                             len, CKPT_MAX_META);
+    if (len > 0 && !data)
+        return ckpt__err_set(err, CKPT_EINVAL, "metadata '%s': NULL data for %zu bytes", key,
+                             len);
+    uint8_t *val = malloc(len ? len : 1);
+    if (!val)
+        return ckpt__err_set(err, CKPT_ENOMEM, "metadata '%s': out of memory", key);
+    if (len)
+        memcpy(val, data, len);
+    uint32_t i;
+    if (ckpt__strmap_get(&m->map, key, 0, &i)) {
+        free(m->v[i].val);
+        m->v[i].val = val;
+        m->v[i].len = len;
+        return 0;
+    }
+    if (m->n == m->cap && grow((void **)&m->v, &m->cap, sizeof *m->v) != 0) {
+        free(val);
+        return ckpt__err_set(err, CKPT_ENOMEM, "metadata '%s': out of memory", key);
+    }
+    ckpt__kv *kv = &m->v[m->n];
+    kv->key = strdup(key);
+    if (!kv->key || ckpt__strmap_put(&m->map, kv->key, 0, m->n) != 0) {
+        free(kv->key);
+        free(val);
+        return ckpt__err_set(err, CKPT_ENOMEM, "metadata '%s': out of memory", key);
+    }
+    kv->val = val;
+    kv->len = len;
+    m->n++;
+    return 0;
+}
+
+const ckpt__kv *ckpt__meta_get(const ckpt__metastore *m, const char *key)
+{
+    uint32_t i;
+    if (!ckpt__strmap_get(&m->map, key, 0, &i))
+        return NULL;
+    return &m->v[i];
+}
+
+int ckpt__meta_copy(ckpt__metastore *dst, const ckpt__metastore *src, ckpt__err *err)
+{
+    memset(dst, 0, sizeof *dst);
+    for (uint32_t i = 0; i < src->n; i++) {
+        int rc = ckpt__meta_put(dst, src->v[i].key, src->v[i].val, src->v[i].len, err);
+        if (rc) {
+            ckpt__meta_free(dst);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+void ckpt__meta_free(ckpt__metastore *m)
+{
+    for (uint32_t i = 0; i < m->n; i++) {
+        free(m->v[i].key);
+        free(m->v[i].val);
+    }
+    free(m->v);
+    ckpt__strmap_free(&m->map);
+    memset(m, 0, sizeof *m);
+}

@@ -1,0 +1,330 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Saves, on the context's coordinator thread, one at a time in the order
+ * ckpt_save accepted them:
+ *
+ *   1. describe the state as an index (tensors, then metadata blobs);
+ *   2. start the snapshot copies into staging (they run while 3 happens);
+ *   3. make the partial folder and the rank file's HDF5 layout;
+ *   4. run the pipeline: hash each chunk, write it at its dataset offset;
+ *   5. finish the rank file (hash attributes), fsync it, write the
+ *      done-record; rank 0 seals and commits (commit.c) and applies
+ *      retention.
+ * Any failure abandons the partial folder; the ticket keeps the error.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <xxhash.h>
+
+#include "io/h5util.h"
+#include "io/names.h"
+#include "io/rankfile.h"
+#include "runtime/internal.h"
+
+void ckpt__job_free(ckpt__job *job)
+{
+    if (!job)
+        return;
+    ckpt__meta_free(&job->meta);
+    free(job);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The save's uuid: the same on every rank without talking (DESIGN.md: no
+ * collective in a save), from the run uuid agreed at open and the save's
+ * sequence number. */
+static void save_uuid(const ckpt_ctx *ctx, uint64_t seq, uint8_t out[16])
+{
+    uint8_t in[24];
+    memcpy(in, ctx->run_uuid, 16);
+    for (int k = 0; k < 8; k++)
+        in[16 + k] = (uint8_t)(seq >> (8 * k));
+    XXH128_hash_t h = XXH3_128bits(in, sizeof in);
+    for (int k = 0; k < 8; k++) {
+        out[k] = (uint8_t)(h.high64 >> (8 * k));
+        out[8 + k] = (uint8_t)(h.low64 >> (8 * k));
+    }
+}
+
+/* Step 1: the index of this rank's state; leaves are filled in later. */
+static int build_index(ckpt_ctx *ctx, ckpt__job *job, ckpt__index *idx, ckpt__err *err)
+{
+    memset(idx, 0, sizeof *idx);
+    idx->step = job->step;
+    idx->world_size = (uint32_t)ctx->world;
+    idx->chunk_bytes = ctx->cfg.chunk_bytes;
+    save_uuid(ctx, job->seq, idx->uuid);
+    uint32_t n = ctx->reg.n + job->meta.n;
+    idx->ranks = calloc(1, sizeof *idx->ranks);
+    idx->entries = calloc(n ? n : 1, sizeof *idx->entries);
+    if (!idx->ranks || !idx->entries)
+        return ckpt__err_set(err, CKPT_ENOMEM, "out of memory describing %u entries", n);
+    idx->nranks = 1;
+    idx->ranks[0].rank = (uint32_t)ctx->rank;
+    uint64_t chunks = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        ckpt__entry *e = &idx->entries[i];
+        const char *name;
+        if (i < ctx->reg.n) {
+            const ckpt__tensor *t = &ctx->reg.v[i];
+            name = t->name;
+            e->kind = CKPT__ENTRY_TENSOR;
+            e->dtype = t->dtype;
+            e->ndim = t->ndim;
+            for (int d = 0; d < t->ndim; d++)
+                e->shape[d] = e->count[d] = t->shape[d];
+            e->nbytes = t->nbytes;
+        } else {
+            const ckpt__kv *kv = &job->meta.v[i - ctx->reg.n];
+            name = kv->key;
+            e->kind = CKPT__ENTRY_META;
+            e->dtype = CKPT_BYTES;
+            e->ndim = 1;
+            e->shape[0] = e->count[0] = (int64_t)kv->len;
+            e->nbytes = kv->len;
+        }
+        e->name = strdup(name);
+        if (!e->name)
+            return ckpt__err_set(err, CKPT_ENOMEM, "out of memory describing '%s'", name);
+        e->rank = ctx->rank;
+        e->file_off = CKPT__NO_OFFSET;
+        e->chunk0 = chunks;
+        e->nchunks = (uint32_t)((e->nbytes + idx->chunk_bytes - 1) / idx->chunk_bytes);
+        chunks += e->nchunks;
+        idx->nentries++;
+    }
+    idx->nhashes = chunks;
+    idx->hashes = calloc(chunks ? chunks : 1, sizeof *idx->hashes);
+    if (!idx->hashes)
+        return ckpt__err_set(err, CKPT_ENOMEM, "out of memory for %llu chunk hashes",
+                             (unsigned long long)chunks);
+    return 0;
+}
+
+/* The pipeline copied every tensor (backend thread) or the save ended. */
+static void snapshot_done(void *user)
+{
+    ckpt__job *job = user;
+    ckpt_ctx *ctx = job->ctx;
+    pthread_mutex_lock(&ctx->mu);
+    if (!job->snap_done) {
+        job->snap_done = 1;
+        ctx->snap_pending--;
+        pthread_cond_broadcast(&ctx->cv);
+    }
+    pthread_mutex_unlock(&ctx->mu);
+}
+
+static void hash_meta(ckpt__index *idx, const void *const *data)
+{
+    for (uint32_t i = 0; i < idx->nentries; i++) {
+        const ckpt__entry *e = &idx->entries[i];
+        if (e->kind != CKPT__ENTRY_META)
+            continue;
+        for (uint32_t c = 0; c < e->nchunks; c++) {
+            uint64_t off = (uint64_t)c * idx->chunk_bytes;
+            uint64_t n = e->nbytes - off < idx->chunk_bytes ? e->nbytes - off : idx->chunk_bytes;
+            idx->hashes[e->chunk0 + c] = XXH3_64bits((const uint8_t *)data[i] + off, n);
+        }
+    }
+}
+
+typedef struct save_state {
+    ckpt__index idx;
+    void **ptrs;        /* per entry: tensor or metadata bytes */
+    uint32_t *ids;      /* tensor entries with data, in order */
+    uint32_t nids;
+    ckpt__pipe pipe;
+    int pipe_ready;
+    char partial[96];
+    char ppath[4096];
+    char path[4200];
+    char fname[32];
+    ckpt__rankfile *rf;
+    ckpt__wfile *wf;
+} save_state;
+
+/* Steps 3 and 4 of the file comment: layout, then the data. */
+static int write_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__err *err)
+{
+    int rc = ckpt__commit_begin(ctx->dir, job->step, s->idx.uuid, s->partial,
+                                sizeof s->partial, err);
+    if (rc)
+        return rc;
+    snprintf(s->ppath, sizeof s->ppath, "%s/%s", ctx->dir, s->partial);
+    snprintf(s->path, sizeof s->path, "%s/%s", s->ppath, s->fname);
+    rc = ckpt__fault_check(&ctx->fault, CKPT__FAULT_LAYOUT, "create rank file layout", err);
+    if (rc)
+        return rc;
+    uint64_t data_end;
+    ckpt__h5_enter();
+    rc = ckpt__rankfile_create(s->path, &s->idx, (uint32_t)ctx->rank,
+                               (const void *const *)s->ptrs, &data_end, &s->rf, err);
+    ckpt__h5_leave();
+    if (rc)
+        return rc;
+    hash_meta(&s->idx, (const void *const *)s->ptrs);
+    rc = ctx->eng.wm->file_open(ctx->eng.w, s->path, CKPT__WF_WRITE, &s->wf, err);
+    if (rc)
+        return rc;
+    return ckpt__pipe_set_file(&s->pipe, s->wf);
+}
+
+/* Step 5: hashes into the file, durability, done-record, commit. */
+static int finish_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__err *err)
+{
+    ckpt__index *idx = &s->idx;
+    for (uint32_t i = 0; i < idx->nentries; i++)
+        idx->entries[i].hash = ckpt__entry_hash(&idx->entries[i], idx->hashes +
+                                                                     idx->entries[i].chunk0);
+    idx->ranks[0].root = ckpt__rank_root(idx, (uint32_t)ctx->rank);
+    int rc = ckpt__fault_check(&ctx->fault, CKPT__FAULT_FINISH, "write hash attributes", err);
+    if (!rc) {
+        ckpt__h5_enter();
+        rc = ckpt__rankfile_finish(s->rf, idx, (uint32_t)ctx->rank, err);
+        ckpt__h5_leave();
+        s->rf = NULL;
+    }
+    if (!rc)
+        rc = ckpt__fault_check(&ctx->fault, CKPT__FAULT_SYNC, "fsync rank file", err);
+    if (!rc && ctx->eng.wm->sync(ctx->eng.w, s->wf, err) != 0)
+        rc = ckpt__err_prefix(err, "%s", s->path);
+    struct stat st;
+    if (!rc && stat(s->path, &st) != 0)
+        rc = ckpt__err_errno(err, errno, "stat %s", s->path);
+    if (!rc) {
+        idx->ranks[0].file_bytes = (uint64_t)st.st_size;
+        rc = ckpt__commit_done_record(s->ppath, idx, (uint32_t)ctx->rank, &ctx->fault, err);
+    }
+    if (!rc && ctx->rank == 0)
+        rc = ckpt__commit_seal(ctx->dir, s->partial, job->step, (uint32_t)ctx->world,
+                               &ctx->fault, &ctx->log, err);
+    return rc;
+}
+
+static int run_save(ckpt_ctx *ctx, ckpt__job *job, uint64_t *bytes, ckpt__err *err)
+{
+    save_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return ckpt__err_set(err, CKPT_ENOMEM, "out of memory");
+    snprintf(s->fname, sizeof s->fname, "rank-%05d.h5", ctx->rank);
+    int rc = build_index(ctx, job, &s->idx, err);
+    uint32_t n = s->idx.nentries;
+    if (!rc) {
+        s->ptrs = calloc(n ? n : 1, sizeof *s->ptrs);
+        s->ids = calloc(n ? n : 1, sizeof *s->ids);
+        if (!s->ptrs || !s->ids)
+            rc = ckpt__err_set(err, CKPT_ENOMEM, "out of memory");
+    }
+    for (uint32_t i = 0; !rc && i < n; i++) {
+        if (i < ctx->reg.n) {
+            s->ptrs[i] = ctx->reg.v[i].ptr;
+            if (ctx->reg.v[i].nbytes)
+                s->ids[s->nids++] = i;
+        } else {
+            s->ptrs[i] = job->meta.v[i - ctx->reg.n].val;
+        }
+    }
+    if (!rc) {
+        rc = ckpt__pipe_init(&s->pipe, CKPT__PIPE_SAVE, &ctx->eng, &s->idx, s->ptrs, s->ids,
+                             s->nids, s->fname, err);
+        s->pipe_ready = 1;
+    }
+    if (!rc) {
+        /* Step 2 before 3: the snapshot does not wait for HDF5. */
+        s->pipe.on_snapshot = snapshot_done;
+        s->pipe.snap_user = job;
+        ckpt__pipe_start(&s->pipe);
+        rc = write_rank_file(ctx, job, s, err);
+        if (rc)
+            ckpt__pipe_fail(&s->pipe, err);
+        int prc = ckpt__pipe_run(&s->pipe);
+        if (!rc && prc) {
+            *err = s->pipe.err;
+            rc = prc;
+        }
+        *bytes = s->pipe.bytes;
+    }
+    if (!rc)
+        rc = finish_rank_file(ctx, job, s, err);
+    if (s->rf) {
+        ckpt__h5_enter();
+        ckpt__rankfile_abort(s->rf);
+        ckpt__h5_leave();
+    }
+    if (s->wf)
+        ctx->eng.wm->file_close(ctx->eng.w, s->wf);
+    if (rc && s->partial[0])
+        ckpt__commit_abandon(ctx->dir, s->partial, &ctx->log);
+    if (s->pipe_ready)
+        ckpt__pipe_destroy(&s->pipe);
+    ckpt__index_free(&s->idx);
+    free(s->ptrs);
+    free(s->ids);
+    free(s);
+    return rc;
+}
+
+static void apply_retention(ckpt_ctx *ctx, int64_t step)
+{
+    ckpt__retention rules = {ctx->cfg.keep_last, ctx->cfg.keep_every,
+                             ctx->cfg.max_age_hours};
+    ckpt__err e;
+    ckpt__err_clear(&e);
+    if (ckpt__retention_apply(ctx->dir, &rules, step, &ctx->log, NULL, &e) != 0)
+        ckpt__logf(&ctx->log, CKPT_LOG_WARN, "retention after step %lld: %s", (long long)step,
+                   e.msg);
+}
+
+void *ckpt__coordinator_main(void *arg)
+{
+    ckpt_ctx *ctx = arg;
+    pthread_mutex_lock(&ctx->mu);
+    for (;;) {
+        while (!ctx->qhead && !ctx->stop)
+            pthread_cond_wait(&ctx->cv, &ctx->mu);
+        ckpt__job *job = ctx->qhead;
+        if (!job)
+            break;
+        ctx->qhead = job->next;
+        if (!ctx->qhead)
+            ctx->qtail = NULL;
+        pthread_mutex_unlock(&ctx->mu);
+
+        double t0 = now_s();
+        uint64_t bytes = 0;
+        ckpt__err_clear(&job->err);
+        int rc = run_save(ctx, job, &bytes, &job->err);
+        if (rc) {
+            ckpt__err_prefix(&job->err, "save step %lld", (long long)job->step);
+            ckpt__logf(&ctx->log, CKPT_LOG_ERROR, "%s", job->err.msg);
+        } else {
+            ckpt__logf(&ctx->log, CKPT_LOG_INFO, "step %lld committed: %llu bytes in %.3f s",
+                       (long long)job->step, (unsigned long long)bytes, now_s() - t0);
+            if (ctx->rank == 0)
+                apply_retention(ctx, job->step);
+        }
+        snapshot_done(job); /* a failed save may never have copied everything */
+
+        pthread_mutex_lock(&ctx->mu);
+        ckpt__ticket_finish(ctx, job->ticket, rc, job->err.msg);
+        ctx->inflight--;
+        pthread_cond_broadcast(&ctx->cv);
+        pthread_mutex_unlock(&ctx->mu);
+        ckpt__job_free(job);
+        pthread_mutex_lock(&ctx->mu);
+    }
+    pthread_mutex_unlock(&ctx->mu);
+    return NULL;
+}

@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Full verification of one committed checkpoint, for `ckpt verify` and the
+ * tests: the manifest (checksum, index, hash tree), then for every rank
+ * file its size, its HDF5 structure against the manifest, and every chunk
+ * of every entry hashed against its leaf.  Unlike restore it keeps going
+ * after a bad chunk, so the report lists every damaged tensor and chunk.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "io/h5util.h"
+#include "io/manifest.h"
+#include "io/rankfile.h"
+#include "runtime/internal.h"
+
+void ckpt__verify_report_free(ckpt__verify_report *r)
+{
+    free(r->bads);
+    r->bads = NULL;
+    r->nbads = 0;
+    ckpt__index_free(&r->idx);
+}
+
+static int append_bads(ckpt__verify_report *rep, const ckpt__pipe *p)
+{
+    if (!p->nbads)
+        return 0;
+    ckpt__bad_chunk *v = realloc(rep->bads, (rep->nbads + p->nbads) * sizeof *v);
+    if (!v)
+        return -1;
+    memcpy(v + rep->nbads, p->bads, p->nbads * sizeof *v);
+    rep->bads = v;
+    rep->nbads += p->nbads;
+    return 0;
+}
+
+static int verify_rank(ckpt__engine *eng, const char *sdir, ckpt__verify_report *rep,
+                       const ckpt__rankrec *rr, ckpt__err *err)
+{
+    ckpt__index *idx = &rep->idx;
+    char fname[32], path[4200];
+    snprintf(fname, sizeof fname, "rank-%05u.h5", rr->rank);
+    snprintf(path, sizeof path, "%s/%s", sdir, fname);
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return errno == ENOENT ? ckpt__err_set(err, CKPT_ECORRUPT, "%s is missing", path)
+                               : ckpt__err_errno(err, errno, "stat %s", path);
+    if (!S_ISREG(st.st_mode))
+        return ckpt__err_set(err, CKPT_ECORRUPT, "%s is not a regular file", path);
+    int truncated = (uint64_t)st.st_size != rr->file_bytes;
+    int rc = 0;
+    if (truncated)
+        rc = ckpt__err_set(err, CKPT_ECORRUPT, "%s is %lld bytes, the manifest says %llu", path,
+                           (long long)st.st_size, (unsigned long long)rr->file_bytes);
+    else {
+        ckpt__h5_enter();
+        rc = ckpt__rankfile_check(path, idx, rr->rank, err);
+        ckpt__h5_leave();
+    }
+    /* Read every chunk even when the structure is damaged: name what is lost. */
+    uint32_t *ids = malloc((idx->nentries ? idx->nentries : 1) * sizeof *ids), n = 0;
+    if (!ids)
+        return ckpt__err_set(err, CKPT_ENOMEM, "verify: out of memory");
+    for (uint32_t i = 0; i < idx->nentries; i++) {
+        const ckpt__entry *e = &idx->entries[i];
+        if ((uint32_t)e->rank != rr->rank)
+            continue;
+        rep->ntensors += e->kind == CKPT__ENTRY_TENSOR;
+        rep->nmeta += e->kind == CKPT__ENTRY_META;
+        if (e->nbytes)
+            ids[n++] = i;
+    }
+    ckpt__wfile *wf = NULL;
+    ckpt__err e2;
+    ckpt__err_clear(&e2);
+    int orc = eng->wm->file_open(eng->w, path, CKPT__WF_READ, &wf, &e2);
+    if (orc) {
+        free(ids);
+        ckpt__err_keep(err, &e2);
+        return rc ? rc : orc;
+    }
+    ckpt__pipe p;
+    int prc = ckpt__pipe_init(&p, CKPT__PIPE_LOAD, eng, idx, NULL, ids, n, path, &e2);
+    if (!prc) {
+        p.keep_going = 1;
+        p.on_progress = rep->progress;
+        p.progress_user = rep->progress_user;
+        ckpt__pipe_set_file(&p, wf);
+        prc = ckpt__pipe_run(&p);
+        rep->bytes += p.done_bytes;
+        if (append_bads(rep, &p) != 0 && !prc)
+            prc = ckpt__err_set(&p.err, CKPT_ENOMEM, "verify: out of memory");
+        e2 = p.err;
+    }
+    ckpt__pipe_destroy(&p);
+    eng->wm->file_close(eng->w, wf);
+    free(ids);
+    /* A bad chunk names the damage more precisely than a structure error. */
+    if (prc == CKPT_ECORRUPT && rep->nbads) {
+        *err = e2;
+        return prc;
+    }
+    if (rc)
+        return rc;
+    if (prc)
+        *err = e2;
+    return prc;
+}
+
+int ckpt__verify_step(ckpt__engine *eng, const char *dir, int64_t step,
+                      ckpt__verify_report *rep, ckpt__err *err)
+{
+    void (*progress)(void *, uint64_t, uint64_t) = rep->progress;
+    void *pu = rep->progress_user;
+    memset(rep, 0, sizeof *rep);
+    rep->progress = progress;
+    rep->progress_user = pu;
+    rep->step = step;
+    char name[32], sdir[4096], path[4200];
+    ckpt__step_name(step, name);
+    snprintf(sdir, sizeof sdir, "%s/%s", dir, name);
+    snprintf(path, sizeof path, "%s/%s", sdir, CKPT__MANIFEST_NAME);
+    int rc = ckpt__manifest_read(path, &rep->idx, err);
+    if (rc)
+        return rc;
+    if (rep->idx.step != step)
+        return ckpt__err_set(err, CKPT_ECORRUPT, "%s records step %lld", path,
+                             (long long)rep->idx.step);
+    for (uint32_t r = 0; r < rep->idx.nranks; r++) {
+        ckpt__err e;
+        ckpt__err_clear(&e);
+        int rrc = verify_rank(eng, sdir, rep, &rep->idx.ranks[r], &e);
+        if (rrc && !rc) {
+            rc = rrc;
+            *err = e;
+        }
+    }
+    return rc;
+}
