@@ -119,6 +119,22 @@ hid_t ckpt__h5_type(ckpt_dtype dtype)
     return H5I_INVALID_HID;
 }
 
+/* A metadata cache big enough for the object headers of tens of thousands
+ * of datasets: the default (2 MiB) evicts and re-reads them during a save. */
+static herr_t grow_cache(hid_t fapl)
+{
+    H5AC_cache_config_t c;
+    memset(&c, 0, sizeof c);
+    c.version = H5AC__CURR_CACHE_CONFIG_VERSION;
+    if (H5Pget_mdc_config(fapl, &c) < 0)
+        return -1;
+    c.set_initial_size = 1;
+    c.initial_size = 16 << 20;
+    c.max_size = 64 << 20;
+    c.min_size = 1 << 20;
+    return H5Pset_mdc_config(fapl, &c);
+}
+
 hid_t ckpt__h5_fapl(int aligned)
 {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
@@ -128,7 +144,7 @@ hid_t ckpt__h5_fapl(int aligned)
         (aligned && H5Pset_alignment(fapl, CKPT__H5_ALIGN_THRESHOLD, 4096) < 0) ||
         (aligned && H5Pset_meta_block_size(fapl, 1 << 20) < 0) ||
         (aligned && H5Pset_small_data_block_size(fapl, 1 << 20) < 0) ||
-        H5Pset_file_locking(fapl, 0, 1) < 0) {
+        H5Pset_file_locking(fapl, 0, 1) < 0 || grow_cache(fapl) < 0) {
         H5Pclose(fapl);
         return H5I_INVALID_HID;
     }

@@ -26,6 +26,10 @@
 #include "io/strmap.h"
 #include "runtime/err.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define CKPT__FORMAT_MAJOR 1
 #define CKPT__FORMAT_MINOR 0
 #define CKPT__NO_OFFSET UINT64_MAX
@@ -92,4 +96,7 @@ int ckpt__index_check_tree(const ckpt__index *idx, const char *what, ckpt__err *
 /* Element count product and byte size with overflow checks; -1 on overflow. */
 int ckpt__shape_bytes(ckpt_dtype dtype, int ndim, const int64_t *count, uint64_t *nbytes);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

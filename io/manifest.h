@@ -19,6 +19,10 @@
 
 #include "io/index.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define CKPT__MANIFEST_NAME "manifest.h5"
 #define CKPT__MANIFEST_MAX (1ull << 32) /* bytes; a larger file is refused */
 
@@ -27,4 +31,7 @@ int ckpt__manifest_write(const char *path, const ckpt__index *idx, ckpt__err *er
 /* Reads and fully validates (user block, index, hash tree, attributes). */
 int ckpt__manifest_read(const char *path, ckpt__index *out, ckpt__err *err);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -16,6 +16,10 @@
 
 #include "runtime/err.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Worst case of ckpt__name_escape's output, NUL included. */
 #define CKPT__ESCAPED_MAX (3 * CKPT_MAX_NAME + 1)
 
@@ -29,4 +33,7 @@ void ckpt__name_escape(const char *name, char *out);
  * log line (controls, invalid UTF-8) with '?', for messages. */
 const char *ckpt__name_printable(const char *name, char *out, size_t cap);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -11,6 +11,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct ckpt__strmap {
     const char **keys;
     uint32_t *vals;
@@ -30,4 +34,7 @@ int ckpt__strmap_del(ckpt__strmap *m, const char *key, uint32_t tag);
 int ckpt__strmap_set(ckpt__strmap *m, const char *key, uint32_t tag, uint32_t val);
 void ckpt__strmap_free(ckpt__strmap *m);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

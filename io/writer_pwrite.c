@@ -216,6 +216,18 @@ static int pw_sync(ckpt__writer *w, ckpt__wfile *f, ckpt__err *err)
     return 0;
 }
 
+static int pw_allocate(ckpt__writer *w, ckpt__wfile *f, uint64_t len, ckpt__err *err)
+{
+    (void)w;
+    if (len == 0)
+        return 0;
+    if (fallocate(f->fd, 0, 0, (off_t)len) == 0)
+        return 0;
+    if (errno == EOPNOTSUPP || errno == ENOSYS)
+        return 0;
+    return ckpt__err_errno(err, errno, "reserve %llu bytes", (unsigned long long)len);
+}
+
 static int pw_is_direct(const ckpt__wfile *f)
 {
     return f->fd_direct >= 0;
@@ -230,5 +242,6 @@ const ckpt__writer_methods ckpt__writer_pwrite = {
     .file_close = pw_file_close,
     .submit = pw_submit,
     .sync = pw_sync,
+    .allocate = pw_allocate,
     .is_direct = pw_is_direct,
 };

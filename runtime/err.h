@@ -15,6 +15,10 @@
 
 #include "ckpt/ckpt.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define CKPT__ERR_MSG 512
 
 typedef struct ckpt__err {
@@ -46,4 +50,7 @@ int ckpt__code_from_errno(int errnum);
 /* The calling thread's buffer for errors of calls without a context. */
 ckpt__err *ckpt__thread_err(void);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -16,28 +16,8 @@
 #include <stdint.h>
 
 #include "io/writer.h"
+#include "runtime/fault_hooks.h"
 #include "runtime/err.h"
-
-enum ckpt__fault_site {
-    CKPT__FAULT_WRITE = 0, /* a data write submitted to the writer */
-    CKPT__FAULT_READ,      /* a data read (restore, verify) */
-    CKPT__FAULT_LAYOUT,    /* creating the rank file's HDF5 layout */
-    CKPT__FAULT_SYNC,      /* fsync of the rank file */
-    CKPT__FAULT_FINISH,    /* writing the rank file's hash attributes */
-    CKPT__FAULT_DONE,      /* writing the done-record */
-    CKPT__FAULT_MANIFEST,  /* writing the manifest */
-    CKPT__FAULT_RENAME,    /* the commit rename */
-    CKPT__FAULT_DIRSYNC,   /* fsync of DIR after the rename */
-    CKPT__FAULT_NSITES
-};
-
-enum ckpt__fault_action {
-    CKPT__FAIL_NONE = 0,
-    CKPT__FAIL_EIO,
-    CKPT__FAIL_ENOSPC,
-    CKPT__FAIL_SHORT, /* I/O sites: completes with half the bytes */
-    CKPT__FAIL_CRASH  /* raise(SIGKILL) at the site */
-};
 
 typedef struct ckpt__fault {
     _Atomic int64_t nth[CKPT__FAULT_NSITES]; /* -1: disarmed */
@@ -57,11 +37,5 @@ int ckpt__fault_check(ckpt__fault *f, int site, const char *what, ckpt__err *err
  * request completes at once with the injected result. */
 void ckpt__fault_submit(ckpt__fault *f, const ckpt__writer_methods *wm, ckpt__writer *w,
                         ckpt__ioreq *req);
-
-/* Test hooks (tests/internal): arm a site of a context's fault table. */
-typedef struct ckpt_ctx ckpt_ctx;
-int ckpt__fault_arm(ckpt_ctx *ctx, int site, int64_t nth, int action);
-/* How many times the site fired since it was armed. */
-int ckpt__fault_fired(ckpt_ctx *ctx, int site);
 
 #endif

@@ -28,6 +28,7 @@
 #include "runtime/fault.h"
 #include "runtime/log.h"
 #include "runtime/pipeline.h"
+#include "runtime/verify.h"
 
 /* ---- registry (registry.c) ------------------------------------------------ */
 
@@ -170,25 +171,5 @@ typedef struct ckpt__retention {
  * checkpoint); *deleted (may be NULL) gets how many went. */
 int ckpt__retention_apply(const char *dir, const ckpt__retention *rules, int64_t protect,
                           ckpt__log *log, int *deleted, ckpt__err *err);
-
-/* ---- verification (verify.c) -------------------------------------------------- */
-
-typedef struct ckpt__verify_report {
-    int64_t step;
-    uint64_t bytes;           /* data bytes read and hashed */
-    uint32_t ntensors, nmeta;
-    ckpt__bad_chunk *bads;    /* malloc'd: chunks that failed (entry into idx) */
-    uint32_t nbads;
-    ckpt__index idx;          /* the manifest's index */
-    void (*progress)(void *user, uint64_t done, uint64_t total);
-    void *progress_user;
-} ckpt__verify_report;
-
-/* Verifies one committed checkpoint: manifest, every rank file's structure
- * and every chunk.  0 when valid; CKPT_ECORRUPT (err names the first
- * problem, report->bads lists bad chunks) when not. */
-int ckpt__verify_step(ckpt__engine *eng, const char *dir, int64_t step,
-                      ckpt__verify_report *report, ckpt__err *err);
-void ckpt__verify_report_free(ckpt__verify_report *r);
 
 #endif

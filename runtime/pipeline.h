@@ -39,6 +39,7 @@
 #include "runtime/fault.h"
 #include "runtime/log.h"
 #include "runtime/staging.h"
+#include "runtime/verify.h"
 #include "runtime/workers.h"
 
 /* I/O machinery shared by saves, restores, verification and the bench. */
@@ -97,11 +98,6 @@ typedef struct ckpt__batch {
     ckpt__event ev;
 } ckpt__batch;
 
-/* A chunk that failed verification (load). */
-typedef struct ckpt__bad_chunk {
-    uint32_t entry;
-    uint32_t chunk;
-} ckpt__bad_chunk;
 
 struct ckpt__pipe {
     int dir;

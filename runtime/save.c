@@ -168,14 +168,19 @@ static int write_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__e
     if (rc)
         return rc;
     uint64_t data_end;
+    double t0 = now_s();
     ckpt__h5_enter();
     rc = ckpt__rankfile_create(s->path, &s->idx, (uint32_t)ctx->rank,
                                (const void *const *)s->ptrs, &data_end, &s->rf, err);
     ckpt__h5_leave();
+    ckpt__logf(&ctx->log, CKPT_LOG_DEBUG, "step %lld: layout of %u entries in %.3f s",
+               (long long)job->step, s->idx.nentries, now_s() - t0);
     if (rc)
         return rc;
     hash_meta(&s->idx, (const void *const *)s->ptrs);
     rc = ctx->eng.wm->file_open(ctx->eng.w, s->path, CKPT__WF_WRITE, &s->wf, err);
+    if (!rc && ctx->eng.wm->allocate(ctx->eng.w, s->wf, data_end, err) != 0)
+        rc = ckpt__err_prefix(err, "%s", s->path);
     if (rc)
         return rc;
     return ckpt__pipe_set_file(&s->pipe, s->wf);
@@ -190,12 +195,14 @@ static int finish_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__
                                                                      idx->entries[i].chunk0);
     idx->ranks[0].root = ckpt__rank_root(idx, (uint32_t)ctx->rank);
     int rc = ckpt__fault_check(&ctx->fault, CKPT__FAULT_FINISH, "write hash attributes", err);
+    double t0 = now_s();
     if (!rc) {
         ckpt__h5_enter();
         rc = ckpt__rankfile_finish(s->rf, idx, (uint32_t)ctx->rank, err);
         ckpt__h5_leave();
         s->rf = NULL;
     }
+    double t1 = now_s();
     if (!rc)
         rc = ckpt__fault_check(&ctx->fault, CKPT__FAULT_SYNC, "fsync rank file", err);
     if (!rc && ctx->eng.wm->sync(ctx->eng.w, s->wf, err) != 0)
@@ -207,9 +214,13 @@ static int finish_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__
         idx->ranks[0].file_bytes = (uint64_t)st.st_size;
         rc = ckpt__commit_done_record(s->ppath, idx, (uint32_t)ctx->rank, &ctx->fault, err);
     }
+    double t2 = now_s();
     if (!rc && ctx->rank == 0)
         rc = ckpt__commit_seal(ctx->dir, s->partial, job->step, (uint32_t)ctx->world,
                                &ctx->fault, &ctx->log, err);
+    ckpt__logf(&ctx->log, CKPT_LOG_DEBUG,
+               "step %lld: hash attributes %.3f s, fsync + done-record %.3f s, commit %.3f s",
+               (long long)job->step, t1 - t0, t2 - t1, now_s() - t2);
     return rc;
 }
 
@@ -249,7 +260,10 @@ static int run_save(ckpt_ctx *ctx, ckpt__job *job, uint64_t *bytes, ckpt__err *e
         rc = write_rank_file(ctx, job, s, err);
         if (rc)
             ckpt__pipe_fail(&s->pipe, err);
+        double t0 = now_s();
         int prc = ckpt__pipe_run(&s->pipe);
+        ckpt__logf(&ctx->log, CKPT_LOG_DEBUG, "step %lld: data pipeline %.3f s",
+                   (long long)job->step, now_s() - t0);
         if (!rc && prc) {
             *err = s->pipe.err;
             rc = prc;

@@ -141,3 +141,34 @@ int ckpt__verify_step(ckpt__engine *eng, const char *dir, int64_t step,
     }
     return rc;
 }
+
+int ckpt__verify(const char *dir, int64_t step, ckpt__verify_report *rep, ckpt__err *err)
+{
+    char name[32], path[4200];
+    ckpt__step_name(step, name);
+    snprintf(path, sizeof path, "%s/%s/%s", dir, name, CKPT__MANIFEST_NAME);
+    /* The engine's slabs must hold one chunk of this checkpoint. */
+    ckpt__index idx;
+    int rc = ckpt__manifest_read(path, &idx, err);
+    if (rc) {
+        memset(rep, 0, sizeof *rep);
+        rep->step = step;
+        return rc;
+    }
+    uint64_t chunk = idx.chunk_bytes;
+    ckpt__index_free(&idx);
+    ckpt__engine eng;
+    ckpt__engine_config ec = {
+        .io = CKPT_IO_AUTO,
+        .device = CKPT_DEVICE_HOST,
+        .queue_depth = 16,
+        .staging_bytes = chunk * 16 > (64u << 20) ? chunk * 16 : 64u << 20,
+        .chunk_bytes = chunk,
+    };
+    rc = ckpt__engine_open(&eng, &ec, NULL, NULL, err);
+    if (rc)
+        return rc;
+    rc = ckpt__verify_step(&eng, dir, step, rep, err);
+    ckpt__engine_close(&eng);
+    return rc;
+}

@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The fault sites and actions, and the two test hooks that arm them on a
+ * context.  Separate from fault.h (which holds the C11 atomic counters) so
+ * that C++ tests can include it.  Not installed; not part of the API.
+ */
+#ifndef CKPT_RUNTIME_FAULT_HOOKS_H
+#define CKPT_RUNTIME_FAULT_HOOKS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum ckpt__fault_site {
+    CKPT__FAULT_WRITE = 0, /* a data write submitted to the writer */
+    CKPT__FAULT_READ,      /* a data read (restore, verify) */
+    CKPT__FAULT_LAYOUT,    /* creating the rank file's HDF5 layout */
+    CKPT__FAULT_SYNC,      /* fsync of the rank file */
+    CKPT__FAULT_FINISH,    /* writing the rank file's hash attributes */
+    CKPT__FAULT_DONE,      /* writing the done-record */
+    CKPT__FAULT_MANIFEST,  /* writing the manifest */
+    CKPT__FAULT_RENAME,    /* the commit rename */
+    CKPT__FAULT_DIRSYNC,   /* fsync of DIR after the rename */
+    CKPT__FAULT_NSITES
+};
+
+enum ckpt__fault_action {
+    CKPT__FAIL_NONE = 0,
+    CKPT__FAIL_EIO,
+    CKPT__FAIL_ENOSPC,
+    CKPT__FAIL_SHORT, /* I/O sites: completes with half the bytes */
+    CKPT__FAIL_CRASH  /* raise(SIGKILL) at the site */
+};
+
+struct ckpt_ctx;
+/* Arms `site` of a context to fail once, at its hit number nth (counted
+ * from 0 from now); nth < 0 disarms.  CKPT_EINVAL for a bad site. */
+int ckpt__fault_arm(struct ckpt_ctx *ctx, int site, int64_t nth, int action);
+/* How many times the site fired since it was armed. */
+int ckpt__fault_fired(struct ckpt_ctx *ctx, int site);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

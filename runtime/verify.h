@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Full verification of a committed checkpoint (runtime/verify.c), for
+ * `ckpt verify` and the tests.  C++-safe: the engine is only named.
+ */
+#ifndef CKPT_RUNTIME_VERIFY_H
+#define CKPT_RUNTIME_VERIFY_H
+
+#include <stdint.h>
+
+#include "io/index.h"
+#include "runtime/err.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ckpt__engine ckpt__engine;
+
+/* A chunk that failed verification: entry (index into idx) and chunk. */
+typedef struct ckpt__bad_chunk {
+    uint32_t entry;
+    uint32_t chunk;
+} ckpt__bad_chunk;
+
+typedef struct ckpt__verify_report {
+    int64_t step;
+    uint64_t bytes;           /* data bytes read and hashed */
+    uint32_t ntensors, nmeta;
+    ckpt__bad_chunk *bads;    /* malloc'd: chunks that failed */
+    uint32_t nbads;
+    ckpt__index idx;          /* the manifest's index */
+    /* Optional, set before the call: progress of the data pass. */
+    void (*progress)(void *user, uint64_t done, uint64_t total);
+    void *progress_user;
+} ckpt__verify_report;
+
+/* Verifies one committed checkpoint of dir: manifest, every rank file's
+ * size and HDF5 structure, every chunk.  0 when valid; CKPT_ECORRUPT when
+ * not (err names the first problem, report->bads lists bad chunks); other
+ * codes for I/O errors.  The engine's slabs must hold a chunk. */
+int ckpt__verify_step(ckpt__engine *eng, const char *dir, int64_t step,
+                      ckpt__verify_report *report, ckpt__err *err);
+/* Same, with an engine of its own (pwrite writer, 64 MiB staging). */
+int ckpt__verify(const char *dir, int64_t step, ckpt__verify_report *report, ckpt__err *err);
+void ckpt__verify_report_free(ckpt__verify_report *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

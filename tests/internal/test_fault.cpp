@@ -1,0 +1,252 @@
+// SPDX-License-Identifier: Apache-2.0
+// Fault injection through the numbered fault sites (runtime/fault.h): ENOSPC,
+// EIO and short writes at every write index of a save; failures at every
+// other step of the save (layout, hash attributes, fsync, done-record,
+// manifest, rename, folder fsync); a crash right before the commit rename;
+// read errors during restore.  Each time: a clear error on the ticket, no
+// commit, the previous checkpoint intact, and the next save succeeds.
+#include <signal.h>
+
+#include "runtime/fault_hooks.h"
+#include "test_util.h"
+
+using namespace ckt;
+
+namespace {
+
+struct Fault : public ::testing::TestWithParam<ckpt_io> {
+    TempDir tmp;
+    std::string dir = tmp.sub("ckpt");
+    ckpt_config cfg = config(dir, GetParam());
+    // A state that needs several writes: two multi-chunk tensors, tails,
+    // and small tensors packed together; 2 MiB of staging forces reuse.
+    std::vector<std::vector<uint8_t>> bufs;
+    std::vector<std::vector<int64_t>> shapes{{5 << 19}, {700, 301}, {77}, {4097}, {}};
+    std::vector<ckpt_dtype> dtypes{CKPT_U8, CKPT_BF16, CKPT_F32, CKPT_U8, CKPT_F64};
+    ckpt_ctx *ctx = nullptr;
+
+    void SetUp() override
+    {
+        cfg.staging_bytes = 2u << 20;
+        cfg.keep_last = 3; // keeps the final h5dump pass short
+        for (size_t i = 0; i < shapes.size(); i++) {
+            size_t n = ckpt_dtype_size(dtypes[i]);
+            for (auto d : shapes[i])
+                n *= (size_t)d;
+            bufs.emplace_back(n);
+        }
+        ctx = open_ctx(cfg);
+        ASSERT_NE(ctx, nullptr);
+        for (size_t i = 0; i < bufs.size(); i++) {
+            std::string name = "t" + std::to_string(i);
+            ASSERT_EQ(ckpt_register(ctx, name.c_str(), bufs[i].data(), dtypes[i],
+                                    (int)shapes[i].size(), shapes[i].data()),
+                      0);
+        }
+    }
+    void TearDown() override { ckpt_close(ctx); }
+
+    void set(uint64_t v)
+    {
+        for (size_t i = 0; i < bufs.size(); i++)
+            fill(bufs[i].data(), bufs[i].size(), v * 31 + i);
+    }
+    bool is(uint64_t v)
+    {
+        for (size_t i = 0; i < bufs.size(); i++)
+            if (!matches(bufs[i].data(), bufs[i].size(), v * 31 + i))
+                return false;
+        return true;
+    }
+    // The newest checkpoint restores to content v at step.
+    void expect_latest(int64_t step, uint64_t v)
+    {
+        set(999999);
+        int64_t got = -1;
+        ASSERT_EQ(ckpt_restore(ctx, CKPT_LATEST, nullptr, &got), 0) << ckpt_last_error(ctx);
+        EXPECT_EQ(got, step);
+        EXPECT_TRUE(is(v)) << "restored content is not version " << v;
+    }
+    void expect_no_leftovers()
+    {
+        for (const auto &n : list_dir(dir)) {
+            EXPECT_EQ(n.find(".partial-"), std::string::npos) << n;
+            EXPECT_EQ(n.find(".trash-"), std::string::npos) << n;
+        }
+    }
+};
+
+struct IoFault {
+    int action;
+    int code;
+    const char *text;
+};
+
+TEST_P(Fault, EveryWriteIndexOfASave)
+{
+    set(1);
+    ASSERT_EQ(save_wait(ctx, 1), 0) << ckpt_last_error(ctx);
+    int64_t committed_step = 1;
+    uint64_t committed_v = 1;
+    const IoFault faults[] = {{CKPT__FAIL_ENOSPC, CKPT_ENOSPC, "No space left"},
+                              {CKPT__FAIL_EIO, CKPT_EIO, "Input/output error"},
+                              {CKPT__FAIL_SHORT, CKPT_EIO, "short write"}};
+    int64_t step = 100;
+    for (const IoFault &f : faults) {
+        int writes = 0;
+        for (int n = 0;; n++, step++) {
+            ASSERT_LT(n, 10000) << "the fault never stopped firing";
+            uint64_t v = 1000 + (uint64_t)step;
+            set(v);
+            ASSERT_EQ(ckpt__fault_arm(ctx, CKPT__FAULT_WRITE, n, f.action), 0);
+            int rc = save_wait(ctx, step);
+            if (ckpt__fault_fired(ctx, CKPT__FAULT_WRITE) == 0) {
+                // n is past the last write of a save: it succeeded.
+                ASSERT_EQ(rc, 0) << ckpt_last_error(ctx);
+                writes = n;
+                ckpt__fault_arm(ctx, CKPT__FAULT_WRITE, -1, CKPT__FAIL_NONE);
+                committed_step = step;
+                committed_v = v;
+                step++;
+                break;
+            }
+            ASSERT_EQ(rc, f.code) << "write " << n << ": " << ckpt_last_error(ctx);
+            std::string msg = ckpt_last_error(ctx);
+            EXPECT_NE(msg.find("save step " + std::to_string(step)), std::string::npos) << msg;
+            EXPECT_NE(msg.find("rank-00000.h5"), std::string::npos) << msg;
+            EXPECT_NE(msg.find(f.text), std::string::npos) << msg;
+            EXPECT_FALSE(exists(step_dir(dir, step))) << "failed save committed";
+            expect_no_leftovers();
+            expect_latest(committed_step, committed_v);
+            // The next save (no fault armed any more: it fired once) works.
+            set(v + 500000);
+            ASSERT_EQ(save_wait(ctx, step), 0) << ckpt_last_error(ctx);
+            committed_step = step;
+            committed_v = v + 500000;
+            expect_latest(committed_step, committed_v);
+        }
+        EXPECT_GE(writes, 4) << "a save of this state should take several writes";
+        printf("fault %d: failed each of %d write indices in turn\n", f.action, writes);
+    }
+    expect_h5dump_all(dir);
+}
+
+TEST_P(Fault, EveryOtherStepOfTheSaveAndCommit)
+{
+    set(1);
+    ASSERT_EQ(save_wait(ctx, 1), 0) << ckpt_last_error(ctx);
+    const struct {
+        int site;
+        const char *text;
+    } sites[] = {{CKPT__FAULT_LAYOUT, "rank file layout"},
+                 {CKPT__FAULT_FINISH, "hash attributes"},
+                 {CKPT__FAULT_SYNC, "fsync rank file"},
+                 {CKPT__FAULT_DONE, "done-record"},
+                 {CKPT__FAULT_MANIFEST, "manifest"},
+                 {CKPT__FAULT_RENAME, "rename"}};
+    int64_t step = 2;
+    for (const auto &s : sites) {
+        for (int action : {CKPT__FAIL_EIO, CKPT__FAIL_ENOSPC}) {
+            set((uint64_t)step);
+            ASSERT_EQ(ckpt__fault_arm(ctx, s.site, 0, action), 0);
+            int rc = save_wait(ctx, step);
+            EXPECT_EQ(ckpt__fault_fired(ctx, s.site), 1) << s.text;
+            EXPECT_EQ(rc, action == CKPT__FAIL_EIO ? CKPT_EIO : CKPT_ENOSPC) << s.text;
+            std::string msg = ckpt_last_error(ctx);
+            EXPECT_NE(msg.find(s.text), std::string::npos) << msg;
+            EXPECT_FALSE(exists(step_dir(dir, step))) << s.text << " committed anyway";
+            expect_no_leftovers();
+            expect_latest(step - 1, (uint64_t)(step - 1));
+            set((uint64_t)step);
+            ASSERT_EQ(save_wait(ctx, step), 0) << ckpt_last_error(ctx);
+            expect_latest(step, (uint64_t)step);
+            step++;
+        }
+    }
+    // The folder fsync after the rename: the error is reported; the data that
+    // was renamed into place is complete, so either version may be restored.
+    set((uint64_t)step);
+    ASSERT_EQ(ckpt__fault_arm(ctx, CKPT__FAULT_DIRSYNC, 0, CKPT__FAIL_EIO), 0);
+    EXPECT_EQ(save_wait(ctx, step), CKPT_EIO);
+    EXPECT_NE(std::string(ckpt_last_error(ctx)).find("fsync"), std::string::npos);
+    set(0);
+    int64_t got = -1;
+    ASSERT_EQ(ckpt_restore(ctx, CKPT_LATEST, nullptr, &got), 0) << ckpt_last_error(ctx);
+    EXPECT_TRUE(got == step ? is((uint64_t)step) : is((uint64_t)step - 1));
+    set((uint64_t)step + 1);
+    ASSERT_EQ(save_wait(ctx, step + 1), 0) << ckpt_last_error(ctx);
+    expect_latest(step + 1, (uint64_t)step + 1);
+}
+
+TEST_P(Fault, CrashRightBeforeTheRename)
+{
+    set(1);
+    ASSERT_EQ(save_wait(ctx, 1), 0) << ckpt_last_error(ctx);
+    ckpt_close(ctx);
+    ctx = nullptr;
+    fflush(nullptr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        ckpt_ctx *c = nullptr;
+        if (ckpt_open(&cfg, nullptr, &c) != 0)
+            _exit(10);
+        set(2);
+        for (size_t i = 0; i < bufs.size(); i++) {
+            std::string name = "t" + std::to_string(i);
+            ckpt_register(c, name.c_str(), bufs[i].data(), dtypes[i], (int)shapes[i].size(),
+                          shapes[i].data());
+        }
+        ckpt__fault_arm(c, CKPT__FAULT_RENAME, 0, CKPT__FAIL_CRASH);
+        save_wait(c, 2);
+        _exit(0); // not reached: the fault site raises SIGKILL
+    }
+    int st = 0;
+    ASSERT_EQ(waitpid(pid, &st, 0), pid);
+    ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "child was not killed";
+    // The sealed partial folder is on disk, the committed name is not.
+    bool partial = false;
+    for (const auto &n : list_dir(dir))
+        partial |= n.find("step-000000000002.partial-") == 0;
+    EXPECT_TRUE(partial);
+    EXPECT_FALSE(exists(step_dir(dir, 2)));
+    // Reopen: the leftover goes, step 1 restores, and the next save works.
+    ctx = open_ctx(cfg);
+    ASSERT_NE(ctx, nullptr);
+    for (size_t i = 0; i < bufs.size(); i++) {
+        std::string name = "t" + std::to_string(i);
+        ckpt_register(ctx, name.c_str(), bufs[i].data(), dtypes[i], (int)shapes[i].size(),
+                      shapes[i].data());
+    }
+    expect_no_leftovers();
+    expect_latest(1, 1);
+    set(3);
+    ASSERT_EQ(save_wait(ctx, 2), 0) << ckpt_last_error(ctx);
+    expect_latest(2, 3);
+}
+
+TEST_P(Fault, ReadErrorsFallBackToTheOlderCheckpoint)
+{
+    set(1);
+    ASSERT_EQ(save_wait(ctx, 1), 0) << ckpt_last_error(ctx);
+    set(2);
+    ASSERT_EQ(save_wait(ctx, 2), 0) << ckpt_last_error(ctx);
+    for (int action : {CKPT__FAIL_EIO, CKPT__FAIL_SHORT}) {
+        ASSERT_EQ(ckpt__fault_arm(ctx, CKPT__FAULT_READ, 1, action), 0);
+        expect_latest(1, 1); // step 2 failed to read
+        EXPECT_EQ(ckpt__fault_fired(ctx, CKPT__FAULT_READ), 1);
+        // An explicit step does not fall back: the error is returned.
+        ASSERT_EQ(ckpt__fault_arm(ctx, CKPT__FAULT_READ, 0, action), 0);
+        int rc = ckpt_restore(ctx, 2, nullptr, nullptr);
+        EXPECT_EQ(rc, action == CKPT__FAIL_EIO ? CKPT_EIO : CKPT_ECORRUPT);
+        EXPECT_NE(std::string(ckpt_last_error(ctx)).find("rank-00000.h5"), std::string::npos);
+        ckpt__fault_arm(ctx, CKPT__FAULT_READ, -1, CKPT__FAIL_NONE);
+        expect_latest(2, 2);
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Writers, Fault, ::testing::ValuesIn(writers()),
+                         [](const ::testing::TestParamInfo<ckpt_io> &i) {
+                             return std::string(writer_name(i.param));
+                         });
+
+} // namespace

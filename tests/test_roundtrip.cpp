@@ -1,0 +1,351 @@
+// SPDX-License-Identifier: Apache-2.0
+// Round trips through the public API, on every writer backend: every dtype,
+// odd shapes (scalars, zero-length dimensions, sizes around the 4 KiB block,
+// the 64 KiB alignment threshold and the chunk size, a tensor larger than
+// the staging pool), user metadata, 10,000 small tensors, snapshot
+// semantics of the fence, replacing a step, explicit steps, retention, and
+// two contexts in one process.  Every file written is read back by h5dump.
+#include <map>
+#include <memory>
+#include <thread>
+
+#include "test_util.h"
+
+using namespace ckt;
+
+namespace {
+
+struct Tensor {
+    std::string name;
+    ckpt_dtype dtype;
+    std::vector<int64_t> shape;
+    std::vector<uint8_t> data;
+    uint64_t seed;
+
+    size_t nbytes() const { return data.size(); }
+};
+
+size_t bytes_of(ckpt_dtype dt, const std::vector<int64_t> &shape)
+{
+    size_t n = ckpt_dtype_size(dt);
+    for (int64_t d : shape)
+        n *= (size_t)d;
+    return n;
+}
+
+Tensor make(const std::string &name, ckpt_dtype dt, std::vector<int64_t> shape, uint64_t seed)
+{
+    Tensor t{name, dt, shape, std::vector<uint8_t>(bytes_of(dt, shape)), seed};
+    fill(t.data.data(), t.data.size(), seed);
+    return t;
+}
+
+class RoundTrip : public ::testing::TestWithParam<ckpt_io> {
+  protected:
+    TempDir tmp;
+    std::string dir = tmp.sub("ckpt");
+    ckpt_config cfg = config(dir, GetParam());
+
+    void register_all(ckpt_ctx *ctx, std::vector<Tensor> &ts)
+    {
+        for (auto &t : ts) {
+            void *p = t.data.empty() ? nullptr : t.data.data();
+            ASSERT_EQ(ckpt_register(ctx, t.name.c_str(), p, t.dtype, (int)t.shape.size(),
+                                    t.shape.data()),
+                      0)
+                << t.name << ": " << ckpt_last_error(ctx);
+        }
+    }
+
+    // Saves ts at step, clobbers the buffers, restores, compares.
+    void round_trip(std::vector<Tensor> &ts, int64_t step = 7)
+    {
+        ckpt_ctx *ctx = open_ctx(cfg);
+        ASSERT_NE(ctx, nullptr);
+        register_all(ctx, ts);
+        ASSERT_EQ(save_wait(ctx, step), 0) << ckpt_last_error(ctx);
+        for (auto &t : ts)
+            std::fill(t.data.begin(), t.data.end(), 0xA5);
+        int64_t got = -1;
+        ASSERT_EQ(ckpt_restore(ctx, CKPT_LATEST, nullptr, &got), 0) << ckpt_last_error(ctx);
+        EXPECT_EQ(got, step);
+        for (auto &t : ts)
+            EXPECT_TRUE(matches(t.data.data(), t.nbytes(), t.seed)) << t.name;
+        EXPECT_EQ(ckpt_close(ctx), 0);
+        EXPECT_GE(expect_h5dump_all(dir), 2);
+    }
+};
+
+TEST_P(RoundTrip, EveryDtype)
+{
+    std::vector<Tensor> ts;
+    ckpt_dtype all[] = {CKPT_F64, CKPT_F32,  CKPT_F16, CKPT_BF16, CKPT_FP8_E4M3,
+                        CKPT_FP8_E5M2, CKPT_I64, CKPT_I32, CKPT_I16, CKPT_I8,
+                        CKPT_U8,  CKPT_BOOL, CKPT_BYTES};
+    uint64_t seed = 1;
+    for (ckpt_dtype dt : all)
+        ts.push_back(make(std::string("t_") + ckpt_dtype_name(dt), dt, {3, 5, 7}, seed++));
+    round_trip(ts);
+}
+
+TEST_P(RoundTrip, OddShapes)
+{
+    const int64_t chunk = (int64_t)cfg.chunk_bytes;
+    std::vector<Tensor> ts;
+    ts.push_back(make("scalar_f64", CKPT_F64, {}, 11));
+    ts.push_back(make("scalar_u8", CKPT_U8, {}, 12));
+    ts.push_back(make("empty_1d", CKPT_F32, {0}, 13));
+    ts.push_back(make("empty_3d", CKPT_I16, {3, 0, 5}, 14));
+    ts.push_back(make("one_byte", CKPT_U8, {1}, 15));
+    ts.push_back(make("block_minus_1", CKPT_U8, {4095}, 16));
+    ts.push_back(make("block", CKPT_U8, {4096}, 17));
+    ts.push_back(make("block_plus_1", CKPT_U8, {4097}, 18));
+    ts.push_back(make("odd_f32", CKPT_F32, {3, 1237}, 19));
+    ts.push_back(make("align_threshold_minus_1", CKPT_U8, {65535}, 20));
+    ts.push_back(make("align_threshold", CKPT_U8, {65536}, 21));
+    ts.push_back(make("align_threshold_plus_1", CKPT_U8, {65537}, 22));
+    ts.push_back(make("chunk_minus_1", CKPT_U8, {chunk - 1}, 23));
+    ts.push_back(make("chunk", CKPT_U8, {chunk}, 24));
+    ts.push_back(make("chunk_plus_1", CKPT_U8, {chunk + 1}, 25));
+    ts.push_back(make("eight_dims", CKPT_I8, {2, 1, 3, 1, 2, 1, 1, 5}, 26));
+    // Larger than the whole staging pool: must pipeline through it.
+    int64_t big = (int64_t)cfg.staging_bytes * 2 + 12345;
+    ts.push_back(make("bigger_than_staging", CKPT_BF16, {big / 2}, 27));
+    round_trip(ts);
+}
+
+TEST_P(RoundTrip, MetadataIsCapturedAtSave)
+{
+    ckpt_ctx *ctx = open_ctx(cfg);
+    ASSERT_NE(ctx, nullptr);
+    std::vector<Tensor> ts{make("w", CKPT_F32, {1000}, 3)};
+    register_all(ctx, ts);
+    uint64_t rng[4] = {1, 2, 3, 4};
+    ASSERT_EQ(ckpt_set_meta(ctx, "rng", rng, sizeof rng), 0);
+    ASSERT_EQ(ckpt_set_meta(ctx, "empty", nullptr, 0), 0);
+    std::vector<uint8_t> big(CKPT_MAX_META);
+    fill(big.data(), big.size(), 99);
+    ASSERT_EQ(ckpt_set_meta(ctx, "loader position", big.data(), big.size()), 0);
+    ckpt_ticket t;
+    ASSERT_EQ(ckpt_save(ctx, 3, nullptr, &t), 0);
+    // Changed after the save call: the checkpoint must hold the old values.
+    rng[0] = 42;
+    ASSERT_EQ(ckpt_set_meta(ctx, "rng", rng, sizeof rng), 0);
+    ASSERT_EQ(ckpt_set_meta(ctx, "later", "x", 1), 0);
+    ASSERT_EQ(ckpt_fence(ctx, nullptr), 0);
+    ASSERT_EQ(ckpt_wait(ctx, t, -1), 0) << ckpt_last_error(ctx);
+    ASSERT_EQ(ckpt_restore(ctx, CKPT_LATEST, nullptr, nullptr), 0) << ckpt_last_error(ctx);
+    uint64_t got[4] = {};
+    size_t len = 0;
+    ASSERT_EQ(ckpt_get_meta(ctx, "rng", got, sizeof got, &len), 0);
+    EXPECT_EQ(len, sizeof got);
+    EXPECT_EQ(got[0], 1u);
+    EXPECT_EQ(got[3], 4u);
+    ASSERT_EQ(ckpt_get_meta(ctx, "empty", nullptr, 0, &len), 0);
+    EXPECT_EQ(len, 0u);
+    std::vector<uint8_t> back(CKPT_MAX_META);
+    ASSERT_EQ(ckpt_get_meta(ctx, "loader position", back.data(), back.size(), &len), 0);
+    EXPECT_EQ(back, big);
+    // Restore replaces the whole store: a key set after the save is gone.
+    EXPECT_EQ(ckpt_get_meta(ctx, "later", nullptr, 0, &len), CKPT_ENOTFOUND);
+    EXPECT_EQ(ckpt_close(ctx), 0);
+    expect_h5dump_all(dir);
+}
+
+TEST_P(RoundTrip, TenThousandSmallTensors)
+{
+    std::vector<Tensor> ts;
+    ts.reserve(10000);
+    for (int i = 0; i < 10000; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "layers.%d.param", i);
+        ckpt_dtype dt = i % 3 == 0 ? CKPT_F32 : i % 3 == 1 ? CKPT_BF16 : CKPT_U8;
+        ts.push_back(make(name, dt, {1 + i % 37}, (uint64_t)i + 1000));
+    }
+    round_trip(ts);
+}
+
+TEST_P(RoundTrip, FenceMakesMutationSafe)
+{
+    // State three times the staging pool: the fence covers a pipelined copy.
+    cfg.staging_bytes = 4u << 20;
+    ckpt_ctx *ctx = open_ctx(cfg);
+    ASSERT_NE(ctx, nullptr);
+    std::vector<Tensor> ts{make("a", CKPT_F32, {3 << 20}, 5), make("b", CKPT_U8, {777}, 6)};
+    register_all(ctx, ts);
+    ckpt_ticket t;
+    ASSERT_EQ(ckpt_save(ctx, 1, nullptr, &t), 0);
+    ASSERT_EQ(ckpt_fence(ctx, nullptr), 0);
+    // The optimizer step: mutate everything right after the fence.
+    for (auto &tt : ts)
+        std::fill(tt.data.begin(), tt.data.end(), 0x3C);
+    ASSERT_EQ(ckpt_wait(ctx, t, -1), 0) << ckpt_last_error(ctx);
+    ASSERT_EQ(ckpt_restore(ctx, 1, nullptr, nullptr), 0) << ckpt_last_error(ctx);
+    for (auto &tt : ts)
+        EXPECT_TRUE(matches(tt.data.data(), tt.nbytes(), tt.seed)) << tt.name;
+    EXPECT_EQ(ckpt_close(ctx), 0);
+}
+
+TEST_P(RoundTrip, ReplacingAStepIsAtomicAndLeavesNothingBehind)
+{
+    ckpt_ctx *ctx = open_ctx(cfg);
+    ASSERT_NE(ctx, nullptr);
+    std::vector<Tensor> ts{make("w", CKPT_F32, {100000}, 1)};
+    register_all(ctx, ts);
+    ASSERT_EQ(save_wait(ctx, 5), 0) << ckpt_last_error(ctx);
+    fill(ts[0].data.data(), ts[0].nbytes(), 2);
+    ASSERT_EQ(save_wait(ctx, 5), 0) << ckpt_last_error(ctx);
+    std::fill(ts[0].data.begin(), ts[0].data.end(), 0);
+    int64_t got;
+    ASSERT_EQ(ckpt_restore(ctx, CKPT_LATEST, nullptr, &got), 0) << ckpt_last_error(ctx);
+    EXPECT_EQ(got, 5);
+    EXPECT_TRUE(matches(ts[0].data.data(), ts[0].nbytes(), 2));
+    auto names = list_dir(dir);
+    ASSERT_EQ(names.size(), 1u);
+    EXPECT_EQ(names[0], "step-000000000005");
+    EXPECT_EQ(ckpt_close(ctx), 0);
+}
+
+TEST_P(RoundTrip, ExplicitStepAndListing)
+{
+    ckpt_ctx *ctx = open_ctx(cfg);
+    ASSERT_NE(ctx, nullptr);
+    std::vector<Tensor> ts{make("w", CKPT_I64, {5000}, 0)};
+    register_all(ctx, ts);
+    for (int64_t s : {10, 20, 30}) {
+        fill(ts[0].data.data(), ts[0].nbytes(), (uint64_t)s);
+        ASSERT_EQ(save_wait(ctx, s), 0) << ckpt_last_error(ctx);
+    }
+    ckpt_info info[8];
+    size_t n = 0;
+    ASSERT_EQ(ckpt_list(ctx, info, 8, &n), 0);
+    ASSERT_EQ(n, 3u);
+    EXPECT_EQ(info[0].step, 30);
+    EXPECT_EQ(info[2].step, 10);
+    EXPECT_EQ(info[0].nbytes, ts[0].nbytes());
+    EXPECT_EQ(info[0].ntensors, 1);
+    EXPECT_EQ(info[0].world_size, 1);
+    EXPECT_EQ(strlen(info[0].uuid), 32u);
+    ASSERT_EQ(ckpt_list(ctx, info, 1, &n), 0);
+    EXPECT_EQ(n, 3u);
+    int64_t got;
+    ASSERT_EQ(ckpt_restore(ctx, 20, nullptr, &got), 0) << ckpt_last_error(ctx);
+    EXPECT_EQ(got, 20);
+    EXPECT_TRUE(matches(ts[0].data.data(), ts[0].nbytes(), 20));
+    EXPECT_EQ(ckpt_restore(ctx, 25, nullptr, &got), CKPT_ENOTFOUND);
+    EXPECT_EQ(ckpt_close(ctx), 0);
+}
+
+TEST_P(RoundTrip, RetentionKeepsNewestAndEveryKth)
+{
+    cfg.keep_last = 2;
+    cfg.keep_every = 4;
+    ckpt_ctx *ctx = open_ctx(cfg);
+    ASSERT_NE(ctx, nullptr);
+    std::vector<Tensor> ts{make("w", CKPT_U8, {4096}, 0)};
+    register_all(ctx, ts);
+    for (int64_t s = 1; s <= 9; s++)
+        ASSERT_EQ(save_wait(ctx, s), 0) << ckpt_last_error(ctx);
+    ckpt_info info[16];
+    size_t n = 0;
+    ASSERT_EQ(ckpt_list(ctx, info, 16, &n), 0);
+    std::vector<int64_t> steps;
+    for (size_t i = 0; i < n; i++)
+        steps.push_back(info[i].step);
+    EXPECT_EQ(steps, (std::vector<int64_t>{9, 8, 4}));
+    EXPECT_EQ(list_dir(dir).size(), 3u); // no trash or partial folders left
+    EXPECT_EQ(ckpt_close(ctx), 0);
+}
+
+TEST_P(RoundTrip, TicketsPollAndWait)
+{
+    ckpt_ctx *ctx = open_ctx(cfg);
+    ASSERT_NE(ctx, nullptr);
+    std::vector<Tensor> ts{make("w", CKPT_F32, {1 << 20}, 8)};
+    register_all(ctx, ts);
+    ckpt_ticket t = 0;
+    ASSERT_EQ(ckpt_save(ctx, 1, nullptr, &t), 0);
+    EXPECT_NE(t, 0u);
+    int rc;
+    while ((rc = ckpt_poll(ctx, t)) == CKPT_INPROGRESS)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    EXPECT_EQ(rc, 0) << ckpt_last_error(ctx);
+    EXPECT_EQ(ckpt_poll(ctx, t), 0); // poll does not consume
+    EXPECT_EQ(ckpt_wait(ctx, t, 0), 0);
+    EXPECT_EQ(ckpt_wait(ctx, t, -1), CKPT_ESTATE); // wait does
+    EXPECT_EQ(ckpt_poll(ctx, t), CKPT_ESTATE);
+    // Fire and forget: no ticket, the save still commits; close reports 0.
+    ASSERT_EQ(ckpt_save(ctx, 2, nullptr, nullptr), 0);
+    EXPECT_EQ(ckpt_close(ctx), 0);
+    EXPECT_TRUE(exists(step_dir(dir, 2) + "/manifest.h5"));
+}
+
+TEST_P(RoundTrip, BusyPolicies)
+{
+    cfg.busy = CKPT_BUSY_REFUSE;
+    ckpt_ctx *ctx = open_ctx(cfg);
+    ASSERT_NE(ctx, nullptr);
+    std::vector<Tensor> ts{make("w", CKPT_U8, {64 << 20}, 4)};
+    register_all(ctx, ts);
+    ckpt_ticket t;
+    ASSERT_EQ(ckpt_save(ctx, 1, nullptr, &t), 0);
+    // 64 MiB through a 16 MiB pool takes far longer than this call.
+    int rc = ckpt_save(ctx, 2, nullptr, nullptr);
+    if (ckpt_poll(ctx, t) == CKPT_INPROGRESS || rc == CKPT_EBUSY) {
+        EXPECT_EQ(rc, CKPT_EBUSY);
+        EXPECT_NE(std::string(ckpt_last_error(ctx)).find("refused"), std::string::npos);
+    }
+    EXPECT_EQ(ckpt_wait(ctx, t, -1), 0) << ckpt_last_error(ctx);
+    EXPECT_EQ(ckpt_close(ctx), 0);
+}
+
+TEST_P(RoundTrip, TwoContextsInOneProcess)
+{
+    std::string d2 = tmp.sub("other");
+    ckpt_config c2 = config(d2, GetParam());
+    std::vector<Tensor> a{make("w", CKPT_F32, {2 << 20}, 100)};
+    std::vector<Tensor> b{make("w", CKPT_F32, {2 << 20}, 200)};
+    auto worker = [&](ckpt_config c, std::vector<Tensor> *ts, int64_t step, int *rc) {
+        ckpt_ctx *ctx = nullptr;
+        *rc = ckpt_open(&c, nullptr, &ctx);
+        if (*rc)
+            return;
+        for (auto &t : *ts)
+            ckpt_register(ctx, t.name.c_str(), t.data.data(), t.dtype, (int)t.shape.size(),
+                          t.shape.data());
+        for (int i = 0; i < 3 && !*rc; i++)
+            *rc = save_wait(ctx, step + i);
+        int c_rc = ckpt_close(ctx);
+        if (!*rc)
+            *rc = c_rc;
+    };
+    int r1 = -1, r2 = -1;
+    std::thread t1(worker, cfg, &a, 1, &r1), t2(worker, c2, &b, 100, &r2);
+    t1.join();
+    t2.join();
+    EXPECT_EQ(r1, 0);
+    EXPECT_EQ(r2, 0);
+    ckpt_ctx *ctx = open_ctx(c2);
+    ASSERT_NE(ctx, nullptr);
+    register_all(ctx, b);
+    std::fill(b[0].data.begin(), b[0].data.end(), 0);
+    int64_t got;
+    ASSERT_EQ(ckpt_restore(ctx, CKPT_LATEST, nullptr, &got), 0) << ckpt_last_error(ctx);
+    EXPECT_EQ(got, 102);
+    EXPECT_TRUE(matches(b[0].data.data(), b[0].nbytes(), 200));
+    EXPECT_EQ(ckpt_close(ctx), 0);
+}
+
+TEST_P(RoundTrip, RestoreWithoutVerification)
+{
+    cfg.verify = 0;
+    std::vector<Tensor> ts{make("w", CKPT_F32, {300000}, 9), make("s", CKPT_I32, {}, 10)};
+    round_trip(ts);
+}
+
+INSTANTIATE_TEST_SUITE_P(Writers, RoundTrip, ::testing::ValuesIn(writers()),
+                         [](const ::testing::TestParamInfo<ckpt_io> &i) {
+                             return std::string(writer_name(i.param));
+                         });
+
+} // namespace

@@ -1,0 +1,254 @@
+// SPDX-License-Identifier: Apache-2.0
+// Shared helpers for the GoogleTest suites: a temporary folder per test,
+// deterministic data patterns, running external programs (h5dump, the
+// ckpt CLI, python3 with h5py) and the list of writer backends every
+// file-system suite is parametrized over.
+#pragma once
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "ckpt/ckpt.h"
+
+namespace ckt {
+
+// A fresh folder under $TMPDIR (or /tmp), removed with everything in it.
+class TempDir {
+  public:
+    TempDir()
+    {
+        const char *base = getenv("TMPDIR");
+        std::string tmpl = std::string(base && *base ? base : "/tmp") + "/ckpt-test-XXXXXX";
+        std::vector<char> buf(tmpl.begin(), tmpl.end());
+        buf.push_back('\0');
+        if (!mkdtemp(buf.data()))
+            ADD_FAILURE() << "mkdtemp failed: " << strerror(errno);
+        path_ = buf.data();
+    }
+    ~TempDir()
+    {
+        if (!path_.empty() && !getenv("CKPT_TEST_KEEP"))
+            remove_all(path_);
+    }
+    TempDir(const TempDir &) = delete;
+    TempDir &operator=(const TempDir &) = delete;
+    const std::string &path() const { return path_; }
+    std::string sub(const std::string &name) const { return path_ + "/" + name; }
+
+    static void remove_all(const std::string &p)
+    {
+        struct stat st;
+        if (lstat(p.c_str(), &st) != 0)
+            return;
+        if (S_ISDIR(st.st_mode)) {
+            chmod(p.c_str(), 0755);
+            if (DIR *d = opendir(p.c_str())) {
+                while (struct dirent *de = readdir(d)) {
+                    if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+                        remove_all(p + "/" + de->d_name);
+                }
+                closedir(d);
+            }
+            rmdir(p.c_str());
+        } else {
+            unlink(p.c_str());
+        }
+    }
+
+  private:
+    std::string path_;
+};
+
+// Deterministic bytes: the same (seed, index) always gives the same byte.
+inline uint8_t pattern_byte(uint64_t seed, uint64_t i)
+{
+    uint64_t x = (seed + 1) * 0x9E3779B97F4A7C15ull ^ (i * 0xBF58476D1CE4E5B9ull);
+    x ^= x >> 31;
+    x *= 0x94D049BB133111EBull;
+    x ^= x >> 29;
+    return (uint8_t)x;
+}
+
+inline void fill(void *p, size_t n, uint64_t seed)
+{
+    auto *b = static_cast<uint8_t *>(p);
+    for (size_t i = 0; i < n; i++)
+        b[i] = pattern_byte(seed, i);
+}
+
+inline bool matches(const void *p, size_t n, uint64_t seed)
+{
+    auto *b = static_cast<const uint8_t *>(p);
+    for (size_t i = 0; i < n; i++)
+        if (b[i] != pattern_byte(seed, i))
+            return false;
+    return true;
+}
+
+// Runs a shell command; returns its exit status (or -1 when it did not exit).
+inline int run(const std::string &cmd, std::string *out = nullptr)
+{
+    std::string full = cmd + " 2>&1";
+    FILE *f = popen(full.c_str(), "r");
+    if (!f)
+        return -1;
+    std::string text;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        text.append(buf, n);
+    int st = pclose(f);
+    if (out)
+        *out = text;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+inline std::string quote(const std::string &s)
+{
+    std::string q = "'";
+    for (char c : s) {
+        if (c == '\'')
+            q += "'\\''";
+        else
+            q += c;
+    }
+    return q + "'";
+}
+
+// Every *.h5 file under dir, recursively.
+inline void h5_files(const std::string &dir, std::vector<std::string> *out)
+{
+    DIR *d = opendir(dir.c_str());
+    if (!d)
+        return;
+    while (struct dirent *de = readdir(d)) {
+        std::string n = de->d_name;
+        if (n == "." || n == "..")
+            continue;
+        std::string p = dir + "/" + n;
+        struct stat st;
+        if (lstat(p.c_str(), &st) != 0)
+            continue;
+        if (S_ISDIR(st.st_mode))
+            h5_files(p, out);
+        else if (n.size() > 3 && n.compare(n.size() - 3, 3, ".h5") == 0)
+            out->push_back(p);
+    }
+    closedir(d);
+}
+
+// h5dump must read every HDF5 file a test wrote: returns how many it read.
+// Every file gets `h5dump -H` (all groups, datasets, types and attributes);
+// files up to 8 MiB also get a full dump of their data.  Larger ones are
+// not dumped as text because HDF5's soft conversion of bf16 prints about a
+// megabyte per second; tests/test_h5py.cpp reads their data through h5py.
+inline int expect_h5dump_all(const std::string &dir)
+{
+    std::vector<std::string> files;
+    h5_files(dir, &files);
+    for (const auto &f : files) {
+        std::string out;
+        int rc = run(std::string(CKPT_H5DUMP) + " -H " + quote(f) + " > /dev/null", &out);
+        EXPECT_EQ(rc, 0) << "h5dump -H failed on " << f << ":\n" << out;
+        struct stat st;
+        if (stat(f.c_str(), &st) == 0 && st.st_size <= (8 << 20)) {
+            rc = run(std::string(CKPT_H5DUMP) + " " + quote(f) + " > /dev/null", &out);
+            EXPECT_EQ(rc, 0) << "h5dump failed on " << f << ":\n" << out;
+        }
+    }
+    return (int)files.size();
+}
+
+// The writer backends every file-system suite runs on.
+inline std::vector<ckpt_io> writers()
+{
+    return {CKPT_IO_PWRITE};
+}
+
+inline const char *writer_name(ckpt_io io)
+{
+    switch (io) {
+    case CKPT_IO_PWRITE:
+        return "pwrite";
+    case CKPT_IO_URING:
+        return "uring";
+    default:
+        return "auto";
+    }
+}
+
+// A config with test-friendly defaults (small staging, quiet logs).
+inline ckpt_config config(const std::string &dir, ckpt_io io = CKPT_IO_PWRITE)
+{
+    ckpt_config cfg;
+    ckpt_config_init(&cfg);
+    cfg.dir = dir.c_str();
+    cfg.io = io;
+    cfg.staging_bytes = 16u << 20;
+    cfg.chunk_bytes = 1u << 20;
+    cfg.log_level = getenv("CKPT_TEST_LOG") ? CKPT_LOG_DEBUG : CKPT_LOG_OFF;
+    return cfg;
+}
+
+// Opens a context or fails the test.
+inline ckpt_ctx *open_ctx(const ckpt_config &cfg)
+{
+    ckpt_ctx *ctx = nullptr;
+    int rc = ckpt_open(&cfg, nullptr, &ctx);
+    EXPECT_EQ(rc, 0) << ckpt_last_error(nullptr);
+    return ctx;
+}
+
+// Saves a step and waits for its commit.
+inline int save_wait(ckpt_ctx *ctx, int64_t step)
+{
+    ckpt_ticket t = 0;
+    int rc = ckpt_save(ctx, step, nullptr, &t);
+    if (rc)
+        return rc;
+    rc = ckpt_fence(ctx, nullptr);
+    if (rc)
+        return rc;
+    return ckpt_wait(ctx, t, -1);
+}
+
+inline std::string step_dir(const std::string &dir, int64_t step)
+{
+    char b[32];
+    snprintf(b, sizeof b, "/step-%012lld", (long long)step);
+    return dir + b;
+}
+
+inline bool exists(const std::string &p)
+{
+    struct stat st;
+    return lstat(p.c_str(), &st) == 0;
+}
+
+inline std::vector<std::string> list_dir(const std::string &dir)
+{
+    std::vector<std::string> v;
+    if (DIR *d = opendir(dir.c_str())) {
+        while (struct dirent *de = readdir(d)) {
+            std::string n = de->d_name;
+            if (n != "." && n != "..")
+                v.push_back(n);
+        }
+        closedir(d);
+    }
+    return v;
+}
+
+} // namespace ckt
