@@ -73,10 +73,11 @@ typedef struct ckpt__writer_methods {
     /* Queues req; never fails synchronously (errors arrive through cb). */
     void (*submit)(ckpt__writer *w, ckpt__ioreq *req);
     int (*sync)(ckpt__writer *w, ckpt__wfile *f, ckpt__err *err);
-    /* Reserves [0, len) on disk (fallocate) so that writes neither extend
-     * the file nor fail for space later; a file system without fallocate
-     * is not an error. */
-    int (*allocate)(ckpt__writer *w, ckpt__wfile *f, uint64_t len, ckpt__err *err);
+    /* Reserves [off, off + len) on disk (fallocate) so that writes there
+     * neither extend the file nor fail for space later; a file system
+     * without fallocate is not an error. */
+    int (*allocate)(ckpt__writer *w, ckpt__wfile *f, uint64_t off, uint64_t len,
+                    ckpt__err *err);
     /* 1 when the file got an O_DIRECT descriptor. */
     int (*is_direct)(const ckpt__wfile *f);
 } ckpt__writer_methods;

@@ -216,16 +216,18 @@ static int pw_sync(ckpt__writer *w, ckpt__wfile *f, ckpt__err *err)
     return 0;
 }
 
-static int pw_allocate(ckpt__writer *w, ckpt__wfile *f, uint64_t len, ckpt__err *err)
+static int pw_allocate(ckpt__writer *w, ckpt__wfile *f, uint64_t off, uint64_t len,
+                       ckpt__err *err)
 {
     (void)w;
     if (len == 0)
         return 0;
-    if (fallocate(f->fd, 0, 0, (off_t)len) == 0)
+    if (fallocate(f->fd, 0, (off_t)off, (off_t)len) == 0)
         return 0;
     if (errno == EOPNOTSUPP || errno == ENOSYS)
         return 0;
-    return ckpt__err_errno(err, errno, "reserve %llu bytes", (unsigned long long)len);
+    return ckpt__err_errno(err, errno, "reserve %llu bytes at %llu", (unsigned long long)len,
+                           (unsigned long long)off);
 }
 
 static int pw_is_direct(const ckpt__wfile *f)

@@ -380,8 +380,10 @@ int ckpt_save(ckpt_ctx *ctx, int64_t step, void *stream, ckpt_ticket *ticket)
     else
         ctx->qhead = job;
     ctx->qtail = job;
-    pthread_cond_broadcast(&ctx->cv);
     pthread_mutex_unlock(&ctx->mu);
+    /* Signalled after unlocking, so the coordinator does not wake up only to
+     * block on the mutex this thread still holds. */
+    pthread_cond_broadcast(&ctx->cv);
     if (ticket)
         *ticket = job->ticket;
     return 0;

@@ -14,6 +14,8 @@
 #include "runtime/pipeline.h"
 
 enum { EV_FILLED = 1, EV_HASHED, EV_DRAINED };
+/* Values of p->bad[extent] while loading. */
+enum { BAD_HASH = 1, BAD_CUT = 2 };
 
 #define CONTAINER(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
@@ -145,12 +147,14 @@ static void hash_task(ckpt__task *t)
     const uint8_t *slab = ckpt__slab(&p->eng->staging, b->slab);
     for (uint32_t i = b->first; i < b->first + b->count; i++) {
         const ckpt__extent *x = &p->ext[i];
+        if (p->bad[i] == BAD_CUT)
+            continue; /* never read: nothing to hash */
         uint64_t h = XXH3_64bits(slab + x->slab_off, x->n);
         uint64_t *leaf = &p->idx->hashes[ext_entry(p, x)->chunk0 + x->chunk];
         if (p->dir == CKPT__PIPE_SAVE)
             *leaf = h;
         else
-            p->bad[i] = h != *leaf;
+            p->bad[i] = h != *leaf ? BAD_HASH : 0;
     }
     ckpt__mbox_post(&p->mbox, &b->ev, EV_HASHED);
 }
@@ -245,7 +249,8 @@ static void finish_batch(ckpt__pipe *p, ckpt__batch *b)
 {
     if (!p->failed) {
         for (uint32_t i = b->first; i < b->first + b->count; i++)
-            p->done_bytes += p->ext[i].n;
+            if (p->bad[i] != BAD_CUT)
+                p->done_bytes += p->ext[i].n;
         if (p->on_progress)
             p->on_progress(p->progress_user, p->done_bytes, p->bytes);
     }
@@ -277,40 +282,74 @@ static void add_bad(ckpt__pipe *p, uint32_t ext)
     p->nbads++;
 }
 
-/* A transfer failed or came up short: report which. */
-static void io_failure(ckpt__pipe *p, ckpt__batch *b)
+/* The extents of run r: [run_ext[r], end). */
+static uint32_t run_end(const ckpt__pipe *p, const ckpt__batch *b, uint32_t r)
 {
-    const ckpt__ioreq *r = &p->runs[b->io_run];
+    return r + 1 < b->run0 + b->nruns ? p->run_ext[r + 1] : b->first + b->count;
+}
+
+/* A save's write failed or came up short, or a read failed: report it. */
+static void io_error(ckpt__pipe *p, const ckpt__batch *b, uint32_t r)
+{
+    const ckpt__ioreq *q = &p->runs[r];
     char who[64 + CKPT_MAX_NAME];
-    name_of(p, p->run_ext[b->io_run], who, sizeof who);
+    name_of(p, p->run_ext[r], who, sizeof who);
     ckpt__err e;
     int save = p->dir == CKPT__PIPE_SAVE;
-    if (b->io_res < 0) {
-        ckpt__err_errno(&e, (int)-b->io_res, "%s %s at offset %llu (%zu bytes, %s)",
-                        save ? "write" : "read", p->what, (unsigned long long)r->off, r->n,
+    if (q->res < 0)
+        ckpt__err_errno(&e, (int)-q->res, "%s %s at offset %llu (%zu bytes, %s)",
+                        save ? "write" : "read", p->what, (unsigned long long)q->off, q->n,
                         who);
-    } else if (save) {
+    else
         ckpt__err_set(&e, CKPT_EIO, "write %s at offset %llu (%s): short write, %lld of %zu "
-                      "bytes", p->what, (unsigned long long)r->off, who,
-                      (long long)b->io_res, r->n);
-    } else {
-        ckpt__err_set(&e, CKPT_ECORRUPT, "%s ends early: %s at offset %llu is cut short "
-                      "(%lld of %zu bytes; truncated file)", p->what, who,
-                      (unsigned long long)r->off, (long long)b->io_res, r->n);
-    }
-    if (p->keep_going && e.code == CKPT_ECORRUPT) {
-        for (uint32_t i = b->first; i < b->first + b->count; i++)
-            add_bad(p, i);
-        ckpt__err_keep(&p->err, &e);
-        return;
-    }
+                      "bytes", p->what, (unsigned long long)q->off, who, (long long)q->res,
+                      q->n);
+    (void)b;
     ckpt__pipe_fail(p, &e);
+}
+
+/*
+ * Some I/O of a loading batch failed.  An error fails the pipeline.  A short
+ * read means the file ends early: exactly the extents that reach past the
+ * end are marked BAD_CUT and named; the rest of the batch is still hashed.
+ */
+static void load_failure(ckpt__pipe *p, ckpt__batch *b)
+{
+    for (uint32_t r = b->run0; r < b->run0 + b->nruns; r++) {
+        const ckpt__ioreq *q = &p->runs[r];
+        if (q->res == (int64_t)q->n)
+            continue;
+        if (q->res < 0) {
+            io_error(p, b, r);
+            return;
+        }
+        uint64_t pos = 0;
+        for (uint32_t i = p->run_ext[r]; i < run_end(p, b, r); i++) {
+            const ckpt__extent *x = &p->ext[i];
+            pos += x->n;
+            if (pos <= (uint64_t)q->res)
+                continue;
+            p->bad[i] = BAD_CUT;
+            char who[64 + CKPT_MAX_NAME];
+            name_of(p, i, who, sizeof who);
+            ckpt__err e;
+            ckpt__err_set(&e, CKPT_ECORRUPT,
+                          "%s ends early: %s at offset %llu is cut short (truncated file)",
+                          p->what, who, (unsigned long long)ext_file_off(p, x));
+            if (!p->keep_going) {
+                ckpt__pipe_fail(p, &e);
+                return;
+            }
+            add_bad(p, i);
+            ckpt__err_keep(&p->err, &e);
+        }
+    }
 }
 
 static void check_hashes(ckpt__pipe *p, ckpt__batch *b)
 {
     for (uint32_t i = b->first; i < b->first + b->count; i++) {
-        if (!p->bad[i])
+        if (p->bad[i] != BAD_HASH)
             continue;
         const ckpt__extent *x = &p->ext[i];
         char who[64 + CKPT_MAX_NAME];
@@ -365,10 +404,9 @@ int ckpt__pipe_run(ckpt__pipe *p)
                               (unsigned)(b - p->bat));
                 ckpt__pipe_fail(p, &e);
             }
-            int short_io = p->dir == CKPT__PIPE_LOAD && atomic_load(&b->io_failed);
-            if (short_io)
-                io_failure(p, b);
-            if (p->failed || short_io) {
+            if (p->dir == CKPT__PIPE_LOAD && atomic_load(&b->io_failed))
+                load_failure(p, b);
+            if (p->failed) {
                 finish_batch(p, b);
                 continue;
             }
@@ -394,7 +432,7 @@ int ckpt__pipe_run(ckpt__pipe *p)
             }
         } else { /* EV_DRAINED: the batch's writes are done */
             if (atomic_load(&b->io_failed))
-                io_failure(p, b);
+                io_error(p, b, b->io_run);
             finish_batch(p, b);
         }
     }

@@ -29,7 +29,8 @@ int ckpt__retention_apply(const char *dir, const ckpt__retention *rules, int64_t
     int rc = ckpt__catalog_scan(dir, &steps, &n, err);
     if (rc)
         return rc;
-    time_t now = time(NULL);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
     for (size_t i = 0; i < n && !rc; i++) {
         int64_t s = steps[i];
         if (s == protect || (rules->keep_every > 0 && s % rules->keep_every == 0))
@@ -40,8 +41,11 @@ int ckpt__retention_apply(const char *dir, const ckpt__retention *rules, int64_t
             struct stat st;
             ckpt__step_name(s, name);
             snprintf(path, sizeof path, "%s/%s", dir, name);
-            drop = stat(path, &st) == 0 &&
-                   difftime(now, st.st_mtime) > rules->max_age_hours * 3600.0;
+            if (stat(path, &st) == 0) {
+                double age = (double)(now.tv_sec - st.st_mtim.tv_sec) +
+                             (double)(now.tv_nsec - st.st_mtim.tv_nsec) * 1e-9;
+                drop = age > rules->max_age_hours * 3600.0;
+            }
         }
         if (!drop)
             continue;

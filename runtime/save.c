@@ -167,7 +167,7 @@ static int write_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__e
     rc = ckpt__fault_check(&ctx->fault, CKPT__FAULT_LAYOUT, "create rank file layout", err);
     if (rc)
         return rc;
-    uint64_t data_end;
+    uint64_t data_end; /* unused: big datasets are reserved one by one */
     double t0 = now_s();
     ckpt__h5_enter();
     rc = ckpt__rankfile_create(s->path, &s->idx, (uint32_t)ctx->rank,
@@ -179,8 +179,15 @@ static int write_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__e
         return rc;
     hash_meta(&s->idx, (const void *const *)s->ptrs);
     rc = ctx->eng.wm->file_open(ctx->eng.w, s->path, CKPT__WF_WRITE, &s->wf, err);
-    if (!rc && ctx->eng.wm->allocate(ctx->eng.w, s->wf, data_end, err) != 0)
-        rc = ckpt__err_prefix(err, "%s", s->path);
+    /* Reserve the big datasets: their O_DIRECT writes then never extend the
+     * file, and a full disk fails here, before any data moves.  Small ones
+     * stay sparse-friendly (they share HDF5's blocks with metadata). */
+    for (uint32_t i = 0; !rc && i < s->idx.nentries; i++) {
+        const ckpt__entry *e = &s->idx.entries[i];
+        if (e->kind == CKPT__ENTRY_TENSOR && e->nbytes >= CKPT__H5_ALIGN_THRESHOLD &&
+            ctx->eng.wm->allocate(ctx->eng.w, s->wf, e->file_off, e->nbytes, err) != 0)
+            rc = ckpt__err_prefix(err, "%s", s->path);
+    }
     if (rc)
         return rc;
     return ckpt__pipe_set_file(&s->pipe, s->wf);

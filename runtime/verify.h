@@ -30,7 +30,8 @@ typedef struct ckpt__verify_report {
     ckpt__bad_chunk *bads;    /* malloc'd: chunks that failed */
     uint32_t nbads;
     ckpt__index idx;          /* the manifest's index */
-    /* Optional, set before the call: progress of the data pass. */
+    /* Optional, set before the call: progress of the data pass, per rank
+     * file (done and total restart for each rank file). */
     void (*progress)(void *user, uint64_t done, uint64_t total);
     void *progress_user;
 } ckpt__verify_report;

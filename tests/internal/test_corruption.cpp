@@ -167,7 +167,7 @@ TEST_P(Corruption, TruncatedRankFile)
     std::string f = rank_file(2);
     ASSERT_EQ(truncate(f.c_str(), (off_t)(data_offset(2, "w") + (2u << 20) + 100)), 0);
     expect_fallback("rank-00000.h5", "truncated");
-    expect_verify_fails("w", 4, "bytes");
+    expect_verify_fails("w", 4, "truncated");
 }
 
 TEST_P(Corruption, MissingRankFile)
