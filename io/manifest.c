@@ -312,7 +312,9 @@ out:
 int ckpt__manifest_read(const char *path, ckpt__index *out, ckpt__err *err)
 {
     memset(out, 0, sizeof *out);
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    /* O_NONBLOCK: a FIFO planted under this name must not hang the open;
+     * slurp() then refuses anything but a regular file. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0)
         return errno == ENOENT ? ckpt__err_set(err, CKPT_ECORRUPT, "%s is missing", path)
                                : ckpt__err_errno(err, errno, "open %s", path);

@@ -24,7 +24,7 @@ extern "C" {
 #endif
 
 #define CKPT__MANIFEST_NAME "manifest.h5"
-#define CKPT__MANIFEST_MAX (1ull << 32) /* bytes; a larger file is refused */
+#define CKPT__MANIFEST_MAX (1ull << 30) /* bytes; a larger file is refused */
 
 /* Creates path (must not exist), writes it and makes it durable (fsync). */
 int ckpt__manifest_write(const char *path, const ckpt__index *idx, ckpt__err *err);

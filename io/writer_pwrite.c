@@ -164,7 +164,8 @@ static int pw_file_open(ckpt__writer *w, const char *path, int mode, ckpt__wfile
                         ckpt__err *err)
 {
     *out = NULL;
-    int acc = mode == CKPT__WF_WRITE ? O_RDWR : O_RDONLY;
+    /* O_NONBLOCK only matters for a FIFO planted under the name: no hang. */
+    int acc = mode == CKPT__WF_WRITE ? O_RDWR : O_RDONLY | O_NONBLOCK;
     int fd = open(path, acc | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
         return ckpt__err_errno(err, errno, "open %s", path);

@@ -215,12 +215,15 @@ int ckpt__catalog_cleanup(const char *dir, ckpt__log *log, ckpt__err *err)
         }
         n++;
     }
+    /* A leftover that cannot be removed (permissions, hostile nesting) is
+     * logged and left: it must not stop a job from starting. */
     for (size_t i = 0; i < n; i++) {
         ckpt__err e;
         ckpt__err_clear(&e);
-        if (!rc && remove_at(dfd, names[i], 0, &e) != 0)
-            rc = ckpt__err_set(err, e.code, "%s/%s: %s", dir, names[i], e.msg);
-        else if (!rc)
+        if (remove_at(dfd, names[i], 0, &e) != 0)
+            ckpt__logf(log, CKPT_LOG_WARN, "could not remove leftover %s/%s: %s", dir, names[i],
+                       e.msg);
+        else
             ckpt__logf(log, CKPT_LOG_INFO, "removed leftover %s/%s", dir, names[i]);
         free(names[i]);
     }

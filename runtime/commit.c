@@ -131,7 +131,7 @@ int ckpt__commit_done_record(const char *partial_path, const ckpt__index *idx, u
 
 static int read_record(const char *path, ckpt__index *out, ckpt__err *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0)
         return ckpt__err_errno(err, errno, "open %s", path);
     struct stat st;

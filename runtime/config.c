@@ -51,8 +51,8 @@ int ckpt_config_init(ckpt_config *cfg)
         if (parse_int(v, 0, 1000000, &n) == 0)
             cfg->keep_last = (int)n;
         else
-            rc = ckpt__err_set(err, CKPT_EINVAL,
-                               "CKPT_KEEP_LAST='%.64s' is not a number in 0..1000000", v);
+            rc = ckpt__err_append(err, CKPT_EINVAL,
+                                  "CKPT_KEEP_LAST='%.64s' is not a number in 0..1000000", v);
     }
     if ((v = getenv("CKPT_IO")) && *v) {
         if (strcmp(v, "auto") == 0)
@@ -62,16 +62,17 @@ int ckpt_config_init(ckpt_config *cfg)
         else if (strcmp(v, "uring") == 0)
             cfg->io = CKPT_IO_URING;
         else
-            rc = ckpt__err_set(err, CKPT_EINVAL, "CKPT_IO='%.64s': expected auto, uring or pwrite",
-                               v);
+            rc = ckpt__err_append(err, CKPT_EINVAL,
+                                  "CKPT_IO='%.64s': expected auto, uring or pwrite", v);
     }
     if ((v = getenv("CKPT_LOG")) && *v) {
         int lvl = ckpt__log_parse(v);
         if (lvl >= 0)
             cfg->log_level = (ckpt_log_level)lvl;
         else
-            rc = ckpt__err_set(err, CKPT_EINVAL,
-                               "CKPT_LOG='%.64s': expected debug, info, warn, error or off", v);
+            rc = ckpt__err_append(err, CKPT_EINVAL,
+                                  "CKPT_LOG='%.64s': expected debug, info, warn, error or off",
+                                  v);
     }
     return rc;
 }

@@ -491,6 +491,12 @@ int ckpt_list(ckpt_ctx *ctx, ckpt_info *out, size_t cap, size_t *count)
             ckpt__logf(&ctx->log, CKPT_LOG_INFO, "list: skipping %s: %s", name, e.msg);
             continue;
         }
+        if (idx.step != steps[i]) {
+            ckpt__logf(&ctx->log, CKPT_LOG_INFO, "list: skipping %s: its manifest is step %lld",
+                       name, (long long)idx.step);
+            ckpt__index_free(&idx);
+            continue;
+        }
         if (*count < cap) {
             ckpt_info *o = &out[*count];
             memset(o, 0, sizeof *o);

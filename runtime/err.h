@@ -42,6 +42,9 @@ int ckpt__err_set(ckpt__err *e, int code, const char *fmt, ...) CKPT__PRINTF(3, 
 int ckpt__err_errno(ckpt__err *e, int errnum, const char *fmt, ...) CKPT__PRINTF(3, 4);
 /* Prepends "prefix: " to an existing message; returns e->code. */
 int ckpt__err_prefix(ckpt__err *e, const char *fmt, ...) CKPT__PRINTF(2, 3);
+/* Adds "; message" to an error (or sets it when e is clear); the first
+ * code stays.  Returns e->code. */
+int ckpt__err_append(ckpt__err *e, int code, const char *fmt, ...) CKPT__PRINTF(3, 4);
 /* Copies src into dst unless dst already holds an error (first wins). */
 void ckpt__err_keep(ckpt__err *dst, const ckpt__err *src);
 /* Maps an errno value to a CKPT_E* code. */

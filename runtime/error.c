@@ -85,6 +85,9 @@ int ckpt__code_from_errno(int errnum)
     case ENOENT:
         return CKPT_ENOTFOUND;
     case EINVAL:
+    case ENOTDIR:
+    case ELOOP:
+    case ENAMETOOLONG:
         return CKPT_EINVAL;
     case ETIMEDOUT:
         return CKPT_ETIMEDOUT;
@@ -122,6 +125,28 @@ int ckpt__err_prefix(ckpt__err *e, const char *fmt, ...)
     int n = snprintf(e->msg, sizeof e->msg, "%s: ", head);
     if (n > 0 && (size_t)n < sizeof e->msg)
         snprintf(e->msg + n, sizeof e->msg - (size_t)n, "%s", old);
+    return e->code;
+}
+
+int ckpt__err_append(ckpt__err *e, int code, const char *fmt, ...)
+{
+    if (!e)
+        return code;
+    if (e->code == 0) {
+        e->code = code;
+        e->msg[0] = '\0';
+    }
+    size_t len = strlen(e->msg);
+    if (len && len + 2 < sizeof e->msg) {
+        memcpy(e->msg + len, "; ", 3);
+        len += 2;
+    }
+    if (len < sizeof e->msg) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(e->msg + len, sizeof e->msg - len, fmt, ap);
+        va_end(ap);
+    }
     return e->code;
 }
 

@@ -91,7 +91,8 @@ static int read_meta(ckpt_ctx *ctx, const ckpt__index *idx, const char *path,
                      ckpt__metastore *out, ckpt__err *err)
 {
     memset(out, 0, sizeof *out);
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    /* O_NONBLOCK: a FIFO planted under this name must not hang the open. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0)
         return ckpt__err_errno(err, errno, "open %s", path);
     int rc = 0;
@@ -164,6 +165,12 @@ static int restore_one(ckpt_ctx *ctx, int64_t step, void *stream, ckpt__err *err
     int rc = ckpt__manifest_read(path, &idx, err);
     if (rc)
         return rc;
+    if (idx.step != step) {
+        rc = ckpt__err_set(err, CKPT_ECORRUPT, "%s records step %lld, not %lld", path,
+                           (long long)idx.step, (long long)step);
+        ckpt__index_free(&idx);
+        return rc;
+    }
     uint32_t *map = calloc(ctx->reg.n ? ctx->reg.n : 1, sizeof *map);
     void **ptrs = calloc(idx.nentries ? idx.nentries : 1, sizeof *ptrs);
     uint32_t *ids = calloc(ctx->reg.n ? ctx->reg.n : 1, sizeof *ids);
