@@ -246,7 +246,7 @@ const char *ckpt_last_error(const ckpt_ctx *ctx)
 static int frozen(ckpt_ctx *ctx, const char *fn)
 {
     pthread_mutex_lock(&ctx->mu);
-    int busy = ctx->inflight > 0;
+    int busy = ctx->inflight - ctx->retaining > 0;
     pthread_mutex_unlock(&ctx->mu);
     if (busy)
         return ckpt__err_set(&ctx->err, CKPT_ESTATE,
@@ -334,14 +334,17 @@ int ckpt_save(ckpt_ctx *ctx, int64_t step, void *stream, ckpt_ticket *ticket)
     job->step = step;
 
     pthread_mutex_lock(&ctx->mu);
-    if (ctx->inflight >= ctx->cfg.max_inflight && ctx->cfg.busy == CKPT_BUSY_REFUSE) {
+    /* Retention after a commit does not occupy a save slot: a save queued
+     * behind it starts as soon as it ends. */
+    if (ctx->inflight - ctx->retaining >= ctx->cfg.max_inflight &&
+        ctx->cfg.busy == CKPT_BUSY_REFUSE) {
         pthread_mutex_unlock(&ctx->mu);
         ckpt__job_free(job);
         return ckpt__err_set(&ctx->err, CKPT_EBUSY,
                              "ckpt_save: step %lld refused, %d save(s) still in flight",
                              (long long)step, ctx->cfg.max_inflight);
     }
-    while (ctx->inflight >= ctx->cfg.max_inflight)
+    while (ctx->inflight - ctx->retaining >= ctx->cfg.max_inflight)
         pthread_cond_wait(&ctx->cv, &ctx->mu);
     if (ctx->ntickets == ctx->cap_tickets) {
         size_t cap = ctx->cap_tickets ? ctx->cap_tickets * 2 : 16;

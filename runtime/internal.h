@@ -112,7 +112,8 @@ struct ckpt_ctx {
     int coord_running;
     int stop;
     ckpt__job *qhead, *qtail;
-    int inflight;     /* accepted saves not finished */
+    int inflight;     /* accepted saves not finished (retention included) */
+    int retaining;    /* the coordinator is applying retention after a commit */
     int snap_pending; /* accepted saves whose snapshot is not complete */
     ckpt__ticketrec *tickets;
     size_t ntickets, cap_tickets;

@@ -333,13 +333,21 @@ void *ckpt__coordinator_main(void *arg)
         } else {
             ckpt__logf(&ctx->log, CKPT_LOG_INFO, "step %lld committed: %llu bytes in %.3f s",
                        (long long)job->step, (unsigned long long)bytes, now_s() - t0);
-            if (ctx->rank == 0)
-                apply_retention(ctx, job->step);
         }
         snapshot_done(job); /* a failed save may never have copied everything */
 
+        /* The ticket reports the commit at once; retention (deleting old
+         * checkpoints can take seconds) runs after, still counted in
+         * inflight so the next save and a restore do not overlap it. */
         pthread_mutex_lock(&ctx->mu);
         ckpt__ticket_finish(ctx, job->ticket, rc, job->err.msg);
+        ctx->retaining = !rc && ctx->rank == 0;
+        pthread_cond_broadcast(&ctx->cv);
+        pthread_mutex_unlock(&ctx->mu);
+        if (!rc && ctx->rank == 0)
+            apply_retention(ctx, job->step);
+        pthread_mutex_lock(&ctx->mu);
+        ctx->retaining = 0;
         ctx->inflight--;
         pthread_cond_broadcast(&ctx->cv);
         pthread_mutex_unlock(&ctx->mu);
