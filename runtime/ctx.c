@@ -479,6 +479,11 @@ int ckpt_list(ckpt_ctx *ctx, ckpt_info *out, size_t cap, size_t *count)
         return ckpt__err_set(&ctx->err, CKPT_EINVAL, "ckpt_list: %s is NULL",
                              count ? "out" : "count");
     *count = 0;
+    /* List what retention leaves, not what it is deleting. */
+    pthread_mutex_lock(&ctx->mu);
+    while (ctx->retaining)
+        pthread_cond_wait(&ctx->cv, &ctx->mu);
+    pthread_mutex_unlock(&ctx->mu);
     int64_t *steps;
     size_t n;
     int rc = ckpt__catalog_scan(ctx->dir, &steps, &n, &ctx->err);

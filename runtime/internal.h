@@ -113,7 +113,7 @@ struct ckpt_ctx {
     int stop;
     ckpt__job *qhead, *qtail;
     int inflight;     /* accepted saves not finished (retention included) */
-    int retaining;    /* the coordinator is applying retention after a commit */
+    int retaining;    /* a finished save's ticket is out; retention may run */
     int snap_pending; /* accepted saves whose snapshot is not complete */
     ckpt__ticketrec *tickets;
     size_t ntickets, cap_tickets;

@@ -337,11 +337,12 @@ void *ckpt__coordinator_main(void *arg)
         snapshot_done(job); /* a failed save may never have copied everything */
 
         /* The ticket reports the commit at once; retention (deleting old
-         * checkpoints can take seconds) runs after, still counted in
-         * inflight so the next save and a restore do not overlap it. */
+         * checkpoints can take seconds) runs after.  Until it ends the job
+         * stays in inflight with `retaining` set: the next save queues
+         * behind it, restore and list wait for it. */
         pthread_mutex_lock(&ctx->mu);
         ckpt__ticket_finish(ctx, job->ticket, rc, job->err.msg);
-        ctx->retaining = !rc && ctx->rank == 0;
+        ctx->retaining = 1;
         pthread_cond_broadcast(&ctx->cv);
         pthread_mutex_unlock(&ctx->mu);
         if (!rc && ctx->rank == 0)

@@ -141,7 +141,9 @@ inline void h5_files(const std::string &dir, std::vector<std::string> *out)
         struct stat st;
         if (lstat(p.c_str(), &st) != 0)
             continue;
-        if (S_ISDIR(st.st_mode))
+        // A save in progress or a deletion under way is not a checkpoint.
+        if (S_ISDIR(st.st_mode) && n.find(".partial-") == std::string::npos &&
+            n.find(".trash-") == std::string::npos)
             h5_files(p, out);
         else if (n.size() > 3 && n.compare(n.size() - 3, 3, ".h5") == 0)
             out->push_back(p);
