@@ -275,7 +275,10 @@ CKPT_API int ckpt_poll(ckpt_ctx *ctx, ckpt_ticket ticket);
  * Blocks until the save is committed or failed (timeout_ms < 0: forever)
  * and returns its result, consuming the ticket; CKPT_ETIMEDOUT leaves it
  * valid.  On failure ckpt_last_error(ctx) names what failed.  Waiting a
- * second time on the same ticket is CKPT_ESTATE.
+ * second time on the same ticket is CKPT_ESTATE.  Retention (deleting older
+ * checkpoints) may still be running when this returns; ckpt_list,
+ * ckpt_restore and ckpt_close wait for it, and a following ckpt_save
+ * queues behind it.
  */
 CKPT_API int ckpt_wait(ckpt_ctx *ctx, ckpt_ticket ticket, int64_t timeout_ms);
 
