@@ -51,11 +51,18 @@ struct ckpt__ioreq {
     void *user;
     int64_t res;                  /* set before cb: bytes or -errno */
     ckpt__ioreq *next;            /* backend's use while queued */
+    /* Backend's use while in flight: the pieces of the request (unaligned
+     * head, O_DIRECT body, tail) and their progress. */
+    struct ckpt__iopart {
+        uint64_t off, len, done;
+        int direct;
+    } part[3];
+    int nparts, parts_left, err;
 };
 
 typedef struct ckpt__writer_config {
     int threads;     /* pwrite pool threads (>= 1) */
-    int queue_depth; /* requests in flight (io_uring) */
+    int queue_depth; /* I/O pieces in flight (io_uring) */
     int direct;      /* 1: use O_DIRECT where the file system allows */
 } ckpt__writer_config;
 
@@ -80,9 +87,26 @@ typedef struct ckpt__writer_methods {
                     ckpt__err *err);
     /* 1 when the file got an O_DIRECT descriptor. */
     int (*is_direct)(const ckpt__wfile *f);
+    /* Optional (NULL): registers [base, base + len) for I/O, in pieces that
+     * are whole multiples of `unit`.  Failing is not fatal: the writer then
+     * works unregistered and err says why. */
+    int (*register_buffers)(ckpt__writer *w, void *base, size_t len, size_t unit,
+                            ckpt__err *err);
 } ckpt__writer_methods;
 
 extern const ckpt__writer_methods ckpt__writer_pwrite;
+extern const ckpt__writer_methods ckpt__writer_uring;
+
+/* Whether io_uring can be used here: 0, or CKPT_EUNSUPPORTED with the
+ * reason (EPERM under seccomp or io_uring_disabled, ENOSYS, ENOMEM).  The
+ * environment variable CKPT_TEST_URING_PROBE=<errno name> makes the probe
+ * fail as if the kernel had refused, so tests can check the fallback. */
+int ckpt__uring_probe(ckpt__err *err);
+
+/* How a request splits: an unaligned head and tail go through the buffered
+ * descriptor, the 4 KiB-aligned body through the O_DIRECT one (when the
+ * buffer and the file offset share their phase).  Fills req->part. */
+void ckpt__io_split(ckpt__ioreq *req, int have_direct);
 
 #ifdef __cplusplus
 }

@@ -2,9 +2,9 @@
 /*
  * The pwrite-pool writer: a FIFO of caller-owned requests served by a few
  * threads with pread/pwrite.  Each file has a buffered descriptor and, when
- * the file system accepts it, an O_DIRECT one; a request is split into an
- * unaligned head, a 4 KiB-aligned body (O_DIRECT) and a tail, so a write
- * never touches bytes outside its range.  Partial transfers are retried
+ * the file system accepts it, an O_DIRECT one; a request is split
+ * (ckpt__io_split) into an unaligned head, a 4 KiB-aligned body (O_DIRECT)
+ * and a tail, so a write never touches bytes outside its range.  Partial transfers are retried
  * until the request is complete, the device refuses (0 bytes written:
  * ENOSPC) or a read reaches end of file.
  *
@@ -62,38 +62,21 @@ static int64_t xfer(int fd, int op, char *buf, size_t n, uint64_t off)
     return (int64_t)done;
 }
 
-static int64_t serve(const ckpt__ioreq *q)
+/* Serves the parts of q in order; bytes transferred, or -errno. */
+static int64_t serve(ckpt__ioreq *q)
 {
     const ckpt__wfile *f = q->file;
-    char *buf = q->buf;
-    size_t n = q->n;
-    uint64_t off = q->off;
-    uint64_t a = CKPT__DIO_ALIGN;
-    if (f->fd_direct < 0 || ((uintptr_t)buf % a) != (off % a) || n < a)
-        return xfer(f->fd, q->op, buf, n, off);
-
-    /* Same phase: buffered head up to the boundary, direct body, buffered tail. */
-    size_t head = (size_t)((a - off % a) % a);
-    size_t body = (n - head) / a * a;
-    size_t tail = n - head - body;
-    int64_t total = 0, r;
-    if (head) {
-        r = xfer(f->fd, q->op, buf, head, off);
-        if (r < 0 || (size_t)r < head)
-            return r;
-        total += r;
-    }
-    if (body) {
-        r = xfer(f->fd_direct, q->op, buf + head, body, off + head);
-        if (r < 0 || (size_t)r < body)
-            return r < 0 ? r : total + r;
-        total += r;
-    }
-    if (tail) {
-        r = xfer(f->fd, q->op, buf + head + body, tail, off + head + body);
+    ckpt__io_split(q, f->fd_direct >= 0);
+    int64_t total = 0;
+    for (int i = 0; i < q->nparts; i++) {
+        const struct ckpt__iopart *p = &q->part[i];
+        char *buf = (char *)q->buf + (p->off - q->off);
+        int64_t r = xfer(p->direct ? f->fd_direct : f->fd, q->op, buf, p->len, p->off);
         if (r < 0)
             return r;
         total += r;
+        if ((uint64_t)r < p->len)
+            break; /* end of file, or the device stopped taking bytes */
     }
     return total;
 }
@@ -247,4 +230,5 @@ const ckpt__writer_methods ckpt__writer_pwrite = {
     .sync = pw_sync,
     .allocate = pw_allocate,
     .is_direct = pw_is_direct,
+    .register_buffers = NULL,
 };

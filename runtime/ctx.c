@@ -236,6 +236,16 @@ int ckpt_close(ckpt_ctx *ctx)
     return unobserved.code;
 }
 
+const char *ckpt_writer_name(const ckpt_ctx *ctx)
+{
+    return ctx ? ctx->eng.wm->name : "(null)";
+}
+
+const char *ckpt_device_name(const ckpt_ctx *ctx)
+{
+    return ctx ? ctx->eng.dm->name : "(null)";
+}
+
 const char *ckpt_last_error(const ckpt_ctx *ctx)
 {
     return ctx ? ctx->err.msg : ckpt__thread_err()->msg;

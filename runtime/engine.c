@@ -15,17 +15,26 @@
 static int pick_writer(const ckpt__engine_config *cfg, ckpt__log *log,
                        const ckpt__writer_methods **out, ckpt__err *err)
 {
+    ckpt__err why;
     switch (cfg->io) {
     case CKPT_IO_PWRITE:
         *out = &ckpt__writer_pwrite;
         return 0;
     case CKPT_IO_URING:
-        return ckpt__err_set(err, CKPT_EUNSUPPORTED,
-                             "io=uring: this build has no io_uring writer yet (use pwrite)");
+        if (ckpt__uring_probe(err) != 0)
+            return ckpt__err_prefix(err, "io=uring");
+        *out = &ckpt__writer_uring;
+        return 0;
     case CKPT_IO_AUTO:
     default:
-        *out = &ckpt__writer_pwrite;
-        ckpt__logf(log, CKPT_LOG_INFO, "writer: pwrite (auto)");
+        ckpt__err_clear(&why);
+        if (ckpt__uring_probe(&why) == 0) {
+            *out = &ckpt__writer_uring;
+            ckpt__logf(log, CKPT_LOG_INFO, "writer: uring (auto)");
+        } else {
+            *out = &ckpt__writer_pwrite;
+            ckpt__logf(log, CKPT_LOG_INFO, "writer: pwrite (auto; %s)", why.msg);
+        }
         return 0;
     }
 }
@@ -67,7 +76,7 @@ int ckpt__engine_open(ckpt__engine *eng, const ckpt__engine_config *cfg, ckpt__l
         return rc;
     ckpt__writer_config wc = {
         .threads = cfg->io_threads ? cfg->io_threads : 4,
-        .queue_depth = cfg->queue_depth,
+        .queue_depth = cfg->queue_depth ? cfg->queue_depth : 16,
         .direct = 1,
     };
     int nh = cfg->hash_threads ? cfg->hash_threads : (cores() < 4 ? cores() : 4);
@@ -80,6 +89,13 @@ int ckpt__engine_open(ckpt__engine *eng, const ckpt__engine_config *cfg, ckpt__l
         rc = ckpt__staging_init(&eng->staging, cfg->staging_bytes, cfg->chunk_bytes, err);
     if (!rc)
         rc = eng->dm->register_staging(eng->dev, eng->staging.base, eng->staging.bytes, err);
+    if (!rc && eng->wm->register_buffers) {
+        ckpt__err why;
+        ckpt__err_clear(&why);
+        if (eng->wm->register_buffers(eng->w, eng->staging.base, eng->staging.bytes,
+                                      eng->staging.slab_bytes, &why) != 0)
+            ckpt__logf(log, CKPT_LOG_INFO, "%s", why.msg);
+    }
     if (rc)
         ckpt__engine_close(eng);
     return rc;

@@ -60,7 +60,7 @@ typedef struct ckpt__engine_config {
     ckpt_device device;
     int io_threads;
     int hash_threads;
-    int queue_depth;
+    int queue_depth; /* 0: 16 */
     uint64_t staging_bytes;
     uint64_t chunk_bytes;
 } ckpt__engine_config;

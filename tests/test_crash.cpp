@@ -77,9 +77,11 @@ double now_s()
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+ckpt_io g_writer = CKPT_IO_PWRITE; // the writer of the running instance
+
 ckpt_config crash_config(const std::string &dir)
 {
-    ckpt_config cfg = config(dir);
+    ckpt_config cfg = config(dir, g_writer);
     cfg.keep_last = 2; // retention runs inside the kill window too
     cfg.staging_bytes = 2u << 20;
     return cfg;
@@ -178,8 +180,11 @@ int64_t restore_version(const std::string &dir, int64_t *step, std::string *why)
     return v;
 }
 
-TEST(Crash, SigkillAtRandomInstantsRestoresOldOrNewNeverAMixture)
+class Crash : public WriterTest {};
+
+TEST_P(Crash, SigkillAtRandomInstantsRestoresOldOrNewNeverAMixture)
 {
+    g_writer = GetParam();
     const char *ks = getenv("CKPT_CRASH_KILLS"), *ss = getenv("CKPT_CRASH_SEED");
     const int kills = ks ? atoi(ks) : 200;
     const uint64_t seed = ss ? strtoull(ss, nullptr, 10) : (uint64_t)time(nullptr);
@@ -254,5 +259,10 @@ TEST(Crash, SigkillAtRandomInstantsRestoresOldOrNewNeverAMixture)
     EXPECT_GT(got_new, 0);
     expect_h5dump_all(dir);
 }
+
+INSTANTIATE_TEST_SUITE_P(Writers, Crash, ::testing::ValuesIn(writers()),
+                         [](const ::testing::TestParamInfo<ckpt_io> &i) {
+                             return std::string(writer_name(i.param));
+                         });
 
 } // namespace

@@ -40,7 +40,7 @@ Tensor make(const std::string &name, ckpt_dtype dt, std::vector<int64_t> shape, 
     return t;
 }
 
-class RoundTrip : public ::testing::TestWithParam<ckpt_io> {
+class RoundTrip : public WriterTest {
   protected:
     TempDir tmp;
     std::string dir = tmp.sub("ckpt");

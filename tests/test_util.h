@@ -173,10 +173,31 @@ inline int expect_h5dump_all(const std::string &dir)
     return (int)files.size();
 }
 
-// The writer backends every file-system suite runs on.
+// The writer backends every file-system suite runs on.  Where the kernel
+// refuses io_uring, the uring instances skip with the reason (WriterTest).
 inline std::vector<ckpt_io> writers()
 {
-    return {CKPT_IO_PWRITE};
+    return {CKPT_IO_PWRITE, CKPT_IO_URING};
+}
+
+// Empty when the writer can be used here, else why not.
+inline std::string writer_unavailable(ckpt_io io)
+{
+    char tmpl[] = "/tmp/ckpt-probe-XXXXXX";
+    if (!mkdtemp(tmpl))
+        return "mkdtemp failed";
+    ckpt_config cfg;
+    ckpt_config_init(&cfg);
+    cfg.dir = tmpl;
+    cfg.io = io;
+    cfg.staging_bytes = 4u << 20;
+    cfg.log_level = CKPT_LOG_OFF;
+    ckpt_ctx *ctx = nullptr;
+    int rc = ckpt_open(&cfg, nullptr, &ctx);
+    std::string why = rc == CKPT_EUNSUPPORTED ? ckpt_last_error(nullptr) : "";
+    ckpt_close(ctx);
+    rmdir(tmpl);
+    return why;
 }
 
 inline const char *writer_name(ckpt_io io)
@@ -190,6 +211,18 @@ inline const char *writer_name(ckpt_io io)
         return "auto";
     }
 }
+
+// Base of the suites parametrized over writers: skips, with the reason,
+// a writer this machine refuses.
+class WriterTest : public ::testing::TestWithParam<ckpt_io> {
+  protected:
+    void SetUp() override
+    {
+        std::string why = writer_unavailable(GetParam());
+        if (!why.empty())
+            GTEST_SKIP() << writer_name(GetParam()) << " writer unavailable: " << why;
+    }
+};
 
 // A config with test-friendly defaults (small staging, quiet logs).
 inline ckpt_config config(const std::string &dir, ckpt_io io = CKPT_IO_PWRITE)

@@ -202,6 +202,11 @@ CKPT_API int ckpt_close(ckpt_ctx *ctx);
  */
 CKPT_API const char *ckpt_last_error(const ckpt_ctx *ctx);
 
+/* The backends ckpt_open chose: "uring" or "pwrite"; "host" or "cuda".
+ * Static strings; thread-safe. */
+CKPT_API const char *ckpt_writer_name(const ckpt_ctx *ctx);
+CKPT_API const char *ckpt_device_name(const ckpt_ctx *ctx);
+
 /* ------------------------------------------------------------------------
  * Registration.  Allowed only while no save is in flight (CKPT_ESTATE).
  *

@@ -32,7 +32,7 @@ struct Logs {
     }
 };
 
-class Corruption : public ::testing::TestWithParam<ckpt_io> {
+class Corruption : public WriterTest {
   protected:
     TempDir tmp;
     std::string dir = tmp.sub("ckpt");
@@ -44,6 +44,9 @@ class Corruption : public ::testing::TestWithParam<ckpt_io> {
 
     void SetUp() override
     {
+        WriterTest::SetUp();
+        if (IsSkipped())
+            return;
         cfg.log_fn = Logs::fn;
         cfg.log_user = &logs;
         cfg.log_level = CKPT_LOG_WARN;

@@ -14,7 +14,7 @@ using namespace ckt;
 
 namespace {
 
-struct Fault : public ::testing::TestWithParam<ckpt_io> {
+struct Fault : public WriterTest {
     TempDir tmp;
     std::string dir = tmp.sub("ckpt");
     ckpt_config cfg = config(dir, GetParam());
@@ -27,6 +27,9 @@ struct Fault : public ::testing::TestWithParam<ckpt_io> {
 
     void SetUp() override
     {
+        WriterTest::SetUp();
+        if (IsSkipped())
+            return;
         cfg.staging_bytes = 2u << 20;
         cfg.keep_last = 3; // keeps the final h5dump pass short
         for (size_t i = 0; i < shapes.size(); i++) {
