@@ -190,6 +190,11 @@ static void *reap(void *arg)
         io_uring_cqe_seen(&w->ring, cqe);
         if (ud == 0)
             break;
+        /* The submitter filled the request under sq_mu before the kernel saw
+         * it; taking the lock once makes that ordering visible to tools
+         * (TSan cannot see through the ring). */
+        pthread_mutex_lock(&w->sq_mu);
+        pthread_mutex_unlock(&w->sq_mu);
         int freed = 1;
         if ((ud & UD_MASK) == UD_SYNC) {
             sync_wait *s = (sync_wait *)(uintptr_t)(ud & ~(uint64_t)UD_MASK);
@@ -226,7 +231,7 @@ static void ur_submit(ckpt__writer *w, ckpt__ioreq *q)
     ckpt__io_split(q, q->file->fd_direct >= 0);
     q->parts_left = q->nparts;
     q->err = 0;
-    reserve(w, (unsigned)q->nparts);
+    reserve(w, (unsigned)q->nparts); /* takes sq_mu: see reap() */
     for (int i = 0; i < q->nparts; i++)
         prep_part(w, q, i);
     int r = flush_sq(w);

@@ -51,7 +51,8 @@ TEST(Writers, AutoFallsBackToPwriteWhenIoUringIsRefused)
         Env env("CKPT_TEST_URING_PROBE", why);
         TempDir tmp;
         Logs logs;
-        ckpt_config cfg = config(tmp.sub("ckpt"), CKPT_IO_AUTO);
+        std::string dir = tmp.sub("ckpt");
+        ckpt_config cfg = config(dir, CKPT_IO_AUTO);
         cfg.log_level = CKPT_LOG_INFO;
         cfg.log_fn = Logs::fn;
         cfg.log_user = &logs;
@@ -68,7 +69,8 @@ TEST(Writers, ForcingIoUringWhereRefusedIsAClearError)
 {
     Env env("CKPT_TEST_URING_PROBE", "EPERM");
     TempDir tmp;
-    ckpt_config cfg = config(tmp.sub("ckpt"), CKPT_IO_URING);
+    std::string dir = tmp.sub("ckpt");
+    ckpt_config cfg = config(dir, CKPT_IO_URING);
     ckpt_ctx *ctx = nullptr;
     EXPECT_EQ(ckpt_open(&cfg, nullptr, &ctx), CKPT_EUNSUPPORTED);
     EXPECT_EQ(ctx, nullptr);
@@ -105,7 +107,8 @@ TEST(Writers, AutoPicksIoUringWhereTheKernelAllowsIt)
     if (!why.empty())
         GTEST_SKIP() << "io_uring unavailable here: " << why;
     TempDir tmp;
-    ckpt_ctx *ctx = open_ctx(config(tmp.sub("ckpt"), CKPT_IO_AUTO));
+    std::string dir = tmp.sub("ckpt");
+    ckpt_ctx *ctx = open_ctx(config(dir, CKPT_IO_AUTO));
     ASSERT_NE(ctx, nullptr);
     EXPECT_STREQ(ckpt_writer_name(ctx), "uring");
     EXPECT_STREQ(ckpt_device_name(ctx), "host");
@@ -121,7 +124,8 @@ TEST(Writers, ShallowQueueStillCompletesEveryRequest)
         if (!writer_unavailable(io).empty())
             continue;
         TempDir tmp;
-        ckpt_config cfg = config(tmp.sub("ckpt"), io);
+        std::string dir = tmp.sub("ckpt");
+        ckpt_config cfg = config(dir, io);
         cfg.queue_depth = 1;
         cfg.io_threads = 1;
         ckpt_ctx *ctx = open_ctx(cfg);
