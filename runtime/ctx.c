@@ -138,6 +138,7 @@ static void destroy(ckpt_ctx *ctx)
         ctx->comm->m->destroy(ctx->comm);
     pthread_cond_destroy(&ctx->cv);
     pthread_mutex_destroy(&ctx->mu);
+    pthread_mutex_destroy(&ctx->ev_mu);
     ckpt__log_destroy(&ctx->log);
     free(ctx->dir);
     free(ctx);
@@ -167,6 +168,7 @@ int ckpt_open(const ckpt_config *cfg, ckpt_comm *comm, ckpt_ctx **out)
         return ckpt__err_set(err, CKPT_ENOMEM, "ckpt_open: out of memory");
     }
     pthread_mutex_init(&ctx->mu, NULL);
+    pthread_mutex_init(&ctx->ev_mu, NULL);
     pthread_cond_init(&ctx->cv, NULL);
     ckpt__log_init(&ctx->log, cfg->log_level, cfg->log_fn, cfg->log_user);
     ckpt__fault_init(&ctx->fault);
@@ -342,6 +344,7 @@ int ckpt_save(ckpt_ctx *ctx, int64_t step, void *stream, ckpt_ticket *ticket)
     }
     job->ctx = ctx;
     job->step = step;
+    job->t_save_ns = job->t_stage_ns = ckpt__now_ns();
 
     pthread_mutex_lock(&ctx->mu);
     /* Retention after a commit does not occupy a save slot: a save queued

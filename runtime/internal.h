@@ -82,6 +82,9 @@ typedef struct ckpt__job {
     ckpt__metastore meta; /* captured at ckpt_save */
     int snap_done;        /* ctx->mu */
     ckpt__err err;
+    uint64_t bytes;       /* set by the coordinator before the copies start */
+    uint64_t t_save_ns;   /* when ckpt_save was called */
+    uint64_t t_stage_ns;  /* the previous event (ctx->ev_mu) */
 } ckpt__job;
 
 typedef struct ckpt__ticketrec {
@@ -106,6 +109,7 @@ struct ckpt_ctx {
     uint8_t run_uuid[16];
     uint64_t seq;
 
+    pthread_mutex_t ev_mu; /* one event at a time (events.c) */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     pthread_t coord;
@@ -127,6 +131,11 @@ void ckpt__job_free(ckpt__job *job);
 
 /* ctx.c: records a finished save on its ticket (ctx->mu held). */
 void ckpt__ticket_finish(ckpt_ctx *ctx, uint64_t ticket, int result, const char *msg);
+
+/* events.c */
+uint64_t ckpt__now_ns(void);
+void ckpt__emit(ckpt_ctx *ctx, ckpt__job *job, ckpt_event_kind kind, int error,
+                const char *message);
 
 /* config.c */
 int ckpt__config_validate(const ckpt_config *cfg, ckpt__err *err);

@@ -112,7 +112,7 @@ static int build_index(ckpt_ctx *ctx, ckpt__job *job, ckpt__index *idx, ckpt__er
     return 0;
 }
 
-/* The pipeline copied every tensor (backend thread) or the save ended. */
+/* Releases the fence for this save (idempotent). */
 static void snapshot_done(void *user)
 {
     ckpt__job *job = user;
@@ -124,6 +124,15 @@ static void snapshot_done(void *user)
         pthread_cond_broadcast(&ctx->cv);
     }
     pthread_mutex_unlock(&ctx->mu);
+}
+
+/* The pipeline copied every tensor (device thread, or the coordinator when
+ * there is nothing to copy). */
+static void snapshot_taken(void *user)
+{
+    ckpt__job *job = user;
+    ckpt__emit(job->ctx, job, CKPT_EVENT_SNAPSHOT, 0, NULL);
+    snapshot_done(job);
 }
 
 static void hash_meta(ckpt__index *idx, const void *const *data)
@@ -222,6 +231,8 @@ static int finish_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__
         rc = ckpt__commit_done_record(s->ppath, idx, (uint32_t)ctx->rank, &ctx->fault, err);
     }
     double t2 = now_s();
+    if (!rc)
+        ckpt__emit(ctx, job, CKPT_EVENT_DURABLE, 0, NULL);
     if (!rc && ctx->rank == 0)
         rc = ckpt__commit_seal(ctx->dir, s->partial, job->step, (uint32_t)ctx->world,
                                &ctx->fault, &ctx->log, err);
@@ -231,7 +242,7 @@ static int finish_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__
     return rc;
 }
 
-static int run_save(ckpt_ctx *ctx, ckpt__job *job, uint64_t *bytes, ckpt__err *err)
+static int run_save(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
 {
     save_state *s = calloc(1, sizeof *s);
     if (!s)
@@ -261,7 +272,7 @@ static int run_save(ckpt_ctx *ctx, ckpt__job *job, uint64_t *bytes, ckpt__err *e
     }
     if (!rc) {
         /* Step 2 before 3: the snapshot does not wait for HDF5. */
-        s->pipe.on_snapshot = snapshot_done;
+        s->pipe.on_snapshot = snapshot_taken;
         s->pipe.snap_user = job;
         ckpt__pipe_start(&s->pipe);
         rc = write_rank_file(ctx, job, s, err);
@@ -275,7 +286,6 @@ static int run_save(ckpt_ctx *ctx, ckpt__job *job, uint64_t *bytes, ckpt__err *e
             *err = s->pipe.err;
             rc = prc;
         }
-        *bytes = s->pipe.bytes;
     }
     if (!rc)
         rc = finish_rank_file(ctx, job, s, err);
@@ -323,16 +333,18 @@ void *ckpt__coordinator_main(void *arg)
             ctx->qtail = NULL;
         pthread_mutex_unlock(&ctx->mu);
 
-        double t0 = now_s();
-        uint64_t bytes = 0;
         ckpt__err_clear(&job->err);
-        int rc = run_save(ctx, job, &bytes, &job->err);
+        for (uint32_t i = 0; i < ctx->reg.n; i++)
+            job->bytes += ctx->reg.v[i].nbytes;
+        for (uint32_t i = 0; i < job->meta.n; i++)
+            job->bytes += job->meta.v[i].len;
+        ckpt__emit(ctx, job, CKPT_EVENT_STARTED, 0, NULL);
+        int rc = run_save(ctx, job, &job->err);
         if (rc) {
             ckpt__err_prefix(&job->err, "save step %lld", (long long)job->step);
-            ckpt__logf(&ctx->log, CKPT_LOG_ERROR, "%s", job->err.msg);
-        } else {
-            ckpt__logf(&ctx->log, CKPT_LOG_INFO, "step %lld committed: %llu bytes in %.3f s",
-                       (long long)job->step, (unsigned long long)bytes, now_s() - t0);
+            ckpt__emit(ctx, job, CKPT_EVENT_FAILED, rc, job->err.msg);
+        } else if (ctx->rank == 0) {
+            ckpt__emit(ctx, job, CKPT_EVENT_COMMITTED, 0, NULL);
         }
         snapshot_done(job); /* a failed save may never have copied everything */
 

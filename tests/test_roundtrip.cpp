@@ -336,6 +336,35 @@ TEST_P(RoundTrip, TwoContextsInOneProcess)
     EXPECT_EQ(ckpt_close(ctx), 0);
 }
 
+TEST_P(RoundTrip, EventsReportEveryStageInOrder)
+{
+    Events events;
+    cfg.event_fn = Events::fn;
+    cfg.event_user = &events;
+    ckpt_ctx *ctx = open_ctx(cfg);
+    ASSERT_NE(ctx, nullptr);
+    std::vector<Tensor> ts{make("w", CKPT_F32, {3 << 20}, 1), make("b", CKPT_U8, {100}, 2)};
+    register_all(ctx, ts);
+    ASSERT_EQ(ckpt_set_meta(ctx, "m", "abc", 3), 0);
+    ckpt_ticket t;
+    ASSERT_EQ(ckpt_save(ctx, 4, nullptr, &t), 0);
+    ASSERT_EQ(ckpt_fence(ctx, nullptr), 0);
+    ASSERT_EQ(ckpt_wait(ctx, t, -1), 0) << ckpt_last_error(ctx);
+    ASSERT_EQ(ckpt_close(ctx), 0);
+    using K = std::vector<ckpt_event_kind>;
+    EXPECT_EQ(events.kinds(4), (K{CKPT_EVENT_STARTED, CKPT_EVENT_SNAPSHOT, CKPT_EVENT_DURABLE,
+                                  CKPT_EVENT_COMMITTED}));
+    double prev = 0;
+    for (const auto &e : events.ev) {
+        EXPECT_EQ(e.ticket, t);
+        EXPECT_EQ(e.bytes, ts[0].nbytes() + ts[1].nbytes() + 3);
+        EXPECT_GE(e.since_save_s, prev);
+        EXPECT_GE(e.stage_s, 0.0);
+        EXPECT_EQ(e.error, 0);
+        prev = e.since_save_s;
+    }
+}
+
 TEST_P(RoundTrip, RestoreWithoutVerification)
 {
     cfg.verify = 0;

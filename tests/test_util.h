@@ -224,6 +224,26 @@ class WriterTest : public ::testing::TestWithParam<ckpt_io> {
     }
 };
 
+// Collects save events (ckpt_config.event_fn) for assertions.
+struct Events {
+    std::vector<ckpt_event> ev;
+    std::vector<std::string> msg;
+    static void fn(void *user, const ckpt_event *e)
+    {
+        auto *self = static_cast<Events *>(user);
+        self->ev.push_back(*e);
+        self->msg.push_back(e->message);
+    }
+    std::vector<ckpt_event_kind> kinds(int64_t step) const
+    {
+        std::vector<ckpt_event_kind> k;
+        for (const auto &e : ev)
+            if (e.step == step)
+                k.push_back(e.kind);
+        return k;
+    }
+};
+
 // A config with test-friendly defaults (small staging, quiet logs).
 inline ckpt_config config(const std::string &dir, ckpt_io io = CKPT_IO_PWRITE)
 {

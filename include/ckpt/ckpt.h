@@ -134,6 +134,32 @@ typedef enum ckpt_log_level {
 /* Called from any runtime thread, one call at a time per context. */
 typedef void (*ckpt_log_fn)(void *user, ckpt_log_level level, const char *msg);
 
+typedef uint64_t ckpt_ticket; /* identifies one save; 0 is never valid */
+
+/* The stages of one save, in order; FAILED replaces whatever is left. */
+typedef enum ckpt_event_kind {
+    CKPT_EVENT_STARTED = 1, /* the background thread took the save up */
+    CKPT_EVENT_SNAPSHOT,    /* every tensor copied: the fence is released */
+    CKPT_EVENT_DURABLE,     /* this rank's file and done-record are on disk */
+    CKPT_EVENT_COMMITTED,   /* the checkpoint is committed (rank 0) */
+    CKPT_EVENT_FAILED       /* the save failed; error and message say why */
+} ckpt_event_kind;
+
+typedef struct ckpt_event {
+    ckpt_event_kind kind;
+    int64_t step;
+    ckpt_ticket ticket;
+    uint64_t bytes;       /* tensor and metadata bytes of the save */
+    double since_save_s;  /* from the ckpt_save call to this event */
+    double stage_s;       /* from the previous event of this save */
+    int error;            /* FAILED: the CKPT_E* code, else 0 */
+    const char *message;  /* FAILED: what failed; else "" (valid during the call) */
+} ckpt_event;
+
+/* Called from a runtime thread (never the caller's), one call at a time
+ * per context; it must not call into the context. */
+typedef void (*ckpt_event_fn)(void *user, const ckpt_event *event);
+
 typedef struct ckpt_config {
     const char *dir;          /* checkpoint folder; created if missing */
     int keep_last;            /* keep the newest N checkpoints; 0 keeps all */
@@ -152,6 +178,8 @@ typedef struct ckpt_config {
     ckpt_log_level log_level; /* messages below this level are dropped */
     ckpt_log_fn log_fn;       /* NULL writes "ckpt: ..." lines to stderr */
     void *log_user;           /* passed to log_fn */
+    ckpt_event_fn event_fn;   /* NULL: events only go to the log (info) */
+    void *event_user;         /* passed to event_fn */
 } ckpt_config;
 
 /*
@@ -241,7 +269,6 @@ CKPT_API int ckpt_get_meta(ckpt_ctx *ctx, const char *key, void *buf, size_t cap
 /* ------------------------------------------------------------------------
  * Saving.
  */
-typedef uint64_t ckpt_ticket; /* 0 is never a valid ticket */
 
 /*
  * Starts a checkpoint of every registered tensor and metadata blob, as they

@@ -183,6 +183,31 @@ TEST_P(Fault, EveryOtherStepOfTheSaveAndCommit)
     expect_latest(step + 1, (uint64_t)step + 1);
 }
 
+TEST_P(Fault, AFailedSaveEndsWithAFailedEvent)
+{
+    ckpt_close(ctx);
+    Events events;
+    cfg.event_fn = Events::fn;
+    cfg.event_user = &events;
+    ctx = open_ctx(cfg);
+    ASSERT_NE(ctx, nullptr);
+    for (size_t i = 0; i < bufs.size(); i++) {
+        std::string name = "t" + std::to_string(i);
+        ASSERT_EQ(ckpt_register(ctx, name.c_str(), bufs[i].data(), dtypes[i],
+                                (int)shapes[i].size(), shapes[i].data()),
+                  0);
+    }
+    set(1);
+    ASSERT_EQ(ckpt__fault_arm(ctx, CKPT__FAULT_MANIFEST, 0, CKPT__FAIL_ENOSPC), 0);
+    EXPECT_EQ(save_wait(ctx, 9), CKPT_ENOSPC);
+    using K = std::vector<ckpt_event_kind>;
+    EXPECT_EQ(events.kinds(9), (K{CKPT_EVENT_STARTED, CKPT_EVENT_SNAPSHOT, CKPT_EVENT_DURABLE,
+                                  CKPT_EVENT_FAILED}));
+    ASSERT_FALSE(events.ev.empty());
+    EXPECT_EQ(events.ev.back().error, CKPT_ENOSPC);
+    EXPECT_NE(events.msg.back().find("manifest"), std::string::npos) << events.msg.back();
+}
+
 TEST_P(Fault, CrashRightBeforeTheRename)
 {
     set(1);
