@@ -54,8 +54,13 @@ typedef struct io_opts {
     const char *dir;
     uint64_t bytes;
     int json, keep;
-    int io_set;
-    ckpt_io io;
+    /* The writers to measure, in order (--writer all: three). */
+    struct bench_writer {
+        const char *label; /* uring, pwrite, buffered, auto */
+        ckpt_io io;
+        int direct;
+    } w[3];
+    int nw;
     uint64_t staging_bytes, chunk_bytes;
     int repeat;
     int io_threads, hash_threads;
@@ -79,7 +84,9 @@ static void io_help(FILE *f)
 "  --bytes SIZE       state size: N, NK, NM, NG (powers of 1024), >= 1M\n"
 "  --json             print a JSON object on stdout (the table goes to stderr)\n"
 "  --keep             leave the last checkpoint in D (for `ckpt verify`, h5dump)\n"
-"  --writer W         pwrite | auto | uring (default: auto, or CKPT_IO)\n"
+"  --writer W         uring | pwrite | buffered (pwrite without O_DIRECT) |\n"
+"                     auto | all (the first three in turn; JSON: \"writers\": [...])\n"
+"                     (default: auto, or CKPT_IO)\n"
 "  --staging SIZE     staging pool bytes (default 256M)\n"
 "  --chunk SIZE       hash and write unit, multiple of 4K (default 4M)\n"
 "  --repeat N         save/restore N times, report the median (default 1)\n"
@@ -103,6 +110,8 @@ static int io_parse(int argc, char **argv, io_opts *o)
     o->repeat = 1;
     o->raw_threads = 1;
     o->seed = 1;
+    o->w[0] = (struct bench_writer){"auto", CKPT_IO_AUTO, 1};
+    o->nw = 1;
     int have_bytes = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
@@ -125,15 +134,19 @@ static int io_parse(int argc, char **argv, io_opts *o)
                                    m < 0 ? "" : v);
             have_bytes = 1;
         } else if ((m = opt_value(argc, argv, &i, "--writer", &v)) != 0) {
-            if (m > 0 && strcmp(v, "pwrite") == 0)
-                o->io = CKPT_IO_PWRITE;
-            else if (m > 0 && strcmp(v, "auto") == 0)
-                o->io = CKPT_IO_AUTO;
-            else if (m > 0 && strcmp(v, "uring") == 0)
-                o->io = CKPT_IO_URING;
-            else
-                return usage_error("io", "--writer: expected pwrite, auto or uring");
-            o->io_set = 1;
+            static const struct bench_writer kinds[] = {{"uring", CKPT_IO_URING, 1},
+                                                        {"pwrite", CKPT_IO_PWRITE, 1},
+                                                        {"buffered", CKPT_IO_PWRITE, 0},
+                                                        {"auto", CKPT_IO_AUTO, 1}};
+            o->nw = 0;
+            for (int k = 0; m > 0 && k < 4; k++)
+                if (strcmp(v, kinds[k].label) == 0)
+                    o->w[o->nw++] = kinds[k];
+            if (m > 0 && strcmp(v, "all") == 0)
+                for (int k = 0; k < 3; k++)
+                    o->w[o->nw++] = kinds[k];
+            if (o->nw == 0)
+                return usage_error("io", "--writer: expected uring, pwrite, buffered, auto or all");
         } else if ((m = opt_value(argc, argv, &i, "--staging", &v)) != 0) {
             if (m < 0 || parse_size(v, &o->staging_bytes) != 0)
                 return usage_error("io", "--staging: expected a size like 256M");
@@ -200,6 +213,7 @@ typedef struct io_bench {
     uint8_t *scratch;
     int dir_existed;
     ckpt_ctx *save_ctx;
+    int wi;           /* which of o.w is measured now */
     char writer[32];
     int64_t *made; /* steps this run committed and has not removed */
     size_t nmade;
@@ -217,8 +231,10 @@ static int open_ctx(const io_bench *b, ckpt_ctx **out)
     cfg.keep_last = 0;
     cfg.keep_every = 0;
     cfg.max_age_hours = 0;
-    if (b->o.io_set)
-        cfg.io = b->o.io;
+    /* "auto" keeps what ckpt_config_init chose (auto, or CKPT_IO). */
+    if (b->o.w[b->wi].io != CKPT_IO_AUTO)
+        cfg.io = b->o.w[b->wi].io;
+    cfg.direct_io = b->o.w[b->wi].direct;
     cfg.staging_bytes = b->o.staging_bytes;
     cfg.chunk_bytes = b->o.chunk_bytes;
     cfg.io_threads = b->o.io_threads;
@@ -544,7 +560,9 @@ static void print_json(FILE *f, const io_bench *b, const io_report *r)
                 s->save_call_cpu_us, s->fence_ms,
                 s->restore_s, s->raw_write_s, s->raw_read_s);
     }
-    fprintf(f, "\n  ]\n}\n");
+    fprintf(f, "\n  ]\n}");
+    if (b->o.nw == 1)
+        fputc('\n', f);
 }
 
 /* ---- the io subcommand --------------------------------------------------- */
@@ -611,6 +629,60 @@ static void io_free(io_bench *b)
     free(b->made);
 }
 
+/* Measures one writer (b->wi): raw limits, saves and restores, repeat times,
+ * then prints its table (and JSON object). */
+static int io_writer(io_bench *b)
+{
+    const io_opts *o = &b->o;
+    FILE *out = o->json ? stderr : stdout;
+    memset(b->s, 0, (size_t)o->repeat * sizeof *b->s);
+    b->nmade = 0;
+    /* The save context opens first: it creates D when missing. */
+    int64_t step0 = 0;
+    int rc = open_ctx(b, &b->save_ctx);
+    if (!rc) {
+        const char *label = o->w[b->wi].label;
+        snprintf(b->writer, sizeof b->writer, "%s",
+                 strcmp(label, "auto") == 0 ? ckpt_writer_name(b->save_ctx) : label);
+        snprintf(b->raw_path, sizeof b->raw_path, "%s/ckpt-bench-raw.%ld.tmp", o->dir,
+                 (long)getpid());
+        rc = first_free_step(b, &step0);
+    }
+    for (int i = 0; !rc && i < o->repeat; i++) {
+        io_sample *s = &b->s[i];
+        s->step = step0 + i;
+        rc = run_raw(b, s);
+        if (!rc)
+            rc = run_save(b, s);
+        if (!rc)
+            rc = run_restore(b, s);
+        if (!rc && i + 1 < o->repeat)
+            rc = remove_step(b, s->step);
+        if (!rc && o->repeat > 1)
+            fprintf(stderr, "  %s run %d/%d: save %.3f GB/s (raw %.3f), restore %.3f GB/s "
+                    "(raw %.3f)\n", b->writer, i + 1, o->repeat, f_save(b, s), f_raw_w(b, s),
+                    f_restore(b, s), f_raw_r(b, s));
+    }
+    int64_t keep = !rc && o->keep ? step0 + o->repeat - 1 : -1;
+    if (rc && o->keep && b->nmade)
+        keep = b->made[b->nmade - 1]; /* leave the last checkpoint for inspection */
+    int crc = io_cleanup(b, keep);
+    if (!rc && crc)
+        rc = crc;
+    if (!rc) {
+        io_report r = summarize(b);
+        print_table(out, b, &r);
+        if (o->json) {
+            if (o->nw > 1 && b->wi == 0)
+                fprintf(stdout, "{\"bench\": \"io\", \"writers\": [\n");
+            print_json(stdout, b, &r);
+        }
+        if (keep >= 0)
+            fprintf(out, "kept %s/step-%012lld\n", o->dir, (long long)keep);
+    }
+    return rc;
+}
+
 static int cmd_io(int argc, char **argv)
 {
     io_bench b;
@@ -619,7 +691,6 @@ static int cmd_io(int argc, char **argv)
     if (rc)
         return rc < 0 ? 0 : rc;
     const io_opts *o = &b.o;
-    FILE *out = o->json ? stderr : stdout;
 
     struct stat sb;
     b.dir_existed = stat(o->dir, &sb) == 0;
@@ -639,44 +710,10 @@ static int cmd_io(int argc, char **argv)
         fprintf(stderr, "%s io: %zu tensors, %" PRIu64 " bytes filled in %.2f s\n", prog,
                 b.st.n, b.st.bytes, now_s() - t0);
 
-    /* The save context opens first: it creates D when missing. */
-    int64_t step0 = 0;
-    if (!rc)
-        rc = open_ctx(&b, &b.save_ctx);
-    if (!rc) {
-        snprintf(b.writer, sizeof b.writer, "%s", b.save_ctx->eng.wm->name);
-        snprintf(b.raw_path, sizeof b.raw_path, "%s/ckpt-bench-raw.%ld.tmp", o->dir,
-                 (long)getpid());
-        rc = first_free_step(&b, &step0);
-    }
-    for (int i = 0; !rc && i < o->repeat; i++) {
-        io_sample *s = &b.s[i];
-        s->step = step0 + i;
-        rc = run_raw(&b, s);
-        if (!rc)
-            rc = run_save(&b, s);
-        if (!rc)
-            rc = run_restore(&b, s);
-        if (!rc && i + 1 < o->repeat)
-            rc = remove_step(&b, s->step);
-        if (!rc && o->repeat > 1)
-            fprintf(stderr, "  run %d/%d: save %.3f GB/s (raw %.3f), restore %.3f GB/s "
-                    "(raw %.3f)\n", i + 1, o->repeat, f_save(&b, s), f_raw_w(&b, s),
-                    f_restore(&b, s), f_raw_r(&b, s));
-    }
-    int64_t keep = !rc && o->keep ? step0 + o->repeat - 1 : -1;
-    if (rc && o->keep && b.nmade)
-        keep = b.made[b.nmade - 1]; /* leave the last checkpoint for inspection */
-    int crc = io_cleanup(&b, keep);
-    if (!rc && crc)
-        rc = crc;
-    if (!rc) {
-        io_report r = summarize(&b);
-        print_table(out, &b, &r);
-        if (o->json)
-            print_json(stdout, &b, &r);
-        if (keep >= 0)
-            fprintf(out, "kept %s/step-%012lld\n", o->dir, (long long)keep);
+    for (b.wi = 0; !rc && b.wi < o->nw; b.wi++) {
+        rc = io_writer(&b);
+        if (!rc && o->json)
+            fprintf(stdout, "%s", b.wi + 1 < o->nw ? ",\n" : o->nw > 1 ? "]}\n" : "");
     }
     io_free(&b);
     return rc;

@@ -37,6 +37,7 @@ int ckpt_config_init(ckpt_config *cfg)
     cfg->io = CKPT_IO_AUTO;
     cfg->device = CKPT_DEVICE_AUTO;
     cfg->queue_depth = 16;
+    cfg->direct_io = 1;
     cfg->verify = 1;
     cfg->max_inflight = 1;
     cfg->busy = CKPT_BUSY_WAIT;
@@ -107,6 +108,8 @@ int ckpt__config_validate(const ckpt_config *c, ckpt__err *err)
         BAD("config: hash_threads %d (0..64)", c->hash_threads);
     if (c->queue_depth < 1 || c->queue_depth > 4096)
         BAD("config: queue_depth %d (1..4096)", c->queue_depth);
+    if (c->direct_io != 0 && c->direct_io != 1)
+        BAD("config: direct_io must be 0 or 1");
     if (c->verify != 0 && c->verify != 1)
         BAD("config: verify must be 0 or 1");
     if (c->max_inflight < 1 || c->max_inflight > 64)

@@ -200,6 +200,7 @@ int ckpt_open(const ckpt_config *cfg, ckpt_comm *comm, ckpt_ctx **out)
         .io_threads = cfg->io_threads,
         .hash_threads = cfg->hash_threads,
         .queue_depth = cfg->queue_depth,
+        .buffered = !cfg->direct_io,
         .staging_bytes = cfg->staging_bytes,
         .chunk_bytes = cfg->chunk_bytes,
     };

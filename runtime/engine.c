@@ -77,7 +77,7 @@ int ckpt__engine_open(ckpt__engine *eng, const ckpt__engine_config *cfg, ckpt__l
     ckpt__writer_config wc = {
         .threads = cfg->io_threads ? cfg->io_threads : 4,
         .queue_depth = cfg->queue_depth ? cfg->queue_depth : 16,
-        .direct = 1,
+        .direct = !cfg->buffered,
     };
     int nh = cfg->hash_threads ? cfg->hash_threads : (cores() < 4 ? cores() : 4);
     rc = eng->wm->open(&wc, &eng->w, err);

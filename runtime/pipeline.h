@@ -61,6 +61,7 @@ typedef struct ckpt__engine_config {
     int io_threads;
     int hash_threads;
     int queue_depth; /* 0: 16 */
+    int buffered;    /* 1: no O_DIRECT */
     uint64_t staging_bytes;
     uint64_t chunk_bytes;
 } ckpt__engine_config;

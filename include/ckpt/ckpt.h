@@ -171,7 +171,9 @@ typedef struct ckpt_config {
     ckpt_device device;       /* device backend */
     int io_threads;           /* pwrite pool threads; 0 picks */
     int hash_threads;         /* hashing threads; 0 picks from the core count */
-    int queue_depth;          /* writes in flight per context */
+    int queue_depth;          /* io_uring: I/O pieces in flight (default 16) */
+    int direct_io;            /* 1: O_DIRECT where the file system allows
+                                 (default); 0: page cache, then fsync */
     int verify;               /* hash every chunk on restore (default 1) */
     int max_inflight;         /* saves persisting at once (default 1) */
     ckpt_busy busy;           /* what ckpt_save does when none is free */
