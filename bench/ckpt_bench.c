@@ -42,6 +42,7 @@
 #include "ckpt/ckpt.h"
 #include "runtime/internal.h"
 
+#include "bench/bench_train.h"
 #include "bench/bench_util.h"
 #include "bench/bench_state.h"
 #include "bench/bench_raw.h"
@@ -729,6 +730,7 @@ typedef struct command {
 
 static const command commands[] = {
     {"io", cmd_io, "save/restore throughput against raw O_DIRECT write/read"},
+    {"train", cmd_train, "checkpoint overhead on a synthetic training loop"},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

@@ -119,15 +119,24 @@ static int ticket_lookup(ckpt_ctx *ctx, ckpt_ticket t, const char *fn, ckpt__tic
 
 /* ---- lifecycle ---------------------------------------------------------------- */
 
+void ckpt__wait_janitor(ckpt_ctx *ctx)
+{
+    while (ctx->jan_req || ctx->jan_busy)
+        pthread_cond_wait(&ctx->cv, &ctx->mu);
+}
+
 static void destroy(ckpt_ctx *ctx)
 {
-    if (ctx->coord_running) {
-        pthread_mutex_lock(&ctx->mu);
-        ctx->stop = 1;
-        pthread_cond_broadcast(&ctx->cv);
-        pthread_mutex_unlock(&ctx->mu);
+    pthread_mutex_lock(&ctx->mu);
+    ctx->stop = 1;
+    pthread_cond_broadcast(&ctx->cv);
+    pthread_mutex_unlock(&ctx->mu);
+    /* The coordinator first (it may still request retention), then the
+     * janitor, which finishes a pending pass before it sees stop. */
+    if (ctx->coord_running)
         pthread_join(ctx->coord, NULL);
-    }
+    if (ctx->janitor_running)
+        pthread_join(ctx->janitor, NULL);
     ckpt__engine_close(&ctx->eng);
     ckpt__registry_free(&ctx->reg);
     ckpt__meta_free(&ctx->meta);
@@ -213,6 +222,13 @@ int ckpt_open(const ckpt_config *cfg, ckpt_comm *comm, ckpt_ctx **out)
         else
             ctx->coord_running = 1;
     }
+    if (!rc) {
+        int e = pthread_create(&ctx->janitor, NULL, ckpt__janitor_main, ctx);
+        if (e)
+            rc = ckpt__err_errno(err, e, "ckpt_open: pthread_create");
+        else
+            ctx->janitor_running = 1;
+    }
     if (rc) {
         ckpt__err_prefix(err, "ckpt_open(%s)", cfg->dir);
         destroy(ctx);
@@ -231,6 +247,7 @@ int ckpt_close(ckpt_ctx *ctx)
     pthread_mutex_lock(&ctx->mu);
     while (ctx->inflight > 0)
         pthread_cond_wait(&ctx->cv, &ctx->mu);
+    ckpt__wait_janitor(ctx);
     pthread_mutex_unlock(&ctx->mu);
     ckpt__err unobserved = ctx->unobserved;
     destroy(ctx);
@@ -259,7 +276,7 @@ const char *ckpt_last_error(const ckpt_ctx *ctx)
 static int frozen(ckpt_ctx *ctx, const char *fn)
 {
     pthread_mutex_lock(&ctx->mu);
-    int busy = ctx->inflight - ctx->retaining > 0;
+    int busy = ctx->inflight > 0;
     pthread_mutex_unlock(&ctx->mu);
     if (busy)
         return ckpt__err_set(&ctx->err, CKPT_ESTATE,
@@ -348,9 +365,7 @@ int ckpt_save(ckpt_ctx *ctx, int64_t step, void *stream, ckpt_ticket *ticket)
     job->t_save_ns = job->t_stage_ns = ckpt__now_ns();
 
     pthread_mutex_lock(&ctx->mu);
-    /* Retention after a commit does not occupy a save slot: a save queued
-     * behind it starts as soon as it ends. */
-    if (ctx->inflight - ctx->retaining >= ctx->cfg.max_inflight &&
+    if (ctx->inflight >= ctx->cfg.max_inflight &&
         ctx->cfg.busy == CKPT_BUSY_REFUSE) {
         pthread_mutex_unlock(&ctx->mu);
         ckpt__job_free(job);
@@ -358,7 +373,7 @@ int ckpt_save(ckpt_ctx *ctx, int64_t step, void *stream, ckpt_ticket *ticket)
                              "ckpt_save: step %lld refused, %d save(s) still in flight",
                              (long long)step, ctx->cfg.max_inflight);
     }
-    while (ctx->inflight - ctx->retaining >= ctx->cfg.max_inflight)
+    while (ctx->inflight >= ctx->cfg.max_inflight)
         pthread_cond_wait(&ctx->cv, &ctx->mu);
     if (ctx->ntickets == ctx->cap_tickets) {
         size_t cap = ctx->cap_tickets ? ctx->cap_tickets * 2 : 16;
@@ -495,8 +510,7 @@ int ckpt_list(ckpt_ctx *ctx, ckpt_info *out, size_t cap, size_t *count)
     *count = 0;
     /* List what retention leaves, not what it is deleting. */
     pthread_mutex_lock(&ctx->mu);
-    while (ctx->retaining)
-        pthread_cond_wait(&ctx->cv, &ctx->mu);
+    ckpt__wait_janitor(ctx);
     pthread_mutex_unlock(&ctx->mu);
     int64_t *steps;
     size_t n;

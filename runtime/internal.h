@@ -116,8 +116,11 @@ struct ckpt_ctx {
     int coord_running;
     int stop;
     ckpt__job *qhead, *qtail;
-    int inflight;     /* accepted saves not finished (retention included) */
-    int retaining;    /* a finished save's ticket is out; retention may run */
+    int inflight;     /* accepted saves not finished */
+    pthread_t janitor;     /* applies retention after commits (save.c) */
+    int janitor_running;
+    int jan_req, jan_busy; /* a retention pass requested / running */
+    int64_t jan_step;      /* the step it must never delete */
     int snap_pending; /* accepted saves whose snapshot is not complete */
     ckpt__ticketrec *tickets;
     size_t ntickets, cap_tickets;
@@ -127,6 +130,9 @@ struct ckpt_ctx {
 
 /* save.c */
 void *ckpt__coordinator_main(void *ctx);
+void *ckpt__janitor_main(void *ctx);
+/* Blocks until no retention pass is pending or running (ctx->mu held). */
+void ckpt__wait_janitor(ckpt_ctx *ctx);
 void ckpt__job_free(ckpt__job *job);
 
 /* ctx.c: records a finished save on its ticket (ctx->mu held). */

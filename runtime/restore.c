@@ -243,10 +243,9 @@ int ckpt__restore(ckpt_ctx *ctx, int64_t step, void *stream, int64_t *step_out)
         return ckpt__err_set(err, CKPT_EINVAL, "ckpt_restore: step %lld is not a step",
                              (long long)step);
     pthread_mutex_lock(&ctx->mu);
-    /* Retention after the last commit is not a save: wait for it. */
-    while (ctx->retaining && ctx->inflight == 1)
-        pthread_cond_wait(&ctx->cv, &ctx->mu);
-    int busy = ctx->inflight - ctx->retaining;
+    int busy = ctx->inflight;
+    if (!busy)
+        ckpt__wait_janitor(ctx); /* restore what retention leaves */
     pthread_mutex_unlock(&ctx->mu);
     if (busy)
         return ckpt__err_set(err, CKPT_ESTATE,

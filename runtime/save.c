@@ -318,6 +318,30 @@ static void apply_retention(ckpt_ctx *ctx, int64_t step)
                    e.msg);
 }
 
+/* The janitor: applies retention after each commit, one at a time, in
+ * order of the requests (a newer request replaces one not yet started). */
+void *ckpt__janitor_main(void *arg)
+{
+    ckpt_ctx *ctx = arg;
+    pthread_mutex_lock(&ctx->mu);
+    for (;;) {
+        while (!ctx->jan_req && !ctx->stop)
+            pthread_cond_wait(&ctx->cv, &ctx->mu);
+        if (!ctx->jan_req)
+            break;
+        int64_t step = ctx->jan_step;
+        ctx->jan_req = 0;
+        ctx->jan_busy = 1;
+        pthread_mutex_unlock(&ctx->mu);
+        apply_retention(ctx, step);
+        pthread_mutex_lock(&ctx->mu);
+        ctx->jan_busy = 0;
+        pthread_cond_broadcast(&ctx->cv);
+    }
+    pthread_mutex_unlock(&ctx->mu);
+    return NULL;
+}
+
 void *ckpt__coordinator_main(void *arg)
 {
     ckpt_ctx *ctx = arg;
@@ -348,19 +372,16 @@ void *ckpt__coordinator_main(void *arg)
         }
         snapshot_done(job); /* a failed save may never have copied everything */
 
-        /* The ticket reports the commit at once; retention (deleting old
-         * checkpoints can take seconds) runs after.  Until it ends the job
-         * stays in inflight with `retaining` set: the next save queues
-         * behind it, restore and list wait for it. */
+
+        /* Retention (deleting old checkpoints can take seconds) goes to the
+         * janitor thread, so it neither delays this ticket nor the next
+         * save's snapshot. */
         pthread_mutex_lock(&ctx->mu);
+        if (!rc && ctx->rank == 0) {
+            ctx->jan_step = job->step;
+            ctx->jan_req = 1;
+        }
         ckpt__ticket_finish(ctx, job->ticket, rc, job->err.msg);
-        ctx->retaining = 1;
-        pthread_cond_broadcast(&ctx->cv);
-        pthread_mutex_unlock(&ctx->mu);
-        if (!rc && ctx->rank == 0)
-            apply_retention(ctx, job->step);
-        pthread_mutex_lock(&ctx->mu);
-        ctx->retaining = 0;
         ctx->inflight--;
         pthread_cond_broadcast(&ctx->cv);
         pthread_mutex_unlock(&ctx->mu);

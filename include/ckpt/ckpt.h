@@ -310,9 +310,8 @@ CKPT_API int ckpt_poll(ckpt_ctx *ctx, ckpt_ticket ticket);
  * and returns its result, consuming the ticket; CKPT_ETIMEDOUT leaves it
  * valid.  On failure ckpt_last_error(ctx) names what failed.  Waiting a
  * second time on the same ticket is CKPT_ESTATE.  Retention (deleting older
- * checkpoints) may still be running when this returns; ckpt_list,
- * ckpt_restore and ckpt_close wait for it, and a following ckpt_save
- * queues behind it.
+ * checkpoints) runs on a thread of its own and may still be running when
+ * this returns; ckpt_list, ckpt_restore and ckpt_close wait for it.
  */
 CKPT_API int ckpt_wait(ckpt_ctx *ctx, ckpt_ticket ticket, int64_t timeout_ms);
 

@@ -72,6 +72,8 @@ struct Fault : public WriterTest {
     }
     void expect_no_leftovers()
     {
+        size_t count;
+        ckpt_list(ctx, nullptr, 0, &count); // waits for retention still deleting
         for (const auto &n : list_dir(dir)) {
             EXPECT_EQ(n.find(".partial-"), std::string::npos) << n;
             EXPECT_EQ(n.find(".trash-"), std::string::npos) << n;
