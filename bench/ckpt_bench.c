@@ -711,6 +711,13 @@ static int cmd_io(int argc, char **argv)
         fprintf(stderr, "%s io: %zu tensors, %" PRIu64 " bytes filled in %.2f s\n", prog,
                 b.st.n, b.st.bytes, now_s() - t0);
 
+    /* --writer all measures what this machine allows: io_uring may be refused. */
+    ckpt__err why;
+    if (!rc && o->nw > 1 && ckpt__uring_probe(&why) != 0) {
+        fprintf(stderr, "%s io: skipping the uring writer: %s\n", prog, why.msg);
+        memmove(&b.o.w[0], &b.o.w[1], (size_t)(o->nw - 1) * sizeof b.o.w[0]);
+        b.o.nw--;
+    }
     for (b.wi = 0; !rc && b.wi < o->nw; b.wi++) {
         rc = io_writer(&b);
         if (!rc && o->json)

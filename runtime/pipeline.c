@@ -390,10 +390,35 @@ static void drain_load(ckpt__pipe *p, ckpt__batch *b)
         ckpt__pipe_fail(p, &e);
 }
 
+/* Hands the held hash tasks to the hash pool, oldest first. */
+static void release_hashes(ckpt__pipe *p)
+{
+    ckpt__task *rev = NULL;
+    while (p->deferred) {
+        ckpt__task *t = p->deferred;
+        p->deferred = t->next;
+        t->next = rev;
+        rev = t;
+    }
+    while (rev) {
+        ckpt__task *t = rev;
+        rev = t->next;
+        ckpt__workers_submit(p->eng->hashers, t);
+    }
+}
+
 int ckpt__pipe_run(ckpt__pipe *p)
 {
     start_more(p);
     while (p->finished < p->nbat && !(p->failed && p->outstanding == 0)) {
+        /* After a failure, batches held for hashing just give their slab back. */
+        while (p->failed && p->deferred) {
+            ckpt__task *t = p->deferred;
+            p->deferred = t->next;
+            finish_batch(p, CONTAINER(t, ckpt__batch, task));
+        }
+        if (p->failed && p->outstanding == 0)
+            break;
         ckpt__event *ev = ckpt__mbox_wait(&p->mbox);
         ckpt__batch *b = CONTAINER(ev, ckpt__batch, ev);
         int stage = ev->type;
@@ -416,7 +441,15 @@ int ckpt__pipe_run(ckpt__pipe *p)
                 continue;
             }
             b->task.fn = hash_task;
-            ckpt__workers_submit(p->eng->hashers, &b->task);
+            if (p->dir == CKPT__PIPE_LOAD) {
+                ckpt__workers_submit(p->eng->hashers, &b->task);
+                continue;
+            }
+            /* Snapshot first (pipeline.h): hold the hash while copies run. */
+            b->task.next = p->deferred;
+            p->deferred = &b->task;
+            if (++p->filled == p->started)
+                release_hashes(p);
         } else if (stage == EV_HASHED) {
             if (p->failed) {
                 finish_batch(p, b);

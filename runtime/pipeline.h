@@ -14,6 +14,12 @@
  * maximal pieces of a batch contiguous both in the slab and in the file:
  * one I/O request each.
  *
+ * Snapshot first: while copies can still make progress (some are queued on
+ * the device), copied batches wait to be hashed, so on a machine with few
+ * cores the copy, which the caller's fence waits for, is not slowed by
+ * hashing.  Hashing starts once every started copy is done: the snapshot
+ * is complete, or the pool is full and slabs must be written to be freed.
+ *
  * Concurrency: the coordinator (the thread in ckpt__pipe_run) owns the plan
  * and the slabs; device, hash and writer threads only touch the batch they
  * were given and report back through the mailbox, one event per batch and
@@ -123,6 +129,8 @@ struct ckpt__pipe {
 
     ckpt__mbox mbox;
     uint32_t started, finished, outstanding;
+    uint32_t filled;      /* save: batches whose copy the coordinator has seen */
+    ckpt__task *deferred; /* save: copied batches waiting to be hashed */
     atomic_uint copied;
     void (*on_snapshot)(void *user); /* save: every batch has been copied */
     void *snap_user;

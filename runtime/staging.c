@@ -20,7 +20,10 @@ int ckpt__staging_init(ckpt__staging *s, uint64_t bytes, uint64_t slab_bytes, ck
     s->slab_bytes = (size_t)slab_bytes;
     s->nslabs = (uint32_t)n;
     s->bytes = (size_t)(n * slab_bytes);
-    void *p = mmap(NULL, s->bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    /* MAP_POPULATE: the pages are faulted in now, at open, not during the
+     * first snapshot (where they cost about 1.3 s per GiB on this VM). */
+    void *p = mmap(NULL, s->bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
     if (p == MAP_FAILED)
         return ckpt__err_errno(err, errno, "staging pool: mmap of %zu bytes", s->bytes);
     s->base = p;

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The staging pool: one mmap(MAP_ANONYMOUS) region allocated at open and
- * cut into slabs of chunk_bytes, so the device backend can pin it and
- * io_uring can register it.  Slabs are handed out LIFO so a small state
- * keeps touching the same few pages and RSS stays near what is used.
+ * The staging pool: one mmap(MAP_ANONYMOUS) region allocated and faulted in
+ * at open (its size is a budget the caller chose: resident from the start,
+ * no page faults during a snapshot), cut into slabs of chunk_bytes, so the
+ * device backend can pin it and io_uring can register it.  Slabs are handed
+ * out LIFO, so a small state keeps reusing the same, cache-warm slabs.
  *
  * Invariant: only the pipeline coordinator (one thread at a time) acquires
  * and releases slabs; a slab is owned by at most one batch.
