@@ -86,14 +86,14 @@ int ckpt__engine_open(ckpt__engine *eng, const ckpt__engine_config *cfg, ckpt__l
     if (!rc)
         rc = ckpt__workers_open(nh, &eng->hashers, err);
     if (!rc)
-        rc = ckpt__staging_init(&eng->staging, cfg->staging_bytes, cfg->chunk_bytes, err);
+        rc = ckpt__staging_init(&eng->staging, cfg->staging_bytes, err);
     if (!rc)
         rc = eng->dm->register_staging(eng->dev, eng->staging.base, eng->staging.bytes, err);
     if (!rc && eng->wm->register_buffers) {
         ckpt__err why;
         ckpt__err_clear(&why);
         if (eng->wm->register_buffers(eng->w, eng->staging.base, eng->staging.bytes,
-                                      eng->staging.slab_bytes, &why) != 0)
+                                      CKPT__STAGE_ALIGN, &why) != 0)
             ckpt__logf(log, CKPT_LOG_INFO, "%s", why.msg);
     }
     if (rc)

@@ -63,7 +63,9 @@ int ckpt__pipe_init(ckpt__pipe *p, int dir, ckpt__engine *eng, ckpt__index *idx,
                              (unsigned long long)total);
     p->next = (uint32_t)total;
 
-    const uint64_t slab = eng->staging.slab_bytes, chunk = idx->chunk_bytes;
+    const uint64_t slab = idx->chunk_bytes < eng->staging.bytes ? idx->chunk_bytes
+                                                                 : eng->staging.bytes;
+    const uint64_t chunk = idx->chunk_bytes;
     uint64_t pos = 0;
     uint32_t k = 0;
     ckpt__batch *b = NULL;
@@ -83,11 +85,11 @@ int ckpt__pipe_init(ckpt__pipe *p, int dir, ckpt__engine *eng, ckpt__index *idx,
                 b = &p->bat[p->nbat++];
                 b->pipe = p;
                 b->first = k;
-                b->slab = -1;
                 at = 0;
             }
             x->slab_off = at;
             pos = at + x->n;
+            b->len = (pos + CKPT__STAGE_ALIGN - 1) / CKPT__STAGE_ALIGN * CKPT__STAGE_ALIGN;
             b->count++;
             p->bytes += x->n;
         }
@@ -144,7 +146,7 @@ static void hash_task(ckpt__task *t)
 {
     ckpt__batch *b = CONTAINER(t, ckpt__batch, task);
     ckpt__pipe *p = b->pipe;
-    const uint8_t *slab = ckpt__slab(&p->eng->staging, b->slab);
+    const uint8_t *slab = p->eng->staging.base + b->off;
     for (uint32_t i = b->first; i < b->first + b->count; i++) {
         const ckpt__extent *x = &p->ext[i];
         if (p->bad[i] == BAD_CUT)
@@ -174,7 +176,7 @@ int ckpt__pipe_set_file(ckpt__pipe *p, ckpt__wfile *file)
             const ckpt__extent *x = &p->ext[i];
             if (prev && prev->slab_off + prev->n == x->slab_off &&
                 ext_file_off(p, prev) + prev->n == ext_file_off(p, x)) {
-                p->runs[nr - 1].n += x->n; /* contiguous in slab and file: one request */
+                p->runs[nr - 1].n += x->n; /* contiguous in staging and file: one request */
             } else {
                 ckpt__ioreq *r = &p->runs[nr];
                 memset(r, 0, sizeof *r);
@@ -197,7 +199,7 @@ int ckpt__pipe_set_file(ckpt__pipe *p, ckpt__wfile *file)
 
 static void submit_runs(ckpt__pipe *p, ckpt__batch *b)
 {
-    uint8_t *slab = ckpt__slab(&p->eng->staging, b->slab);
+    uint8_t *slab = p->eng->staging.base + b->off;
     atomic_store(&b->pending, b->nruns);
     atomic_store(&b->io_failed, 0);
     for (uint32_t r = b->run0; r < b->run0 + b->nruns; r++) {
@@ -206,15 +208,16 @@ static void submit_runs(ckpt__pipe *p, ckpt__batch *b)
     }
 }
 
-static void start_batch(ckpt__pipe *p, ckpt__batch *b, int32_t slab)
+static void start_batch(ckpt__pipe *p, ckpt__batch *b, uint64_t off)
 {
-    b->slab = slab;
+    b->off = off;
+    b->released = 0;
     p->outstanding++;
     if (p->dir == CKPT__PIPE_LOAD) {
         submit_runs(p, b);
         return;
     }
-    uint8_t *base = ckpt__slab(&p->eng->staging, slab);
+    uint8_t *base = p->eng->staging.base + off;
     for (uint32_t i = b->first; i < b->first + b->count; i++) {
         const ckpt__extent *x = &p->ext[i];
         p->ops[i].dst = base + x->slab_off;
@@ -228,13 +231,42 @@ static void start_batch(ckpt__pipe *p, ckpt__batch *b, int32_t slab)
     p->eng->dm->copy_out(p->eng->dev, &b->creq);
 }
 
+/* Finds room for len bytes at the ring's head: 1 and *off, or 0 when the
+ * batches still holding space leave none (Inv. 1). */
+static int ring_alloc(ckpt__pipe *p, uint64_t len, uint64_t *off)
+{
+    const uint64_t size = p->eng->staging.bytes;
+    if (p->ring_tail == p->started) { /* empty: start over at 0 */
+        *off = 0;
+        return len <= size;
+    }
+    uint64_t tail = p->bat[p->ring_tail].off;
+    if (p->ring_head > tail) {
+        if (p->ring_head + len <= size) {
+            *off = p->ring_head;
+            return 1;
+        }
+        if (len <= tail) { /* wrap: the end of the region stays unused */
+            *off = 0;
+            return 1;
+        }
+        return 0;
+    }
+    if (p->ring_head + len <= tail) {
+        *off = p->ring_head;
+        return 1;
+    }
+    return 0;
+}
+
 static void start_more(ckpt__pipe *p)
 {
-    while (!p->failed && p->started < p->nbat) {
-        int32_t slab = ckpt__staging_get(&p->eng->staging);
-        if (slab < 0)
-            return;
-        start_batch(p, &p->bat[p->started++], slab);
+    uint64_t off;
+    while (!p->failed && p->started < p->nbat &&
+           ring_alloc(p, p->bat[p->started].len, &off)) {
+        ckpt__batch *b = &p->bat[p->started++];
+        p->ring_head = off + b->len;
+        start_batch(p, b, off);
     }
 }
 
@@ -254,8 +286,9 @@ static void finish_batch(ckpt__pipe *p, ckpt__batch *b)
         if (p->on_progress)
             p->on_progress(p->progress_user, p->done_bytes, p->bytes);
     }
-    ckpt__staging_put(&p->eng->staging, b->slab);
-    b->slab = -1;
+    b->released = 1;
+    while (p->ring_tail < p->started && p->bat[p->ring_tail].released)
+        p->ring_tail++;
     p->outstanding--;
     p->finished++;
     start_more(p);
@@ -371,7 +404,7 @@ static void drain_load(ckpt__pipe *p, ckpt__batch *b)
 {
     if (!p->ptrs)
         return;
-    uint8_t *base = ckpt__slab(&p->eng->staging, b->slab);
+    uint8_t *base = p->eng->staging.base + b->off;
     size_t nops = 0;
     ckpt__copy *ops = &p->ops[b->first];
     for (uint32_t i = b->first; i < b->first + b->count; i++) {
@@ -411,7 +444,7 @@ int ckpt__pipe_run(ckpt__pipe *p)
 {
     start_more(p);
     while (p->finished < p->nbat && !(p->failed && p->outstanding == 0)) {
-        /* After a failure, batches held for hashing just give their slab back. */
+        /* After a failure, batches held for hashing just give their space back. */
         while (p->failed && p->deferred) {
             ckpt__task *t = p->deferred;
             p->deferred = t->next;

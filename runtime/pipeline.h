@@ -7,12 +7,16 @@
  *   load:  writer reads -> slab -> hash (verify) -> device copy_in -> free
  *
  * Plan: the entries to move are cut into extents (one hash chunk each) and
- * packed in order into batches of at most one slab: big entries start at a
- * 4 KiB boundary of the slab (their file offsets are 4 KiB-aligned, so the
- * writer can use O_DIRECT), small ones are packed tightly (HDF5 packs small
- * datasets tightly too, so neighbours merge into one write).  Runs are the
- * maximal pieces of a batch contiguous both in the slab and in the file:
+ * packed in order into batches of at most chunk_bytes: big entries start at
+ * a 4 KiB boundary of the batch (their file offsets are 4 KiB-aligned, so
+ * the writer can use O_DIRECT), small ones are packed tightly (HDF5 packs
+ * small datasets tightly too, so neighbours merge into one write).  Runs are
+ * the maximal pieces of a batch contiguous both in staging and in the file:
  * one I/O request each.
+ *
+ * Staging is a ring: batches take their own length (4 KiB-rounded) in the
+ * order they start, and their space comes back in that order, so a pool as
+ * big as the state holds the whole snapshot whatever the tensor sizes.
  *
  * Snapshot first: while copies can still make progress (some are queued on
  * the device), copied batches wait to be hashed, so on a machine with few
@@ -26,8 +30,8 @@
  * stage, so at most one event per batch is ever queued.
  *
  * Invariants:
- *   1. A slab belongs to at most one batch; it returns to the pool only
- *      after the batch's last I/O or copy_in completed.
+ *   1. A byte of staging belongs to at most one batch; it returns to the
+ *      ring only after the batch's last I/O or copy_in completed.
  *   2. A batch in flight has exactly one pending stage.
  *   3. After a failure no new batch starts; run() returns only when every
  *      started batch has come back, so no thread touches a slab, a tensor
@@ -87,14 +91,15 @@ typedef struct ckpt__extent {
     uint32_t chunk;
     uint64_t src_off; /* offset inside the entry's data */
     uint64_t n;
-    uint64_t slab_off;
+    uint64_t slab_off; /* offset inside its batch's staging space */
 } ckpt__extent;
 
 typedef struct ckpt__batch {
     ckpt__pipe *pipe;
     uint32_t first, count; /* extents */
     uint32_t run0, nruns;
-    int32_t slab;
+    uint64_t off, len; /* its place in the staging ring */
+    int released;      /* done with its staging space */
     atomic_uint pending;
     atomic_int io_failed;
     int64_t io_res;
@@ -129,6 +134,8 @@ struct ckpt__pipe {
 
     ckpt__mbox mbox;
     uint32_t started, finished, outstanding;
+    uint64_t ring_head;  /* where the next batch's space starts */
+    uint32_t ring_tail;  /* oldest batch still holding space */
     uint32_t filled;      /* save: batches whose copy the coordinator has seen */
     ckpt__task *deferred; /* save: copied batches waiting to be hashed */
     atomic_uint copied;

@@ -2,12 +2,9 @@
 /*
  * The staging pool: one mmap(MAP_ANONYMOUS) region allocated and faulted in
  * at open (its size is a budget the caller chose: resident from the start,
- * no page faults during a snapshot), cut into slabs of chunk_bytes, so the
- * device backend can pin it and io_uring can register it.  Slabs are handed
- * out LIFO, so a small state keeps reusing the same, cache-warm slabs.
- *
- * Invariant: only the pipeline coordinator (one thread at a time) acquires
- * and releases slabs; a slab is owned by at most one batch.
+ * no page faults during a snapshot), so the device backend can pin it and
+ * io_uring can register it.  The pipeline uses it as a ring (pipeline.c):
+ * each batch takes exactly its own length, 4 KiB-aligned.
  */
 #ifndef CKPT_RUNTIME_STAGING_H
 #define CKPT_RUNTIME_STAGING_H
@@ -17,23 +14,14 @@
 
 #include "runtime/err.h"
 
+#define CKPT__STAGE_ALIGN 4096u
+
 typedef struct ckpt__staging {
     uint8_t *base;
-    size_t bytes;
-    size_t slab_bytes;
-    uint32_t nslabs;
-    uint32_t nfree;
-    uint32_t *free_stack;
+    size_t bytes; /* a multiple of CKPT__STAGE_ALIGN */
 } ckpt__staging;
 
-int ckpt__staging_init(ckpt__staging *s, uint64_t bytes, uint64_t slab_bytes, ckpt__err *err);
+int ckpt__staging_init(ckpt__staging *s, uint64_t bytes, ckpt__err *err);
 void ckpt__staging_destroy(ckpt__staging *s);
-/* A free slab index, or -1 when all are in use. */
-int32_t ckpt__staging_get(ckpt__staging *s);
-void ckpt__staging_put(ckpt__staging *s, int32_t slab);
-static inline uint8_t *ckpt__slab(const ckpt__staging *s, int32_t slab)
-{
-    return s->base + (size_t)slab * s->slab_bytes;
-}
 
 #endif

@@ -365,6 +365,20 @@ TEST_P(RoundTrip, EventsReportEveryStageInOrder)
     }
 }
 
+TEST_P(RoundTrip, StagingRingWrapsWithAwkwardSizes)
+{
+    // Tensors just over half a chunk, interleaved with small ones, through
+    // a pool that is not a multiple of any of them: batches wrap around the
+    // ring and free out of order.
+    cfg.staging_bytes = 5u << 20;
+    std::vector<Tensor> ts;
+    for (int i = 0; i < 24; i++) {
+        int64_t n = i % 3 == 2 ? 3001 : (int64_t)(cfg.chunk_bytes / 2 + 4096 + 17 * i);
+        ts.push_back(make("t" + std::to_string(i), CKPT_U8, {n}, 500 + (uint64_t)i));
+    }
+    round_trip(ts);
+}
+
 TEST_P(RoundTrip, RestoreWithoutVerification)
 {
     cfg.verify = 0;
