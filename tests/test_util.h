@@ -183,12 +183,11 @@ inline std::vector<ckpt_io> writers()
 // Empty when the writer can be used here, else why not.
 inline std::string writer_unavailable(ckpt_io io)
 {
-    char tmpl[] = "/tmp/ckpt-probe-XXXXXX";
-    if (!mkdtemp(tmpl))
-        return "mkdtemp failed";
+    TempDir tmp;
+    std::string dir = tmp.sub("probe");
     ckpt_config cfg;
     ckpt_config_init(&cfg);
-    cfg.dir = tmpl;
+    cfg.dir = dir.c_str();
     cfg.io = io;
     cfg.staging_bytes = 4u << 20;
     cfg.log_level = CKPT_LOG_OFF;
@@ -196,7 +195,6 @@ inline std::string writer_unavailable(ckpt_io io)
     int rc = ckpt_open(&cfg, nullptr, &ctx);
     std::string why = rc == CKPT_EUNSUPPORTED ? ckpt_last_error(nullptr) : "";
     ckpt_close(ctx);
-    rmdir(tmpl);
     return why;
 }
 
