@@ -13,12 +13,18 @@
  *   COMMITTED --rename to *.trash-*--> TRASH --remove--> (none)
  *
  * Function per transition:
- *   (none) -> PARTIAL          ckpt__commit_begin
- *   PARTIAL -> COMPLETE        save.c (rank file, fsync) + ckpt__commit_done_record
+ *   (none) -> PARTIAL          ckpt__commit_begin (every rank; the first makes it)
+ *   PARTIAL -> COMPLETE        save.c (rank file, fsync) + ckpt__commit_done_record,
+ *                              on every rank; rank 0 ckpt__commit_wait_records
+ *                              for all of them (or a rank's failure mark:
+ *                              ckpt__commit_mark_failed -> ABANDONED)
  *   COMPLETE -> SEALED         ckpt__commit_seal, first half (rank 0)
  *   SEALED -> DURABLE          ckpt__commit_seal, second half (rank 0)
  *   -> ABANDONED               ckpt__commit_abandon, ckpt__catalog_cleanup
  *   COMMITTED -> (none)        ckpt__catalog_delete (retention, `ckpt gc`)
+ *   ranks > 0 learn the outcome  ckpt__commit_wait_verdict: their done-record
+ *                              (same inode) under the committed name, or the
+ *                              partial folder gone without it
  *
  * Invariants:
  *   1. A folder has a committed name only if it holds a durable manifest;
@@ -32,10 +38,14 @@
  *   5. A save never writes into a committed folder.  Replacing a committed
  *      step is one atomic exchange of names (RENAME_EXCHANGE); the old
  *      content then sits under the partial name and is removed.
- *   6. Everything a save creates lies in a folder it made with mkdir under
- *      DIR (failing if the name exists), and files are created exclusively,
- *      so no existing path, symlink or not, can redirect a write outside
- *      DIR.
+ *   6. Everything a save creates lies in a folder made with mkdir under
+ *      DIR (by this rank, failing if the name exists; with several ranks,
+ *      by whichever rank comes first, the others accepting only a real
+ *      folder, never a symlink), and files are created exclusively, so no
+ *      existing path, symlink or not, can redirect a write outside DIR.
+ *   8. Rank 0 commits only when every rank's done-record is present and
+ *      the merged index is a complete layout: every tensor's slices tile it
+ *      exactly (io/shard.h).
  *   7. Retention runs after invariant 4 and never deletes the newest
  *      committed step.
  */
@@ -50,6 +60,7 @@
 #include <unistd.h>
 
 #include "io/manifest.h"
+#include "io/shard.h"
 #include "runtime/internal.h"
 
 #ifndef RENAME_NOREPLACE
@@ -67,18 +78,24 @@ static void hex(const uint8_t *b, size_t n, char *out)
         snprintf(out + 2 * i, 3, "%02x", b[i]);
 }
 
-int ckpt__commit_begin(const char *dir, int64_t step, const uint8_t uuid[16], char *partial,
-                       size_t cap, ckpt__err *err)
+int ckpt__commit_begin(const char *dir, int64_t step, const uint8_t uuid[16], int shared,
+                       char *partial, size_t cap, ckpt__err *err)
 {
     char name[32], h[33], path[4096];
     ckpt__step_name(step, name);
     hex(uuid, 16, h);
     snprintf(partial, cap, "%s.partial-%s", name, h);
     snprintf(path, sizeof path, "%s/%s", dir, partial);
-    /* Inv. 6: mkdir fails if anything already has this name. */
-    if (mkdir(path, 0755) != 0)
-        return ckpt__err_errno(err, errno, "create folder %s", path);
-    return 0;
+    /* Inv. 6: mkdir fails if anything already has this name; with several
+     * ranks only a real folder (made by another rank) is accepted. */
+    if (mkdir(path, 0755) == 0)
+        return 0;
+    int e = errno;
+    struct stat st;
+    if (shared && e == EEXIST && lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return 0;
+    partial[0] = 0; /* not ours: nobody may remove it */
+    return ckpt__err_errno(err, e, "create folder %s", path);
 }
 
 static int write_all(int fd, const uint8_t *p, size_t n)
@@ -96,7 +113,7 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 }
 
 int ckpt__commit_done_record(const char *partial_path, const ckpt__index *idx, uint32_t rank,
-                             ckpt__fault *fault, ckpt__err *err)
+                             ckpt__fault *fault, ckpt__fileid *id, ckpt__err *err)
 {
     char tmp[4200], fin[4200];
     snprintf(tmp, sizeof tmp, "%s/done-%05u.tmp", partial_path, rank);
@@ -116,10 +133,15 @@ int ckpt__commit_done_record(const char *partial_path, const ckpt__index *idx, u
     }
     int w = write_all(fd, buf, len);
     free(buf);
+    struct stat st;
     if (w < 0)
         rc = ckpt__err_errno(err, -w, "write %s", tmp);
     else if (fsync(fd) != 0)
         rc = ckpt__err_errno(err, errno, "fsync %s", tmp);
+    else if (fstat(fd, &st) != 0)
+        rc = ckpt__err_errno(err, errno, "stat %s", tmp);
+    else if (id)
+        *id = (ckpt__fileid){(uint64_t)st.st_dev, (uint64_t)st.st_ino};
     close(fd);
     /* Inv. 2: the final name appears only for a complete, durable record. */
     if (!rc && rename(tmp, fin) != 0)
@@ -127,6 +149,122 @@ int ckpt__commit_done_record(const char *partial_path, const ckpt__index *idx, u
     if (!rc)
         rc = ckpt__fsync_dir(partial_path, err);
     return rc;
+}
+
+void ckpt__commit_mark_failed(const char *dir, const char *partial, uint32_t rank,
+                              const char *msg)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, partial);
+    if (mkdir(path, 0755) != 0 && errno != EEXIST)
+        return;
+    struct stat st;
+    if (lstat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+        return;
+    snprintf(path, sizeof path, "%s/%s/failed-%05u.rec", dir, partial, rank);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0)
+        return;
+    size_t n = strnlen(msg, CKPT__ERR_MSG - 1);
+    (void)write_all(fd, (const uint8_t *)msg, n);
+    close(fd);
+}
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Sleeps a little longer each time, up to 5 ms: the commit follows the
+ * last done-record within a few milliseconds without spinning. */
+static void backoff(long *ns)
+{
+    struct timespec ts = {0, *ns};
+    nanosleep(&ts, NULL);
+    *ns = *ns * 2 > 5000000 ? 5000000 : *ns * 2;
+}
+
+/* The message a failed rank left (its failure mark), or "". */
+static void read_mark(const char *path, char *out, size_t cap)
+{
+    out[0] = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0)
+        return;
+    ssize_t r = read(fd, out, cap - 1);
+    close(fd);
+    out[r > 0 ? r : 0] = 0;
+    for (char *c = out; *c; c++)
+        if ((unsigned char)*c < 0x20)
+            *c = ' ';
+}
+
+int ckpt__commit_wait_records(const char *partial_path, uint32_t world, double timeout_s,
+                              ckpt__err *err)
+{
+    char path[4200], msg[CKPT__ERR_MSG];
+    double t0 = mono_s();
+    long ns = 100000;
+    uint32_t next = 0; /* ranks below next have their record */
+    for (;;) {
+        struct stat st;
+        while (next < world) {
+            snprintf(path, sizeof path, "%s/done-%05u.rec", partial_path, next);
+            if (lstat(path, &st) != 0)
+                break;
+            next++;
+        }
+        if (next == world)
+            return 0;
+        for (uint32_t r = next; r < world; r++) {
+            snprintf(path, sizeof path, "%s/failed-%05u.rec", partial_path, r);
+            if (lstat(path, &st) == 0) {
+                read_mark(path, msg, 512);
+                return ckpt__err_set(err, CKPT_EIO, "rank %u failed: %s", r,
+                                     msg[0] ? msg : "(no message)");
+            }
+        }
+        if (lstat(partial_path, &st) != 0)
+            return ckpt__err_errno(err, errno, "the partial folder %s went away", partial_path);
+        if (mono_s() - t0 > timeout_s)
+            return ckpt__err_set(err, CKPT_ETIMEDOUT,
+                                 "rank %u's done-record did not arrive within %.1f s "
+                                 "(commit_timeout_s)",
+                                 next, timeout_s);
+        backoff(&ns);
+    }
+}
+
+int ckpt__commit_wait_verdict(const char *dir, const char *partial, int64_t step, uint32_t rank,
+                              const ckpt__fileid *id, double timeout_s, ckpt__err *err)
+{
+    char name[32], rec[4200], ppath[4200];
+    ckpt__step_name(step, name);
+    snprintf(rec, sizeof rec, "%s/%s/done-%05u.rec", dir, name, rank);
+    snprintf(ppath, sizeof ppath, "%s/%s", dir, partial);
+    double t0 = mono_s();
+    long ns = 100000;
+    for (;;) {
+        struct stat st;
+        /* The partial folder first: once it is gone, the rename happened
+         * or rank 0 abandoned the save, and the committed name tells. */
+        int gone = lstat(ppath, &st) != 0 && errno == ENOENT;
+        if (lstat(rec, &st) == 0 && (uint64_t)st.st_ino == id->ino &&
+            (uint64_t)st.st_dev == id->dev)
+            return 0;
+        if (gone)
+            return ckpt__err_set(err, CKPT_EIO,
+                                 "rank 0 did not commit step %lld (its log or ticket says why)",
+                                 (long long)step);
+        if (mono_s() - t0 > timeout_s)
+            return ckpt__err_set(err, CKPT_ETIMEDOUT,
+                                 "no commit of step %lld by rank 0 within %.1f s "
+                                 "(commit_timeout_s)",
+                                 (long long)step, timeout_s);
+        backoff(&ns);
+    }
 }
 
 static int read_record(const char *path, ckpt__index *out, ckpt__err *err)
@@ -267,6 +405,9 @@ int ckpt__commit_seal(const char *dir, const char *partial, int64_t step, uint32
         m.created_unix = (int64_t)time(NULL);
         rc = ckpt__index_check_tree(&m, "merged index", err);
     }
+    /* Inv. 8: every tensor's slices tile it exactly. */
+    if (!rc)
+        rc = ckpt__layout_check(&m, CKPT_EMISMATCH, committed, err);
     if (!rc)
         rc = ckpt__fault_check(fault, CKPT__FAULT_MANIFEST, "write manifest", err);
     snprintf(path, sizeof path, "%s/%s", ppath, CKPT__MANIFEST_NAME);

@@ -41,6 +41,7 @@ int ckpt_config_init(ckpt_config *cfg)
     cfg->verify = 1;
     cfg->max_inflight = 1;
     cfg->busy = CKPT_BUSY_WAIT;
+    cfg->commit_timeout_s = 300;
     cfg->log_level = CKPT_LOG_WARN;
 
     int rc = 0;
@@ -116,6 +117,9 @@ int ckpt__config_validate(const ckpt_config *c, ckpt__err *err)
         BAD("config: max_inflight %d (1..64)", c->max_inflight);
     if (c->busy != CKPT_BUSY_WAIT && c->busy != CKPT_BUSY_REFUSE)
         BAD("config: unknown busy policy %d", (int)c->busy);
+    if (!(c->commit_timeout_s > 0 && c->commit_timeout_s <= 86400))
+        BAD("config: commit_timeout_s %g (a number of seconds in (0, 86400])",
+            c->commit_timeout_s);
     if ((int)c->log_level < CKPT_LOG_DEBUG || c->log_level > CKPT_LOG_OFF)
         BAD("config: unknown log level %d", (int)c->log_level);
     return 0;

@@ -285,14 +285,16 @@ static int frozen(ckpt_ctx *ctx, const char *fn)
     return 0;
 }
 
-int ckpt_register(ckpt_ctx *ctx, const char *name, void *ptr, ckpt_dtype dtype, int ndim,
-                  const int64_t *shape)
+static int add_tensor(ckpt_ctx *ctx, const char *fn, const char *name, void *ptr,
+                      ckpt_dtype dtype, int ndim, const int64_t *shape, const int64_t *gshape,
+                      const int64_t *start)
 {
     if (!ctx)
-        return no_ctx("ckpt_register");
-    int rc = frozen(ctx, "ckpt_register");
+        return no_ctx(fn);
+    int rc = frozen(ctx, fn);
     if (!rc)
-        rc = ckpt__registry_add(&ctx->reg, name, ptr, dtype, ndim, shape, &ctx->err);
+        rc = ckpt__registry_add(&ctx->reg, name, ptr, dtype, ndim, shape, gshape, start,
+                                &ctx->err);
     if (!rc && ctx->reg.v[ctx->reg.n - 1].nbytes) {
         const ckpt__tensor *t = &ctx->reg.v[ctx->reg.n - 1];
         rc = ctx->eng.dm->check_tensor(ctx->eng.dev, t->ptr, (size_t)t->nbytes, &ctx->err);
@@ -303,6 +305,27 @@ int ckpt_register(ckpt_ctx *ctx, const char *name, void *ptr, ckpt_dtype dtype, 
         }
     }
     return rc;
+}
+
+int ckpt_register(ckpt_ctx *ctx, const char *name, void *ptr, ckpt_dtype dtype, int ndim,
+                  const int64_t *shape)
+{
+    return add_tensor(ctx, "ckpt_register", name, ptr, dtype, ndim, shape, NULL, NULL);
+}
+
+int ckpt_register_shard(ckpt_ctx *ctx, const char *name, void *ptr, ckpt_dtype dtype, int ndim,
+                        const int64_t *global_shape, const int64_t *start, const int64_t *count)
+{
+    if (ctx && ndim > 0 && (!global_shape || !start || !count)) {
+        return ckpt__err_set(&ctx->err, CKPT_EINVAL, "ckpt_register_shard: %s is NULL",
+                             !global_shape ? "global_shape" : !start ? "start" : "count");
+    }
+    if (ctx && ndim <= 0)
+        return ckpt__err_set(&ctx->err, CKPT_EINVAL,
+                             "ckpt_register_shard: tensor needs 1 or more dimensions, not %d",
+                             ndim);
+    return add_tensor(ctx, "ckpt_register_shard", name, ptr, dtype, ndim, count, global_shape,
+                      start);
 }
 
 int ckpt_unregister(ckpt_ctx *ctx, const char *name)

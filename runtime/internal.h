@@ -37,8 +37,11 @@ typedef struct ckpt__tensor {
     void *ptr;
     ckpt_dtype dtype;
     int ndim;
-    int64_t shape[CKPT_MAX_NDIM];
-    uint64_t nbytes;
+    int sharded;                   /* 0: replicated on every rank */
+    int64_t shape[CKPT_MAX_NDIM];  /* local shape (the count of the slice) */
+    int64_t gshape[CKPT_MAX_NDIM]; /* global shape; = shape when replicated */
+    int64_t start[CKPT_MAX_NDIM];  /* the slice's offsets; 0 when replicated */
+    uint64_t nbytes;               /* local bytes */
 } ckpt__tensor;
 
 typedef struct ckpt__registry {
@@ -47,8 +50,11 @@ typedef struct ckpt__registry {
     ckpt__strmap map;
 } ckpt__registry;
 
+/* shape is the local shape; gshape and start are NULL for a replicated
+ * tensor, else the global shape and the slice's offsets. */
 int ckpt__registry_add(ckpt__registry *r, const char *name, void *ptr, ckpt_dtype dtype,
-                       int ndim, const int64_t *shape, ckpt__err *err);
+                       int ndim, const int64_t *shape, const int64_t *gshape,
+                       const int64_t *start, ckpt__err *err);
 int ckpt__registry_remove(ckpt__registry *r, const char *name, ckpt__err *err);
 void ckpt__registry_free(ckpt__registry *r);
 
@@ -167,10 +173,28 @@ int ckpt__fsync_dir(const char *path, ckpt__err *err);
 
 /* ---- commit protocol (commit.c) -------------------------------------------- */
 
-int ckpt__commit_begin(const char *dir, int64_t step, const uint8_t uuid[16], char *partial,
-                       size_t cap, ckpt__err *err);
+/* shared: another rank may have made the folder already (world > 1). */
+int ckpt__commit_begin(const char *dir, int64_t step, const uint8_t uuid[16], int shared,
+                       char *partial, size_t cap, ckpt__err *err);
+/* Identity of a done-record, to recognise it after the folder's rename. */
+typedef struct ckpt__fileid {
+    uint64_t dev, ino;
+} ckpt__fileid;
 int ckpt__commit_done_record(const char *partial_path, const ckpt__index *idx, uint32_t rank,
-                             ckpt__fault *fault, ckpt__err *err);
+                             ckpt__fault *fault, ckpt__fileid *id, ckpt__err *err);
+/* A rank whose save failed leaves failed-RANK.rec with its message, so
+ * rank 0 stops waiting for its done-record (best effort). */
+void ckpt__commit_mark_failed(const char *dir, const char *partial, uint32_t rank,
+                              const char *msg);
+/* Rank 0: waits until every rank's done-record is there: CKPT_ETIMEDOUT
+ * after timeout_s, CKPT_EIO naming a rank that left a failure mark. */
+int ckpt__commit_wait_records(const char *partial_path, uint32_t world, double timeout_s,
+                              ckpt__err *err);
+/* Ranks > 0: waits for rank 0's verdict on the save: 0 once the committed
+ * folder holds this rank's done-record `id`; CKPT_EIO when the partial
+ * folder went away without that; CKPT_ETIMEDOUT after timeout_s. */
+int ckpt__commit_wait_verdict(const char *dir, const char *partial, int64_t step, uint32_t rank,
+                              const ckpt__fileid *id, double timeout_s, ckpt__err *err);
 int ckpt__commit_seal(const char *dir, const char *partial, int64_t step, uint32_t world,
                       ckpt__fault *fault, ckpt__log *log, ckpt__err *err);
 void ckpt__commit_abandon(const char *dir, const char *partial, ckpt__log *log);

@@ -22,8 +22,33 @@ static int grow(void **v, uint32_t *cap, size_t elem)
     return 0;
 }
 
+/* A slice must lie inside its global shape. */
+static int check_slice(const char *name, int ndim, const int64_t *count, const int64_t *gshape,
+                       const int64_t *start, ckpt__err *err)
+{
+    if (ndim < 1)
+        return ckpt__err_set(err, CKPT_EINVAL, "tensor '%s': a shard needs 1 or more dimensions",
+                             name);
+    if (!gshape || !start)
+        return ckpt__err_set(err, CKPT_EINVAL, "tensor '%s': %s is NULL", name,
+                             gshape ? "start" : "global_shape");
+    for (int d = 0; d < ndim; d++)
+        if (gshape[d] < 0 || start[d] < 0 || start[d] > gshape[d] ||
+            count[d] > gshape[d] - start[d])
+            return ckpt__err_set(err, CKPT_EINVAL,
+                                 "tensor '%s': dimension %d: slice [%lld, +%lld) is not inside "
+                                 "0..%lld",
+                                 name, d, (long long)start[d], (long long)count[d],
+                                 (long long)gshape[d]);
+    uint64_t gbytes;
+    if (ckpt__shape_bytes(CKPT_U8, ndim, gshape, &gbytes) != 0)
+        return ckpt__err_set(err, CKPT_EINVAL, "tensor '%s': global size overflows", name);
+    return 0;
+}
+
 int ckpt__registry_add(ckpt__registry *r, const char *name, void *ptr, ckpt_dtype dtype,
-                       int ndim, const int64_t *shape, ckpt__err *err)
+                       int ndim, const int64_t *shape, const int64_t *gshape,
+                       const int64_t *start, ckpt__err *err)
 {
     char pn[CKPT_MAX_NAME + 8];
     int rc = ckpt__name_check(name, "tensor name", err);
@@ -47,6 +72,8 @@ int ckpt__registry_add(ckpt__registry *r, const char *name, void *ptr, ckpt_dtyp
     if (nbytes > 0 && !ptr)
         return ckpt__err_set(err, CKPT_EINVAL, "tensor '%s': NULL data for %llu bytes", name,
                              (unsigned long long)nbytes);
+    if ((gshape || start) && (rc = check_slice(name, ndim, shape, gshape, start, err)) != 0)
+        return rc;
     if (ckpt__strmap_get(&r->map, name, 0, NULL))
         return ckpt__err_set(err, CKPT_EEXIST, "tensor '%s' is already registered", name);
     if (r->n == UINT32_MAX / 4)
@@ -63,8 +90,12 @@ int ckpt__registry_add(ckpt__registry *r, const char *name, void *ptr, ckpt_dtyp
     t->ptr = ptr;
     t->dtype = dtype;
     t->ndim = ndim;
-    for (int d = 0; d < ndim; d++)
+    t->sharded = gshape != NULL;
+    for (int d = 0; d < ndim; d++) {
         t->shape[d] = shape[d];
+        t->gshape[d] = gshape ? gshape[d] : shape[d];
+        t->start[d] = start ? start[d] : 0;
+    }
     t->nbytes = nbytes;
     r->n++;
     return 0;

@@ -1,20 +1,33 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Restore: pick the newest committed checkpoint that verifies, check that
- * it matches what is registered, and read it back into the tensors.
+ * Restore: the ranks agree on the newest committed checkpoint that every
+ * one of them can verify, and each reads its tensors back from it, also
+ * when the checkpoint was saved by a different number of ranks.
  *
- * Order of checks for one checkpoint, so that nothing is overwritten unless
- * the checkpoint is structurally sound and matches the registry:
- *   1. manifest: user-block checksum, index, hash tree (io/manifest.c);
- *   2. every registered tensor has an entry with the same dtype and shape
- *      (else CKPT_EMISMATCH, no fallback: the caller's setup is wrong);
- *   3. the rank file is a regular file of the recorded size;
- *   4. metadata blobs are read and verified into a new store;
- *   5. tensor data streams through the pipeline, every chunk hashed before
- *      it is copied into its tensor.
+ * Order of checks for one checkpoint on one rank, so that nothing is
+ * overwritten unless the checkpoint is structurally sound and matches the
+ * registry:
+ *   1. manifest: user-block checksum, index, hash tree (io/manifest.c), and
+ *      the layout: every tensor's saved slices tile it (io/shard.h);
+ *   2. every registered tensor (or slice) has saved data with the same
+ *      dtype and global shape (else CKPT_EMISMATCH, no fallback: the
+ *      caller's setup is wrong);
+ *   3. every rank file it reads is a regular file of the recorded size;
+ *   4. this rank's metadata blobs are read and verified into a new store
+ *      (none when the checkpoint had fewer ranks than this job);
+ *   5. tensor data is read and every chunk hashed before it is copied into
+ *      a tensor: a slice saved with exactly the registered box streams
+ *      through the pipeline; any other overlap (resharding) reads the
+ *      chunks it touches and copies the overlapping runs.
  * A failure in 1, 3, 4 or 5 falls back to the next older checkpoint (with
  * CKPT_LATEST).  Only 5 can leave tensors partly written, and the fallback
  * then overwrites every registered tensor again.
+ *
+ * Agreement (collective, the caller's thread on every rank): each round,
+ * every rank proposes the newest step of its catalog at or below a bound,
+ * all try the smallest proposal, and all succeed or all fall back below it
+ * together; an error that allows no fallback ends the restore on every
+ * rank, with the message of the rank that had it.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -28,6 +41,7 @@
 #include <xxhash.h>
 
 #include "io/manifest.h"
+#include "io/shard.h"
 #include "runtime/internal.h"
 
 static void shape_str(int ndim, const int64_t *shape, char *out, size_t cap)
@@ -39,16 +53,76 @@ static void shape_str(int ndim, const int64_t *shape, char *out, size_t cap)
         snprintf(out + k, cap - k, "]");
 }
 
-/* Step 2: CKPT_EMISMATCH naming the first registered tensor that differs. */
-static int match_registry(ckpt_ctx *ctx, const ckpt__index *idx, const char *what,
-                          uint32_t *map, ckpt__err *err)
+#define NONE UINT32_MAX
+
+/* What one rank reads from a checkpoint: per registered tensor, either one
+ * saved entry with exactly its box (whole) or a list of overlaps. */
+typedef struct plan {
+    uint32_t *next;      /* per entry: the next tensor entry of the same name */
+    ckpt__strmap heads;  /* tensor name -> its first entry */
+    uint32_t *whole;     /* per registered tensor: entry read whole, or NONE */
+    uint8_t *need;       /* per saved rank: its file is read */
+} plan;
+
+static void plan_free(plan *p)
 {
+    free(p->next);
+    free(p->whole);
+    free(p->need);
+    ckpt__strmap_free(&p->heads);
+}
+
+static void box_of_tensor(const ckpt__tensor *t, ckpt__box *b)
+{
+    memset(b, 0, sizeof *b);
+    b->ndim = t->ndim;
+    for (int d = 0; d < t->ndim; d++) {
+        b->start[d] = t->start[d];
+        b->count[d] = t->shape[d];
+    }
+}
+
+static int same_box(const ckpt__box *a, const ckpt__box *b)
+{
+    if (a->ndim != b->ndim)
+        return 0;
+    for (int d = 0; d < a->ndim; d++)
+        if (a->start[d] != b->start[d] || a->count[d] != b->count[d])
+            return 0;
+    return 1;
+}
+
+/* Step 2: CKPT_EMISMATCH naming the first registered tensor that differs;
+ * fills the plan. */
+static int make_plan(ckpt_ctx *ctx, const ckpt__index *idx, const char *what, plan *p,
+                     ckpt__err *err)
+{
+    memset(p, 0, sizeof *p);
+    p->next = malloc((idx->nentries ? idx->nentries : 1) * sizeof *p->next);
+    p->whole = malloc((ctx->reg.n ? ctx->reg.n : 1) * sizeof *p->whole);
+    p->need = calloc(idx->world_size ? idx->world_size : 1, 1);
+    if (!p->next || !p->whole || !p->need)
+        return ckpt__err_set(err, CKPT_ENOMEM, "restore: out of memory");
+    for (uint32_t i = 0; i < idx->nentries; i++) {
+        const ckpt__entry *e = &idx->entries[i];
+        uint32_t head;
+        p->next[i] = NONE;
+        if (e->kind != CKPT__ENTRY_TENSOR)
+            continue;
+        int r = ckpt__strmap_get(&p->heads, e->name, 0, &head)
+                    ? (p->next[i] = head, ckpt__strmap_set(&p->heads, e->name, 0, i))
+                    : ckpt__strmap_put(&p->heads, e->name, 0, i);
+        if (r != 0)
+            return ckpt__err_set(err, CKPT_ENOMEM, "restore: out of memory");
+    }
     for (uint32_t i = 0; i < ctx->reg.n; i++) {
         const ckpt__tensor *t = &ctx->reg.v[i];
-        const ckpt__entry *e = ckpt__index_find(idx, CKPT__ENTRY_TENSOR, ctx->rank, t->name);
-        if (!e)
+        uint32_t first;
+        p->whole[i] = NONE;
+        if (!ckpt__strmap_get(&p->heads, t->name, 0, &first))
             return ckpt__err_set(err, CKPT_EMISMATCH, "%s: tensor '%s' is not in the checkpoint",
                                  what, t->name);
+        const ckpt__entry *e = &idx->entries[first];
         if (e->dtype != t->dtype)
             return ckpt__err_set(err, CKPT_EMISMATCH,
                                  "%s: tensor '%s' is %s in the checkpoint, registered as %s",
@@ -56,16 +130,26 @@ static int match_registry(ckpt_ctx *ctx, const ckpt__index *idx, const char *wha
                                  ckpt_dtype_name(t->dtype));
         int same = e->ndim == t->ndim;
         for (int d = 0; same && d < t->ndim; d++)
-            same = e->shape[d] == t->shape[d] && e->count[d] == t->shape[d] && e->start[d] == 0;
+            same = e->shape[d] == t->gshape[d];
         if (!same) {
             char a[256], b[256];
             shape_str(e->ndim, e->shape, a, sizeof a);
-            shape_str(t->ndim, t->shape, b, sizeof b);
+            shape_str(t->ndim, t->gshape, b, sizeof b);
             return ckpt__err_set(err, CKPT_EMISMATCH,
                                  "%s: tensor '%s' has shape %s in the checkpoint, registered %s",
                                  what, t->name, a, b);
         }
-        map[i] = (uint32_t)(e - idx->entries);
+        /* The layout check (step 1) guarantees the saved slices tile the
+         * global shape, so the registered box is covered. */
+        ckpt__box want, have, x;
+        box_of_tensor(t, &want);
+        for (uint32_t k = first; k != NONE; k = p->next[k]) {
+            ckpt__box_of_entry(&idx->entries[k], &have);
+            if (same_box(&want, &have))
+                p->whole[i] = k;
+            if (ckpt__box_intersect(&want, &have, &x) && ckpt__box_volume(&x) > 0)
+                p->need[idx->entries[k].rank] = 1;
+        }
     }
     return 0;
 }
@@ -155,9 +239,155 @@ static const ckpt__rankrec *rank_rec(const ckpt__index *idx, uint32_t rank)
     return NULL;
 }
 
+/* Reads chunk c of entry e from fd and checks its leaf. */
+static int read_chunk(ckpt_ctx *ctx, int fd, const ckpt__index *idx, const ckpt__entry *e,
+                      uint32_t c, uint8_t *buf, uint64_t *n, const char *path, ckpt__err *err)
+{
+    uint64_t off = (uint64_t)c * idx->chunk_bytes;
+    *n = e->nbytes - off < idx->chunk_bytes ? e->nbytes - off : idx->chunk_bytes;
+    int rc = ckpt__fault_check(&ctx->fault, CKPT__FAULT_READ, "read", err);
+    if (rc)
+        return ckpt__err_prefix(err, "%s", path);
+    int r = read_exact(fd, buf, (size_t)*n, e->file_off + off);
+    if (r == -ENODATA)
+        return ckpt__err_set(err, CKPT_ECORRUPT, "%s: tensor '%s' is cut short", path, e->name);
+    if (r < 0)
+        return ckpt__err_errno(err, -r, "read tensor '%s' from %s", e->name, path);
+    if (ctx->cfg.verify && XXH3_64bits(buf, (size_t)*n) != idx->hashes[e->chunk0 + c])
+        return ckpt__err_set(err, CKPT_ECORRUPT, "%s: tensor '%s' chunk %u failed its checksum",
+                             path, e->name, c);
+    return 0;
+}
+
+/* Step 5, resharding: copies the part of saved entry e that overlaps the
+ * registered tensor t, reading (and verifying) each chunk it touches once. */
+static int read_overlap(ckpt_ctx *ctx, const ckpt__index *idx, const ckpt__entry *e, int fd,
+                        const char *path, const ckpt__tensor *t, uint8_t *buf, void *stream,
+                        ckpt__err *err)
+{
+    ckpt__box want, have, part;
+    box_of_tensor(t, &want);
+    ckpt__box_of_entry(e, &have);
+    if (!ckpt__box_intersect(&want, &have, &part) || ckpt__box_volume(&part) == 0)
+        return 0;
+    ckpt__runs runs;
+    ckpt__runs_init(&runs, &part, &have, &want, ckpt_dtype_size(t->dtype));
+    enum { NOPS = 256 };
+    ckpt__copy ops[NOPS];
+    size_t nops = 0;
+    uint32_t loaded = NONE;
+    uint64_t have_n = 0, so, dof, len;
+    int rc = 0;
+    while (!rc && ckpt__runs_next(&runs, &so, &dof, &len)) {
+        while (!rc && len > 0) {
+            uint32_t c = (uint32_t)(so / idx->chunk_bytes);
+            if (c != loaded) {
+                /* Copies pending from the old chunk go before it is reused. */
+                if (nops)
+                    rc = ctx->eng.dm->copy_in(ctx->eng.dev, ops, nops, stream, err);
+                nops = 0;
+                if (!rc)
+                    rc = read_chunk(ctx, fd, idx, e, c, buf, &have_n, path, err);
+                loaded = rc ? NONE : c;
+                if (rc)
+                    break;
+            }
+            uint64_t in = so - (uint64_t)c * idx->chunk_bytes;
+            uint64_t piece = have_n - in < len ? have_n - in : len;
+            ops[nops++] = (ckpt__copy){(uint8_t *)t->ptr + dof, buf + in, (size_t)piece};
+            if (nops == NOPS) {
+                rc = ctx->eng.dm->copy_in(ctx->eng.dev, ops, nops, stream, err);
+                nops = 0;
+            }
+            so += piece;
+            dof += piece;
+            len -= piece;
+        }
+    }
+    if (!rc && nops)
+        rc = ctx->eng.dm->copy_in(ctx->eng.dev, ops, nops, stream, err);
+    return rc;
+}
+
+/* Step 5, whole slices of one rank file, through the pipeline. */
+static int read_whole(ckpt_ctx *ctx, ckpt__index *idx, const plan *p, uint32_t rank,
+                      const char *path, const char *what, void *stream, ckpt__err *err)
+{
+    void **ptrs = calloc(idx->nentries ? idx->nentries : 1, sizeof *ptrs);
+    uint32_t *ids = calloc(ctx->reg.n ? ctx->reg.n : 1, sizeof *ids);
+    uint32_t nids = 0;
+    int rc = 0;
+    if (!ptrs || !ids)
+        rc = ckpt__err_set(err, CKPT_ENOMEM, "restore: out of memory");
+    for (uint32_t i = 0; !rc && i < ctx->reg.n; i++) {
+        uint32_t k = p->whole[i];
+        if (k == NONE || (uint32_t)idx->entries[k].rank != rank || !ctx->reg.v[i].nbytes)
+            continue;
+        ptrs[k] = ctx->reg.v[i].ptr;
+        ids[nids++] = k;
+    }
+    ckpt__wfile *wf = NULL;
+    if (!rc && nids)
+        rc = ctx->eng.wm->file_open(ctx->eng.w, path, CKPT__WF_READ, &wf, err);
+    if (!rc && nids) {
+        ckpt__pipe pipe;
+        rc = ckpt__pipe_init(&pipe, CKPT__PIPE_LOAD, &ctx->eng, idx, ptrs, ids, nids, what, err);
+        if (!rc) {
+            pipe.verify = ctx->cfg.verify;
+            pipe.stream = stream;
+            ckpt__pipe_set_file(&pipe, wf);
+            rc = ckpt__pipe_run(&pipe);
+            if (rc)
+                *err = pipe.err;
+        }
+        ckpt__pipe_destroy(&pipe);
+    }
+    if (wf)
+        ctx->eng.wm->file_close(ctx->eng.w, wf);
+    free(ptrs);
+    free(ids);
+    return rc;
+}
+
+/* Step 5, the overlaps of one rank file that are not whole slices. */
+static int read_parts(ckpt_ctx *ctx, const ckpt__index *idx, const plan *p, uint32_t rank,
+                      const char *path, void *stream, ckpt__err *err)
+{
+    int fd = -1, rc = 0;
+    uint8_t *buf = NULL;
+    for (uint32_t i = 0; !rc && i < ctx->reg.n; i++) {
+        const ckpt__tensor *t = &ctx->reg.v[i];
+        uint32_t k;
+        if (p->whole[i] != NONE || !ckpt__strmap_get(&p->heads, t->name, 0, &k))
+            continue;
+        for (; !rc && k != NONE; k = p->next[k]) {
+            const ckpt__entry *e = &idx->entries[k];
+            if ((uint32_t)e->rank != rank)
+                continue;
+            if (fd < 0) {
+                fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+                buf = malloc(idx->chunk_bytes);
+                if (fd < 0) {
+                    rc = ckpt__err_errno(err, errno, "open %s", path);
+                    break;
+                }
+                if (!buf) {
+                    rc = ckpt__err_set(err, CKPT_ENOMEM, "restore: out of memory");
+                    break;
+                }
+            }
+            rc = read_overlap(ctx, idx, e, fd, path, t, buf, stream, err);
+        }
+    }
+    if (fd >= 0)
+        close(fd);
+    free(buf);
+    return rc;
+}
+
 static int restore_one(ckpt_ctx *ctx, int64_t step, void *stream, ckpt__err *err)
 {
-    char name[32], dir[4096], path[4200], fname[32];
+    char name[32], dir[4096], path[4200], fname[32], what[128];
     ckpt__step_name(step, name);
     snprintf(dir, sizeof dir, "%s/%s", ctx->dir, name);
     snprintf(path, sizeof path, "%s/%s", dir, CKPT__MANIFEST_NAME);
@@ -165,73 +395,96 @@ static int restore_one(ckpt_ctx *ctx, int64_t step, void *stream, ckpt__err *err
     int rc = ckpt__manifest_read(path, &idx, err);
     if (rc)
         return rc;
-    if (idx.step != step) {
+    plan p;
+    memset(&p, 0, sizeof p);
+    ckpt__metastore meta = {0};
+    if (idx.step != step)
         rc = ckpt__err_set(err, CKPT_ECORRUPT, "%s records step %lld, not %lld", path,
                            (long long)idx.step, (long long)step);
-        ckpt__index_free(&idx);
-        return rc;
-    }
-    uint32_t *map = calloc(ctx->reg.n ? ctx->reg.n : 1, sizeof *map);
-    void **ptrs = calloc(idx.nentries ? idx.nentries : 1, sizeof *ptrs);
-    uint32_t *ids = calloc(ctx->reg.n ? ctx->reg.n : 1, sizeof *ids);
-    ckpt__metastore meta = {0};
-    ckpt__wfile *wf = NULL;
-    uint32_t nids = 0;
-    if (!map || !ptrs || !ids) {
-        rc = ckpt__err_set(err, CKPT_ENOMEM, "restore: out of memory");
-        goto out;
-    }
-    if (idx.world_size != (uint32_t)ctx->world) {
-        rc = ckpt__err_set(err, CKPT_EMISMATCH, "%s: saved by %u ranks, restoring on %d", name,
-                           idx.world_size, ctx->world);
-        goto out;
-    }
-    rc = match_registry(ctx, &idx, name, map, err);
-    if (rc)
-        goto out;
-    const ckpt__rankrec *rr = rank_rec(&idx, (uint32_t)ctx->rank);
-    snprintf(fname, sizeof fname, "rank-%05d.h5", ctx->rank);
-    snprintf(path, sizeof path, "%s/%s", dir, fname);
-    rc = rr ? check_rank_file(path, rr->file_bytes, err)
-            : ckpt__err_set(err, CKPT_ECORRUPT, "%s: no record of rank %d", name, ctx->rank);
     if (!rc)
+        rc = ckpt__layout_check(&idx, CKPT_ECORRUPT, name, err);
+    if (!rc)
+        rc = make_plan(ctx, &idx, name, &p, err);
+    /* Step 3 for every file this rank reads, before anything is written. */
+    int mine = ctx->rank < (int)idx.world_size;
+    for (uint32_t r = 0; !rc && r < idx.world_size; r++) {
+        if (!p.need[r] && !(mine && r == (uint32_t)ctx->rank))
+            continue;
+        const ckpt__rankrec *rr = rank_rec(&idx, r);
+        snprintf(path, sizeof path, "%s/rank-%05u.h5", dir, r);
+        rc = rr ? check_rank_file(path, rr->file_bytes, err)
+                : ckpt__err_set(err, CKPT_ECORRUPT, "%s: no record of rank %u", name, r);
+    }
+    if (!rc && mine) {
+        snprintf(path, sizeof path, "%s/rank-%05d.h5", dir, ctx->rank);
         rc = read_meta(ctx, &idx, path, &meta, err);
-    if (!rc)
-        rc = ctx->eng.wm->file_open(ctx->eng.w, path, CKPT__WF_READ, &wf, err);
-    if (rc)
-        goto out;
-    for (uint32_t i = 0; i < ctx->reg.n; i++) {
-        ptrs[map[i]] = ctx->reg.v[i].ptr;
-        if (ctx->reg.v[i].nbytes)
-            ids[nids++] = map[i];
     }
-    ckpt__pipe pipe;
-    char what[128];
-    snprintf(what, sizeof what, "%s/%s", name, fname);
-    rc = ckpt__pipe_init(&pipe, CKPT__PIPE_LOAD, &ctx->eng, &idx, ptrs, ids, nids, what, err);
-    if (!rc) {
-        pipe.verify = ctx->cfg.verify;
-        pipe.stream = stream;
-        ckpt__pipe_set_file(&pipe, wf);
-        rc = ckpt__pipe_run(&pipe);
-        if (rc)
-            *err = pipe.err;
+    for (uint32_t r = 0; !rc && r < idx.world_size; r++) {
+        if (!p.need[r])
+            continue;
+        snprintf(fname, sizeof fname, "rank-%05u.h5", r);
+        snprintf(path, sizeof path, "%s/%s", dir, fname);
+        snprintf(what, sizeof what, "%s/%s", name, fname);
+        rc = read_whole(ctx, &idx, &p, r, path, what, stream, err);
+        if (!rc)
+            rc = read_parts(ctx, &idx, &p, r, path, stream, err);
     }
-    ckpt__pipe_destroy(&pipe);
     if (!rc) {
+        if (!mine)
+            ckpt__logf(&ctx->log, CKPT_LOG_INFO,
+                       "%s was saved by %u ranks: rank %d restores no metadata", name,
+                       idx.world_size, ctx->rank);
         ckpt__meta_free(&ctx->meta);
         ctx->meta = meta;
         memset(&meta, 0, sizeof meta);
     }
-out:
-    if (wf)
-        ctx->eng.wm->file_close(ctx->eng.w, wf);
     ckpt__meta_free(&meta);
-    free(map);
-    free(ptrs);
-    free(ids);
+    plan_free(&p);
     ckpt__index_free(&idx);
     return rc;
+}
+
+/* An error every rank agrees on: the code and message of the rank that had
+ * it (the lowest rank with an error that allows no fallback, else the
+ * lowest with any error), from one allreduce and, on failure, a bcast.
+ * Returns 0 when no rank failed; else *fatal says whether a fallback is
+ * allowed, and err holds the agreed message. */
+static int agree(ckpt_ctx *ctx, int rc, int fatal, ckpt__err *err, int *fatal_out)
+{
+    int64_t key = rc ? (int64_t)(fatal ? 0 : 1) * ctx->world + ctx->rank : INT64_MAX;
+    ckpt__err cerr;
+    ckpt__err_clear(&cerr);
+    int crc = ctx->comm->m->allreduce_i64(ctx->comm, &key, 1, CKPT__MIN, &cerr);
+    if (crc) {
+        *err = cerr;
+        *fatal_out = 1;
+        return crc;
+    }
+    if (key == INT64_MAX)
+        return 0;
+    int who = (int)(key % ctx->world);
+    *fatal_out = key < ctx->world;
+    struct {
+        int64_t code;
+        char msg[CKPT__ERR_MSG];
+    } m;
+    memset(&m, 0, sizeof m);
+    if (who == ctx->rank) {
+        m.code = err->code;
+        snprintf(m.msg, sizeof m.msg, "%s", err->msg);
+    }
+    if (ctx->world > 1) {
+        crc = ctx->comm->m->bcast(ctx->comm, &m, sizeof m, who, &cerr);
+        if (crc) {
+            *err = cerr;
+            *fatal_out = 1;
+            return crc;
+        }
+        m.msg[sizeof m.msg - 1] = 0;
+        if (who != ctx->rank)
+            ckpt__err_set(err, (int)m.code, "rank %d: %s", who, m.msg);
+    }
+    return err->code ? err->code : CKPT_ECOMM;
 }
 
 int ckpt__restore(ckpt_ctx *ctx, int64_t step, void *stream, int64_t *step_out)
@@ -239,64 +492,82 @@ int ckpt__restore(ckpt_ctx *ctx, int64_t step, void *stream, int64_t *step_out)
     ckpt__err *err = &ctx->err;
     if (step_out)
         *step_out = -1;
+    int rc = 0, fatal = 0;
     if (step != CKPT_LATEST && (step < 0 || step > CKPT__STEP_MAX))
-        return ckpt__err_set(err, CKPT_EINVAL, "ckpt_restore: step %lld is not a step",
-                             (long long)step);
-    pthread_mutex_lock(&ctx->mu);
-    int busy = ctx->inflight;
-    if (!busy)
-        ckpt__wait_janitor(ctx); /* restore what retention leaves */
-    pthread_mutex_unlock(&ctx->mu);
-    if (busy)
-        return ckpt__err_set(err, CKPT_ESTATE,
-                             "ckpt_restore: %d save(s) in flight; wait for them first", busy);
-    int64_t *steps;
-    size_t n;
-    int rc = ckpt__catalog_scan(ctx->dir, &steps, &n, err);
-    if (rc)
-        return rc;
-    size_t first = 0, last = n;
-    if (step != CKPT_LATEST) {
-        for (first = 0; first < n && steps[first] != step; first++)
-            ;
-        last = first < n ? first + 1 : first;
+        rc = ckpt__err_set(err, CKPT_EINVAL, "ckpt_restore: step %lld is not a step",
+                           (long long)step);
+    if (!rc) {
+        pthread_mutex_lock(&ctx->mu);
+        int busy = ctx->inflight;
+        if (!busy)
+            ckpt__wait_janitor(ctx); /* restore what retention leaves */
+        pthread_mutex_unlock(&ctx->mu);
+        if (busy)
+            rc = ckpt__err_set(err, CKPT_ESTATE,
+                               "ckpt_restore: %d save(s) in flight; wait for them first", busy);
     }
-    if (first >= last) {
+    int64_t *steps = NULL;
+    size_t n = 0;
+    if (!rc)
+        rc = ckpt__catalog_scan(ctx->dir, &steps, &n, err);
+    /* Every rank reaches each collective below, whatever it found. */
+    rc = agree(ctx, rc, 1, err, &fatal);
+    if (rc) {
         free(steps);
-        if (step == CKPT_LATEST)
-            return ckpt__err_set(err, CKPT_ENOTFOUND, "no checkpoint in %s", ctx->dir);
-        return ckpt__err_set(err, CKPT_ENOTFOUND, "no checkpoint of step %lld in %s",
-                             (long long)step, ctx->dir);
+        return rc;
     }
     ckpt__err newest;
     ckpt__err_clear(&newest);
-    rc = CKPT_ECORRUPT;
-    int fatal = 0;
-    for (size_t i = first; i < last && !fatal; i++) {
+    size_t i = 0;
+    int64_t bound = step == CKPT_LATEST ? INT64_MAX : step;
+    for (;;) {
+        while (i < n && steps[i] > bound)
+            i++;
+        int64_t prop = i < n ? steps[i] : -1;
+        ckpt__err cerr;
+        rc = ctx->comm->m->allreduce_i64(ctx->comm, &prop, 1, CKPT__MIN, &cerr);
+        if (rc) {
+            *err = cerr;
+            break;
+        }
+        if (prop < 0 || (step != CKPT_LATEST && prop != step)) {
+            rc = newest.code && step == CKPT_LATEST
+                     ? ckpt__err_set(err, CKPT_ECORRUPT,
+                                     "no valid checkpoint in %s; newest failure: %s", ctx->dir,
+                                     newest.msg)
+                 : step == CKPT_LATEST
+                     ? ckpt__err_set(err, CKPT_ENOTFOUND, "no checkpoint in %s", ctx->dir)
+                     : ckpt__err_set(err, CKPT_ENOTFOUND, "no checkpoint of step %lld in %s",
+                                     (long long)step, ctx->dir);
+            break;
+        }
         ckpt__err e;
         ckpt__err_clear(&e);
-        rc = restore_one(ctx, steps[i], stream, &e);
+        int one = i < n && steps[i] == prop
+                      ? restore_one(ctx, prop, stream, &e)
+                      : ckpt__err_set(&e, CKPT_ECORRUPT, "rank %d does not see step %lld in %s",
+                                      ctx->rank, (long long)prop, ctx->dir);
+        /* A mismatch is the caller's setup, not damage: no fallback. */
+        int f = one == CKPT_EMISMATCH || one == CKPT_EFORMAT || one == CKPT_ENOMEM ||
+                step != CKPT_LATEST;
+        rc = agree(ctx, one, f, &e, &fatal);
         if (rc == 0) {
             if (step_out)
-                *step_out = steps[i];
+                *step_out = prop;
             ckpt__logf(&ctx->log, newest.code ? CKPT_LOG_WARN : CKPT_LOG_INFO,
-                       "restored step %lld from %s%s", (long long)steps[i], ctx->dir,
+                       "restored step %lld from %s%s", (long long)prop, ctx->dir,
                        newest.code ? " after falling back" : "");
             break;
         }
-        ckpt__err_keep(&newest, &e);
-        /* A mismatch is the caller's setup, not damage: no fallback. */
-        fatal = rc == CKPT_EMISMATCH || rc == CKPT_EFORMAT || rc == CKPT_ENOMEM ||
-                step != CKPT_LATEST;
-        if (fatal)
+        if (fatal) {
             *err = e;
-        else
-            ckpt__logf(&ctx->log, CKPT_LOG_WARN, "checkpoint step %lld is not valid (%s)%s",
-                       (long long)steps[i], e.msg, i + 1 < last ? "; trying an older one" : "");
+            break;
+        }
+        ckpt__err_keep(&newest, &e);
+        ckpt__logf(&ctx->log, CKPT_LOG_WARN, "checkpoint step %lld is not valid (%s)%s",
+                   (long long)prop, e.msg, "; trying an older one");
+        bound = prop - 1;
     }
-    if (rc && !fatal)
-        rc = ckpt__err_set(err, CKPT_ECORRUPT, "no valid checkpoint in %s; newest failure: %s",
-                           ctx->dir, newest.msg);
     free(steps);
     return rc;
 }

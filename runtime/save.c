@@ -57,24 +57,113 @@ static void save_uuid(const ckpt_ctx *ctx, uint64_t seq, uint8_t out[16])
     }
 }
 
-/* Step 1: the index of this rank's state; leaves are filled in later. */
-static int build_index(ckpt_ctx *ctx, ckpt__job *job, ckpt__index *idx, ckpt__err *err)
+typedef struct save_state {
+    ckpt__index idx;
+    void **ptrs;        /* per entry: tensor or metadata bytes */
+    uint32_t *ids;      /* tensor entries with data, in order */
+    uint32_t nids;
+    ckpt__pipe pipe;
+    int pipe_ready;
+    int recorded;       /* this rank's done-record is written */
+    char partial[96];
+    char ppath[4096];
+    char path[4200];
+    char fname[32];
+    ckpt__rankfile *rf;
+    ckpt__wfile *wf;
+} save_state;
+
+typedef struct by_size {
+    uint64_t nbytes;
+    const char *name;
+    uint32_t i;
+} by_size;
+
+static int cmp_size(const void *a, const void *b)
 {
+    const by_size *x = a, *y = b;
+    if (x->nbytes != y->nbytes)
+        return x->nbytes < y->nbytes ? 1 : -1;
+    return strcmp(x->name, y->name);
+}
+
+/* Which rank writes each registered tensor: a slice its own rank; the
+ * replicated ones are spread, the largest first, each to the rank with the
+ * fewest replicated bytes so far (ties: the lower rank).  Computed from the
+ * registry alone, so ranks with the same registrations agree without
+ * talking; rank 0's layout check (commit.c, Inv. 8) catches ranks that
+ * registered different tensors. */
+static int assign_writers(const ckpt_ctx *ctx, int32_t *writer, ckpt__err *err)
+{
+    const ckpt__registry *r = &ctx->reg;
+    if (ctx->world == 1) {
+        for (uint32_t i = 0; i < r->n; i++)
+            writer[i] = 0;
+        return 0;
+    }
+    by_size *v = malloc((r->n ? r->n : 1) * sizeof *v);
+    uint64_t *load = calloc((size_t)ctx->world, sizeof *load);
+    if (!v || !load) {
+        free(v);
+        free(load);
+        return ckpt__err_set(err, CKPT_ENOMEM, "out of memory assigning %u tensors", r->n);
+    }
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < r->n; i++) {
+        writer[i] = ctx->rank;
+        if (!r->v[i].sharded)
+            v[n++] = (by_size){r->v[i].nbytes, r->v[i].name, i};
+    }
+    qsort(v, n, sizeof *v, cmp_size);
+    for (uint32_t k = 0; k < n; k++) {
+        int best = 0;
+        for (int q = 1; q < ctx->world; q++)
+            if (load[q] < load[best])
+                best = q;
+        load[best] += v[k].nbytes;
+        writer[v[k].i] = best;
+    }
+    free(v);
+    free(load);
+    return 0;
+}
+
+/* Step 1: the index of what this rank writes (its slices, the replicated
+ * tensors assigned to it, its metadata), with ptrs and ids to match;
+ * leaves are filled in later. */
+static int build_index(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__err *err)
+{
+    ckpt__index *idx = &s->idx;
     memset(idx, 0, sizeof *idx);
     idx->step = job->step;
     idx->world_size = (uint32_t)ctx->world;
     idx->chunk_bytes = ctx->cfg.chunk_bytes;
     save_uuid(ctx, job->seq, idx->uuid);
-    uint32_t n = ctx->reg.n + job->meta.n;
+    int32_t *writer = malloc((ctx->reg.n ? ctx->reg.n : 1) * sizeof *writer);
+    if (!writer)
+        return ckpt__err_set(err, CKPT_ENOMEM, "out of memory");
+    int rc = assign_writers(ctx, writer, err);
+    uint32_t n = job->meta.n;
+    for (uint32_t i = 0; i < ctx->reg.n; i++)
+        n += writer[i] == ctx->rank;
     idx->ranks = calloc(1, sizeof *idx->ranks);
     idx->entries = calloc(n ? n : 1, sizeof *idx->entries);
-    if (!idx->ranks || !idx->entries)
-        return ckpt__err_set(err, CKPT_ENOMEM, "out of memory describing %u entries", n);
+    s->ptrs = calloc(n ? n : 1, sizeof *s->ptrs);
+    s->ids = calloc(n ? n : 1, sizeof *s->ids);
+    if (!rc && (!idx->ranks || !idx->entries || !s->ptrs || !s->ids))
+        rc = ckpt__err_set(err, CKPT_ENOMEM, "out of memory describing %u entries", n);
+    if (rc) {
+        free(writer);
+        return rc;
+    }
     idx->nranks = 1;
     idx->ranks[0].rank = (uint32_t)ctx->rank;
     uint64_t chunks = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        ckpt__entry *e = &idx->entries[i];
+    job->bytes = 0;
+    for (uint32_t i = 0, k = 0; i < ctx->reg.n + job->meta.n; i++) {
+        if (i < ctx->reg.n && writer[i] != ctx->rank)
+            continue;
+        ckpt__entry *e = &idx->entries[k];
         const char *name;
         if (i < ctx->reg.n) {
             const ckpt__tensor *t = &ctx->reg.v[i];
@@ -82,9 +171,15 @@ static int build_index(ckpt_ctx *ctx, ckpt__job *job, ckpt__index *idx, ckpt__er
             e->kind = CKPT__ENTRY_TENSOR;
             e->dtype = t->dtype;
             e->ndim = t->ndim;
-            for (int d = 0; d < t->ndim; d++)
-                e->shape[d] = e->count[d] = t->shape[d];
+            for (int d = 0; d < t->ndim; d++) {
+                e->shape[d] = t->gshape[d];
+                e->start[d] = t->start[d];
+                e->count[d] = t->shape[d];
+            }
             e->nbytes = t->nbytes;
+            s->ptrs[k] = t->ptr;
+            if (t->nbytes)
+                s->ids[s->nids++] = k;
         } else {
             const ckpt__kv *kv = &job->meta.v[i - ctx->reg.n];
             name = kv->key;
@@ -93,17 +188,23 @@ static int build_index(ckpt_ctx *ctx, ckpt__job *job, ckpt__index *idx, ckpt__er
             e->ndim = 1;
             e->shape[0] = e->count[0] = (int64_t)kv->len;
             e->nbytes = kv->len;
+            s->ptrs[k] = kv->val;
         }
         e->name = strdup(name);
-        if (!e->name)
+        if (!e->name) {
+            free(writer);
             return ckpt__err_set(err, CKPT_ENOMEM, "out of memory describing '%s'", name);
+        }
         e->rank = ctx->rank;
         e->file_off = CKPT__NO_OFFSET;
         e->chunk0 = chunks;
         e->nchunks = (uint32_t)((e->nbytes + idx->chunk_bytes - 1) / idx->chunk_bytes);
         chunks += e->nchunks;
+        job->bytes += e->nbytes;
         idx->nentries++;
+        k++;
     }
+    free(writer);
     idx->nhashes = chunks;
     idx->hashes = calloc(chunks ? chunks : 1, sizeof *idx->hashes);
     if (!idx->hashes)
@@ -149,25 +250,10 @@ static void hash_meta(ckpt__index *idx, const void *const *data)
     }
 }
 
-typedef struct save_state {
-    ckpt__index idx;
-    void **ptrs;        /* per entry: tensor or metadata bytes */
-    uint32_t *ids;      /* tensor entries with data, in order */
-    uint32_t nids;
-    ckpt__pipe pipe;
-    int pipe_ready;
-    char partial[96];
-    char ppath[4096];
-    char path[4200];
-    char fname[32];
-    ckpt__rankfile *rf;
-    ckpt__wfile *wf;
-} save_state;
-
 /* Steps 3 and 4 of the file comment: layout, then the data. */
 static int write_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__err *err)
 {
-    int rc = ckpt__commit_begin(ctx->dir, job->step, s->idx.uuid, s->partial,
+    int rc = ckpt__commit_begin(ctx->dir, job->step, s->idx.uuid, ctx->world > 1, s->partial,
                                 sizeof s->partial, err);
     if (rc)
         return rc;
@@ -226,19 +312,32 @@ static int finish_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__
     struct stat st;
     if (!rc && stat(s->path, &st) != 0)
         rc = ckpt__err_errno(err, errno, "stat %s", s->path);
+    ckpt__fileid id;
     if (!rc) {
         idx->ranks[0].file_bytes = (uint64_t)st.st_size;
-        rc = ckpt__commit_done_record(s->ppath, idx, (uint32_t)ctx->rank, &ctx->fault, err);
+        rc = ckpt__commit_done_record(s->ppath, idx, (uint32_t)ctx->rank, &ctx->fault, &id,
+                                      err);
+        s->recorded = !rc;
     }
-    double t2 = now_s();
+    double t2 = now_s(), t3 = t2;
     if (!rc)
         ckpt__emit(ctx, job, CKPT_EVENT_DURABLE, 0, NULL);
-    if (!rc && ctx->rank == 0)
-        rc = ckpt__commit_seal(ctx->dir, s->partial, job->step, (uint32_t)ctx->world,
-                               &ctx->fault, &ctx->log, err);
+    if (!rc && ctx->rank == 0) {
+        if (ctx->world > 1)
+            rc = ckpt__commit_wait_records(s->ppath, (uint32_t)ctx->world,
+                                           ctx->cfg.commit_timeout_s, err);
+        t3 = now_s();
+        if (!rc)
+            rc = ckpt__commit_seal(ctx->dir, s->partial, job->step, (uint32_t)ctx->world,
+                                   &ctx->fault, &ctx->log, err);
+    } else if (!rc) {
+        rc = ckpt__commit_wait_verdict(ctx->dir, s->partial, job->step, (uint32_t)ctx->rank, &id,
+                                       ctx->cfg.commit_timeout_s, err);
+    }
     ckpt__logf(&ctx->log, CKPT_LOG_DEBUG,
-               "step %lld: hash attributes %.3f s, fsync + done-record %.3f s, commit %.3f s",
-               (long long)job->step, t1 - t0, t2 - t1, now_s() - t2);
+               "step %lld: hash attributes %.3f s, fsync + done-record %.3f s, waiting for "
+               "ranks %.3f s, commit %.3f s",
+               (long long)job->step, t1 - t0, t2 - t1, t3 - t2, now_s() - t3);
     return rc;
 }
 
@@ -248,23 +347,8 @@ static int run_save(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
     if (!s)
         return ckpt__err_set(err, CKPT_ENOMEM, "out of memory");
     snprintf(s->fname, sizeof s->fname, "rank-%05d.h5", ctx->rank);
-    int rc = build_index(ctx, job, &s->idx, err);
-    uint32_t n = s->idx.nentries;
-    if (!rc) {
-        s->ptrs = calloc(n ? n : 1, sizeof *s->ptrs);
-        s->ids = calloc(n ? n : 1, sizeof *s->ids);
-        if (!s->ptrs || !s->ids)
-            rc = ckpt__err_set(err, CKPT_ENOMEM, "out of memory");
-    }
-    for (uint32_t i = 0; !rc && i < n; i++) {
-        if (i < ctx->reg.n) {
-            s->ptrs[i] = ctx->reg.v[i].ptr;
-            if (ctx->reg.v[i].nbytes)
-                s->ids[s->nids++] = i;
-        } else {
-            s->ptrs[i] = job->meta.v[i - ctx->reg.n].val;
-        }
-    }
+    int rc = build_index(ctx, job, s, err);
+    ckpt__emit(ctx, job, CKPT_EVENT_STARTED, 0, NULL);
     if (!rc) {
         rc = ckpt__pipe_init(&s->pipe, CKPT__PIPE_SAVE, &ctx->eng, &s->idx, s->ptrs, s->ids,
                              s->nids, s->fname, err);
@@ -296,8 +380,12 @@ static int run_save(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
     }
     if (s->wf)
         ctx->eng.wm->file_close(ctx->eng.w, s->wf);
-    if (rc && s->partial[0])
+    /* Rank 0 removes a failed save's folder; another rank leaves its
+     * failure mark there instead, so rank 0 stops waiting for it. */
+    if (rc && s->partial[0] && ctx->rank == 0)
         ckpt__commit_abandon(ctx->dir, s->partial, &ctx->log);
+    else if (rc && s->partial[0] && !s->recorded)
+        ckpt__commit_mark_failed(ctx->dir, s->partial, (uint32_t)ctx->rank, err->msg);
     if (s->pipe_ready)
         ckpt__pipe_destroy(&s->pipe);
     ckpt__index_free(&s->idx);
@@ -358,16 +446,11 @@ void *ckpt__coordinator_main(void *arg)
         pthread_mutex_unlock(&ctx->mu);
 
         ckpt__err_clear(&job->err);
-        for (uint32_t i = 0; i < ctx->reg.n; i++)
-            job->bytes += ctx->reg.v[i].nbytes;
-        for (uint32_t i = 0; i < job->meta.n; i++)
-            job->bytes += job->meta.v[i].len;
-        ckpt__emit(ctx, job, CKPT_EVENT_STARTED, 0, NULL);
         int rc = run_save(ctx, job, &job->err);
         if (rc) {
             ckpt__err_prefix(&job->err, "save step %lld", (long long)job->step);
             ckpt__emit(ctx, job, CKPT_EVENT_FAILED, rc, job->err.msg);
-        } else if (ctx->rank == 0) {
+        } else {
             ckpt__emit(ctx, job, CKPT_EVENT_COMMITTED, 0, NULL);
         }
         snapshot_done(job); /* a failed save may never have copied everything */

@@ -141,7 +141,8 @@ typedef enum ckpt_event_kind {
     CKPT_EVENT_STARTED = 1, /* the background thread took the save up */
     CKPT_EVENT_SNAPSHOT,    /* every tensor copied: the fence is released */
     CKPT_EVENT_DURABLE,     /* this rank's file and done-record are on disk */
-    CKPT_EVENT_COMMITTED,   /* the checkpoint is committed (rank 0) */
+    CKPT_EVENT_COMMITTED,   /* the checkpoint is committed (on every rank, once
+                               it has seen the commit) */
     CKPT_EVENT_FAILED       /* the save failed; error and message say why */
 } ckpt_event_kind;
 
@@ -177,6 +178,9 @@ typedef struct ckpt_config {
     int verify;               /* hash every chunk on restore (default 1) */
     int max_inflight;         /* saves persisting at once (default 1) */
     ckpt_busy busy;           /* what ckpt_save does when none is free */
+    double commit_timeout_s;  /* several ranks: how long rank 0 waits for every
+                                 rank's done-record, and the others for the
+                                 commit, before the save fails (default 300) */
     ckpt_log_level log_level; /* messages below this level are dropped */
     ckpt_log_fn log_fn;       /* NULL writes "ckpt: ..." lines to stderr */
     void *log_user;           /* passed to log_fn */
@@ -249,6 +253,30 @@ CKPT_API const char *ckpt_device_name(const ckpt_ctx *ctx);
  */
 CKPT_API int ckpt_register(ckpt_ctx *ctx, const char *name, void *ptr, ckpt_dtype dtype,
                            int ndim, const int64_t *shape);
+
+/*
+ * Registers this rank's slice of a tensor sharded across ranks (tensor or
+ * data-parallel layouts): the whole tensor has global_shape; this rank
+ * holds the box that starts at start[] and spans count[] elements in each
+ * dimension, stored row-major and contiguous at ptr (count[] is the local
+ * shape).  1 <= ndim <= CKPT_MAX_NDIM; 0 <= start[d], start[d] + count[d]
+ * <= global_shape[d].  The slices of one name registered by all ranks must
+ * tile the global tensor exactly, without overlap; rank 0 checks this
+ * before it commits and fails the save with CKPT_EMISMATCH naming the
+ * tensor otherwise.
+ *
+ * A tensor registered with ckpt_register on several ranks is replicated:
+ * the same on every rank, written once (by one rank; the runtime spreads
+ * replicated tensors over the ranks by size) and read by every rank.
+ *
+ * Restore reads each rank's slice from the saved slices it overlaps, on
+ * any number of ranks: a checkpoint saved on 4 ranks restores on 1, 2, 3
+ * or 6, with every chunk it touches verified.  Borrowing and errors as
+ * for ckpt_register; the arrays are copied.
+ */
+CKPT_API int ckpt_register_shard(ckpt_ctx *ctx, const char *name, void *ptr, ckpt_dtype dtype,
+                                 int ndim, const int64_t *global_shape, const int64_t *start,
+                                 const int64_t *count);
 
 /* Forgets a registered tensor. CKPT_ENOTFOUND if it was not registered. */
 CKPT_API int ckpt_unregister(ckpt_ctx *ctx, const char *name);
