@@ -191,18 +191,20 @@ int ckpt_open(const ckpt_config *cfg, ckpt_comm *comm, ckpt_ctx **out)
     }
     ctx->rank = ctx->comm->m->rank(ctx->comm);
     ctx->world = ctx->comm->m->size(ctx->comm);
+    ctx->running_step = -1;
 
-    rc = make_dirs(ctx->dir, err);
+    if (ctx->world > 1 && cfg->busy == CKPT_BUSY_REFUSE)
+        rc = ckpt__err_set(err, CKPT_EINVAL,
+                           "config: busy=refuse with %d ranks: ranks could refuse different "
+                           "saves; use wait",
+                           ctx->world);
+    if (!rc)
+        rc = make_dirs(ctx->dir, err);
     if (!rc && ctx->rank == 0) {
         rc = ckpt__catalog_cleanup(ctx->dir, &ctx->log, err);
         if (!rc && getrandom(ctx->run_uuid, 16, 0) != 16)
             rc = ckpt__err_errno(err, errno, "getrandom");
     }
-    /* Open is a collective point: every rank learns rank 0's run uuid. */
-    if (!rc)
-        rc = ctx->comm->m->bcast(ctx->comm, ctx->run_uuid, 16, 0, err);
-    if (!rc)
-        rc = ctx->comm->m->barrier(ctx->comm, err);
     ckpt__engine_config ec = {
         .io = cfg->io,
         .device = cfg->device,
@@ -229,6 +231,17 @@ int ckpt_open(const ckpt_config *cfg, ckpt_comm *comm, ckpt_ctx **out)
         else
             ctx->janitor_running = 1;
     }
+    /* Open is a collective point: every rank reaches both collectives, so a
+     * failure on one rank fails the open on all (no rank left waiting). */
+    int64_t bad = rc ? 1 : 0;
+    int crc = ctx->comm->m->allreduce_i64(ctx->comm, &bad, 1, CKPT__MAX, err);
+    if (!crc && !rc && bad)
+        rc = ckpt__err_set(err, CKPT_ECOMM, "another rank failed to open %s", cfg->dir);
+    if (!rc && crc)
+        rc = crc;
+    /* Every rank learns rank 0's run uuid. */
+    if (!rc)
+        rc = ctx->comm->m->bcast(ctx->comm, ctx->run_uuid, 16, 0, err);
     if (rc) {
         ckpt__err_prefix(err, "ckpt_open(%s)", cfg->dir);
         destroy(ctx);
@@ -398,6 +411,17 @@ int ckpt_save(ckpt_ctx *ctx, int64_t step, void *stream, ckpt_ticket *ticket)
     }
     while (ctx->inflight >= ctx->cfg.max_inflight)
         pthread_cond_wait(&ctx->cv, &ctx->mu);
+    /* Several ranks name a save's folder by its step (save.c), so one step
+     * cannot be in flight twice. */
+    int dup = ctx->world > 1 && ctx->running_step == step;
+    for (const ckpt__job *q = ctx->qhead; ctx->world > 1 && q && !dup; q = q->next)
+        dup = q->step == step;
+    if (dup) {
+        pthread_mutex_unlock(&ctx->mu);
+        ckpt__job_free(job);
+        return ckpt__err_set(&ctx->err, CKPT_ESTATE,
+                             "ckpt_save: step %lld is already being saved", (long long)step);
+    }
     if (ctx->ntickets == ctx->cap_tickets) {
         size_t cap = ctx->cap_tickets ? ctx->cap_tickets * 2 : 16;
         ckpt__ticketrec *v = realloc(ctx->tickets, cap * sizeof *v);

@@ -123,6 +123,7 @@ struct ckpt_ctx {
     int stop;
     ckpt__job *qhead, *qtail;
     int inflight;     /* accepted saves not finished */
+    int64_t running_step; /* the step the coordinator is saving, or -1 */
     pthread_t janitor;     /* applies retention after commits (save.c) */
     int janitor_running;
     int jan_req, jan_busy; /* a retention pass requested / running */

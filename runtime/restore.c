@@ -109,11 +109,12 @@ static int make_plan(ckpt_ctx *ctx, const ckpt__index *idx, const char *what, pl
         p->next[i] = NONE;
         if (e->kind != CKPT__ENTRY_TENSOR)
             continue;
-        int r = ckpt__strmap_get(&p->heads, e->name, 0, &head)
-                    ? (p->next[i] = head, ckpt__strmap_set(&p->heads, e->name, 0, i))
-                    : ckpt__strmap_put(&p->heads, e->name, 0, i);
-        if (r != 0)
+        if (ckpt__strmap_get(&p->heads, e->name, 0, &head)) {
+            p->next[i] = head; /* chain: the newest entry of a name heads it */
+            ckpt__strmap_set(&p->heads, e->name, 0, i);
+        } else if (ckpt__strmap_put(&p->heads, e->name, 0, i) != 0) {
             return ckpt__err_set(err, CKPT_ENOMEM, "restore: out of memory");
+        }
     }
     for (uint32_t i = 0; i < ctx->reg.n; i++) {
         const ckpt__tensor *t = &ctx->reg.v[i];

@@ -42,14 +42,17 @@ static double now_s(void)
 }
 
 /* The save's uuid: the same on every rank without talking (DESIGN.md: no
- * collective in a save), from the run uuid agreed at open and the save's
- * sequence number. */
-static void save_uuid(const ckpt_ctx *ctx, uint64_t seq, uint8_t out[16])
+ * collective in a save), from the run uuid agreed at open and the step
+ * (several ranks: a rank that missed one save still names the next one
+ * like the others; ckpt_save refuses a step already in flight) or the
+ * save's sequence number (one rank: the same step may be in flight twice). */
+static void save_uuid(const ckpt_ctx *ctx, const ckpt__job *job, uint8_t out[16])
 {
     uint8_t in[24];
+    uint64_t v = ctx->world > 1 ? (uint64_t)job->step : job->seq;
     memcpy(in, ctx->run_uuid, 16);
     for (int k = 0; k < 8; k++)
-        in[16 + k] = (uint8_t)(seq >> (8 * k));
+        in[16 + k] = (uint8_t)(v >> (8 * k));
     XXH128_hash_t h = XXH3_128bits(in, sizeof in);
     for (int k = 0; k < 8; k++) {
         out[k] = (uint8_t)(h.high64 >> (8 * k));
@@ -138,7 +141,7 @@ static int build_index(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__err *
     idx->step = job->step;
     idx->world_size = (uint32_t)ctx->world;
     idx->chunk_bytes = ctx->cfg.chunk_bytes;
-    save_uuid(ctx, job->seq, idx->uuid);
+    save_uuid(ctx, job, idx->uuid);
     int32_t *writer = malloc((ctx->reg.n ? ctx->reg.n : 1) * sizeof *writer);
     if (!writer)
         return ckpt__err_set(err, CKPT_ENOMEM, "out of memory");
@@ -443,6 +446,7 @@ void *ckpt__coordinator_main(void *arg)
         ctx->qhead = job->next;
         if (!ctx->qhead)
             ctx->qtail = NULL;
+        ctx->running_step = job->step;
         pthread_mutex_unlock(&ctx->mu);
 
         ckpt__err_clear(&job->err);
@@ -466,6 +470,7 @@ void *ckpt__coordinator_main(void *arg)
         }
         ckpt__ticket_finish(ctx, job->ticket, rc, job->err.msg);
         ctx->inflight--;
+        ctx->running_step = -1;
         pthread_cond_broadcast(&ctx->cv);
         pthread_mutex_unlock(&ctx->mu);
         ckpt__job_free(job);

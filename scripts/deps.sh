@@ -3,7 +3,8 @@
 # it runs apt-get; otherwise it prints the exact command and exits 1.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libhdf5-dev hdf5-tools liburing-dev libxxhash-dev
-      libgtest-dev python3 python3-h5py python3-numpy)
+      libgtest-dev python3 python3-h5py python3-numpy
+      libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
