@@ -14,6 +14,7 @@
 
 #include "io/h5util.h"
 #include "io/manifest.h"
+#include "io/shard.h"
 #include "io/rankfile.h"
 #include "runtime/internal.h"
 
@@ -130,6 +131,9 @@ int ckpt__verify_step(ckpt__engine *eng, const char *dir, int64_t step,
     if (rep->idx.step != step)
         return ckpt__err_set(err, CKPT_ECORRUPT, "%s records step %lld", path,
                              (long long)rep->idx.step);
+    rc = ckpt__layout_check(&rep->idx, CKPT_ECORRUPT, name, err);
+    if (rc)
+        return rc;
     for (uint32_t r = 0; r < rep->idx.nranks; r++) {
         ckpt__err e;
         ckpt__err_clear(&e);

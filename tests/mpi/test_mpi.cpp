@@ -86,6 +86,16 @@ TEST(MpiSave, AllRanksMakeOneCheckpointThatRestoresBitExact)
         EXPECT_EQ(stat((dir.path() + f).c_str(), &st), 0) << f;
     }
 
+    // The CLI verifies every rank file; h5dump reads them all.
+    if (mpt::rank() == 0) {
+        std::string out;
+        EXPECT_EQ(ckt::run(std::string(CKPT_BIN_DIR) + "/ckpt verify " + ckt::quote(dir.ck()),
+                           &out),
+                  0)
+            << out;
+        EXPECT_GE(ckt::expect_h5dump_all(dir.ck()), mpt::world() + 1);
+    }
+
     scramble(m);
     int64_t step = -1;
     ASSERT_EQ(ckpt_restore(ck, CKPT_LATEST, nullptr, &step), 0) << ckpt_last_error(ck);
