@@ -1,0 +1,150 @@
+// SPDX-License-Identifier: Apache-2.0
+// Multi-rank saves and restores with ranks as threads of this process (the
+// loopback comm), so the multi-rank commit and the agreed, resharding
+// restore run under ThreadSanitizer and LeakSanitizer too.  The same
+// behaviour with real MPI ranks is tested in tests/mpi.
+#include <functional>
+#include <thread>
+
+#include "loopback_comm.h"
+#include "runtime/fault_hooks.h"
+#include "shard_model.h"
+#include "test_util.h"
+
+namespace {
+
+// Runs body(rank, comm) on n threads sharing one loopback comm.
+void on_ranks(int n, const std::function<void(int, ckpt_comm *)> &body)
+{
+    ckl::Shared sh(n);
+    std::vector<std::thread> ts;
+    for (int r = 0; r < n; r++)
+        ts.emplace_back([&, r] { body(r, ckl::make(&sh, r)); });
+    for (auto &t : ts)
+        t.join();
+}
+
+ckpt_config config(const std::string &dir)
+{
+    ckpt_config cfg;
+    ckpt_config_init(&cfg);
+    cfg.dir = dir.c_str();
+    cfg.staging_bytes = 1u << 20;
+    cfg.chunk_bytes = 64u << 10;
+    cfg.commit_timeout_s = 60;
+    cfg.log_level = CKPT_LOG_OFF;
+    return cfg;
+}
+
+// Saves the model on n ranks at each of steps.
+void save_on(int n, const std::string &dir, std::vector<int64_t> steps)
+{
+    on_ranks(n, [&](int r, ckpt_comm *comm) {
+        ckpt_config cfg = config(dir);
+        ckpt_ctx *ck = nullptr;
+        ASSERT_EQ(ckpt_open(&cfg, comm, &ck), 0) << ckpt_last_error(nullptr);
+        auto m = ckm::model(n, r);
+        ckm::register_model(ck, m);
+        for (int64_t s : steps) {
+            for (auto &p : m)
+                p.fill(s);
+            ckpt_ticket t;
+            ASSERT_EQ(ckpt_save(ck, s, nullptr, &t), 0) << ckpt_last_error(ck);
+            ASSERT_EQ(ckpt_fence(ck, nullptr), 0);
+            EXPECT_EQ(ckpt_wait(ck, t, -1), 0) << "rank " << r << ": " << ckpt_last_error(ck);
+        }
+        EXPECT_EQ(ckpt_close(ck), 0);
+    });
+}
+
+// Restores on n ranks; every rank must get `want`, bit-exact.
+void restore_on(int n, const std::string &dir, int64_t want)
+{
+    on_ranks(n, [&](int r, ckpt_comm *comm) {
+        ckpt_config cfg = config(dir);
+        ckpt_ctx *ck = nullptr;
+        ASSERT_EQ(ckpt_open(&cfg, comm, &ck), 0) << ckpt_last_error(nullptr);
+        auto m = ckm::model(n, r);
+        ckm::register_model(ck, m);
+        for (auto &p : m)
+            std::fill(p.data.begin(), p.data.end(), 0xDEADBEEFu);
+        int64_t step = -1;
+        EXPECT_EQ(ckpt_restore(ck, CKPT_LATEST, nullptr, &step), 0) << ckpt_last_error(ck);
+        EXPECT_EQ(step, want) << "rank " << r << " of " << n;
+        for (const auto &p : m)
+            EXPECT_EQ(p.first_bad(want), -1) << "rank " << r << " of " << n << ": " << p.name;
+        EXPECT_EQ(ckpt_close(ck), 0);
+    });
+}
+
+} // namespace
+
+TEST(Ranks, ThreeRanksSaveAndRestoreOnOneTwoThreeAndFive)
+{
+    ckt::TempDir tmp;
+    std::string dir = tmp.sub("ck");
+    save_on(3, dir, {10, 20});
+    for (int n : {3, 1, 2, 5})
+        restore_on(n, dir, 20);
+}
+
+TEST(Ranks, OneRankSavesAndThreeRestore)
+{
+    ckt::TempDir tmp;
+    std::string dir = tmp.sub("ck");
+    save_on(1, dir, {4});
+    restore_on(3, dir, 4);
+}
+
+TEST(Ranks, AFailingRankMeansNoCommitAndTheNextSaveWorks)
+{
+    ckt::TempDir tmp;
+    std::string dir = tmp.sub("ck");
+    on_ranks(3, [&](int r, ckpt_comm *comm) {
+        ckpt_config cfg = config(dir);
+        ckpt_ctx *ck = nullptr;
+        ASSERT_EQ(ckpt_open(&cfg, comm, &ck), 0) << ckpt_last_error(nullptr);
+        auto m = ckm::model(3, r);
+        ckm::register_model(ck, m);
+        if (r == 2) {
+            ASSERT_EQ(ckpt__fault_arm(ck, CKPT__FAULT_SYNC, 0, CKPT__FAIL_EIO), 0);
+        }
+        ckpt_ticket t;
+        ASSERT_EQ(ckpt_save(ck, 1, nullptr, &t), 0) << ckpt_last_error(ck);
+        ASSERT_EQ(ckpt_fence(ck, nullptr), 0);
+        EXPECT_NE(ckpt_wait(ck, t, -1), 0) << "rank " << r;
+        if (r == 0) {
+            EXPECT_NE(std::string(ckpt_last_error(ck)).find("rank 2 failed"), std::string::npos)
+                << ckpt_last_error(ck);
+        }
+        for (auto &p : m)
+            p.fill(2);
+        ASSERT_EQ(ckpt_save(ck, 2, nullptr, &t), 0) << ckpt_last_error(ck);
+        ASSERT_EQ(ckpt_fence(ck, nullptr), 0);
+        EXPECT_EQ(ckpt_wait(ck, t, -1), 0) << "rank " << r << ": " << ckpt_last_error(ck);
+        EXPECT_EQ(ckpt_close(ck), 0);
+    });
+    restore_on(2, dir, 2);
+}
+
+TEST(Ranks, ADifferentGlobalShapeIsAMismatchOnEveryRank)
+{
+    ckt::TempDir tmp;
+    std::string dir = tmp.sub("ck");
+    save_on(2, dir, {3});
+    on_ranks(2, [&](int r, ckpt_comm *comm) {
+        ckpt_config cfg = config(dir);
+        ckpt_ctx *ck = nullptr;
+        ASSERT_EQ(ckpt_open(&cfg, comm, &ck), 0) << ckpt_last_error(nullptr);
+        auto m = ckm::model(2, r);
+        for (auto &p : m)
+            if (p.name == "emb" && r == 1) // rank 1 thinks the vocabulary grew
+                p.gshape[0] += 1;
+        ckm::register_model(ck, m);
+        int64_t step = -1;
+        EXPECT_EQ(ckpt_restore(ck, CKPT_LATEST, nullptr, &step), CKPT_EMISMATCH);
+        EXPECT_NE(std::string(ckpt_last_error(ck)).find("'emb'"), std::string::npos)
+            << ckpt_last_error(ck);
+        EXPECT_EQ(ckpt_close(ck), 0);
+    });
+}
