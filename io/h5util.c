@@ -119,6 +119,41 @@ hid_t ckpt__h5_type(ckpt_dtype dtype)
     return H5I_INVALID_HID;
 }
 
+static herr_t refuse_elink(const char *parent_file, const char *parent_group,
+                           const char *child_file, const char *child_object,
+                           unsigned *acc_flags, hid_t fapl, void *data)
+{
+    (void)parent_file;
+    (void)parent_group;
+    (void)child_file;
+    (void)child_object;
+    (void)acc_flags;
+    (void)fapl;
+    (void)data;
+    return -1;
+}
+
+hid_t ckpt__h5_dapl(void)
+{
+    hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
+    if (dapl >= 0 && H5Pset_elink_cb(dapl, refuse_elink, NULL) < 0) {
+        H5Pclose(dapl);
+        return H5I_INVALID_HID;
+    }
+    return dapl;
+}
+
+int ckpt__h5_data_is_local(hid_t ds)
+{
+    hid_t dcpl = H5Dget_create_plist(ds);
+    if (dcpl < 0)
+        return 0;
+    H5D_layout_t layout = H5Pget_layout(dcpl);
+    int nexternal = H5Pget_external_count(dcpl);
+    H5Pclose(dcpl);
+    return layout != H5D_LAYOUT_ERROR && layout != H5D_VIRTUAL && nexternal == 0;
+}
+
 /* A metadata cache big enough for the object headers of tens of thousands
  * of datasets: the default (2 MiB) evicts and re-reads them during a save. */
 static herr_t grow_cache(hid_t fapl)

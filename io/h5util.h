@@ -26,6 +26,15 @@ hid_t ckpt__h5_type(ckpt_dtype dtype);
  * (aligned = 1) 4 KiB-aligned big datasets. */
 hid_t ckpt__h5_fapl(int aligned);
 
+/* Dataset access list for reading files we did not just write: following an
+ * external link fails instead of opening the file it names, so a hostile
+ * manifest or rank file cannot make a reader open paths outside DIR (or
+ * block on a FIFO there).  H5I_INVALID_HID on failure. */
+hid_t ckpt__h5_dapl(void);
+/* 1 when ds keeps its raw data in its own file: not virtual (mapped from
+ * other files) and without external storage files; else 0. */
+int ckpt__h5_data_is_local(hid_t ds);
+
 #define CKPT__H5_ALIGN_THRESHOLD 65536 /* datasets this big start 4 KiB-aligned */
 
 #endif

@@ -248,10 +248,17 @@ int ckpt__manifest_write(const char *path, const ckpt__index *idx, ckpt__err *er
 
 /* ---- read ------------------------------------------------------------------ */
 
+/* H5Aread stores as many values as the file's dataspace holds, so a hostile
+ * manifest with a "step" of 64 elements would overrun *v: one element only. */
 static int get_attr_i64(hid_t f, const char *name, int64_t *v)
 {
     hid_t a = H5Aopen(f, name, H5P_DEFAULT);
-    int rc = a < 0 || H5Aread(a, H5T_NATIVE_INT64, v) < 0 ? -1 : 0;
+    hid_t sp = a >= 0 ? H5Aget_space(a) : H5I_INVALID_HID;
+    int rc = -1;
+    if (sp >= 0 && H5Sget_simple_extent_npoints(sp) == 1 && H5Aread(a, H5T_NATIVE_INT64, v) >= 0)
+        rc = 0;
+    if (sp >= 0)
+        H5Sclose(sp);
     if (a >= 0)
         H5Aclose(a);
     return rc;
@@ -262,6 +269,7 @@ static int read_index_blob(const uint8_t *img, size_t len, const char *path, uin
 {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     hid_t f = H5I_INVALID_HID, ds = H5I_INVALID_HID, sp = H5I_INVALID_HID;
+    hid_t dapl = H5I_INVALID_HID;
     int rc = 0;
     /* Open the verified bytes from memory: what HDF5 parses is what was hashed. */
     if (fapl < 0 || H5Pset_fapl_core(fapl, 1 << 20, 0) < 0 ||
@@ -279,8 +287,11 @@ static int read_index_blob(const uint8_t *img, size_t len, const char *path, uin
         rc = ckpt__h5_fail(err, CKPT_ECORRUPT, "%s: attributes missing", path);
         goto out;
     }
-    ds = H5Dopen2(f, "index", H5P_DEFAULT);
-    sp = ds >= 0 ? H5Dget_space(ds) : -1;
+    /* Only bytes inside the verified image: no external link, no external
+     * or virtual storage that would make HDF5 read other files. */
+    dapl = ckpt__h5_dapl();
+    ds = dapl >= 0 ? H5Dopen2(f, "index", dapl) : -1;
+    sp = ds >= 0 && ckpt__h5_data_is_local(ds) ? H5Dget_space(ds) : -1;
     hssize_t n = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
     if (n < 0 || (uint64_t)n > len) {
         rc = ckpt__h5_fail(err, CKPT_ECORRUPT, "%s: /index dataset missing or damaged", path);
@@ -302,6 +313,8 @@ out:
         H5Sclose(sp);
     if (ds >= 0)
         H5Dclose(ds);
+    if (dapl >= 0)
+        H5Pclose(dapl);
     if (f >= 0)
         H5Fclose(f);
     if (fapl >= 0)

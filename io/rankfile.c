@@ -260,7 +260,11 @@ static int check_entry(hid_t file, const ckpt__index *idx, const ckpt__entry *e,
 {
     char path[16 + CKPT__ESCAPED_MAX];
     entry_path(e, path, sizeof path);
-    hid_t ds = H5Dopen2(file, path, H5P_DEFAULT);
+    /* A link to another file is refused, not followed (ckpt__h5_dapl). */
+    hid_t dapl = ckpt__h5_dapl();
+    hid_t ds = dapl >= 0 ? H5Dopen2(file, path, dapl) : H5I_INVALID_HID;
+    if (dapl >= 0)
+        H5Pclose(dapl);
     if (ds < 0)
         return ckpt__h5_fail(err, CKPT_ECORRUPT, "dataset of '%s' is missing", e->name);
     int rc = 0;

@@ -2,8 +2,9 @@
 # Installs the Debian 12 packages ckptrt needs, only those missing.  As root
 # it runs apt-get; otherwise it prints the exact command and exits 1.
 set -euo pipefail
+# clang and libclang-rt-14-dev (libFuzzer, which clang only recommends) serve scripts/fuzz.sh.
 pkgs=(build-essential cmake pkg-config libhdf5-dev hdf5-tools liburing-dev libxxhash-dev
-      libgtest-dev python3 python3-h5py python3-numpy
+      libgtest-dev python3 python3-h5py python3-numpy clang libclang-rt-14-dev
       libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${pkgs[@]}"; do

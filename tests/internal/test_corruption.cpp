@@ -5,13 +5,26 @@
 // in its log and last-error message), and full verification must name the
 // damaged tensor and chunk.  A randomized pass flips bytes anywhere in a
 // rank file and checks the outcome is always an exact old or new state.
+// Hostile files that pass every checksum (HostileFile, found while writing
+// the fuzz targets of tests/fuzz) must be refused without reading past a
+// buffer or opening any file they name.
 #include <fcntl.h>
 
+#include <fstream>
+#include <iterator>
 #include <random>
+
+#include <hdf5.h>
+#include <xxhash.h>
 
 #include "io/manifest.h"
 #include "runtime/verify.h"
 #include "test_util.h"
+
+extern "C" {
+#include "io/h5util.h"
+#include "io/rankfile.h"
+}
 
 using namespace ckt;
 
@@ -257,5 +270,206 @@ INSTANTIATE_TEST_SUITE_P(Writers, Corruption, ::testing::ValuesIn(writers()),
                          [](const ::testing::TestParamInfo<ckpt_io> &i) {
                              return std::string(writer_name(i.param));
                          });
+
+// ---- hostile files that pass every checksum --------------------------------
+
+std::string slurp(const std::string &path)
+{
+    std::ifstream f(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
+void spill(const std::string &path, const std::string &bytes)
+{
+    std::ofstream f(path, std::ios::binary | std::ios::trunc);
+    f.write(bytes.data(), (std::streamsize)bytes.size());
+    ASSERT_TRUE(f.good()) << path;
+}
+
+// Where a forged manifest keeps its /index.
+enum class IndexAt { kHere, kExternalLink, kExternalStorage };
+
+class HostileFile : public ::testing::Test {
+  protected:
+    TempDir tmp;
+    std::string dir = tmp.sub("ckpt"), outside = tmp.sub("outside");
+    std::vector<uint8_t> w = std::vector<uint8_t>(3 * 4096);
+    std::string blob; // the checkpoint's real /index
+    ckpt__index idx{};
+
+    void SetUp() override
+    {
+        ASSERT_EQ(mkdir(outside.c_str(), 0755), 0);
+        ckpt_ctx *ctx = open_ctx(config(dir));
+        ASSERT_NE(ctx, nullptr);
+        int64_t shape[1] = {(int64_t)w.size() / 4};
+        fill(w.data(), w.size(), 5);
+        ASSERT_EQ(ckpt_register(ctx, "w", w.data(), CKPT_F32, 1, shape), 0);
+        ASSERT_EQ(save_wait(ctx, 3), 0) << ckpt_last_error(ctx);
+        ASSERT_EQ(ckpt_close(ctx), 0);
+        ckpt__err err;
+        ASSERT_EQ(ckpt__manifest_read(manifest().c_str(), &idx, &err), 0) << err.msg;
+        uint8_t *b = nullptr;
+        size_t n = 0;
+        ASSERT_EQ(ckpt__index_encode(&idx, &b, &n, &err), 0);
+        blob.assign((const char *)b, n);
+        free(b);
+    }
+    void TearDown() override { ckpt__index_free(&idx); }
+
+    std::string manifest() const { return step_dir(dir, 3) + "/manifest.h5"; }
+    std::string rank_file() const { return step_dir(dir, 3) + "/rank-00000.h5"; }
+
+    static void attr(hid_t f, const char *name, int64_t v, hsize_t n)
+    {
+        std::vector<int64_t> vals(n, v);
+        hid_t sp = n == 1 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &n, nullptr);
+        hid_t a = H5Acreate2(f, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+        ASSERT_GE(a, 0);
+        ASSERT_GE(H5Awrite(a, H5T_NATIVE_INT64, vals.data()), 0);
+        H5Aclose(a);
+        H5Sclose(sp);
+    }
+
+    // Replaces the manifest with one written here: `nstep` and `nworld`
+    // values in the step and world_size attributes, /index where `at` says,
+    // and a user block sealed as ckpt__manifest_write seals it.
+    void forge(hsize_t nstep, hsize_t nworld, IndexAt at)
+    {
+        hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+        ASSERT_GE(H5Pset_userblock(fcpl, 512), 0);
+        hid_t f = H5Fcreate(manifest().c_str(), H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
+        H5Pclose(fcpl);
+        ASSERT_GE(f, 0);
+        attr(f, "step", idx.step, nstep);
+        attr(f, "world_size", idx.world_size, nworld);
+        hsize_t n = blob.size();
+        hid_t sp = H5Screate_simple(1, &n, nullptr);
+        if (at == IndexAt::kExternalLink) {
+            // The real index, in a file outside the checkpoint.
+            std::string other = outside + "/other.h5";
+            hid_t o = H5Fcreate(other.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+            hid_t ds = H5Dcreate2(o, "index", H5T_STD_U8LE, sp, H5P_DEFAULT, H5P_DEFAULT,
+                                  H5P_DEFAULT);
+            ASSERT_GE(H5Dwrite(ds, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, blob.data()),
+                      0);
+            H5Dclose(ds);
+            H5Fclose(o);
+            ASSERT_GE(H5Lcreate_external(other.c_str(), "index", f, "index", H5P_DEFAULT,
+                                         H5P_DEFAULT),
+                      0);
+        } else {
+            hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+            if (at == IndexAt::kExternalStorage) {
+                // The real index as the raw data of an external storage file.
+                std::string raw = outside + "/index.bin";
+                spill(raw, blob);
+                ASSERT_GE(H5Pset_external(dcpl, raw.c_str(), 0, n), 0);
+            }
+            hid_t ds = H5Dcreate2(f, "index", H5T_STD_U8LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+            ASSERT_GE(ds, 0);
+            H5Pclose(dcpl);
+            ASSERT_GE(H5Dwrite(ds, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, blob.data()),
+                      0);
+            H5Dclose(ds);
+        }
+        H5Sclose(sp);
+        ASSERT_GE(H5Fclose(f), 0);
+        std::string m = slurp(manifest());
+        ASSERT_GT(m.size(), 512u);
+        memcpy(&m[0], "CKPTMAN1", 8);
+        m[8] = 1;
+        uint64_t len = m.size(), h = XXH3_64bits(m.data() + 512, m.size() - 512);
+        for (int k = 0; k < 8; k++) {
+            m[16 + k] = (char)(len >> (8 * k));
+            m[24 + k] = (char)(h >> (8 * k));
+        }
+        spill(manifest(), m);
+    }
+
+    int read_manifest(std::string *msg)
+    {
+        ckpt__index got;
+        ckpt__err err;
+        ckpt__err_clear(&err);
+        int rc = ckpt__manifest_read(manifest().c_str(), &got, &err);
+        if (!rc)
+            ckpt__index_free(&got);
+        *msg = err.msg;
+        return rc;
+    }
+
+    int check_rank_file(std::string *msg)
+    {
+        ckpt__err err;
+        ckpt__err_clear(&err);
+        ckpt__h5_enter();
+        int rc = ckpt__rankfile_check(rank_file().c_str(), &idx, 0, &err);
+        ckpt__h5_leave();
+        *msg = err.msg;
+        return rc;
+    }
+};
+
+// The forgery itself is sound: written the honest way, it reads.  So the
+// refusals below are about the one thing each test changes.
+TEST_F(HostileFile, ForgedManifestReadsWhenHonest)
+{
+    forge(1, 1, IndexAt::kHere);
+    std::string msg;
+    EXPECT_EQ(read_manifest(&msg), 0) << msg;
+}
+
+// get_attr_i64 passed a one-value buffer to H5Aread, which stores every
+// value the file holds: a world_size of 64 values overran the stack
+// (AddressSanitizer: stack-buffer-overflow in read_index_blob).
+TEST_F(HostileFile, ManifestAttributeWithSeveralValuesIsRefused)
+{
+    std::string msg;
+    forge(2, 1, IndexAt::kHere);
+    EXPECT_EQ(read_manifest(&msg), CKPT_ECORRUPT);
+    EXPECT_NE(msg.find("attributes"), std::string::npos) << msg;
+    forge(1, 64, IndexAt::kHere);
+    EXPECT_EQ(read_manifest(&msg), CKPT_ECORRUPT);
+    EXPECT_NE(msg.find("attributes"), std::string::npos) << msg;
+}
+
+// HDF5 follows external links by default: a sealed manifest could make the
+// reader open any path (and block for ever on a FIFO).
+TEST_F(HostileFile, ManifestIndexBehindAnExternalLinkIsNotFollowed)
+{
+    forge(1, 1, IndexAt::kExternalLink);
+    std::string msg;
+    EXPECT_EQ(read_manifest(&msg), CKPT_ECORRUPT);
+    EXPECT_NE(msg.find("/index"), std::string::npos) << msg;
+}
+
+// External storage would make H5Dread read a file the manifest names.
+TEST_F(HostileFile, ManifestIndexInExternalStorageIsNotRead)
+{
+    forge(1, 1, IndexAt::kExternalStorage);
+    std::string msg;
+    EXPECT_EQ(read_manifest(&msg), CKPT_ECORRUPT);
+    EXPECT_NE(msg.find("/index"), std::string::npos) << msg;
+}
+
+// A rank file whose dataset is an external link to a copy elsewhere: the
+// structure check must not open the copy (which would pass every check).
+TEST_F(HostileFile, RankFileDatasetBehindAnExternalLinkIsNotFollowed)
+{
+    std::string msg;
+    ASSERT_EQ(check_rank_file(&msg), 0) << msg;
+    std::string copy = outside + "/rank.h5";
+    spill(copy, slurp(rank_file()));
+    hid_t f = H5Fopen(rank_file().c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    ASSERT_GE(f, 0);
+    ASSERT_GE(H5Ldelete(f, "/tensors/w", H5P_DEFAULT), 0);
+    ASSERT_GE(H5Lcreate_external(copy.c_str(), "/tensors/w", f, "/tensors/w", H5P_DEFAULT,
+                                 H5P_DEFAULT),
+              0);
+    ASSERT_GE(H5Fclose(f), 0);
+    EXPECT_EQ(check_rank_file(&msg), CKPT_ECORRUPT);
+    EXPECT_NE(msg.find("'w'"), std::string::npos) << msg;
+}
 
 } // namespace
