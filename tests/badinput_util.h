@@ -201,7 +201,12 @@ class EnvGuard {
     }
 
   private:
-    static constexpr const char *kVars[] = {"CKPT_DIR", "CKPT_KEEP_LAST", "CKPT_IO", "CKPT_LOG"};
+    static constexpr const char *kVars[] = {"CKPT_DIR",
+                                            "CKPT_KEEP_LAST",
+                                            "CKPT_IO",
+                                            "CKPT_LOG",
+                                            "CKPT_POLICY_EVERY_STEPS",
+                                            "CKPT_POLICY_EVERY_S"};
     std::map<std::string, std::pair<bool, std::string>> old_;
 };
 
