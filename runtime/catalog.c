@@ -7,7 +7,8 @@
  *   step-NNNNNNNNNNNN                 committed (12 decimal digits)
  *   step-NNNNNNNNNNNN.partial-HEX32   a save in progress or abandoned
  *   step-NNNNNNNNNNNN.trash-HEX32     a checkpoint being deleted
- * Anything else in DIR is foreign and never touched.  A symlink is never
+ * Anything else in DIR is foreign and never touched (here; policy.c
+ * removes the request file an application names).  A symlink is never
  * followed: a symlink named like a checkpoint is skipped by the scan, and
  * removal unlinks the link itself.  All removal happens through file
  * descriptors opened with O_NOFOLLOW below DIR, so nothing outside DIR is

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +20,17 @@ static int parse_int(const char *s, long lo, long hi, long *out)
     errno = 0;
     long v = strtol(s, &end, 10);
     if (errno || end == s || *end != '\0' || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_seconds(const char *s, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end != '\0' || !(v >= 0 && v <= hi))
         return -1;
     *out = v;
     return 0;
@@ -43,6 +55,7 @@ int ckpt_config_init(ckpt_config *cfg)
     cfg->busy = CKPT_BUSY_WAIT;
     cfg->commit_timeout_s = 300;
     cfg->log_level = CKPT_LOG_WARN;
+    cfg->policy_sync_steps = 1;
 
     int rc = 0;
     const char *v;
@@ -76,7 +89,83 @@ int ckpt_config_init(ckpt_config *cfg)
                                   "CKPT_LOG='%.64s': expected debug, info, warn, error or off",
                                   v);
     }
+    if ((v = getenv("CKPT_POLICY_EVERY_STEPS")) && *v) {
+        long n;
+        if (parse_int(v, 0, INT32_MAX, &n) == 0)
+            cfg->policy_every_steps = (int)n;
+        else
+            rc = ckpt__err_append(err, CKPT_EINVAL,
+                                  "CKPT_POLICY_EVERY_STEPS='%.64s' is not a number in "
+                                  "0..2147483647",
+                                  v);
+    }
+    if ((v = getenv("CKPT_POLICY_EVERY_S")) && *v) {
+        double t;
+        if (parse_seconds(v, CKPT__POLICY_MAX_S, &t) == 0)
+            cfg->policy_every_s = t;
+        else
+            rc = ckpt__err_append(err, CKPT_EINVAL,
+                                  "CKPT_POLICY_EVERY_S='%.64s' is not a number of seconds in "
+                                  "0..1e9",
+                                  v);
+    }
     return rc;
+}
+
+/* Signals whose default meaning must stay: a fault cannot be resumed from
+ * a handler that returns, abort() must end the process, and SIGKILL and
+ * SIGSTOP cannot be caught at all. */
+static int signal_refused(int sig)
+{
+    static const int refused[] = {SIGKILL, SIGSTOP, SIGSEGV, SIGBUS, SIGFPE,
+                                  SIGILL,  SIGTRAP, SIGSYS,  SIGABRT};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+        if (sig == refused[i])
+            return 1;
+    return 0;
+}
+
+static int policy_validate(const ckpt_config *c, ckpt__err *err)
+{
+#define BAD(...) return ckpt__err_set(err, CKPT_EINVAL, __VA_ARGS__)
+    if (c->policy_every_steps < 0)
+        BAD("config: policy_every_steps is %d (0 off, else every N steps)",
+            c->policy_every_steps);
+    if (!(c->policy_every_s >= 0 && c->policy_every_s <= CKPT__POLICY_MAX_S))
+        BAD("config: policy_every_s must be a number of seconds in 0..1e9 (0 off)");
+    if (c->policy_sync_steps < 1)
+        BAD("config: policy_sync_steps is %d; it must be >= 1", c->policy_sync_steps);
+    int sig = c->policy_signal;
+    if (sig != 0) {
+        /* Querying the disposition changes nothing; it refuses numbers that
+         * are no signal here and those the C library keeps for itself. */
+        struct sigaction sa;
+        if (sig < 0 || sig >= CKPT__NSIG || sigaction(sig, NULL, &sa) != 0)
+            BAD("config: policy_signal %d is not a signal number here", sig);
+        if (signal_refused(sig))
+            BAD("config: policy_signal %d cannot request saves (use SIGUSR1, SIGUSR2, "
+                "SIGTERM, or a real-time signal)",
+                sig);
+    }
+    const char *f = c->policy_request_file;
+    if (f) {
+        size_t n = strlen(f);
+        if (n == 0 || n > 255)
+            BAD("config: policy_request_file must be a name of 1..255 bytes");
+        if (strchr(f, '/') || strcmp(f, ".") == 0 || strcmp(f, "..") == 0)
+            BAD("config: policy_request_file '%.64s' must be a plain name inside dir "
+                "(no '/', not . or ..)",
+                f);
+        if (strncmp(f, "step-", 5) == 0)
+            BAD("config: policy_request_file '%.64s' starts with step-, which names "
+                "checkpoints",
+                f);
+        for (size_t i = 0; i < n; i++)
+            if ((unsigned char)f[i] < 0x20 || f[i] == 0x7f)
+                BAD("config: policy_request_file holds a control character");
+    }
+    return 0;
+#undef BAD
 }
 
 int ckpt__config_validate(const ckpt_config *c, ckpt__err *err)
@@ -122,6 +211,6 @@ int ckpt__config_validate(const ckpt_config *c, ckpt__err *err)
             c->commit_timeout_s);
     if ((int)c->log_level < CKPT_LOG_DEBUG || c->log_level > CKPT_LOG_OFF)
         BAD("config: unknown log level %d", (int)c->log_level);
-    return 0;
 #undef BAD
+    return policy_validate(c, err);
 }

@@ -137,6 +137,7 @@ static void destroy(ckpt_ctx *ctx)
         pthread_join(ctx->coord, NULL);
     if (ctx->janitor_running)
         pthread_join(ctx->janitor, NULL);
+    ckpt__policy_close(ctx);
     ckpt__engine_close(&ctx->eng);
     ckpt__registry_free(&ctx->reg);
     ckpt__meta_free(&ctx->meta);
@@ -149,6 +150,7 @@ static void destroy(ckpt_ctx *ctx)
     pthread_mutex_destroy(&ctx->mu);
     pthread_mutex_destroy(&ctx->ev_mu);
     ckpt__log_destroy(&ctx->log);
+    free(ctx->pol.file);
     free(ctx->dir);
     free(ctx);
 }
@@ -181,11 +183,16 @@ int ckpt_open(const ckpt_config *cfg, ckpt_comm *comm, ckpt_ctx **out)
     pthread_cond_init(&ctx->cv, NULL);
     ckpt__log_init(&ctx->log, cfg->log_level, cfg->log_fn, cfg->log_user);
     ckpt__fault_init(&ctx->fault);
+    ctx->pol.dir_fd = -1;
     ctx->cfg = *cfg;
     ctx->dir = strdup(cfg->dir);
     ctx->cfg.dir = ctx->dir;
+    if (cfg->policy_request_file) {
+        ctx->pol.file = strdup(cfg->policy_request_file);
+        ctx->cfg.policy_request_file = ctx->pol.file;
+    }
     ctx->comm = comm ? comm : ckpt__comm_single();
-    if (!ctx->dir || !ctx->comm) {
+    if (!ctx->dir || (cfg->policy_request_file && !ctx->pol.file) || !ctx->comm) {
         destroy(ctx);
         return ckpt__err_set(err, CKPT_ENOMEM, "ckpt_open: out of memory");
     }
@@ -242,6 +249,10 @@ int ckpt_open(const ckpt_config *cfg, ckpt_comm *comm, ckpt_ctx **out)
     /* Every rank learns rank 0's run uuid. */
     if (!rc)
         rc = ctx->comm->m->bcast(ctx->comm, ctx->run_uuid, 16, 0, err);
+    /* Every rank gets here with the same rc, so all or none agree on the
+     * save policy (a collective of its own). */
+    if (!rc)
+        rc = ckpt__policy_open(ctx, err);
     if (rc) {
         ckpt__err_prefix(err, "ckpt_open(%s)", cfg->dir);
         destroy(ctx);

@@ -128,6 +128,57 @@ inline std::string join(const std::vector<std::string> &v)
     return s;
 }
 
+// A configuration edit that ckpt_open must refuse.
+struct BadConfig {
+    const char *what;
+    void (*edit)(ckpt_config *);
+    const char *says; // the refusal's message mentions this
+};
+
+// Each edit, applied to a test config, makes ckpt_open return CKPT_EINVAL
+// with a message mentioning `says`, leave *out NULL and create nothing.
+template <size_t N> void expect_configs_refused(const BadConfig (&cases)[N])
+{
+    ckt::TempDir tmp;
+    std::string dir = tmp.sub("ckpt");
+    for (const BadConfig &bc : cases) {
+        SCOPED_TRACE(bc.what);
+        ckpt_config cfg = ckt::config(dir);
+        bc.edit(&cfg);
+        ckpt_ctx *ctx = reinterpret_cast<ckpt_ctx *>(0x1);
+        EXPECT_TRUE(fails(ckpt_open(&cfg, nullptr, &ctx), CKPT_EINVAL, nullptr, bc.says));
+        EXPECT_EQ(ctx, nullptr);
+        if (ctx && ctx != reinterpret_cast<ckpt_ctx *>(0x1))
+            ckpt_close(ctx);
+        EXPECT_FALSE(ckt::exists(dir)) << "a refused config created " << dir;
+        EXPECT_TRUE(ckt::list_dir(tmp.path()).empty());
+    }
+}
+
+// A configuration edit that ckpt_open must accept.
+struct OkConfig {
+    const char *what;
+    void (*edit)(ckpt_config *);
+};
+
+// Each edit, applied to a test config on a folder of its own, opens; then
+// use(ctx) checks the context works and ckpt_close must return 0.
+template <size_t N, class F> void expect_configs_accepted(const OkConfig (&cases)[N], F use)
+{
+    ckt::TempDir tmp;
+    int i = 0;
+    for (const OkConfig &o : cases) {
+        SCOPED_TRACE(o.what);
+        std::string dir = tmp.sub("ok" + std::to_string(i++));
+        ckpt_config cfg = ckt::config(dir);
+        o.edit(&cfg);
+        ckpt_ctx *ctx = nullptr;
+        ASSERT_EQ(ckpt_open(&cfg, nullptr, &ctx), 0) << ckpt_last_error(nullptr);
+        use(ctx);
+        EXPECT_EQ(ckpt_close(ctx), 0);
+    }
+}
+
 // Saves/restores the CKPT_* variables ckpt_config_init reads, and clears them.
 class EnvGuard {
   public:
@@ -150,7 +201,12 @@ class EnvGuard {
     }
 
   private:
-    static constexpr const char *kVars[] = {"CKPT_DIR", "CKPT_KEEP_LAST", "CKPT_IO", "CKPT_LOG"};
+    static constexpr const char *kVars[] = {"CKPT_DIR",
+                                            "CKPT_KEEP_LAST",
+                                            "CKPT_IO",
+                                            "CKPT_LOG",
+                                            "CKPT_POLICY_EVERY_STEPS",
+                                            "CKPT_POLICY_EVERY_S"};
     std::map<std::string, std::pair<bool, std::string>> old_;
 };
 

@@ -170,12 +170,6 @@ TEST(BadInputNull, NullArgumentsWithAContext)
 // Configuration
 // ===========================================================================
 
-struct BadConfig {
-    const char *what;
-    void (*edit)(ckpt_config *);
-    const char *says;
-};
-
 TEST(BadInputConfig, EveryBadFieldIsRefusedBeforeTouchingTheDisk)
 {
     static std::string longdir;
@@ -238,29 +232,12 @@ TEST(BadInputConfig, EveryBadFieldIsRefusedBeforeTouchingTheDisk)
         {"max_inflight 0", [](ckpt_config *c) { c->max_inflight = 0; }, "max_inflight"},
         {"max_inflight 65", [](ckpt_config *c) { c->max_inflight = 65; }, "max_inflight"},
     };
-    TempDir tmp;
-    std::string dir = tmp.sub("ckpt");
-    for (const BadConfig &bc : cases) {
-        SCOPED_TRACE(bc.what);
-        ckpt_config cfg = ckt::config(dir);
-        bc.edit(&cfg);
-        ckpt_ctx *ctx = reinterpret_cast<ckpt_ctx *>(0x1);
-        EXPECT_TRUE(fails(ckpt_open(&cfg, nullptr, &ctx), CKPT_EINVAL, nullptr, bc.says));
-        EXPECT_EQ(ctx, nullptr);
-        if (ctx && ctx != reinterpret_cast<ckpt_ctx *>(0x1))
-            ckpt_close(ctx);
-        EXPECT_FALSE(ckt::exists(dir)) << "a refused config created " << dir;
-        EXPECT_TRUE(ckt::list_dir(tmp.path()).empty());
-    }
+    expect_configs_refused(cases);
 }
 
 TEST(BadInputConfig, ValuesAtTheLimitsAreAccepted)
 {
-    TempDir tmp;
-    const struct {
-        const char *what;
-        void (*edit)(ckpt_config *);
-    } ok[] = {
+    const OkConfig ok[] = {
         {"chunk 64 KiB, staging one chunk",
          [](ckpt_config *c) {
              c->chunk_bytes = 64 << 10;
@@ -282,20 +259,12 @@ TEST(BadInputConfig, ValuesAtTheLimitsAreAccepted)
              c->keep_every = 1000000;
          }},
     };
-    int i = 0;
-    for (const auto &o : ok) {
-        SCOPED_TRACE(o.what);
-        std::string dir = tmp.sub("ok" + std::to_string(i++));
-        ckpt_config cfg = ckt::config(dir);
-        o.edit(&cfg);
-        ckpt_ctx *ctx = nullptr;
-        ASSERT_EQ(ckpt_open(&cfg, nullptr, &ctx), 0) << ckpt_last_error(nullptr);
+    expect_configs_accepted(ok, [](ckpt_ctx *ctx) {
         float v[4] = {1, 2, 3, 4};
         int64_t shape[1] = {4};
         ASSERT_EQ(ckpt_register(ctx, "v", v, CKPT_F32, 1, shape), 0);
         EXPECT_EQ(ckt::save_wait(ctx, 1), 0) << ckpt_last_error(ctx);
-        EXPECT_EQ(ckpt_close(ctx), 0);
-    }
+    });
 }
 
 TEST(BadInputConfig, OpenCopiesTheConfigAndItsStrings)

@@ -186,12 +186,36 @@ typedef struct ckpt_config {
     void *log_user;           /* passed to log_fn */
     ckpt_event_fn event_fn;   /* NULL: events only go to the log (info) */
     void *event_user;         /* passed to event_fn */
+
+    /* Save policy: when ckpt_policy_due() says a step is due.  A step is
+     * due when any rule that is on fires.  Every rank must use the same
+     * policy_every_steps and policy_sync_steps (ckpt_open checks). */
+    int policy_every_steps;   /* due when step % N == 0 (step 0 too); 0 off */
+    double policy_every_s;    /* due once T seconds have passed since the
+                                 last due step (or since open), measured on
+                                 rank 0; 0 off, else up to 1e9 */
+    int policy_signal;        /* delivery of this signal (e.g. SIGUSR1) to
+                                 any rank requests a save; 0 off.  From
+                                 ckpt_open until the last context holding it
+                                 closes, the runtime's handler replaces the
+                                 signal's disposition (so it no longer ends
+                                 the process).  Fault signals, SIGABRT,
+                                 SIGKILL and SIGSTOP are refused */
+    const char *policy_request_file; /* a file of this name appearing in
+                                 dir requests a save; rank 0 removes it when
+                                 it takes the request.  A plain name: no
+                                 '/', not "." or "..", not "step-..."; NULL
+                                 off */
+    int policy_sync_steps;    /* time, signal and file requests are agreed
+                                 across ranks on every K-th call of
+                                 ckpt_policy_due (default 1: every call) */
 } ckpt_config;
 
 /*
  * Fills *cfg with defaults, then applies environment overrides:
  *   CKPT_DIR=path  CKPT_KEEP_LAST=N  CKPT_IO=auto|uring|pwrite
  *   CKPT_LOG=debug|info|warn|error|off
+ *   CKPT_POLICY_EVERY_STEPS=N  CKPT_POLICY_EVERY_S=seconds
  * Returns CKPT_EINVAL, with the defaults kept for the bad variable, when an
  * override cannot be parsed; ckpt_last_error(NULL) names it.
  * Borrows nothing; cfg->dir may point into the environment afterwards.
@@ -213,7 +237,8 @@ typedef struct ckpt_ctx ckpt_ctx;
 /*
  * Opens a context: validates and copies *cfg, creates cfg->dir if missing,
  * removes stale partial folders of earlier crashed saves, allocates the
- * staging pool, starts the background threads.  Takes ownership of comm
+ * staging pool, starts the background threads, installs the handler of
+ * cfg->policy_signal.  Collective over comm.  Takes ownership of comm
  * (also on failure).  On failure *out is NULL and ckpt_last_error(NULL)
  * says why.  Blocks on file-system work; call from the training thread.
  */
@@ -221,9 +246,10 @@ CKPT_API int ckpt_open(const ckpt_config *cfg, ckpt_comm *comm, ckpt_ctx **out);
 
 /*
  * Waits for every save in flight to commit or fail, then frees the context
- * and everything it owns.  NULL is a no-op returning 0.  Returns the error
- * of a save whose ticket nobody waited for, else 0.  The handle is invalid
- * afterwards whatever the result.
+ * and everything it owns; the last context holding cfg.policy_signal gives
+ * the signal its previous disposition back.  NULL is a no-op returning 0.
+ * Returns the error of a save whose ticket nobody waited for, else 0.  The
+ * handle is invalid afterwards whatever the result.
  */
 CKPT_API int ckpt_close(ckpt_ctx *ctx);
 
@@ -342,6 +368,34 @@ CKPT_API int ckpt_poll(ckpt_ctx *ctx, ckpt_ticket ticket);
  * this returns; ckpt_list, ckpt_restore and ckpt_close wait for it.
  */
 CKPT_API int ckpt_wait(ckpt_ctx *ctx, ckpt_ticket ticket, int64_t timeout_ms);
+
+/*
+ * The save policy: returns 1 when a checkpoint is due at `step` under the
+ * cfg.policy_* rules, 0 when not, a negative CKPT_E* on error (CKPT_EINVAL
+ * for a NULL ctx or a step outside 0..999999999999, or the comm backend's
+ * code; an invalid call does not count as a call).  It only decides: the
+ * caller then calls ckpt_save(ctx, step, ...) itself.
+ *
+ * Due when step % policy_every_steps == 0, decided on every rank alone
+ * (step 0 too, and after a restore to such a step S, S itself again: skip
+ * that call when the save is not wanted); or when the ranks agree on a
+ * request: policy_every_s elapsed on rank 0's clock, policy_signal
+ * delivered to any rank, or policy_request_file found by rank 0.  Requests are taken only at agreement points, on every
+ * policy_sync_steps-th call (counting calls since open); a request that
+ * arrives in between waits for the next one.  A due step, for whatever
+ * reason, restarts the policy_every_s period and satisfies the requests
+ * that arrived before the call.  Why a step is due for time, a signal or
+ * the file is logged at info.
+ *
+ * Collective: when a time, signal or file rule is on at any rank, the
+ * agreement points exchange a few bytes through the comm and block until
+ * every rank has reached them.  Call it on every rank, from the training
+ * thread, with the same steps in the same order, like any collective; then
+ * every rank returns the same value for each call.  Other calls do no
+ * communication, and look for the request file only when due.  Borrows
+ * nothing.
+ */
+CKPT_API int ckpt_policy_due(ckpt_ctx *ctx, int64_t step);
 
 /* ------------------------------------------------------------------------
  * Restoring.

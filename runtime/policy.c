@@ -1,0 +1,330 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The save policy: ckpt_policy_due says whether a step is due for a
+ * checkpoint, from the step number, rank 0's clock, a signal, or a request
+ * file in the checkpoint folder.
+ *
+ * Invariants:
+ *   1. Every rank returns the same value for the same call sequence.  The
+ *      step rule depends only on the step; whatever depends on a clock, on
+ *      signal delivery or on the file system is decided only at agreement
+ *      points, where the ranks OR their flags through the comm.
+ *   2. Every rank reaches the same agreement points: the n-th counted call
+ *      (n from 1) is one exactly when pol.agree is set and n is a multiple
+ *      of policy_sync_steps.  ckpt_open makes both equal on every rank; a
+ *      refused call (a bad step) is not counted, and every rank refuses the
+ *      same steps.
+ *   3. A request is never lost: it stays pending on the rank that took it
+ *      until a step is due; a failed exchange keeps it for the next one.
+ *   4. Nothing outside the checkpoint folder is touched: the request file
+ *      is a plain name, looked up and removed relative to the folder's
+ *      descriptor without following a symlink.
+ *   5. The signal handler only increments a lock-free atomic counter.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "runtime/internal.h"
+
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the signal counters must be lock-free");
+
+/*
+ * The library's only process-wide mutable state (STYLE.md allows no other).
+ * A signal handler gets no context pointer, so what it records must live in
+ * static storage: one counter per signal number.  Besides volatile
+ * sig_atomic_t, a lock-free atomic is the only object C11 lets a handler
+ * modify, and unlike sig_atomic_t it may also be read from another thread,
+ * which matters because a process-directed signal may run the handler on
+ * any thread, the runtime's own included.  Each context keeps the count it
+ * last took (pol.sig_seen), so every context sees every delivery.
+ *
+ * Giving the signal back to its previous disposition when the last context
+ * lets go needs, per signal, the number of contexts holding it and the
+ * saved disposition.  The handler never touches these; holders_mu guards
+ * them against contexts opened and closed on different threads.
+ */
+static atomic_uint hits[CKPT__NSIG];
+static struct {
+    int users;
+    struct sigaction old;
+} holders[CKPT__NSIG];
+static pthread_mutex_t holders_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void on_signal(int sig)
+{
+    if (sig > 0 && sig < CKPT__NSIG)
+        atomic_fetch_add_explicit(&hits[sig], 1u, memory_order_relaxed);
+}
+
+static int is_handler(const struct sigaction *sa)
+{
+    if (sa->sa_flags & SA_SIGINFO)
+        return 1;
+    return sa->sa_handler != SIG_DFL && sa->sa_handler != SIG_IGN;
+}
+
+/* Installs on_signal for sig unless another context already did. */
+static int hold_signal(int sig, ckpt__log *log, ckpt__err *err)
+{
+    int rc = 0, replaced = 0;
+    pthread_mutex_lock(&holders_mu);
+    if (holders[sig].users == 0) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_signal;
+        sigemptyset(&sa.sa_mask);
+        sa.sa_flags = SA_RESTART;
+        if (sigaction(sig, &sa, &holders[sig].old) != 0)
+            rc = ckpt__err_set(err, CKPT_EINVAL, "policy_signal %d: sigaction: %s", sig,
+                               strerror(errno));
+        else
+            replaced = is_handler(&holders[sig].old);
+    }
+    if (!rc)
+        holders[sig].users++;
+    pthread_mutex_unlock(&holders_mu);
+    if (replaced)
+        ckpt__logf(log, CKPT_LOG_WARN,
+                   "policy: signal %d had a handler; the runtime's replaces it until the "
+                   "last context using it closes",
+                   sig);
+    return rc;
+}
+
+/* The last context to let go restores the disposition found at the first
+ * hold, unless the application has set another one since: that one wins. */
+static void release_signal(int sig)
+{
+    pthread_mutex_lock(&holders_mu);
+    if (--holders[sig].users == 0) {
+        struct sigaction cur;
+        if (sigaction(sig, NULL, &cur) == 0 && !(cur.sa_flags & SA_SIGINFO) &&
+            cur.sa_handler == on_signal)
+            sigaction(sig, &holders[sig].old, NULL);
+    }
+    pthread_mutex_unlock(&holders_mu);
+}
+
+static void signal_label(int sig, char *out, size_t cap)
+{
+    static const struct {
+        int sig;
+        const char *name;
+    } names[] = {
+        {SIGHUP, "SIGHUP"},   {SIGINT, "SIGINT"},   {SIGQUIT, "SIGQUIT"},
+        {SIGUSR1, "SIGUSR1"}, {SIGUSR2, "SIGUSR2"}, {SIGALRM, "SIGALRM"},
+        {SIGTERM, "SIGTERM"}, {SIGXCPU, "SIGXCPU"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (names[i].sig == sig) {
+            snprintf(out, cap, "%s", names[i].name);
+            return;
+        }
+    if (sig >= SIGRTMIN && sig <= SIGRTMAX)
+        snprintf(out, cap, "SIGRTMIN+%d", sig - SIGRTMIN);
+    else
+        snprintf(out, cap, "signal %d", sig);
+}
+
+int ckpt__policy_open(ckpt_ctx *ctx, ckpt__err *err)
+{
+    ckpt__policy *p = &ctx->pol;
+    const ckpt_config *c = &ctx->cfg;
+    int rc = 0;
+    if (c->policy_signal) {
+        rc = hold_signal(c->policy_signal, &ctx->log, err);
+        if (!rc) {
+            p->sig = c->policy_signal;
+            p->sig_seen = atomic_load(&hits[p->sig]);
+        }
+    }
+    if (!rc && ctx->rank == 0 && c->policy_request_file) {
+        p->dir_fd = open(ctx->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (p->dir_fd < 0)
+            rc = ckpt__err_errno(err, errno, "policy: open folder %s", ctx->dir);
+    }
+    if (ctx->rank == 0 && c->policy_every_s > 0) {
+        /* At least 1 ns: 0 means off. */
+        p->every_ns = (uint64_t)(c->policy_every_s * 1e9);
+        p->every_ns += p->every_ns == 0;
+        p->base_ns = ckpt__now_ns();
+    }
+    /* Inv. 2: the rules that place agreement points must match on every
+     * rank (MAX of v and of -v gives the range), and every rank must know
+     * whether any rank has a rule that needs them.  Sent after a local
+     * failure too, with its code, so that no rank waits for one that left. */
+    int64_t v[6] = {
+        c->policy_sync_steps,
+        -(int64_t)c->policy_sync_steps,
+        c->policy_every_steps,
+        -(int64_t)c->policy_every_steps,
+        c->policy_every_s > 0 || c->policy_signal != 0 || c->policy_request_file != NULL,
+        -(int64_t)rc,
+    };
+    ckpt__err cerr;
+    ckpt__err_clear(&cerr);
+    int crc = ctx->comm->m->allreduce_i64(ctx->comm, v, 6, CKPT__MAX, &cerr);
+    if (rc)
+        return rc;
+    if (crc) {
+        *err = cerr;
+        return ckpt__err_prefix(err, "policy: agreeing on the rules");
+    }
+    if (v[5])
+        return ckpt__err_set(err, (int)-v[5], "policy: setup failed on another rank");
+    if (v[0] != -v[1] || v[2] != -v[3])
+        return ckpt__err_set(err, CKPT_EINVAL,
+                             "config: policy_sync_steps (%lld..%lld) and policy_every_steps "
+                             "(%lld..%lld) must be the same on every rank",
+                             (long long)-v[1], (long long)v[0], (long long)-v[3],
+                             (long long)v[2]);
+    p->agree = v[4] != 0;
+    ckpt__logf(&ctx->log, CKPT_LOG_DEBUG,
+               "policy: every %d steps, every %g s, signal %d, request file %s; agreed on "
+               "every %d calls%s",
+               c->policy_every_steps, c->policy_every_s, c->policy_signal,
+               c->policy_request_file ? c->policy_request_file : "(none)",
+               c->policy_sync_steps, p->agree ? "" : " (no rule needs it)");
+    return 0;
+}
+
+void ckpt__policy_close(ckpt_ctx *ctx)
+{
+    ckpt__policy *p = &ctx->pol;
+    if (p->sig) {
+        release_signal(p->sig);
+        p->sig = 0;
+    }
+    if (p->dir_fd >= 0) {
+        close(p->dir_fd);
+        p->dir_fd = -1;
+    }
+}
+
+/* Rank 0: looks for the request file and removes it (a symlink's link,
+ * never its target).  Returns 1 when it found a request.  An entry that
+ * cannot be removed counts once, else it would make every later agreement
+ * point due. */
+static int take_file(ckpt_ctx *ctx)
+{
+    ckpt__policy *p = &ctx->pol;
+    const char *name = p->file;
+    struct stat st;
+    if (fstatat(p->dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        if (errno != ENOENT)
+            ckpt__logf(&ctx->log, CKPT_LOG_DEBUG, "policy: request file %s/%s: %s",
+                       ctx->dir, name, strerror(errno));
+        p->stuck = 0;
+        return 0;
+    }
+    if (p->stuck && st.st_dev == p->stuck_dev && st.st_ino == p->stuck_ino)
+        return 0;
+    int flags = S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0;
+    if (unlinkat(p->dir_fd, name, flags) != 0 && errno != ENOENT) {
+        ckpt__logf(&ctx->log, CKPT_LOG_WARN,
+                   "policy: cannot remove request file %s/%s (%s); it counts once",
+                   ctx->dir, name, strerror(errno));
+        p->stuck = 1;
+        p->stuck_dev = st.st_dev;
+        p->stuck_ino = st.st_ino;
+    }
+    return 1;
+}
+
+/* Takes the signal and file requests that arrived since the last look. */
+static void take_requests(ckpt_ctx *ctx)
+{
+    ckpt__policy *p = &ctx->pol;
+    if (p->sig) {
+        unsigned n = atomic_load_explicit(&hits[p->sig], memory_order_relaxed);
+        if (n != p->sig_seen) {
+            p->sig_seen = n;
+            p->pending |= CKPT__DUE_SIGNAL;
+        }
+    }
+    if (p->dir_fd >= 0 && take_file(ctx))
+        p->pending |= CKPT__DUE_FILE;
+}
+
+/* One agreement point: ORs every rank's time, signal and file flags. */
+static int agree(ckpt_ctx *ctx, int *why)
+{
+    ckpt__policy *p = &ctx->pol;
+    take_requests(ctx);
+    if (p->every_ns && ckpt__now_ns() - p->base_ns >= p->every_ns)
+        p->pending |= CKPT__DUE_TIME;
+    int64_t v[3] = {
+        (p->pending & CKPT__DUE_TIME) != 0,
+        (p->pending & CKPT__DUE_SIGNAL) != 0,
+        (p->pending & CKPT__DUE_FILE) != 0,
+    };
+    int rc = ctx->comm->m->allreduce_i64(ctx->comm, v, 3, CKPT__MAX, &ctx->err);
+    if (rc)
+        return ckpt__err_prefix(&ctx->err, "ckpt_policy_due: agreeing across ranks");
+    *why |= (v[0] ? CKPT__DUE_TIME : 0) | (v[1] ? CKPT__DUE_SIGNAL : 0) |
+            (v[2] ? CKPT__DUE_FILE : 0);
+    return 0;
+}
+
+static void log_due(ckpt_ctx *ctx, int64_t step, int why)
+{
+    const ckpt_config *c = &ctx->cfg;
+    char text[512], sig[32];
+    size_t n = 0;
+    text[0] = '\0';
+#define ADD(...) n += (size_t)snprintf(text + n, n < sizeof text ? sizeof text - n : 0, __VA_ARGS__)
+    if (why & CKPT__DUE_STEPS)
+        ADD("%severy %d steps", n ? "; " : "", c->policy_every_steps);
+    if (why & CKPT__DUE_TIME)
+        ADD("%severy %g s", n ? "; " : "", c->policy_every_s);
+    if (why & CKPT__DUE_SIGNAL) {
+        signal_label(c->policy_signal, sig, sizeof sig);
+        ADD("%s%s", n ? "; " : "", c->policy_signal ? sig : "a signal on another rank");
+    }
+    if (why & CKPT__DUE_FILE)
+        ADD("%srequest file %s", n ? "; " : "", c->policy_request_file
+                                                   ? c->policy_request_file
+                                                   : "on rank 0");
+#undef ADD
+    ckpt__logf(&ctx->log, why & ~CKPT__DUE_STEPS ? CKPT_LOG_INFO : CKPT_LOG_DEBUG,
+               "policy: save due at step %lld (%s)", (long long)step, text);
+}
+
+int ckpt_policy_due(ckpt_ctx *ctx, int64_t step)
+{
+    if (!ctx)
+        return ckpt__err_set(ckpt__thread_err(), CKPT_EINVAL, "ckpt_policy_due: ctx is NULL");
+    if (step < 0 || step > CKPT__STEP_MAX)
+        return ckpt__err_set(&ctx->err, CKPT_EINVAL,
+                             "ckpt_policy_due: step %lld out of 0..%lld", (long long)step,
+                             CKPT__STEP_MAX);
+    ckpt__policy *p = &ctx->pol;
+    const ckpt_config *c = &ctx->cfg;
+    p->ncalls++;
+    int why = 0;
+    if (c->policy_every_steps > 0 && step % c->policy_every_steps == 0)
+        why |= CKPT__DUE_STEPS;
+    if (p->agree && p->ncalls % (uint64_t)c->policy_sync_steps == 0) {
+        int rc = agree(ctx, &why);
+        if (rc)
+            return rc; /* Inv. 3: pending requests wait for the next point. */
+    } else if (why) {
+        /* Due by the step rule: this save also serves the requests that
+         * arrived before it.  Rank-local, so it cannot make ranks differ:
+         * later agreement points still OR every rank's flags. */
+        take_requests(ctx);
+    }
+    if (!why)
+        return 0;
+    p->pending = 0;
+    if (p->every_ns)
+        p->base_ns = ckpt__now_ns();
+    log_due(ctx, step, why);
+    return 1;
+}
