@@ -3,7 +3,9 @@
 // 2 or more ranks): one checkpoint from all ranks, replicated tensors
 // written once, a failing rank or a wrong layout means no commit, a corrupt
 // shard makes every rank fall back together, and ranks agree on the step.
+#include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <fstream>
@@ -323,6 +325,45 @@ TEST(MpiOpen, RefuseIsRejectedWithSeveralRanks)
     EXPECT_EQ(ckpt_open(&cfg, ckpt_comm_mpi(MPI_COMM_WORLD), &ck), CKPT_EINVAL);
     EXPECT_EQ(ck, nullptr);
     EXPECT_NE(std::string(ckpt_last_error(nullptr)).find("refuse"), std::string::npos);
+}
+
+// Time, a signal on one rank and a request file race with the calls; every
+// rank must still take the same decision at every step.
+TEST(MpiPolicy, RanksNeverDiverge)
+{
+    mpt::SharedDir dir;
+    ckpt_config cfg = mpt::config(dir.ck());
+    cfg.policy_every_steps = 25;
+    cfg.policy_every_s = 0.01;
+    cfg.policy_signal = SIGUSR1;
+    cfg.policy_request_file = "save-now";
+    cfg.policy_sync_steps = 3;
+    ckpt_ctx *ck = mpt::open_ctx(cfg);
+    ASSERT_NE(ck, nullptr);
+    const int steps = 200;
+    std::vector<int> mine(steps), all((size_t)steps * (size_t)mpt::world());
+    for (int s = 0; s < steps; s++) {
+        if (mpt::rank() == mpt::world() - 1 && s % 37 == 5)
+            raise(SIGUSR1);
+        if (mpt::rank() == 1 && s % 50 == 17) {
+            FILE *f = fopen((dir.ck() + "/save-now").c_str(), "w");
+            if (f)
+                fclose(f);
+        }
+        usleep((useconds_t)(500 * (mpt::rank() + 1))); // ranks run at different speeds
+        mine[(size_t)s] = ckpt_policy_due(ck, s);
+        ASSERT_GE(mine[(size_t)s], 0) << ckpt_last_error(ck);
+    }
+    MPI_Allgather(mine.data(), steps, MPI_INT, all.data(), steps, MPI_INT, MPI_COMM_WORLD);
+    int due = 0;
+    for (int s = 0; s < steps; s++) {
+        due += mine[(size_t)s];
+        for (int r = 0; r < mpt::world(); r++)
+            ASSERT_EQ(all[(size_t)r * steps + (size_t)s], mine[(size_t)s])
+                << "rank " << r << " and rank " << mpt::rank() << " differ at step " << s;
+    }
+    EXPECT_GT(due, steps / 25) << "time and requests must add saves to every-25";
+    EXPECT_EQ(ckpt_close(ck), 0);
 }
 
 int main(int argc, char **argv)
