@@ -13,8 +13,8 @@
  * refuses O_DIRECT (tmpfs) the baseline is buffered and says so.
  *
  * Also here: settle(), which commits what earlier phases left to the file
- * system before a timed phase starts.  Included once, by ckpt_bench.c,
- * after bench_util.h.
+ * system before a timed phase starts.  Used by `io` (ckpt_bench.c) and
+ * by `train` (bench_train.c: every rank's share at once).
  */
 
 #include <fcntl.h>

@@ -12,12 +12,31 @@
  * background copying, hashing and writing show up in the step times on a
  * machine with few cores, as they would in a real job.
  *
- * Reported per run: step time p50/p99, overhead against the baseline (total
- * time), time inside ckpt_save, stall at the fence of checkpoint steps,
- * ckpt_save to durable and to committed (from the runtime's events), saves
- * refused (CKPT_BUSY_REFUSE), the restore throughput of the last
- * checkpoint, and the process's peak RSS during the run (VmHWM, reset
- * before each run through /proc/self/clear_refs).
+ * With --ranks N (or under mpirun) every rank of the job runs the loop on
+ * its shard: each tensor of the --state is split by rows across the ranks
+ * and registered with ckpt_register_shard, and the context commits over
+ * MPI (bench_world.h picks the processes; bench_ranks.c is the MPI part).
+ * The ranks agree on the work per step (the mean of their calibrations),
+ * start each run together and meet once per step where a data-parallel job
+ * all-reduces its gradients (a barrier that sleeps between tests rather
+ * than polling, which would take the cores the runtime's threads need on a
+ * small machine).  Only busy=wait runs on several ranks (the runtime
+ * refuses busy=refuse there: ranks could refuse different saves).
+ *
+ * Reported per rank and aggregated over the ranks (bench_train_report.c):
+ * step time p50/p99, overhead against the baseline (total time), time
+ * inside ckpt_save, stall at the fence of checkpoint steps, ckpt_save to
+ * durable and to committed (from the runtime's events), saves refused, the
+ * restore throughput of the last checkpoint, and the process's peak RSS
+ * during the run (VmHWM, reset before each run through
+ * /proc/self/clear_refs).  Per save: the commit latency (rank 0's COMMITTED
+ * event after the last rank's DURABLE one) and the aggregate save
+ * throughput against the raw O_DIRECT write of every rank's share at once,
+ * measured in the same run before the checkpointed runs.
+ *
+ * Invariants: every rank calls the same collectives in the same order (the
+ * runs, their phases and the failure checks between phases, agree()); only
+ * rank 0 removes checkpoints and prints results.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -27,40 +46,22 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "bench/bench_raw.h"
 #include "bench/bench_state.h"
 #include "bench/bench_train.h"
 #include "bench/bench_util.h"
 
 #define PAGE 4096u
 #define FWD_SHARE 0.8 /* of a step: forward/backward reads */
+#define MAX_RANKS 4096
 
-typedef struct train_opts {
-    const char *dir;
-    uint64_t state_bytes, staging_bytes;
-    double step_ms;
-    int every, steps, tensors;
-    int busy_wait, busy_refuse;
-    ckpt_io io;
-    int json;
-} train_opts;
-
-/* One run of the loop. */
-typedef struct run {
-    const char *label; /* baseline, wait, refuse */
-    double *step_ms;   /* per step */
-    double *call_us;   /* per save call (accepted or refused) */
-    double *stall_ms;  /* per checkpoint step */
-    int ncalls, nstalls, refused, committed;
-    double total_s;
-    double restore_gbps;
-    double peak_rss_mib;
-    /* From the event callback (runtime threads): guarded by mu. */
-    pthread_mutex_t mu;
-    double *durable_s, *committed_s;
-    int ndurable, ncommitted;
-} run;
+/* Rows [start, start + count) of each tensor on this rank (1-D). */
+typedef struct shard {
+    int64_t global, start;
+} shard;
 
 typedef struct workload {
     uint8_t **ptr;
@@ -83,15 +84,24 @@ static void train_help(FILE *f)
 "\n"
 "options:\n"
 "  --dir D          checkpoint folder (its checkpoints are removed at the end)\n"
-"  --state SIZE     registered bytes (default 2G)\n"
+"  --state SIZE     registered bytes, all ranks together (default 2G)\n"
 "  --tensors N      number of tensors the state is split into (default 1000)\n"
 "  --step-ms MS     step time without checkpoints (default 200)\n"
 "  --every K        checkpoint every K steps (default 10)\n"
 "  --steps N        steps per run (default 200)\n"
-"  --staging SIZE   staging pool (default: the state size plus an eighth)\n"
+"  --staging SIZE   staging pool per rank (default: the rank's state plus an\n"
+"                   eighth)\n"
 "  --busy P         wait | refuse | both: what ckpt_save does while the\n"
-"                   previous save persists (default both)\n"
+"                   previous save persists (default both; several ranks: wait\n"
+"                   only, as the runtime refuses busy=refuse there)\n"
 "  --writer W       uring | pwrite | auto (default auto)\n"
+"  --ranks N        run on N ranks of an MPI job: the bench starts itself\n"
+"                   again under `mpirun -np N` (Open MPI, from PATH) unless\n"
+"                   mpirun started it; every tensor is split by rows across the\n"
+"                   ranks (ckpt_register_shard).  Also reported: the commit\n"
+"                   latency after the last rank's done-record, and the\n"
+"                   aggregate save throughput against all ranks writing their\n"
+"                   share with O_DIRECT at once\n"
 "  --json           JSON on stdout (the table goes to stderr)\n",
             prog);
 }
@@ -146,6 +156,7 @@ static int train_parse(int argc, char **argv, train_opts *o)
             o->busy_refuse = m > 0 && (strcmp(v, "refuse") == 0 || strcmp(v, "both") == 0);
             if (!o->busy_wait && !o->busy_refuse)
                 return usage_error("train", "--busy: expected wait, refuse or both");
+            o->busy_set = 1;
         } else if ((m = opt_value(argc, argv, &i, "--writer", &v)) != 0) {
             if (m > 0 && strcmp(v, "uring") == 0)
                 o->io = CKPT_IO_URING;
@@ -155,20 +166,50 @@ static int train_parse(int argc, char **argv, train_opts *o)
                 o->io = CKPT_IO_AUTO;
             else
                 return usage_error("train", "--writer: expected uring, pwrite or auto");
+        } else if ((m = opt_value(argc, argv, &i, "--ranks", &v)) != 0) {
+            if (m < 0 || parse_int(v, 1, MAX_RANKS, &n) != 0)
+                return usage_error("train", "--ranks: expected 1..%d", MAX_RANKS);
+            o->ranks = (int)n;
         } else {
             return usage_error("train", "unknown argument '%s'", a);
         }
     }
     if (!o->dir)
         return usage_error("train", "--dir is required");
-    /* Default: room for the whole snapshot.  Packing tensors into 4 MiB
-     * slabs at 4 KiB boundaries costs a few percent, hence the eighth. */
-    if (!o->staging_bytes)
-        o->staging_bytes = o->state_bytes + o->state_bytes / 8 < 8 * MIB
-                               ? 8 * MIB
-                               : o->state_bytes + o->state_bytes / 8;
-    if (o->state_bytes / (uint64_t)o->tensors < 64)
+    /* Checked again once the world's size is known (mpirun without --ranks). */
+    if (o->ranks > 1 && o->busy_refuse && !o->busy_wait)
+        return usage_error("train", "--busy refuse: several ranks only run busy=wait");
+    if (o->state_bytes / (uint64_t)o->tensors < 64 * (uint64_t)(o->ranks > 1 ? o->ranks : 1))
         return usage_error("train", "--tensors: fewer tensors or a bigger --state");
+    return 0;
+}
+
+/* The checks and defaults that depend on the number of ranks; usage errors
+ * are printed by rank 0 and returned by every rank. */
+static int train_fit(train_opts *o, const bench_world *bw)
+{
+    const char *why = NULL;
+    if (bw->size > 1 && o->busy_refuse && !o->busy_wait)
+        why = "--busy refuse: several ranks only run busy=wait";
+    else if (o->state_bytes / (uint64_t)o->tensors < 64 * (uint64_t)bw->size)
+        why = "--tensors: fewer tensors or a bigger --state";
+    if (why) {
+        if (bw->rank == 0)
+            usage_error("train", "%s", why);
+        return 2;
+    }
+    if (bw->size > 1 && o->busy_refuse) {
+        if (bw->rank == 0 && o->busy_set)
+            fprintf(stderr, "%s train: %d ranks: running busy=wait only (busy=refuse needs the "
+                            "ranks to agree on every save)\n",
+                    prog, bw->size);
+        o->busy_refuse = 0;
+    }
+    /* Default: room for the rank's whole snapshot.  Packing tensors into
+     * 4 MiB slabs at 4 KiB boundaries costs a few percent, hence the eighth. */
+    uint64_t mine = o->state_bytes / (uint64_t)bw->size;
+    if (!o->staging_bytes)
+        o->staging_bytes = mine + mine / 8 < 8 * MIB ? 8 * MIB : mine + mine / 8;
     return 0;
 }
 
@@ -190,42 +231,62 @@ static void forward(workload *w, uint64_t lines)
     w->sink += acc;
 }
 
-/* The optimizer: writes every page of every tensor, then computes. */
-static void optimizer(workload *w, uint64_t spins)
+/* The optimizer's memory part: writes every page of every tensor. */
+static void touch(workload *w)
 {
     for (size_t t = 0; t < w->n; t++)
         for (size_t off = 0; off < w->len[t]; off += PAGE)
             w->ptr[t][off]++;
+}
+
+/* The optimizer's arithmetic part: a dependent chain, one core. */
+static void spin(workload *w, uint64_t spins)
+{
     uint64_t x = w->sink | 1;
     for (uint64_t i = 0; i < spins; i++)
         x = x * 6364136223846793005ull + 1442695040888963407ull;
     w->sink += x;
 }
 
-/* Sizes the work so that a step takes about step_ms without checkpoints. */
+static void optimizer(workload *w, uint64_t spins)
+{
+    touch(w);
+    spin(w, spins);
+}
+
+/* Seconds per unit of fn's work, timed over at least 50 ms, so that a
+ * machine with more processes than cores (several ranks) is sampled over
+ * many time slices. */
+static double per_unit(workload *w, void (*fn)(workload *, uint64_t))
+{
+    for (uint64_t n = 1u << 16;; n *= 2) {
+        double t0 = now_s();
+        fn(w, n);
+        double dt = now_s() - t0;
+        if (dt >= 0.05 || n >= (1ull << 40))
+            return dt / (double)n;
+    }
+}
+
+/* Sizes the work so that a step takes about step_ms without checkpoints.
+ * Each part is timed on its own: subtracting one noisy time from another
+ * can leave next to nothing, and a step of seconds. */
 static void calibrate(workload *w, double step_ms)
 {
-    uint64_t probe = 1u << 20;
+    double per_line = per_unit(w, forward);
     double t0 = now_s();
-    forward(w, probe);
-    double per_line = (now_s() - t0) / (double)probe;
-    t0 = now_s();
-    optimizer(w, 0);
-    double touch = now_s() - t0;
-    t0 = now_s();
-    optimizer(w, probe);
-    double per_spin = (now_s() - t0 - touch) / (double)probe;
-    if (per_spin <= 0)
-        per_spin = 1e-9;
+    touch(w);
+    double touch_s = now_s() - t0;
+    double per_spin = per_unit(w, spin);
     double step = step_ms * 1e-3;
     w->fwd_lines = (uint64_t)(step * FWD_SHARE / per_line);
-    double rest = step * (1 - FWD_SHARE) - touch;
+    double rest = step * (1 - FWD_SHARE) - touch_s;
     w->opt_spins = rest > 0 ? (uint64_t)(rest / per_spin) : 0;
 }
 
 /* ---- measurement helpers ------------------------------------------------------ */
 
-static double pct(const double *v, int n, double p)
+double train_pct(const double *v, int n, double p)
 {
     if (n <= 0)
         return 0;
@@ -242,6 +303,15 @@ static double pct(const double *v, int n, double p)
     double r = c[(int)((double)(n - 1) * p + 0.5)];
     free(c);
     return r;
+}
+
+/* Wall-clock time, comparable between the ranks of a job on one machine;
+ * across machines the figures built on it need synchronized clocks. */
+static double realtime_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 static void reset_peak_rss(void)
@@ -269,26 +339,43 @@ static double peak_rss_mib(void)
 static void on_event(void *user, const ckpt_event *ev)
 {
     run *r = user;
+    double now = realtime_s();
+    int64_t i = ev->step / r->every;
+    int in = ev->step % r->every == 0 && i < r->nsaves;
     pthread_mutex_lock(&r->mu);
-    if (ev->kind == CKPT_EVENT_DURABLE)
+    if (ev->kind == CKPT_EVENT_DURABLE) {
         r->durable_s[r->ndurable++] = ev->since_save_s;
-    else if (ev->kind == CKPT_EVENT_COMMITTED)
+        if (in)
+            r->durable_rt[i] = now;
+    } else if (ev->kind == CKPT_EVENT_COMMITTED) {
         r->committed_s[r->ncommitted++] = ev->since_save_s;
+        if (in)
+            r->committed_rt[i] = now;
+    }
     pthread_mutex_unlock(&r->mu);
 }
 
-static int run_init(run *r, const char *label, int steps)
+static int run_init(run *r, const char *label, const train_opts *o)
 {
     memset(r, 0, sizeof *r);
     r->label = label;
+    r->steps = o->steps;
+    r->every = o->every;
+    r->nsaves = (o->steps + o->every - 1) / o->every;
     pthread_mutex_init(&r->mu, NULL);
-    size_t n = (size_t)steps + 1;
+    size_t n = (size_t)o->steps + 1;
     r->step_ms = calloc(n, sizeof(double));
     r->call_us = calloc(n, sizeof(double));
     r->stall_ms = calloc(n, sizeof(double));
     r->durable_s = calloc(n, sizeof(double));
     r->committed_s = calloc(n, sizeof(double));
-    return r->step_ms && r->call_us && r->stall_ms && r->durable_s && r->committed_s ? 0 : -1;
+    r->accepted_rt = calloc((size_t)r->nsaves, sizeof(double));
+    r->durable_rt = calloc((size_t)r->nsaves, sizeof(double));
+    r->committed_rt = calloc((size_t)r->nsaves, sizeof(double));
+    return r->step_ms && r->call_us && r->stall_ms && r->durable_s && r->committed_s &&
+                   r->accepted_rt && r->durable_rt && r->committed_rt
+               ? 0
+               : -1;
 }
 
 static void run_free(run *r)
@@ -298,15 +385,30 @@ static void run_free(run *r)
     free(r->stall_ms);
     free(r->durable_s);
     free(r->committed_s);
+    free(r->accepted_rt);
+    free(r->durable_rt);
+    free(r->committed_rt);
     pthread_mutex_destroy(&r->mu);
+}
+
+/* Collective: 0 when every rank's rc is 0, else this rank's rc (1 where
+ * another rank failed), so that all ranks leave a phase together. */
+static int agree(bench_world *bw, int rc)
+{
+    double bad = rc ? 1 : 0;
+    bw->m->sum(bw, &bad, 1);
+    return bad > 0 ? (rc ? rc : 1) : 0;
 }
 
 /* ---- one run -------------------------------------------------------------------- */
 
-static int open_train_ctx(const train_opts *o, const state *st, ckpt_busy busy, run *r,
-                          ckpt_ctx **out)
+/* Collective (ckpt_open).  *out may be set even when registration failed,
+ * so that the ranks close their contexts together after agree(). */
+static int open_train_ctx(const train_opts *o, bench_world *bw, const state *st, const shard *sh,
+                          ckpt_busy busy, run *r, ckpt_ctx **out)
 {
     ckpt_config cfg;
+    *out = NULL;
     int rc = ckpt_config_init(&cfg);
     if (rc)
         return api_fail("ckpt_config_init", rc, NULL);
@@ -319,56 +421,70 @@ static int open_train_ctx(const train_opts *o, const state *st, ckpt_busy busy, 
     cfg.keep_last = 2; /* a real job keeps a few; it also bounds the disk used */
     cfg.event_fn = r ? on_event : NULL;
     cfg.event_user = r;
-    rc = ckpt_open(&cfg, NULL, out);
+    rc = ckpt_open(&cfg, bw->m->comm(bw), out);
     if (rc)
         return api_fail("ckpt_open", rc, NULL);
-    for (size_t i = 0; i < st->n; i++) {
-        rc = ckpt_register(*out, st->v[i].name, st->v[i].ptr, st->v[i].dtype, st->v[i].ndim,
-                           st->v[i].shape);
-        if (rc) {
-            api_fail("ckpt_register", rc, *out);
-            ckpt_close(*out);
-            return 1;
-        }
+    for (size_t i = 0; i < st->n && !rc; i++) {
+        const tensor *t = &st->v[i];
+        if (bw->size == 1)
+            rc = ckpt_register(*out, t->name, t->ptr, t->dtype, t->ndim, t->shape);
+        else
+            rc = ckpt_register_shard(*out, t->name, t->ptr, t->dtype, 1, &sh[i].global,
+                                     &sh[i].start, t->shape);
+        if (rc)
+            api_fail(bw->size == 1 ? "ckpt_register" : "ckpt_register_shard", rc, *out);
     }
-    return 0;
+    return rc ? 1 : 0;
 }
 
-/* Runs the loop; ctx NULL is the baseline. */
-static int loop(const train_opts *o, workload *w, ckpt_ctx *ctx, run *r)
+/* Runs the loop; ctx NULL is the baseline.  The ranks meet once per step
+ * after forward/backward, where a data-parallel job all-reduces its
+ * gradients, so a rank slowed by its checkpoint slows them all.  After a
+ * failed call the rank stops checkpointing but keeps stepping, so that the
+ * others do not wait for it at the next meeting; the failure is returned
+ * at the end. */
+static int loop(const train_opts *o, bench_world *bw, workload *w, ckpt_ctx *ctx, run *r)
 {
+    int failed = 0;
     double t_run = now_s();
     for (int s = 0; s < o->steps; s++) {
         double t0 = now_s();
-        int due = ctx && s % o->every == 0;
+        int due = ctx && !failed && s % o->every == 0;
         if (due) {
             double tc = now_s();
             int rc = ckpt_save(ctx, s, NULL, NULL);
-            r->call_us[r->ncalls++] = (now_s() - tc) * 1e6;
-            if (rc == CKPT_EBUSY)
+            double te = now_s();
+            r->call_us[r->ncalls++] = (te - tc) * 1e6;
+            if (rc == 0)
+                r->accepted_rt[s / o->every] = realtime_s();
+            else if (rc == CKPT_EBUSY)
                 r->refused++;
-            else if (rc)
-                return api_fail("ckpt_save", rc, ctx);
+            else
+                failed = api_fail("ckpt_save", rc, ctx);
         }
         forward(w, w->fwd_lines);
-        if (ctx) {
+        bw->m->step_sync(bw);
+        if (ctx && !failed) {
             double tf = now_s();
             int rc = ckpt_fence(ctx, NULL);
             if (rc)
-                return api_fail("ckpt_fence", rc, ctx);
-            if (due)
+                failed = api_fail("ckpt_fence", rc, ctx);
+            else if (due)
                 r->stall_ms[r->nstalls++] = (now_s() - tf) * 1e3;
         }
         optimizer(w, w->opt_spins);
         r->step_ms[s] = (now_s() - t0) * 1e3;
     }
     r->total_s = now_s() - t_run;
-    return 0;
+    return failed;
 }
 
-/* Removes every committed step of the bench's folder. */
-static void clean_dir(const char *dir)
+/* Removes every committed step of the bench's folder (rank 0 only: the
+ * others would race it). */
+static void clean_dir(const bench_world *bw, const char *dir)
 {
+    if (bw->rank != 0)
+        return;
     int64_t *steps = NULL;
     size_t n = 0;
     ckpt__err e;
@@ -378,156 +494,120 @@ static void clean_dir(const char *dir)
     free(steps);
 }
 
-static int checkpointed(const train_opts *o, state *st, workload *w, ckpt_busy busy, run *r)
+/* Collective: closes ctx on every rank that has one. */
+static int close_ctx(ckpt_ctx *ctx, int rc)
 {
-    clean_dir(o->dir);
-    reset_peak_rss();
-    ckpt_ctx *ctx = NULL;
-    int rc = open_train_ctx(o, st, busy, r, &ctx);
-    if (!rc)
-        rc = loop(o, w, ctx, r);
-    if (ctx) {
-        int c = ckpt_close(ctx); /* waits for the last commit */
-        if (!rc && c)
-            rc = api_fail("ckpt_close", c, NULL);
-    }
-    r->peak_rss_mib = peak_rss_mib();
-    r->committed = r->ncommitted;
-    /* Restore the newest checkpoint into the tensors: throughput. */
-    if (!rc && r->ncommitted > 0) {
-        rc = open_train_ctx(o, st, busy, NULL, &ctx);
-        if (!rc) {
-            double t0 = now_s();
-            int rr = ckpt_restore(ctx, CKPT_LATEST, NULL, NULL);
-            double dt = now_s() - t0;
-            if (rr)
-                rc = api_fail("ckpt_restore", rr, ctx);
-            r->restore_gbps = (double)st->bytes / dt / 1e9;
-            ckpt_close(ctx);
-        }
-    }
-    clean_dir(o->dir);
+    if (!ctx)
+        return rc;
+    int c = ckpt_close(ctx); /* waits for the last commit */
+    if (!rc && c)
+        rc = api_fail("ckpt_close", c, NULL);
     return rc;
 }
 
-/* ---- report -------------------------------------------------------------------- */
-
-static double overhead_pct(const run *base, const run *r)
+static int checkpointed(const train_opts *o, bench_world *bw, state *st, const shard *sh,
+                        workload *wl, ckpt_busy busy, run *r)
 {
-    return (r->total_s / base->total_s - 1.0) * 100.0;
-}
-
-static void print_table(FILE *f, const train_opts *o, const state *st, const run *base,
-                        const run *runs, int nruns, const char *writer)
-{
-    char sz[32], stg[32];
-    fprintf(f, "ckpt-bench train: %s in %zu tensors, staging %s, writer %s, %d steps of %.0f "
-               "ms, a checkpoint every %d steps\n\n",
-            fmt_bytes(st->bytes, sz, sizeof sz), st->n, fmt_bytes(o->staging_bytes, stg, sizeof stg),
-            writer, o->steps, o->step_ms, o->every);
-    fprintf(f, "  %-9s %9s %9s %9s %10s %10s %10s %9s %9s %8s %9s %9s\n", "run", "step p50",
-            "step p99", "overhead", "save call", "stall p50", "stall max", "durable", "committed",
-            "refused", "restore", "peak RSS");
-    fprintf(f, "  %-9s %9s %9s %9s %10s %10s %10s %9s %9s %8s %9s %9s\n", "", "ms", "ms", "%",
-            "us p50", "ms", "ms", "s p50", "s p50", "saves", "GB/s", "MiB");
-    fprintf(f, "  %-9s %9.1f %9.1f %9s %10s %10s %10s %9s %9s %8s %9s %9.0f\n", base->label,
-            pct(base->step_ms, o->steps, 0.5), pct(base->step_ms, o->steps, 0.99), "-", "-", "-",
-            "-", "-", "-", "-", "-", base->peak_rss_mib);
-    for (int i = 0; i < nruns; i++) {
-        const run *r = &runs[i];
-        fprintf(f, "  %-9s %9.1f %9.1f %9.2f %10.1f %10.2f %10.2f %9.3f %9.3f %4d/%-3d %9.3f "
-                   "%9.0f\n",
-                r->label, pct(r->step_ms, o->steps, 0.5), pct(r->step_ms, o->steps, 0.99),
-                overhead_pct(base, r), pct(r->call_us, r->ncalls, 0.5),
-                pct(r->stall_ms, r->nstalls, 0.5), pct(r->stall_ms, r->nstalls, 1.0),
-                pct(r->durable_s, r->ndurable, 0.5), pct(r->committed_s, r->ncommitted, 0.5),
-                r->refused, r->ncalls, r->restore_gbps, r->peak_rss_mib);
+    bw->m->barrier(bw);
+    clean_dir(bw, o->dir);
+    settle(o->dir);
+    reset_peak_rss();
+    ckpt_ctx *ctx = NULL;
+    int rc = agree(bw, open_train_ctx(o, bw, st, sh, busy, r, &ctx));
+    bw->m->barrier(bw); /* the ranks start the loop together */
+    if (!rc)
+        rc = loop(o, bw, wl, ctx, r);
+    rc = close_ctx(ctx, rc);
+    r->peak_rss_mib = peak_rss_mib();
+    r->committed = r->ncommitted;
+    rc = agree(bw, rc);
+    /* Restore the newest checkpoint into the tensors: throughput; only
+     * when every rank saw a commit, so that all of them take part. */
+    double have = r->ncommitted > 0 ? 1 : 0;
+    bw->m->sum(bw, &have, 1);
+    if (!rc && have == (double)bw->size) {
+        rc = agree(bw, open_train_ctx(o, bw, st, sh, CKPT_BUSY_WAIT, NULL, &ctx));
+        bw->m->barrier(bw);
+        if (!rc) {
+            double t0 = now_s();
+            int rr = ckpt_restore(ctx, CKPT_LATEST, NULL, NULL);
+            r->restore_s = now_s() - t0;
+            if (rr)
+                rc = api_fail("ckpt_restore", rr, ctx);
+        }
+        ckpt_close(ctx);
+        rc = agree(bw, rc);
     }
-    fprintf(f, "\n  overhead: total time against the baseline; stall: ckpt_fence on checkpoint "
-               "steps;\n  durable/committed: ckpt_save to the runtime's events; GB = 1e9 "
-               "bytes\n");
+    bw->m->barrier(bw); /* every rank has stopped reading */
+    clean_dir(bw, o->dir);
+    return rc;
 }
 
-static void json_array(FILE *f, const char *key, const double *v, int n)
+/*
+ * Collective: the storage limit the save throughput is compared with, in
+ * the same run: every rank writes its share of the state (rounded up to
+ * 4 KiB) sequentially with O_DIRECT to a file of its own in the folder,
+ * one 4 MiB block in flight per rank, all starting together, then fsyncs.
+ */
+static int raw_limit(const train_opts *o, bench_world *bw, uint64_t bytes, double *secs,
+                     uint64_t *raw_bytes, int *direct)
 {
-    fprintf(f, ", \"%s\": [", key);
-    for (int i = 0; i < n; i++)
-        fprintf(f, "%s%.3f", i ? ", " : "", v[i]);
-    fputc(']', f);
-}
-
-static void json_run(FILE *f, const train_opts *o, const run *base, const run *r)
-{
-    fprintf(f, "{\"policy\": \"%s\", \"step_ms_p50\": %.3f, \"step_ms_p99\": %.3f", r->label,
-            pct(r->step_ms, o->steps, 0.5), pct(r->step_ms, o->steps, 0.99));
-    if (r != base)
-        fprintf(f, ", \"overhead_pct\": %.3f, \"save_call_us\": %.1f, \"save_call_us_max\": %.1f"
-                   ", \"stall_ms_p50\": %.3f, \"stall_ms_p99\": %.3f, \"durable_s_p50\": %.4f"
-                   ", \"committed_s_p50\": %.4f, \"saves\": %d, \"refused\": %d, \"committed\": %d"
-                   ", \"restore_gbps\": %.4f",
-                overhead_pct(base, r), pct(r->call_us, r->ncalls, 0.5),
-                pct(r->call_us, r->ncalls, 1.0), pct(r->stall_ms, r->nstalls, 0.5),
-                pct(r->stall_ms, r->nstalls, 0.99), pct(r->durable_s, r->ndurable, 0.5),
-                pct(r->committed_s, r->ncommitted, 0.5), r->ncalls, r->refused, r->committed,
-                r->restore_gbps);
-    fprintf(f, ", \"peak_rss_mib\": %.1f", r->peak_rss_mib);
-    json_array(f, "step_ms", r->step_ms, o->steps);
-    fputc('}', f);
-}
-
-static void print_json(FILE *f, const train_opts *o, const state *st, const run *base,
-                       const run *runs, int nruns, const char *writer)
-{
-    const run *r = &runs[0];
-    fprintf(f, "{\"bench\": \"train\", \"dir\": ");
-    json_str(f, o->dir);
-    fprintf(f, ", \"state_bytes\": %" PRIu64 ", \"tensors\": %zu, \"staging_bytes\": %" PRIu64
-               ", \"writer\": \"%s\", \"device\": \"host\", \"step_ms\": %.1f, \"every\": %d"
-               ", \"steps\": %d",
-            st->bytes, st->n, o->staging_bytes, writer, o->step_ms, o->every, o->steps);
-    /* The headline figures are those of the first checkpointed run. */
-    fprintf(f, ",\n \"policy\": \"%s\", \"overhead_pct\": %.3f, \"save_call_us\": %.1f"
-               ", \"stall_ms_p50\": %.3f, \"durable_s_p50\": %.4f, \"committed_s_p50\": %.4f"
-               ", \"restore_gbps\": %.4f, \"peak_rss_mib\": %.1f",
-            r->label, overhead_pct(base, r), pct(r->call_us, r->ncalls, 0.5),
-            pct(r->stall_ms, r->nstalls, 0.5), pct(r->durable_s, r->ndurable, 0.5),
-            pct(r->committed_s, r->ncommitted, 0.5), r->restore_gbps, r->peak_rss_mib);
-    fprintf(f, ",\n \"baseline\": ");
-    json_run(f, o, base, base);
-    fprintf(f, ",\n \"runs\": [");
-    for (int i = 0; i < nruns; i++) {
-        fprintf(f, "%s\n  ", i ? "," : "");
-        json_run(f, o, base, &runs[i]);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/ckpt-bench-raw.%d.%ld.tmp", o->dir, bw->rank,
+             (long)getpid());
+    *raw_bytes = (bytes + RAW_ALIGN - 1) / RAW_ALIGN * RAW_ALIGN;
+    void *buf = NULL;
+    int rc = posix_memalign(&buf, RAW_ALIGN, RAW_BLOCK) == 0 ? 0 : 1;
+    if (rc)
+        errorf("out of memory");
+    else
+        gen_bytes(buf, RAW_BLOCK, 0x7261770000000000ull + (uint64_t)bw->rank, 0);
+    settle(o->dir);
+    bw->m->barrier(bw);
+    if (!rc && raw_write(path, *raw_bytes, buf, 1, direct, secs) != 0)
+        rc = 1;
+    if (unlink(path) != 0 && errno != ENOENT) {
+        errorf("remove %s: %s", path, strerror(errno));
+        rc = 1;
     }
-    fprintf(f, "]}\n");
+    free(buf);
+    return agree(bw, rc);
 }
 
 /* ---- the command ------------------------------------------------------------------ */
 
-/* o->tensors f32 tensors of (nearly) equal size, filled with noise. */
-static int make_state(const train_opts *o, state *st, workload *w)
+/* o->tensors f32 tensors of (nearly) equal size, filled with noise; this
+ * rank holds rows [start, start + count) of each (all of them on one rank),
+ * with the contents the whole tensor has there. */
+static int make_state(const train_opts *o, const bench_world *bw, state *st, shard **shp,
+                      workload *w)
 {
     memset(st, 0, sizeof *st);
     size_t n = (size_t)o->tensors;
     uint64_t each = o->state_bytes / n / 4 * 4;
     st->v = calloc(n, sizeof *st->v);
+    shard *sh = *shp = calloc(n, sizeof *sh);
     w->ptr = calloc(n, sizeof *w->ptr);
     w->len = calloc(n, sizeof *w->len);
-    if (!st->v || !w->ptr || !w->len)
+    if (!st->v || !sh || !w->ptr || !w->len)
         return -1;
     for (size_t i = 0; i < n; i++) {
         tensor *t = &st->v[i];
         uint64_t bytes = i + 1 < n ? each : o->state_bytes - each * (n - 1) / 4 * 4;
-        bytes = bytes / 4 * 4;
+        int64_t rows = (int64_t)(bytes / 4);
+        sh[i].global = rows;
+        sh[i].start = rows * bw->rank / bw->size;
+        int64_t count = rows * (bw->rank + 1) / bw->size - sh[i].start;
+        bytes = (uint64_t)count * 4;
         snprintf(t->name, sizeof t->name, "layers.%zu.weight", i);
         t->dtype = CKPT_F32;
         t->ndim = 1;
-        t->shape[0] = (int64_t)(bytes / 4);
+        t->shape[0] = count;
         t->nbytes = (size_t)bytes;
         t->ptr = malloc(bytes ? bytes : 1);
         if (!t->ptr)
             return -1;
-        gen_bytes(t->ptr, bytes, i + 1, 0);
+        gen_bytes(t->ptr, bytes, i + 1, (uint64_t)sh[i].start * 4);
         st->n++;
         st->bytes += bytes;
         w->ptr[i] = t->ptr;
@@ -537,64 +617,117 @@ static int make_state(const train_opts *o, state *st, workload *w)
     return 0;
 }
 
-int cmd_train(int argc, char **argv)
+/* Collective: every rank sizes its step on its own core share, all at
+ * once, then all take the mean, so each does the same work per step. */
+static void calibrate_all(bench_world *bw, workload *w, double step_ms)
 {
-    train_opts o;
-    int rc = train_parse(argc, argv, &o);
+    bw->m->barrier(bw);
+    calibrate(w, step_ms);
+    double v[2] = {(double)w->fwd_lines, (double)w->opt_spins};
+    bw->m->sum(bw, v, 2);
+    w->fwd_lines = (uint64_t)(v[0] / bw->size);
+    w->opt_spins = (uint64_t)(v[1] / bw->size);
+}
+
+/* Everything after the world is open; collective. */
+static int train(train_opts *o, bench_world *bw)
+{
+    int rc = train_fit(o, bw);
     if (rc)
-        return rc < 0 ? 0 : rc;
-    FILE *out = o.json ? stderr : stdout;
+        return rc;
+    FILE *out = o->json ? stderr : stdout;
     state st;
+    shard *sh = NULL;
     workload w;
     memset(&w, 0, sizeof w);
     run base, runs[2];
+    run_report reps[2];
+    memset(reps, 0, sizeof reps);
     int nruns = 0;
-    if (make_state(&o, &st, &w) != 0 || run_init(&base, "baseline", o.steps) != 0 ||
-        run_init(&runs[0], "wait", o.steps) != 0 || run_init(&runs[1], "refuse", o.steps) != 0) {
-        errorf("out of memory for a state of %" PRIu64 " bytes", o.state_bytes);
+    /* Each call runs (and initializes what is freed below) whatever the others did. */
+    int bad = make_state(o, bw, &st, &sh, &w) != 0;
+    bad |= run_init(&base, "baseline", o) != 0;
+    bad |= run_init(&runs[0], "wait", o) != 0;
+    bad |= run_init(&runs[1], "refuse", o) != 0;
+    if (bad) {
+        errorf("out of memory for a state of %" PRIu64 " bytes", o->state_bytes);
         rc = 1;
     }
+    rc = agree(bw, rc);
     char writer[32] = "?";
+    double raw_s = 0;
+    uint64_t raw_bytes = 0;
+    int direct = 0;
     if (!rc) {
-        calibrate(&w, o.step_ms);
-        fprintf(stderr, "%s train: %zu tensors, %" PRIu64 " bytes; %" PRIu64
-                        " lines read and %" PRIu64 " spins per step\n",
-                prog, st.n, st.bytes, w.fwd_lines, w.opt_spins);
+        calibrate_all(bw, &w, o->step_ms);
+        if (bw->rank == 0)
+            fprintf(stderr, "%s train: %zu tensors, %" PRIu64 " bytes%s; %" PRIu64
+                            " lines read and %" PRIu64 " spins per step\n",
+                    prog, st.n, st.bytes, bw->size > 1 ? " on rank 0" : "", w.fwd_lines,
+                    w.opt_spins);
         reset_peak_rss();
-        rc = loop(&o, &w, NULL, &base);
+        bw->m->barrier(bw);
+        rc = agree(bw, loop(o, bw, &w, NULL, &base));
         base.peak_rss_mib = peak_rss_mib();
     }
     if (!rc) {
+        /* Also makes the folder for the raw baseline. */
         ckpt_ctx *probe = NULL;
-        if (open_train_ctx(&o, &st, CKPT_BUSY_WAIT, NULL, &probe) == 0) {
+        rc = agree(bw, open_train_ctx(o, bw, &st, sh, CKPT_BUSY_WAIT, NULL, &probe));
+        if (probe)
             snprintf(writer, sizeof writer, "%s", ckpt_writer_name(probe));
-            ckpt_close(probe);
-        }
+        rc = close_ctx(probe, rc);
     }
-    if (!rc && o.busy_wait) {
-        runs[nruns].label = "wait";
-        rc = checkpointed(&o, &st, &w, CKPT_BUSY_WAIT, &runs[nruns]);
+    if (!rc)
+        rc = raw_limit(o, bw, st.bytes, &raw_s, &raw_bytes, &direct);
+    static const struct {
+        const char *label;
+        ckpt_busy busy;
+    } policies[2] = {{"wait", CKPT_BUSY_WAIT}, {"refuse", CKPT_BUSY_REFUSE}};
+    for (int p = 0; p < 2 && !rc; p++) {
+        if (!(p == 0 ? o->busy_wait : o->busy_refuse))
+            continue;
+        run *r = &runs[nruns];
+        r->label = policies[p].label;
+        rc = checkpointed(o, bw, &st, sh, &w, policies[p].busy, r);
+        if (!rc)
+            rc = agree(bw, train_report(bw, &base, r, raw_s, raw_bytes, st.bytes, &reps[nruns]));
         nruns++;
     }
-    if (!rc && o.busy_refuse) {
-        runs[nruns].label = "refuse";
-        rc = checkpointed(&o, &st, &w, CKPT_BUSY_REFUSE, &runs[nruns]);
-        nruns++;
+    if (!rc && bw->rank == 0) {
+        train_shape shape = {(uint64_t)reps[0].agg.bytes, st.n, writer, direct};
+        train_print_table(out, o, &shape, reps, nruns);
+        if (o->json)
+            train_print_json(stdout, o, &shape, &base, reps, nruns);
     }
-    if (!rc) {
-        print_table(out, &o, &st, &base, runs, nruns, writer);
-        if (o.json)
-            print_json(stdout, &o, &st, &base, runs, nruns, writer);
-    }
-    if (o.dir)
-        rmdir(o.dir); /* only when the bench left it empty */
+    bw->m->barrier(bw);
+    if (bw->rank == 0 && o->dir)
+        rmdir(o->dir); /* only when the bench left it empty */
+    for (int i = 0; i < nruns; i++)
+        train_report_free(&reps[i]);
     run_free(&base);
     run_free(&runs[0]);
     run_free(&runs[1]);
     for (size_t i = 0; i < st.n; i++)
         free(st.v[i].ptr);
     free(st.v);
+    free(sh);
     free(w.ptr);
     free(w.len);
+    return rc;
+}
+
+int cmd_train(int argc, char **argv)
+{
+    train_opts o;
+    int rc = train_parse(argc, argv, &o);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    bench_world bw;
+    rc = bench_world_open("train", o.ranks, argc, argv, &bw);
+    if (rc)
+        return rc;
+    rc = train(&o, &bw);
+    bw.m->close(&bw);
     return rc;
 }

@@ -1,14 +1,108 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ckpt-bench train (bench_train.c): the cost of checkpointing to a
- * synthetic training loop.
+ * synthetic training loop, on one process or on the ranks of an MPI job;
+ * its figures per rank, aggregated, and reported (bench_train_report.c).
  */
 #ifndef CKPT_BENCH_BENCH_TRAIN_H
 #define CKPT_BENCH_BENCH_TRAIN_H
 
+#include <pthread.h>
+#include <stdio.h>
+
 #include "runtime/internal.h"
+
+#include "bench/bench_world.h"
 
 /* Runs the subcommand: exit status 0, 1 (a failed call) or 2 (usage). */
 int cmd_train(int argc, char **argv);
+
+typedef struct train_opts {
+    const char *dir;
+    uint64_t state_bytes;   /* the whole state, split across the ranks */
+    uint64_t staging_bytes; /* per rank; 0 until the world is known: picked */
+    double step_ms;
+    int every, steps, tensors;
+    int busy_wait, busy_refuse, busy_set;
+    int ranks; /* --ranks; 0 when not given */
+    ckpt_io io;
+    int json;
+} train_opts;
+
+/* One run of the loop on one rank. */
+typedef struct run {
+    const char *label; /* baseline, wait, refuse */
+    int steps, every, nsaves; /* nsaves: checkpoint steps of the run */
+    double *step_ms;   /* per step */
+    double *call_us;   /* per save call (accepted or refused) */
+    double *stall_ms;  /* per checkpoint step */
+    int ncalls, nstalls, refused, committed;
+    double total_s;
+    double restore_s;
+    double peak_rss_mib;
+    /* Per checkpoint step (index step / every), CLOCK_REALTIME seconds, 0
+     * when it did not happen: ckpt_save returned 0 (loop), and the save's
+     * DURABLE and COMMITTED events (event callback). */
+    double *accepted_rt, *durable_rt, *committed_rt;
+    /* From the event callback (runtime threads): guarded by mu, as are the
+     * *_rt arrays of the events. */
+    pthread_mutex_t mu;
+    double *durable_s, *committed_s;
+    int ndurable, ncommitted;
+} run;
+
+/* One rank's figures of one checkpointed run and of the baseline before
+ * it; rank 0 gathers them as bytes (all doubles: no padding to differ). */
+typedef struct rank_figs {
+    double bytes; /* registered on this rank */
+    double base_total_s, base_step_p50, base_step_p99, base_rss_mib;
+    double total_s, step_p50, step_p99;
+    double call_us_p50, call_us_max;
+    double stall_p50, stall_p99, stall_max;
+    double durable_p50, committed_p50;
+    double restore_s, rss_mib;
+    double raw_write_s, raw_bytes;
+    double calls, refused, committed;
+} rank_figs;
+
+/* What rank 0 reports for one checkpointed run. */
+typedef struct run_report {
+    const run *r;   /* rank 0's own run: its step times */
+    int nranks;
+    rank_figs *per; /* [nranks] */
+    rank_figs agg;  /* over the ranks: sums of bytes and memory, the
+                       slowest rank's times (bench_train_report.c) */
+    /* Per save that every rank made durable and rank 0 committed. */
+    int nlat;
+    double lat_ms_p50, lat_ms_max; /* COMMITTED on rank 0 - the last DURABLE */
+    double save_gbps;              /* all ranks' bytes / (COMMITTED - first accepted), p50 */
+    double skew_ms_p50;            /* last accepted - first accepted, p50 */
+    double raw_gbps;               /* all ranks' raw bytes / the slowest raw write */
+} run_report;
+
+/* Shared by the two files. */
+double train_pct(const double *v, int n, double p);
+
+/*
+ * Collective: gathers every rank's figures of run r (with the baseline
+ * base and this rank's raw write) to rank 0, which fills *rep (its own
+ * allocation; free with train_report_free).  Returns 0, or 1 on rank 0
+ * when out of memory.
+ */
+int train_report(bench_world *w, const run *base, const run *r, double raw_write_s,
+                 uint64_t raw_bytes, uint64_t bytes, run_report *rep);
+void train_report_free(run_report *rep);
+
+/* Rank 0: the table (and the JSON object) of the runs. */
+typedef struct train_shape {
+    uint64_t bytes; /* the whole state */
+    size_t ntensors;
+    const char *writer;
+    int raw_direct;
+} train_shape;
+void train_print_table(FILE *f, const train_opts *o, const train_shape *sh,
+                       const run_report *reps, int nreps);
+void train_print_json(FILE *f, const train_opts *o, const train_shape *sh, const run *base,
+                      const run_report *reps, int nreps);
 
 #endif

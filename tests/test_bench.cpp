@@ -63,8 +63,10 @@ TEST(Bench, TrainRunsBothPolicies)
               0)
         << out;
     expect_json(out, {"overhead_pct", "save_call_us", "stall_ms_p50", "durable_s_p50",
-                      "restore_gbps", "peak_rss_mib", "baseline", "runs", "step_ms"});
+                      "restore_gbps", "peak_rss_mib", "baseline", "runs", "step_ms",
+                      "ranks", "world_size", "commit_latency_ms_p50", "save_ratio_agg"});
     EXPECT_NE(out.find("\"refuse\""), std::string::npos);
+    EXPECT_NE(out.find("\"world_size\": 1"), std::string::npos) << out;
     EXPECT_FALSE(exists(dir));
 }
 
@@ -73,11 +75,16 @@ TEST(Bench, BadArgumentsExitTwo)
     std::string out;
     for (const char *args : {"", "nosuch", "io", "io --bytes 8M", "io --dir /tmp/x --bytes 1Q",
                              "io --dir /tmp/x --bytes 8M --writer floppy",
-                             "train --dir /tmp/x --busy sometimes", "train --every 0 --dir /x"})
+                             "train --dir /tmp/x --busy sometimes", "train --every 0 --dir /x",
+                             "train --dir /tmp/x --ranks 0",
+                             // Several ranks agree on every save: busy=wait only (or a
+                             // build without MPI refuses --ranks 2 outright).
+                             "train --dir /tmp/x --ranks 2 --busy refuse"})
         EXPECT_EQ(run(bench() + " " + args, &out), 2) << args << ": " << out;
     EXPECT_EQ(run(bench() + " --help", &out), 0);
     EXPECT_EQ(run(bench() + " train --help", &out), 0);
     EXPECT_NE(out.find("--every"), std::string::npos);
+    EXPECT_NE(out.find("--ranks"), std::string::npos);
 }
 
 } // namespace

@@ -1,0 +1,70 @@
+// SPDX-License-Identifier: Apache-2.0
+// ckpt-bench train --ranks N, started like a user would (no mpirun around
+// it): the bench runs itself again under mpirun, every rank runs the loop
+// on its shard and rank 0 reports each rank, the aggregate, the commit
+// latency after the last done-record and the save throughput against the
+// raw write of all ranks.  The figures' values are the bench's business;
+// asserted here is that they exist, come from 2 ranks that each committed
+// every save, and are in range.
+#include "test_util.h"
+
+using namespace ckt;
+
+namespace {
+
+std::string bench() { return std::string(CKPT_BIN_DIR) + "/ckpt-bench"; }
+
+const char *kCheck = R"(
+import json, sys
+d = json.load(open(sys.argv[1]))
+ranks = d["ranks"]
+assert d["world_size"] == 2, d["world_size"]
+assert len(ranks) == 2, ranks
+assert [r["rank"] for r in ranks] == [0, 1], ranks
+assert sum(r["bytes"] for r in ranks) == d["state_bytes"] == 8 << 20, d["state_bytes"]
+assert all(r["committed"] == 4 and r["saves"] == 4 for r in ranks), ranks
+assert [r["policy"] for r in d["runs"]] == ["wait"], d["runs"]
+assert d["commit_latency_saves"] == 4, d["commit_latency_saves"]
+assert 0 <= d["commit_latency_ms_p50"] <= d["commit_latency_ms_max"], d
+assert d["save_gbps_agg"] > 0 and d["raw_write_gbps_agg"] > 0, d
+assert d["save_ratio_agg"] > 0, d["save_ratio_agg"]
+assert d["raw_direct"] is True, "ext4 and xfs allow O_DIRECT"
+)";
+
+TEST(BenchRanks, TrainOnTwoRanksReportsEachRankAndTheCommit)
+{
+    TempDir tmp;
+    std::string dir = tmp.sub("train"), out, json = tmp.sub("out.json"),
+                err = tmp.sub("err.txt"), check = tmp.sub("check.py");
+    FILE *fp = fopen(check.c_str(), "w");
+    ASSERT_NE(fp, nullptr);
+    fputs(kCheck, fp);
+    fclose(fp);
+    int rc = run("(" + bench() + " train --dir " + quote(dir) + " --ranks 2 --state 8M "
+                 "--tensors 8 --step-ms 20 --every 5 --steps 20 --json >" + quote(json) +
+                 " 2>" + quote(err) + ")", &out);
+    std::string log;
+    run("cat " + quote(err) + " " + quote(json), &log);
+    ASSERT_EQ(rc, 0) << log;
+    EXPECT_EQ(run("python3 " + quote(check) + " " + quote(json), &out), 0) << out << log;
+    EXPECT_NE(log.find("rank 1"), std::string::npos) << "no per-rank table: " << log;
+    EXPECT_FALSE(exists(dir)) << "the bench made the folder and must remove it";
+}
+
+// Under a launcher that started another number of ranks than --ranks asks,
+// the bench refuses (usage: exit 2 from every rank) instead of running.
+TEST(BenchRanks, LauncherWithOtherRankCountIsRefused)
+{
+    TempDir tmp;
+    std::string out;
+    EXPECT_NE(run("OMPI_MCA_btl_vader_single_copy_mechanism=none " + std::string(CKPT_MPIRUN) +
+                  " --allow-run-as-root --oversubscribe -np 2 " +
+                  bench() + " train --dir " + quote(tmp.sub("t")) + " --ranks 3 --state 8M",
+                  &out),
+              0)
+        << out;
+    EXPECT_NE(out.find("--ranks 3, but the launcher started 2 ranks"), std::string::npos) << out;
+    EXPECT_FALSE(exists(tmp.sub("t")));
+}
+
+} // namespace
