@@ -22,10 +22,13 @@
 #define CKPT__STR(x) CKPT__XSTR(x)
 static const char ub_magic[8] = {'C', 'K', 'P', 'T', 'M', 'A', 'N', '1'};
 
+/* One row of /tensors.  kind and dtype are short fixed-length strings: a
+ * variable-length string is one global-heap object each, and with
+ * thousands of rows those dominated the commit. */
 typedef struct row {
     const char *name;
-    const char *kind;
-    const char *dtype;
+    char kind[8];
+    char dtype[16];
     int32_t rank;
     int32_t ndim;
     int64_t shape[CKPT_MAX_NDIM];
@@ -36,14 +39,26 @@ typedef struct row {
     uint64_t hash;
 } row;
 
+static hid_t fixed_str(size_t n)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    if (t >= 0 && (H5Tset_size(t, n) < 0 || H5Tset_strpad(t, H5T_STR_NULLPAD) < 0)) {
+        H5Tclose(t);
+        t = H5I_INVALID_HID;
+    }
+    return t;
+}
+
 static hid_t row_type(hid_t str)
 {
     hsize_t dims = CKPT_MAX_NDIM;
     hid_t arr = H5Tarray_create2(H5T_NATIVE_INT64, 1, &dims);
     hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(row));
-    if (arr < 0 || t < 0 || H5Tinsert(t, "name", HOFFSET(row, name), str) < 0 ||
-        H5Tinsert(t, "kind", HOFFSET(row, kind), str) < 0 ||
-        H5Tinsert(t, "dtype", HOFFSET(row, dtype), str) < 0 ||
+    hid_t s8 = fixed_str(sizeof ((row *)0)->kind), s16 = fixed_str(sizeof ((row *)0)->dtype);
+    if (arr < 0 || t < 0 || s8 < 0 || s16 < 0 ||
+        H5Tinsert(t, "name", HOFFSET(row, name), str) < 0 ||
+        H5Tinsert(t, "kind", HOFFSET(row, kind), s8) < 0 ||
+        H5Tinsert(t, "dtype", HOFFSET(row, dtype), s16) < 0 ||
         H5Tinsert(t, "rank", HOFFSET(row, rank), H5T_NATIVE_INT32) < 0 ||
         H5Tinsert(t, "ndim", HOFFSET(row, ndim), H5T_NATIVE_INT32) < 0 ||
         H5Tinsert(t, "shape", HOFFSET(row, shape), arr) < 0 ||
@@ -58,6 +73,10 @@ static hid_t row_type(hid_t str)
     }
     if (arr >= 0)
         H5Tclose(arr);
+    if (s8 >= 0)
+        H5Tclose(s8);
+    if (s16 >= 0)
+        H5Tclose(s16);
     return t;
 }
 
@@ -73,11 +92,18 @@ static int put_attr(hid_t obj, const char *name, hid_t type, hsize_t n, const vo
     return rc;
 }
 
+/* HDF5 builds the file in memory (the core driver) and writes it out in one
+ * piece at close, instead of the many small writes of its metadata that
+ * the commit latency would pay for. */
 static int write_hdf5(const char *path, const ckpt__index *idx, const uint8_t *blob,
                       size_t blen, ckpt__err *err)
 {
     int rc = 0;
     hid_t fcpl = H5Pcreate(H5P_FILE_CREATE), fapl = ckpt__h5_fapl(0);
+    if (fapl >= 0 && H5Pset_fapl_core(fapl, 1 << 20, 1) < 0) {
+        H5Pclose(fapl);
+        fapl = H5I_INVALID_HID;
+    }
     hid_t str = H5Tcopy(H5T_C_S1), f = H5I_INVALID_HID, rt = H5I_INVALID_HID;
     row *rows = calloc(idx->nentries ? idx->nentries : 1, sizeof *rows);
     if (!rows)
@@ -126,8 +152,8 @@ static int write_hdf5(const char *path, const ckpt__index *idx, const uint8_t *b
         const ckpt__entry *e = &idx->entries[i];
         row *r = &rows[i];
         r->name = e->name;
-        r->kind = e->kind == CKPT__ENTRY_META ? "meta" : "tensor";
-        r->dtype = ckpt_dtype_name(e->dtype);
+        snprintf(r->kind, sizeof r->kind, "%s", e->kind == CKPT__ENTRY_META ? "meta" : "tensor");
+        snprintf(r->dtype, sizeof r->dtype, "%s", ckpt_dtype_name(e->dtype));
         r->rank = e->rank;
         r->ndim = e->ndim;
         memcpy(r->shape, e->shape, sizeof r->shape);

@@ -43,11 +43,16 @@
  *      by whichever rank comes first, the others accepting only a real
  *      folder, never a symlink), and files are created exclusively, so no
  *      existing path, symlink or not, can redirect a write outside DIR.
+ *   7. Retention runs after invariant 4 and never deletes the newest
+ *      committed step.
  *   8. Rank 0 commits only when every rank's done-record is present and
  *      the merged index is a complete layout: every tensor's slices tile it
  *      exactly (io/shard.h).
- *   7. Retention runs after invariant 4 and never deletes the newest
- *      committed step.
+ *   9. With several ranks, rank 0 gives a failed save up by writing
+ *      abandoned.rec into its folder and removes the folder only once every
+ *      rank has left its done-record or failure mark there (or after
+ *      commit_timeout_s): a slower rank never recreates the folder and
+ *      waits for a verdict nobody gives.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -71,6 +76,7 @@
 #endif
 
 #define MAX_RECORD (1ull << 31) /* bytes of one done-record */
+#define ABANDONED "abandoned.rec"    /* rank 0 gave the save up (why) */
 
 static void hex(const uint8_t *b, size_t n, char *out)
 {
@@ -177,13 +183,13 @@ static double mono_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* Sleeps a little longer each time, up to 5 ms: the commit follows the
+/* Sleeps a little longer each time, up to 1 ms: the commit follows the
  * last done-record within a few milliseconds without spinning. */
 static void backoff(long *ns)
 {
     struct timespec ts = {0, *ns};
     nanosleep(&ts, NULL);
-    *ns = *ns * 2 > 5000000 ? 5000000 : *ns * 2;
+    *ns = *ns * 2 > 1000000 ? 1000000 : *ns * 2;
 }
 
 /* The message a failed rank left (its failure mark), or "". */
@@ -206,7 +212,7 @@ int ckpt__commit_wait_records(const char *partial_path, uint32_t world, double t
 {
     char path[4200], msg[CKPT__ERR_MSG];
     double t0 = mono_s();
-    long ns = 100000;
+    long ns = 50000;
     uint32_t next = 0; /* ranks below next have their record */
     for (;;) {
         struct stat st;
@@ -240,12 +246,13 @@ int ckpt__commit_wait_records(const char *partial_path, uint32_t world, double t
 int ckpt__commit_wait_verdict(const char *dir, const char *partial, int64_t step, uint32_t rank,
                               const ckpt__fileid *id, double timeout_s, ckpt__err *err)
 {
-    char name[32], rec[4200], ppath[4200];
+    char name[32], rec[4200], ppath[4200], mark[4300];
     ckpt__step_name(step, name);
     snprintf(rec, sizeof rec, "%s/%s/done-%05u.rec", dir, name, rank);
     snprintf(ppath, sizeof ppath, "%s/%s", dir, partial);
+    snprintf(mark, sizeof mark, "%s/" ABANDONED, ppath);
     double t0 = mono_s();
-    long ns = 100000;
+    long ns = 50000;
     for (;;) {
         struct stat st;
         /* The partial folder first: once it is gone, the rename happened
@@ -254,6 +261,12 @@ int ckpt__commit_wait_verdict(const char *dir, const char *partial, int64_t step
         if (lstat(rec, &st) == 0 && (uint64_t)st.st_ino == id->ino &&
             (uint64_t)st.st_dev == id->dev)
             return 0;
+        if (!gone && lstat(mark, &st) == 0) {
+            char msg[CKPT__ERR_MSG];
+            read_mark(mark, msg, 512);
+            return ckpt__err_set(err, CKPT_EIO, "rank 0 abandoned step %lld: %s",
+                                 (long long)step, msg[0] ? msg : "(no message)");
+        }
         if (gone)
             return ckpt__err_set(err, CKPT_EIO,
                                  "rank 0 did not commit step %lld (its log or ticket says why)",
@@ -380,6 +393,7 @@ int ckpt__commit_seal(const char *dir, const char *partial, int64_t step, uint32
     ckpt__index m;
     memset(&m, 0, sizeof m);
     int rc = 0;
+    uint64_t t0 = ckpt__now_ns(), t1 = t0, t2 = t0, t3 = t0;
     for (uint32_t r = 0; r < world && !rc; r++) {
         ckpt__index rec;
         snprintf(path, sizeof path, "%s/done-%05u.rec", ppath, r);
@@ -411,12 +425,15 @@ int ckpt__commit_seal(const char *dir, const char *partial, int64_t step, uint32
     if (!rc)
         rc = ckpt__fault_check(fault, CKPT__FAULT_MANIFEST, "write manifest", err);
     snprintf(path, sizeof path, "%s/%s", ppath, CKPT__MANIFEST_NAME);
+    t1 = ckpt__now_ns();
     if (!rc)
         rc = ckpt__manifest_write(path, &m, err);
     ckpt__index_free(&m);
+    t2 = ckpt__now_ns();
     /* Inv. 3: manifest and folder durable before the rename. */
     if (!rc)
         rc = ckpt__fsync_dir(ppath, err);
+    t3 = ckpt__now_ns();
     if (!rc)
         rc = ckpt__fault_check(fault, CKPT__FAULT_RENAME, "commit rename", err);
     int replaced = 0;
@@ -428,12 +445,51 @@ int ckpt__commit_seal(const char *dir, const char *partial, int64_t step, uint32
     rc = ckpt__fault_check(fault, CKPT__FAULT_DIRSYNC, "fsync of the checkpoint folder", err);
     if (!rc)
         rc = ckpt__fsync_dir(dir, err);
+    ckpt__logf(log, CKPT_LOG_DEBUG,
+               "commit %s: records + checks %.1f ms, manifest %.1f ms, folder fsync %.1f ms, "
+               "rename + DIR fsync %.1f ms",
+               committed, (double)(t1 - t0) / 1e6, (double)(t2 - t1) / 1e6,
+               (double)(t3 - t2) / 1e6, (double)(ckpt__now_ns() - t3) / 1e6);
     if (replaced) {
         ckpt__err sub;
         if (ckpt__remove_tree(dir, partial, &sub) != 0)
             ckpt__logf(log, CKPT_LOG_WARN, "removing the replaced %s: %s", committed, sub.msg);
     }
     return rc;
+}
+
+void ckpt__commit_abandon_shared(const char *dir, const char *partial, uint32_t world,
+                                 double timeout_s, const char *msg, ckpt__log *log)
+{
+    char ppath[4200], path[4300];
+    snprintf(ppath, sizeof ppath, "%s/%s", dir, partial);
+    snprintf(path, sizeof path, "%s/" ABANDONED, ppath);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd >= 0) {
+        (void)write_all(fd, (const uint8_t *)msg, strnlen(msg, CKPT__ERR_MSG - 1));
+        close(fd);
+    }
+    /* Inv. 9: the folder goes only when no rank can still create it anew. */
+    double t0 = mono_s();
+    long ns = 50000;
+    for (uint32_t r = 1; r < world;) {
+        struct stat st;
+        char done[4300], failed[4300];
+        snprintf(done, sizeof done, "%s/done-%05u.rec", ppath, r);
+        snprintf(failed, sizeof failed, "%s/failed-%05u.rec", ppath, r);
+        if (lstat(done, &st) == 0 || lstat(failed, &st) == 0) {
+            r++;
+            continue;
+        }
+        if (mono_s() - t0 > timeout_s) {
+            ckpt__logf(log, CKPT_LOG_WARN,
+                       "rank %u did not finish the abandoned save in %s within %.1f s", r,
+                       partial, timeout_s);
+            break;
+        }
+        backoff(&ns);
+    }
+    ckpt__commit_abandon(dir, partial, log);
 }
 
 void ckpt__commit_abandon(const char *dir, const char *partial, ckpt__log *log)

@@ -242,6 +242,11 @@ int ckpt__commit_wait_verdict(const char *dir, const char *partial, int64_t step
 int ckpt__commit_seal(const char *dir, const char *partial, int64_t step, uint32_t world,
                       ckpt__fault *fault, ckpt__log *log, ckpt__err *err);
 void ckpt__commit_abandon(const char *dir, const char *partial, ckpt__log *log);
+/* Rank 0, several ranks: marks the save abandoned (msg says why), waits
+ * until every rank left its done-record or failure mark (at most
+ * timeout_s), then removes the folder. */
+void ckpt__commit_abandon_shared(const char *dir, const char *partial, uint32_t world,
+                                 double timeout_s, const char *msg, ckpt__log *log);
 
 /* ---- retention (retention.c) ------------------------------------------------- */
 

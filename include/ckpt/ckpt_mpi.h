@@ -19,9 +19,10 @@ extern "C" {
  * Returns a comm for ckpt_open over a duplicate of `comm` (MPI_Comm_dup,
  * collective over comm: every rank calls it), so the runtime's collectives
  * never match the application's messages.  The runtime issues MPI calls
- * only from the thread that calls ckpt_open, ckpt_restore, ckpt_policy_due,
- * ckpt_barrier and ckpt_close, at points every rank reaches in the same
- * order; MPI_THREAD_FUNNELED is enough when that is the main thread.
+ * only from the thread that calls ckpt_open, ckpt_restore and
+ * ckpt_policy_due (collectives: every rank calls them in the same order)
+ * and ckpt_close (frees the duplicate); MPI_THREAD_FUNNELED is enough when
+ * that is the main thread.
  * MPI must be initialized, and stay so until ckpt_close has returned (the
  * duplicate is freed there).  Pass the result to ckpt_open, which owns it
  * from then on.  NULL on failure; ckpt_last_error(NULL) says why.
