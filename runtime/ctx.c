@@ -465,6 +465,7 @@ int ckpt_save(ckpt_ctx *ctx, int64_t step, void *stream, ckpt_ticket *ticket)
     r->wanted = ticket != NULL;
     ctx->inflight++;
     ctx->snap_pending++;
+    ctx->snap_unqueued++;
     if (ctx->qtail)
         ctx->qtail->next = job;
     else
@@ -483,8 +484,11 @@ int ckpt_fence(ckpt_ctx *ctx, void *stream)
 {
     if (!ctx)
         return no_ctx("ckpt_fence");
+    /* Host fence: wait for the copies.  Device fence: wait only until they
+     * are all queued; the backend orders `stream` after them (device.h). */
+    int on_host = (ctx->eng.dm->flags & CKPT__DEV_FENCE_ON_HOST) != 0;
     pthread_mutex_lock(&ctx->mu);
-    while (ctx->snap_pending > 0)
+    while (on_host ? ctx->snap_pending > 0 : ctx->snap_unqueued > 0)
         pthread_cond_wait(&ctx->cv, &ctx->mu);
     pthread_mutex_unlock(&ctx->mu);
     return ctx->eng.dm->fence(ctx->eng.dev, stream, &ctx->err);

@@ -89,6 +89,7 @@ typedef struct ckpt__job {
     uint64_t seq;
     ckpt__metastore meta; /* captured at ckpt_save */
     int snap_done;        /* ctx->mu */
+    int snap_queued;      /* ctx->mu: every snapshot copy is queued */
     ckpt__err err;
     uint64_t bytes;       /* set by the coordinator before the copies start */
     uint64_t t_save_ns;   /* when ckpt_save was called */
@@ -171,6 +172,8 @@ struct ckpt_ctx {
     int jan_req, jan_busy; /* a retention pass requested / running */
     int64_t jan_step;      /* the step it must never delete */
     int snap_pending; /* accepted saves whose snapshot is not complete */
+    int snap_unqueued; /* accepted saves whose snapshot copies are not all
+                          queued (fence on the device waits for these) */
     ckpt__ticketrec *tickets;
     size_t ntickets, cap_tickets;
     uint64_t next_ticket;

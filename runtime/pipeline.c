@@ -268,13 +268,19 @@ static void start_more(ckpt__pipe *p)
         p->ring_head = off + b->len;
         start_batch(p, b, off);
     }
+    /* A device that fences on the device may release the caller now. */
+    if (p->dir == CKPT__PIPE_SAVE && p->started == p->nbat && !p->queued_sent) {
+        p->queued_sent = 1;
+        if (p->on_queued)
+            p->on_queued(p->snap_user);
+    }
 }
 
 void ckpt__pipe_start(ckpt__pipe *p)
 {
+    start_more(p);
     if (p->dir == CKPT__PIPE_SAVE && p->nbat == 0 && p->on_snapshot)
         p->on_snapshot(p->snap_user);
-    start_more(p);
 }
 
 static void finish_batch(ckpt__pipe *p, ckpt__batch *b)

@@ -140,7 +140,10 @@ struct ckpt__pipe {
     ckpt__task *deferred; /* save: copied batches waiting to be hashed */
     atomic_uint copied;
     void (*on_snapshot)(void *user); /* save: every batch has been copied */
+    void (*on_queued)(void *user);   /* save: every batch's copy is queued
+                                        (before on_snapshot; coordinator) */
     void *snap_user;
+    int queued_sent;
     int failed;
     ckpt__err err;
     ckpt__bad_chunk *bads;

@@ -216,11 +216,27 @@ static int build_index(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__err *
     return 0;
 }
 
+/* Every copy of this save is queued: a backend that fences on the device
+ * can order the caller's stream after them (idempotent). */
+static void snapshot_queued(void *user)
+{
+    ckpt__job *job = user;
+    ckpt_ctx *ctx = job->ctx;
+    pthread_mutex_lock(&ctx->mu);
+    if (!job->snap_queued) {
+        job->snap_queued = 1;
+        ctx->snap_unqueued--;
+        pthread_cond_broadcast(&ctx->cv);
+    }
+    pthread_mutex_unlock(&ctx->mu);
+}
+
 /* Releases the fence for this save (idempotent). */
 static void snapshot_done(void *user)
 {
     ckpt__job *job = user;
     ckpt_ctx *ctx = job->ctx;
+    snapshot_queued(job);
     pthread_mutex_lock(&ctx->mu);
     if (!job->snap_done) {
         job->snap_done = 1;
@@ -360,6 +376,7 @@ static int run_save(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
     if (!rc) {
         /* Step 2 before 3: the snapshot does not wait for HDF5. */
         s->pipe.on_snapshot = snapshot_taken;
+        s->pipe.on_queued = snapshot_queued;
         s->pipe.snap_user = job;
         ckpt__pipe_start(&s->pipe);
         rc = write_rank_file(ctx, job, s, err);
