@@ -2,7 +2,8 @@
 /*
  * The device interface: where registered tensors live and how their bytes
  * reach the host staging pool and come back.  Backends: device_host.c
- * (tensors in host memory, a copy thread) and, later, cuda/.
+ * (tensors in host memory, a copy thread) and cuda/device_cuda.c (tensors
+ * anywhere CUDA can copy from, a private copy stream; built with CUDA).
  *
  * Contract:
  *   - save_begin(stream) runs on the caller's thread inside ckpt_save and
@@ -62,5 +63,10 @@ typedef struct ckpt__device_methods {
 } ckpt__device_methods;
 
 extern const ckpt__device_methods ckpt__device_host;
+/* Defined only when built with CUDA (CKPT_HAVE_CUDA). */
+extern const ckpt__device_methods ckpt__device_cuda;
+/* 0 when a CUDA driver and at least one device are present, else
+ * CKPT_EDEVICE with the CUDA error's name and text. */
+int ckpt__cuda_probe(ckpt__err *err);
 
 #endif

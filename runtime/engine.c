@@ -39,19 +39,42 @@ static int pick_writer(const ckpt__engine_config *cfg, ckpt__log *log,
     }
 }
 
+/* The registry's CUDA entry; without CUDA the probe says why. */
+#if CKPT_HAVE_CUDA
+static const ckpt__device_methods *const cuda_methods = &ckpt__device_cuda;
+static int cuda_probe(ckpt__err *why) { return ckpt__cuda_probe(why); }
+#else
+static const ckpt__device_methods *const cuda_methods = NULL;
+static int cuda_probe(ckpt__err *why)
+{
+    return ckpt__err_set(why, CKPT_EUNSUPPORTED, "built without CUDA");
+}
+#endif
+
 static int pick_device(const ckpt__engine_config *cfg, ckpt__log *log,
                        const ckpt__device_methods **out, ckpt__err *err)
 {
+    ckpt__err why;
     switch (cfg->device) {
     case CKPT_DEVICE_CUDA:
-        return ckpt__err_set(err, CKPT_EUNSUPPORTED, "device=cuda: built without CUDA");
+        if (cuda_probe(err) != 0)
+            return ckpt__err_prefix(err, "device=cuda");
+        *out = cuda_methods;
+        return 0;
     case CKPT_DEVICE_HOST:
         *out = &ckpt__device_host;
         return 0;
     case CKPT_DEVICE_AUTO:
     default:
-        *out = &ckpt__device_host;
-        ckpt__logf(log, CKPT_LOG_INFO, "device: host (auto)");
+        /* No driver, no device or no CUDA build: the host backend. */
+        ckpt__err_clear(&why);
+        if (cuda_probe(&why) == 0) {
+            *out = cuda_methods;
+            ckpt__logf(log, CKPT_LOG_INFO, "device: cuda (auto)");
+        } else {
+            *out = &ckpt__device_host;
+            ckpt__logf(log, CKPT_LOG_INFO, "device: host (auto: %s)", why.msg);
+        }
         return 0;
     }
 }
