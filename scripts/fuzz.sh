@@ -59,12 +59,12 @@ for p in "${plan[@]}"; do
   IFS=: read -r t sub w <<<"$p"
   share=$((secs * w / total))
   [ "$share" -ge 1 ] || share=1
-  work=$root/work/$t
+  grown=$root/grown/$t
   log=$root/logs/$t.log
-  mkdir -p "$work"
+  mkdir -p "$grown"
   rc=0
   "$root/bin/$t" -max_total_time="$share" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-    -artifact_prefix="$root/artifacts/$t-" "$work" "$root/corpus/$sub" >"$log" 2>&1 || rc=$?
+    -artifact_prefix="$root/artifacts/$t-" "$grown" "$root/corpus/$sub" >"$log" 2>&1 || rc=$?
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")
   cov=$(grep -o 'cov: [0-9]* ft: [0-9]*' "$log" | tail -n 1 || true)
