@@ -97,15 +97,33 @@ inline std::vector<Part> model(int w, int r)
     return v;
 }
 
+// Registers one part: its slice, or the whole tensor when replicated.
+inline int register_part(ckpt_ctx *ck, Part &p)
+{
+    return p.sharded ? ckpt_register_shard(ck, p.name.c_str(), p.data.data(), CKPT_I32, p.ndim,
+                                           p.gshape, p.start, p.count)
+                     : ckpt_register(ck, p.name.c_str(), p.data.data(), CKPT_I32, p.ndim,
+                                     p.gshape);
+}
+
 inline void register_model(ckpt_ctx *ck, std::vector<Part> &m)
 {
-    for (Part &p : m) {
-        int rc = p.sharded ? ckpt_register_shard(ck, p.name.c_str(), p.data.data(), CKPT_I32,
-                                                 p.ndim, p.gshape, p.start, p.count)
-                           : ckpt_register(ck, p.name.c_str(), p.data.data(), CKPT_I32, p.ndim,
-                                           p.gshape);
-        ASSERT_EQ(rc, 0) << ckpt_last_error(ck);
-    }
+    for (Part &p : m)
+        ASSERT_EQ(register_part(ck, p), 0) << ckpt_last_error(ck);
+}
+
+// The suites' config: small staging and chunks, so the model spans chunks.
+// cfg.dir borrows dir.
+inline ckpt_config config(const std::string &dir)
+{
+    ckpt_config cfg;
+    ckpt_config_init(&cfg);
+    cfg.dir = dir.c_str();
+    cfg.staging_bytes = 1u << 20;
+    cfg.chunk_bytes = 64u << 10;
+    cfg.commit_timeout_s = 60;
+    cfg.log_level = CKPT_LOG_ERROR;
+    return cfg;
 }
 
 } // namespace ckm

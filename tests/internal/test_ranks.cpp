@@ -24,27 +24,30 @@ void on_ranks(int n, const std::function<void(int, ckpt_comm *)> &body)
         t.join();
 }
 
-ckpt_config config(const std::string &dir)
+// Opens dir on this thread's rank and registers its part of the n-rank
+// model into m; nullptr (with a test failure) when the open fails.
+ckpt_ctx *open_with_model(const std::string &dir, ckpt_comm *comm, int n, int r,
+                          std::vector<ckm::Part> &m)
 {
-    ckpt_config cfg;
-    ckpt_config_init(&cfg);
-    cfg.dir = dir.c_str();
-    cfg.staging_bytes = 1u << 20;
-    cfg.chunk_bytes = 64u << 10;
-    cfg.commit_timeout_s = 60;
-    cfg.log_level = CKPT_LOG_OFF;
-    return cfg;
+    ckpt_config cfg = ckm::config(dir);
+    ckpt_ctx *ck = nullptr;
+    EXPECT_EQ(ckpt_open(&cfg, comm, &ck), 0) << ckpt_last_error(nullptr);
+    m = ckm::model(n, r);
+    for (auto &p : m) {
+        if (ck) {
+            EXPECT_EQ(ckm::register_part(ck, p), 0) << ckpt_last_error(ck);
+        }
+    }
+    return ck;
 }
 
 // Saves the model on n ranks at each of steps.
 void save_on(int n, const std::string &dir, std::vector<int64_t> steps)
 {
     on_ranks(n, [&](int r, ckpt_comm *comm) {
-        ckpt_config cfg = config(dir);
-        ckpt_ctx *ck = nullptr;
-        ASSERT_EQ(ckpt_open(&cfg, comm, &ck), 0) << ckpt_last_error(nullptr);
-        auto m = ckm::model(n, r);
-        ckm::register_model(ck, m);
+        std::vector<ckm::Part> m;
+        ckpt_ctx *ck = open_with_model(dir, comm, n, r, m);
+        ASSERT_NE(ck, nullptr);
         for (int64_t s : steps) {
             for (auto &p : m)
                 p.fill(s);
@@ -61,11 +64,9 @@ void save_on(int n, const std::string &dir, std::vector<int64_t> steps)
 void restore_on(int n, const std::string &dir, int64_t want)
 {
     on_ranks(n, [&](int r, ckpt_comm *comm) {
-        ckpt_config cfg = config(dir);
-        ckpt_ctx *ck = nullptr;
-        ASSERT_EQ(ckpt_open(&cfg, comm, &ck), 0) << ckpt_last_error(nullptr);
-        auto m = ckm::model(n, r);
-        ckm::register_model(ck, m);
+        std::vector<ckm::Part> m;
+        ckpt_ctx *ck = open_with_model(dir, comm, n, r, m);
+        ASSERT_NE(ck, nullptr);
         for (auto &p : m)
             std::fill(p.data.begin(), p.data.end(), 0xDEADBEEFu);
         int64_t step = -1;
@@ -101,11 +102,9 @@ TEST(Ranks, AFailingRankMeansNoCommitAndTheNextSaveWorks)
     ckt::TempDir tmp;
     std::string dir = tmp.sub("ck");
     on_ranks(3, [&](int r, ckpt_comm *comm) {
-        ckpt_config cfg = config(dir);
-        ckpt_ctx *ck = nullptr;
-        ASSERT_EQ(ckpt_open(&cfg, comm, &ck), 0) << ckpt_last_error(nullptr);
-        auto m = ckm::model(3, r);
-        ckm::register_model(ck, m);
+        std::vector<ckm::Part> m;
+        ckpt_ctx *ck = open_with_model(dir, comm, 3, r, m);
+        ASSERT_NE(ck, nullptr);
         if (r == 2) {
             ASSERT_EQ(ckpt__fault_arm(ck, CKPT__FAULT_SYNC, 0, CKPT__FAIL_EIO), 0);
         }
@@ -133,7 +132,7 @@ TEST(Ranks, ADifferentGlobalShapeIsAMismatchOnEveryRank)
     std::string dir = tmp.sub("ck");
     save_on(2, dir, {3});
     on_ranks(2, [&](int r, ckpt_comm *comm) {
-        ckpt_config cfg = config(dir);
+        ckpt_config cfg = ckm::config(dir);
         ckpt_ctx *ck = nullptr;
         ASSERT_EQ(ckpt_open(&cfg, comm, &ck), 0) << ckpt_last_error(nullptr);
         auto m = ckm::model(2, r);

@@ -47,11 +47,7 @@ int save(const std::string &dir, int64_t step, int crash_rank)
         return fail("open", nullptr);
     auto m = mpt::model(mpt::world(), mpt::rank());
     for (mpt::Part &p : m) {
-        int rc = p.sharded ? ckpt_register_shard(ck, p.name.c_str(), p.data.data(), CKPT_I32,
-                                                 p.ndim, p.gshape, p.start, p.count)
-                           : ckpt_register(ck, p.name.c_str(), p.data.data(), CKPT_I32, p.ndim,
-                                           p.gshape);
-        if (rc)
+        if (mpt::register_part(ck, p) != 0)
             return fail("register", ck);
         p.fill(step);
     }
@@ -96,11 +92,7 @@ int restore(const std::string &dir, int64_t want)
         return fail("leftovers after open", ck);
     auto m = mpt::model(mpt::world(), mpt::rank());
     for (mpt::Part &p : m) {
-        int rc = p.sharded ? ckpt_register_shard(ck, p.name.c_str(), p.data.data(), CKPT_I32,
-                                                 p.ndim, p.gshape, p.start, p.count)
-                           : ckpt_register(ck, p.name.c_str(), p.data.data(), CKPT_I32, p.ndim,
-                                           p.gshape);
-        if (rc)
+        if (mpt::register_part(ck, p) != 0)
             return fail("register", ck);
         for (uint32_t &v : p.data)
             v = 0xDEADBEEF;

@@ -68,18 +68,6 @@ class SharedDir {
     std::string path_, ck_;
 };
 
-inline ckpt_config config(const std::string &dir)
-{
-    ckpt_config cfg;
-    ckpt_config_init(&cfg);
-    cfg.dir = dir.c_str();
-    cfg.staging_bytes = 1u << 20;
-    cfg.chunk_bytes = 64u << 10;
-    cfg.commit_timeout_s = 60;
-    cfg.log_level = CKPT_LOG_ERROR;
-    return cfg;
-}
-
 inline ckpt_ctx *open_ctx(const ckpt_config &cfg)
 {
     ckpt_comm *comm = ckpt_comm_mpi(MPI_COMM_WORLD);

@@ -61,16 +61,28 @@ bool has(const std::vector<int64_t> &v, int64_t s)
     return std::find(v.begin(), v.end(), s) != v.end();
 }
 
+// Opens with cfg on every rank and registers this rank's part of the model.
+ckpt_ctx *open_with_model(const ckpt_config &cfg, std::vector<Part> &m)
+{
+    ckpt_ctx *ck = mpt::open_ctx(cfg);
+    m = mpt::model(mpt::world(), mpt::rank());
+    for (Part &p : m) {
+        if (ck) {
+            EXPECT_EQ(mpt::register_part(ck, p), 0) << ckpt_last_error(ck);
+        }
+    }
+    return ck;
+}
+
 } // namespace
 
 TEST(MpiSave, AllRanksMakeOneCheckpointThatRestoresBitExact)
 {
     mpt::SharedDir dir;
     ckpt_config cfg = mpt::config(dir.ck());
-    ckpt_ctx *ck = mpt::open_ctx(cfg);
+    std::vector<Part> m;
+    ckpt_ctx *ck = open_with_model(cfg, m);
     ASSERT_NE(ck, nullptr);
-    auto m = mpt::model(mpt::world(), mpt::rank());
-    mpt::register_model(ck, m);
     save_and_wait(ck, m, 10, "a");
     save_and_wait(ck, m, 20, "b");
 
@@ -121,10 +133,9 @@ TEST(MpiSave, ReplicatedTensorsAreWrittenOnceAndSlicesByTheirRank)
 {
     mpt::SharedDir dir;
     ckpt_config cfg = mpt::config(dir.ck());
-    ckpt_ctx *ck = mpt::open_ctx(cfg);
+    std::vector<Part> m;
+    ckpt_ctx *ck = open_with_model(cfg, m);
     ASSERT_NE(ck, nullptr);
-    auto m = mpt::model(mpt::world(), mpt::rank());
-    mpt::register_model(ck, m);
     save_and_wait(ck, m, 5, "a");
     ASSERT_EQ(ckpt_close(ck), 0);
 
@@ -157,10 +168,9 @@ TEST(MpiSave, ARankWhoseWriteFailsStopsTheCommitAtOnce)
 {
     mpt::SharedDir dir;
     ckpt_config cfg = mpt::config(dir.ck());
-    ckpt_ctx *ck = mpt::open_ctx(cfg);
+    std::vector<Part> m;
+    ckpt_ctx *ck = open_with_model(cfg, m);
     ASSERT_NE(ck, nullptr);
-    auto m = mpt::model(mpt::world(), mpt::rank());
-    mpt::register_model(ck, m);
     save_and_wait(ck, m, 10, "a");
 
     if (mpt::rank() == 1) {
@@ -249,10 +259,9 @@ TEST(MpiRestore, ACorruptShardOnOneRankMakesEveryRankFallBack)
 {
     mpt::SharedDir dir;
     ckpt_config cfg = mpt::config(dir.ck());
-    ckpt_ctx *ck = mpt::open_ctx(cfg);
+    std::vector<Part> m;
+    ckpt_ctx *ck = open_with_model(cfg, m);
     ASSERT_NE(ck, nullptr);
-    auto m = mpt::model(mpt::world(), mpt::rank());
-    mpt::register_model(ck, m);
     save_and_wait(ck, m, 10, "a");
     save_and_wait(ck, m, 20, "b");
     MPI_Barrier(MPI_COMM_WORLD);
@@ -298,10 +307,9 @@ TEST(MpiRestore, AMismatchOnOneRankFailsEveryRankWithItsMessage)
 {
     mpt::SharedDir dir;
     ckpt_config cfg = mpt::config(dir.ck());
-    ckpt_ctx *ck = mpt::open_ctx(cfg);
+    std::vector<Part> m;
+    ckpt_ctx *ck = open_with_model(cfg, m);
     ASSERT_NE(ck, nullptr);
-    auto m = mpt::model(mpt::world(), mpt::rank());
-    mpt::register_model(ck, m);
     save_and_wait(ck, m, 10, "a");
     uint32_t extra[4] = {0};
     int64_t shape[1] = {4};
