@@ -457,7 +457,7 @@ int ckpt_save(ckpt_ctx *ctx, int64_t step, void *stream, ckpt_ticket *ticket)
         ckpt__job_free(job);
         return rc;
     }
-    job->ticket = ++ctx->next_ticket;
+    ckpt_ticket t = job->ticket = ++ctx->next_ticket;
     job->seq = ++ctx->seq;
     ckpt__ticketrec *r = &ctx->tickets[ctx->ntickets++];
     memset(r, 0, sizeof *r);
@@ -475,8 +475,10 @@ int ckpt_save(ckpt_ctx *ctx, int64_t step, void *stream, ckpt_ticket *ticket)
     /* Signalled after unlocking, so the coordinator does not wake up only to
      * block on the mutex this thread still holds. */
     pthread_cond_broadcast(&ctx->cv);
+    /* Not job->ticket: once unlocked, the coordinator may finish and free
+     * the job. */
     if (ticket)
-        *ticket = job->ticket;
+        *ticket = t;
     return 0;
 }
 
