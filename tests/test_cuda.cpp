@@ -10,6 +10,10 @@
 #include "cuda_util.h"
 #include "test_util.h"
 
+#if CKPT_HAVE_NCCL
+#include <ckpt/ckpt_nccl.h>
+#endif
+
 namespace {
 
 using namespace ckt;
@@ -98,5 +102,16 @@ TEST_F(DeviceSelect, AutoPicksCudaOrFallsBackToHost)
     EXPECT_EQ(std::memcmp(m.data(), m0.data(), m.size() * sizeof m[0]), 0);
     EXPECT_EQ(ckpt_close(ctx), 0);
 }
+
+#if CKPT_HAVE_NCCL
+// The NCCL comm refuses a missing communicator with a message and no side
+// effects (a real one needs a GPU: tests/internal/test_nccl_gpu.cpp).
+TEST(NcclComm, NullCommIsEinval)
+{
+    EXPECT_EQ(ckpt_comm_nccl(nullptr, nullptr), nullptr);
+    EXPECT_NE(std::string(ckpt_last_error(nullptr)).find("comm is NULL"), std::string::npos)
+        << ckpt_last_error(nullptr);
+}
+#endif
 
 } // namespace

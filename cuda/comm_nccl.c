@@ -1,0 +1,311 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The NCCL comm backend: the runtime's few collectives over its own
+ * communicator, split from the training job's.
+ *
+ * NCCL moves device memory only, so every collective stages through one
+ * device buffer (`dbuf`, SCRATCH bytes, allocated at creation on the
+ * communicator's device): the host bytes go in with cudaMemcpyAsync on the
+ * comm's stream, the collective runs on the same stream, the result comes
+ * back the same way, and the calling thread waits for the stream.  Larger
+ * payloads go in pieces.
+ *
+ * Invariants:
+ *   1. Calls come only from the caller's thread (comm.h), so one buffer and
+ *      one stream serve every collective without a lock.
+ *   2. Each collective makes the comm's device current for its duration and
+ *      puts the caller's current device back, so the training thread's
+ *      device is never changed behind its back.
+ *   3. Waiting polls the stream and ncclCommGetAsyncError: an asynchronous
+ *      NCCL failure (a peer gone, a network error) aborts the split
+ *      communicator and returns CKPT_ECOMM instead of hanging in a
+ *      synchronize.  After that every collective fails at once.
+ *   4. Every CUDA and NCCL result is checked and reported with the call's
+ *      name and the library's message.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <ckpt/ckpt_nccl.h>
+
+#include "runtime/comm.h"
+
+#if NCCL_VERSION_CODE < NCCL_VERSION(2, 18, 0)
+#error "ckptrt's NCCL backend needs NCCL 2.18 or later (ncclCommSplit)"
+#endif
+
+/* The device staging buffer; bcast and allreduce pieces use all of it,
+ * gather splits it into size + 1 slots. */
+#define SCRATCH ((size_t)1 << 20)
+
+typedef struct nccl_comm {
+    ncclComm_t comm; /* the runtime's own, from ncclCommSplit */
+    cudaStream_t stream;
+    int own_stream;
+    int dev;
+    int rank, size;
+    int broken; /* Inv. 3: the communicator was aborted */
+    unsigned char *dbuf;
+} nccl_comm;
+
+static nccl_comm *impl(const ckpt_comm *c)
+{
+    return c->impl;
+}
+
+static int cuda_fail(ckpt__err *err, cudaError_t e, const char *call)
+{
+    return ckpt__err_set(err, CKPT_ECOMM, "%s: %s: %s", call, cudaGetErrorName(e),
+                         cudaGetErrorString(e));
+}
+
+static int nccl_fail(ckpt__err *err, ncclComm_t comm, ncclResult_t r, const char *call)
+{
+    const char *last = comm ? ncclGetLastError(comm) : NULL;
+    return ckpt__err_set(err, CKPT_ECOMM, "%s: %s%s%s", call, ncclGetErrorString(r),
+                         last && *last ? ": " : "", last && *last ? last : "");
+}
+
+#define CUDA_TRY(call)                                                                      \
+    do {                                                                                    \
+        cudaError_t e_ = (call);                                                            \
+        if (e_ != cudaSuccess) {                                                            \
+            rc = cuda_fail(err, e_, #call);                                                 \
+            goto out;                                                                       \
+        }                                                                                   \
+    } while (0)
+
+#define NCCL_TRY(n, call)                                                                   \
+    do {                                                                                    \
+        ncclResult_t r_ = (call);                                                           \
+        if (r_ != ncclSuccess) {                                                            \
+            rc = nccl_fail(err, (n)->comm, r_, #call);                                      \
+            goto out;                                                                       \
+        }                                                                                   \
+    } while (0)
+
+/* Inv. 2: the device the caller had is put back by leave(). */
+static int enter(nccl_comm *n, int *prev, ckpt__err *err)
+{
+    if (n->broken)
+        return ckpt__err_set(err, CKPT_ECOMM,
+                             "the NCCL communicator was aborted after an earlier failure");
+    cudaError_t e = cudaGetDevice(prev);
+    if (e != cudaSuccess)
+        return cuda_fail(err, e, "cudaGetDevice");
+    e = *prev == n->dev ? cudaSuccess : cudaSetDevice(n->dev);
+    return e == cudaSuccess ? 0 : cuda_fail(err, e, "cudaSetDevice");
+}
+
+static void leave(const nccl_comm *n, int prev)
+{
+    if (prev != n->dev)
+        cudaSetDevice(prev);
+}
+
+/* Inv. 3: waits for the stream while watching for asynchronous failures. */
+static int wait_stream(nccl_comm *n, ckpt__err *err)
+{
+    struct timespec nap = {0, 20000};
+    for (;;) {
+        cudaError_t e = cudaStreamQuery(n->stream);
+        if (e == cudaSuccess)
+            return 0;
+        if (e != cudaErrorNotReady)
+            return cuda_fail(err, e, "cudaStreamQuery");
+        ncclResult_t async = ncclSuccess;
+        ncclResult_t r = ncclCommGetAsyncError(n->comm, &async);
+        if (r != ncclSuccess || (async != ncclSuccess && async != ncclInProgress)) {
+            int rc = nccl_fail(err, n->comm, r != ncclSuccess ? r : async,
+                               "ncclCommGetAsyncError");
+            ncclCommAbort(n->comm);
+            n->broken = 1;
+            return rc;
+        }
+        nanosleep(&nap, NULL);
+    }
+}
+
+static int nc_rank(const ckpt_comm *c)
+{
+    return impl(c)->rank;
+}
+
+static int nc_size(const ckpt_comm *c)
+{
+    return impl(c)->size;
+}
+
+static int nc_allreduce(ckpt_comm *c, int64_t *vals, int count, int op, ckpt__err *err)
+{
+    nccl_comm *n = impl(c);
+    if (count <= 0 || (size_t)count * sizeof *vals > SCRATCH ||
+        (op != CKPT__MIN && op != CKPT__MAX))
+        return ckpt__err_set(err, CKPT_EINVAL, "allreduce of %d values, op %d", count, op);
+    int prev, rc = enter(n, &prev, err);
+    if (rc)
+        return rc;
+    size_t nbytes = (size_t)count * sizeof *vals;
+    CUDA_TRY(cudaMemcpyAsync(n->dbuf, vals, nbytes, cudaMemcpyHostToDevice, n->stream));
+    NCCL_TRY(n, ncclAllReduce(n->dbuf, n->dbuf, (size_t)count, ncclInt64,
+                              op == CKPT__MIN ? ncclMin : ncclMax, n->comm, n->stream));
+    CUDA_TRY(cudaMemcpyAsync(vals, n->dbuf, nbytes, cudaMemcpyDeviceToHost, n->stream));
+    rc = wait_stream(n, err);
+out:
+    leave(n, prev);
+    return rc;
+}
+
+static int nc_barrier(ckpt_comm *c, ckpt__err *err)
+{
+    int64_t one = 1;
+    return nc_allreduce(c, &one, 1, CKPT__MAX, err);
+}
+
+static int nc_bcast(ckpt_comm *c, void *buf, size_t nbytes, int root, ckpt__err *err)
+{
+    nccl_comm *n = impl(c);
+    if (root < 0 || root >= n->size)
+        return ckpt__err_set(err, CKPT_EINVAL, "bcast from rank %d of %d", root, n->size);
+    int prev, rc = enter(n, &prev, err);
+    if (rc)
+        return rc;
+    for (size_t off = 0; off < nbytes;) {
+        size_t piece = nbytes - off < SCRATCH ? nbytes - off : SCRATCH;
+        if (n->rank == root)
+            CUDA_TRY(cudaMemcpyAsync(n->dbuf, (char *)buf + off, piece, cudaMemcpyHostToDevice,
+                                     n->stream));
+        NCCL_TRY(n, ncclBroadcast(n->dbuf, n->dbuf, piece, ncclUint8, root, n->comm, n->stream));
+        if (n->rank != root)
+            CUDA_TRY(cudaMemcpyAsync((char *)buf + off, n->dbuf, piece, cudaMemcpyDeviceToHost,
+                                     n->stream));
+        /* The next piece reuses dbuf: this one must have left it. */
+        if ((rc = wait_stream(n, err)) != 0)
+            goto out;
+        off += piece;
+    }
+out:
+    leave(n, prev);
+    return rc;
+}
+
+/* NCCL has no gather: an allgather into size slots after our own, and only
+ * the root copies the slots out. */
+static int nc_gather(ckpt_comm *c, const void *send, size_t nbytes, void *recv, int root,
+                     ckpt__err *err)
+{
+    nccl_comm *n = impl(c);
+    if (root < 0 || root >= n->size || (n->rank == root && !recv && nbytes))
+        return ckpt__err_set(err, CKPT_EINVAL, "gather of %zu bytes to rank %d of %d", nbytes,
+                             root, n->size);
+    size_t slot = SCRATCH / ((size_t)n->size + 1);
+    if (slot == 0)
+        return ckpt__err_set(err, CKPT_EINVAL, "gather over %d ranks", n->size);
+    int prev, rc = enter(n, &prev, err);
+    if (rc)
+        return rc;
+    unsigned char *all = n->dbuf + slot;
+    for (size_t off = 0; off < nbytes;) {
+        size_t piece = nbytes - off < slot ? nbytes - off : slot;
+        CUDA_TRY(cudaMemcpyAsync(n->dbuf, (const char *)send + off, piece,
+                                 cudaMemcpyHostToDevice, n->stream));
+        NCCL_TRY(n, ncclAllGather(n->dbuf, all, piece, ncclUint8, n->comm, n->stream));
+        if (n->rank == root)
+            for (int r = 0; r < n->size; r++)
+                CUDA_TRY(cudaMemcpyAsync((char *)recv + (size_t)r * nbytes + off,
+                                         all + (size_t)r * piece, piece,
+                                         cudaMemcpyDeviceToHost, n->stream));
+        if ((rc = wait_stream(n, err)) != 0)
+            goto out;
+        off += piece;
+    }
+out:
+    leave(n, prev);
+    return rc;
+}
+
+static void nc_destroy(ckpt_comm *c)
+{
+    if (!c)
+        return;
+    nccl_comm *n = impl(c);
+    int prev = n->dev;
+    cudaGetDevice(&prev);
+    cudaSetDevice(n->dev);
+    if (n->comm && !n->broken)
+        ncclCommDestroy(n->comm);
+    if (n->dbuf)
+        cudaFree(n->dbuf);
+    if (n->own_stream && n->stream)
+        cudaStreamDestroy(n->stream);
+    if (prev != n->dev)
+        cudaSetDevice(prev);
+    free(n);
+    free(c);
+}
+
+static const ckpt__comm_methods nccl_methods = {
+    .version = CKPT__COMM_VERSION,
+    .name = "nccl",
+    .rank = nc_rank,
+    .size = nc_size,
+    .barrier = nc_barrier,
+    .bcast = nc_bcast,
+    .allreduce_i64 = nc_allreduce,
+    .gather = nc_gather,
+    .destroy = nc_destroy,
+};
+
+ckpt_comm *ckpt_comm_nccl(ncclComm_t comm, cudaStream_t stream)
+{
+    ckpt__err *err = ckpt__thread_err();
+    ckpt__err_clear(err);
+    if (!comm) {
+        ckpt__err_set(err, CKPT_EINVAL, "ckpt_comm_nccl: comm is NULL");
+        return NULL;
+    }
+    ckpt_comm *c = calloc(1, sizeof *c);
+    nccl_comm *n = calloc(1, sizeof *n);
+    if (!c || !n) {
+        free(c);
+        free(n);
+        ckpt__err_set(err, CKPT_ENOMEM, "ckpt_comm_nccl: out of memory");
+        return NULL;
+    }
+    c->m = &nccl_methods;
+    c->impl = n;
+    int rc = 0, prev = -1, rank = 0;
+    NCCL_TRY(n, ncclCommCuDevice(comm, &n->dev));
+    NCCL_TRY(n, ncclCommUserRank(comm, &rank));
+    CUDA_TRY(cudaGetDevice(&prev));
+    CUDA_TRY(cudaSetDevice(n->dev));
+    /* Collective over the caller's comm: one color, ranks kept in order. */
+    NCCL_TRY(n, ncclCommSplit(comm, 0, rank, &n->comm, NULL));
+    if (!n->comm) {
+        rc = ckpt__err_set(err, CKPT_ECOMM, "ncclCommSplit returned no communicator");
+        goto out;
+    }
+    NCCL_TRY(n, ncclCommUserRank(n->comm, &n->rank));
+    NCCL_TRY(n, ncclCommCount(n->comm, &n->size));
+    if (stream) {
+        n->stream = stream;
+    } else {
+        CUDA_TRY(cudaStreamCreateWithFlags(&n->stream, cudaStreamNonBlocking));
+        n->own_stream = 1;
+    }
+    CUDA_TRY(cudaMalloc((void **)&n->dbuf, SCRATCH));
+out:
+    if (prev >= 0 && prev != n->dev)
+        cudaSetDevice(prev);
+    if (rc) {
+        /* The message names the call that failed; keep it past cleanup. */
+        ckpt__err keep = *err;
+        nc_destroy(c);
+        *err = keep;
+        return NULL;
+    }
+    return c;
+}
