@@ -49,6 +49,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/bench_gpu.h"
 #include "bench/bench_raw.h"
 #include "bench/bench_state.h"
 #include "bench/bench_train.h"
@@ -57,6 +58,7 @@
 #define PAGE 4096u
 #define FWD_SHARE 0.8 /* of a step: forward/backward reads */
 #define MAX_RANKS 4096
+#define MAX_GPU_STEPS 10000
 
 /* Rows [start, start + count) of each tensor on this rank (1-D). */
 typedef struct shard {
@@ -102,8 +104,49 @@ static void train_help(FILE *f)
 "                   latency after the last rank's done-record, and the\n"
 "                   aggregate save throughput against all ranks writing their\n"
 "                   share with O_DIRECT at once\n"
-"  --json           JSON on stdout (the table goes to stderr)\n",
+"  --json           JSON on stdout (the table goes to stderr)\n"
+"  --device D       host (default) | cuda: the state in GPU memory, real\n"
+"                   kernels on one stream (forward/backward reads the weights,\n"
+"                   then ckpt_fence, then an Adam update); reports the device\n"
+"                   stall at the fence per checkpoint against the snapshot copy\n"
+"                   time.  Needs a GPU and a build with CUDA kernels.  Its\n"
+"                   defaults: --step-ms auto (forward/backward 1.5x the copy at\n"
+"                   50 GB/s), --steps 40, --every 20, --tensors 999, --staging\n"
+"                   the state plus 1/32 plus 64M, --keep-last 1; busy=wait only;\n"
+"                   one process (no --ranks)\n"
+"  --keep-last N    (cuda) checkpoints kept on disk, 0 all (default 1); the\n"
+"                   bench checks the free space for keep-last + 1 of them\n",
             prog);
+}
+
+/* --device cuda: its defaults for what was not given, and what it refuses
+ * (bench_train_gpu.c runs one process, busy=wait). */
+static int cuda_fit(train_opts *o, int steps_set, int every_set, int step_ms_set,
+                    int tensors_set)
+{
+    if (o->ranks > 1)
+        return usage_error("train", "--device cuda runs one process: no --ranks");
+    if (o->busy_set && (o->busy_refuse || !o->busy_wait))
+        return usage_error("train", "--device cuda runs busy=wait only");
+    o->busy_refuse = 0;
+    /* Two saves 20 steps apart: at the default step time that is about 18
+     * copy times, so a disk of 1.4 GB/s or more persists one save before
+     * the next is due and the overhead is the checkpoint's, not the disk's. */
+    if (!steps_set)
+        o->steps = 40;
+    if (!every_set)
+        o->every = 20;
+    if (!step_ms_set)
+        o->step_ms = 0; /* auto (bench_train_gpu.c) */
+    if (!tensors_set)
+        o->tensors = 999;
+    if (o->keep_last < 0)
+        o->keep_last = 1;
+    if (o->steps > MAX_GPU_STEPS)
+        return usage_error("train", "--device cuda: --steps at most %d", MAX_GPU_STEPS);
+    if (o->state_bytes / (uint64_t)(o->tensors < 3 ? 3 : o->tensors) < 4096)
+        return usage_error("train", "--tensors: at most one tensor per 4K of --state");
+    return 0;
 }
 
 static int train_parse(int argc, char **argv, train_opts *o)
@@ -116,6 +159,9 @@ static int train_parse(int argc, char **argv, train_opts *o)
     o->tensors = 1000;
     o->busy_wait = o->busy_refuse = 1;
     o->io = CKPT_IO_AUTO;
+    o->keep_last = -1;
+    int steps_set = 0, every_set = 0, step_ms_set = 0, tensors_set = 0;
+    common_opts c = {NULL, 0, 0, CKPT_IO_AUTO};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         int m;
@@ -123,49 +169,47 @@ static int train_parse(int argc, char **argv, train_opts *o)
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             train_help(stdout);
             return -1;
-        } else if (strcmp(a, "--json") == 0) {
-            o->json = 1;
-        } else if ((m = opt_value(argc, argv, &i, "--dir", &v)) != 0) {
-            if (m < 0 || !*v)
-                return usage_error("train", "--dir needs a folder");
-            o->dir = v;
+        } else if ((m = opt_value(argc, argv, &i, "--device", &v)) != 0) {
+            if (m > 0 && (strcmp(v, "host") == 0 || strcmp(v, "cuda") == 0))
+                o->cuda = strcmp(v, "cuda") == 0;
+            else
+                return usage_error("train", "--device: expected host or cuda");
+        } else if ((m = opt_value(argc, argv, &i, "--keep-last", &v)) != 0) {
+            if (m < 0 || parse_int(v, 0, 1000, &n) != 0)
+                return usage_error("train", "--keep-last: expected 0..1000");
+            o->keep_last = (int)n;
+        } else if ((m = common_opt(argc, argv, &i, "train", &c)) != 0) {
+            if (m == 2)
+                return 2;
         } else if ((m = opt_value(argc, argv, &i, "--state", &v)) != 0) {
             if (m < 0 || parse_size(v, &o->state_bytes) != 0 || o->state_bytes < MIB)
                 return usage_error("train", "--state: expected a size >= 1M like 2G");
-        } else if ((m = opt_value(argc, argv, &i, "--staging", &v)) != 0) {
-            if (m < 0 || parse_size(v, &o->staging_bytes) != 0 || o->staging_bytes < 4 * MIB)
-                return usage_error("train", "--staging: expected a size >= 4M");
         } else if ((m = opt_value(argc, argv, &i, "--tensors", &v)) != 0) {
             if (m < 0 || parse_int(v, 1, 100000, &n) != 0)
                 return usage_error("train", "--tensors: expected 1..100000");
             o->tensors = (int)n;
+            tensors_set = 1;
         } else if ((m = opt_value(argc, argv, &i, "--step-ms", &v)) != 0) {
             if (m < 0 || parse_int(v, 1, 100000, &n) != 0)
                 return usage_error("train", "--step-ms: expected 1..100000");
             o->step_ms = (double)n;
+            step_ms_set = 1;
         } else if ((m = opt_value(argc, argv, &i, "--every", &v)) != 0) {
             if (m < 0 || parse_int(v, 1, 1000000, &n) != 0)
                 return usage_error("train", "--every: expected a number >= 1");
             o->every = (int)n;
+            every_set = 1;
         } else if ((m = opt_value(argc, argv, &i, "--steps", &v)) != 0) {
             if (m < 0 || parse_int(v, 1, 1000000, &n) != 0)
                 return usage_error("train", "--steps: expected a number >= 1");
             o->steps = (int)n;
+            steps_set = 1;
         } else if ((m = opt_value(argc, argv, &i, "--busy", &v)) != 0) {
             o->busy_wait = m > 0 && (strcmp(v, "wait") == 0 || strcmp(v, "both") == 0);
             o->busy_refuse = m > 0 && (strcmp(v, "refuse") == 0 || strcmp(v, "both") == 0);
             if (!o->busy_wait && !o->busy_refuse)
                 return usage_error("train", "--busy: expected wait, refuse or both");
             o->busy_set = 1;
-        } else if ((m = opt_value(argc, argv, &i, "--writer", &v)) != 0) {
-            if (m > 0 && strcmp(v, "uring") == 0)
-                o->io = CKPT_IO_URING;
-            else if (m > 0 && strcmp(v, "pwrite") == 0)
-                o->io = CKPT_IO_PWRITE;
-            else if (m > 0 && strcmp(v, "auto") == 0)
-                o->io = CKPT_IO_AUTO;
-            else
-                return usage_error("train", "--writer: expected uring, pwrite or auto");
         } else if ((m = opt_value(argc, argv, &i, "--ranks", &v)) != 0) {
             if (m < 0 || parse_int(v, 1, MAX_RANKS, &n) != 0)
                 return usage_error("train", "--ranks: expected 1..%d", MAX_RANKS);
@@ -174,8 +218,16 @@ static int train_parse(int argc, char **argv, train_opts *o)
             return usage_error("train", "unknown argument '%s'", a);
         }
     }
+    o->dir = c.dir;
+    o->json = c.json;
+    o->staging_bytes = c.staging_bytes;
+    o->io = c.io;
     if (!o->dir)
         return usage_error("train", "--dir is required");
+    if (o->cuda)
+        return cuda_fit(o, steps_set, every_set, step_ms_set, tensors_set);
+    if (o->keep_last >= 0)
+        return usage_error("train", "--keep-last: only with --device cuda (the host loop keeps 2)");
     /* Checked again once the world's size is known (mpirun without --ranks). */
     if (o->ranks > 1 && o->busy_refuse && !o->busy_wait)
         return usage_error("train", "--busy refuse: several ranks only run busy=wait");
@@ -479,12 +531,8 @@ static int loop(const train_opts *o, bench_world *bw, workload *w, ckpt_ctx *ctx
     return failed;
 }
 
-/* Removes every committed step of the bench's folder (rank 0 only: the
- * others would race it). */
-static void clean_dir(const bench_world *bw, const char *dir)
+void train_clean_dir(const char *dir)
 {
-    if (bw->rank != 0)
-        return;
     int64_t *steps = NULL;
     size_t n = 0;
     ckpt__err e;
@@ -492,6 +540,14 @@ static void clean_dir(const bench_world *bw, const char *dir)
         for (size_t i = 0; i < n; i++)
             ckpt__catalog_delete(dir, steps[i], &e);
     free(steps);
+}
+
+/* Removes every committed step of the bench's folder (rank 0 only: the
+ * others would race it). */
+static void clean_dir(const bench_world *bw, const char *dir)
+{
+    if (bw->rank == 0)
+        train_clean_dir(dir);
 }
 
 /* Collective: closes ctx on every rank that has one. */
@@ -723,6 +779,8 @@ int cmd_train(int argc, char **argv)
     int rc = train_parse(argc, argv, &o);
     if (rc)
         return rc < 0 ? 0 : rc;
+    if (o.cuda)
+        return train_gpu(&o);
     bench_world bw;
     rc = bench_world_open("train", o.ranks, argc, argv, &bw);
     if (rc)

@@ -27,6 +27,8 @@ typedef struct train_opts {
     int ranks; /* --ranks; 0 when not given */
     ckpt_io io;
     int json;
+    int cuda;      /* --device cuda: state in GPU memory (bench_train_gpu.c) */
+    int keep_last; /* --keep-last (cuda only; the host loop keeps 2) */
 } train_opts;
 
 /* One run of the loop on one rank. */
@@ -80,8 +82,10 @@ typedef struct run_report {
     double raw_gbps;               /* all ranks' raw bytes / the slowest raw write */
 } run_report;
 
-/* Shared by the two files. */
+/* Shared by the train files. */
 double train_pct(const double *v, int n, double p);
+/* Removes every committed step of dir (one process at a time). */
+void train_clean_dir(const char *dir);
 
 /*
  * Collective: gathers every rank's figures of run r (with the baseline

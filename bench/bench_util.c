@@ -150,6 +150,36 @@ int usage_error(const char *cmd, const char *fmt, ...)
     return 2;
 }
 
+int common_opt(int argc, char **argv, int *i, const char *cmd, common_opts *c)
+{
+    const char *a = argv[*i], *v = NULL;
+    int m;
+    if (strcmp(a, "--json") == 0) {
+        c->json = 1;
+    } else if ((m = opt_value(argc, argv, i, "--dir", &v)) != 0) {
+        if (m < 0 || !*v)
+            return usage_error(cmd, "--dir needs a folder");
+        c->dir = v;
+    } else if ((m = opt_value(argc, argv, i, "--staging", &v)) != 0) {
+        if (m < 0 || parse_size(v, &c->staging_bytes) != 0 || c->staging_bytes < 4 * MIB)
+            return usage_error(cmd, "--staging: expected a size >= 4M");
+    } else if ((m = opt_value(argc, argv, i, "--writer", &v)) != 0) {
+        static const struct {
+            const char *name;
+            ckpt_io io;
+        } kinds[] = {{"uring", CKPT_IO_URING}, {"pwrite", CKPT_IO_PWRITE}, {"auto", CKPT_IO_AUTO}};
+        size_t k = 0;
+        while (m > 0 && k < 3 && strcmp(v, kinds[k].name) != 0)
+            k++;
+        if (m < 0 || k == 3)
+            return usage_error(cmd, "--writer: expected uring, pwrite or auto");
+        c->io = kinds[k].io;
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;

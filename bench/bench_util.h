@@ -36,6 +36,17 @@ const char *fmt_bytes(uint64_t n, char *buf, size_t cap);
 int opt_value(int argc, char **argv, int *i, const char *name, const char **val);
 int usage_error(const char *cmd, const char *fmt, ...) CKPT__PRINTF(2, 3);
 
+/* The options train and d2h share: --json, --dir D, --staging SIZE (>= 4M)
+ * and --writer uring|pwrite|auto.  Returns 1 when argv[*i] was one of them
+ * (stored, *i past its value), 0 when not, 2 after a usage error for cmd. */
+typedef struct common_opts {
+    const char *dir;
+    int json;
+    uint64_t staging_bytes;
+    ckpt_io io;
+} common_opts;
+int common_opt(int argc, char **argv, int *i, const char *cmd, common_opts *c);
+
 typedef struct stat3 {
     double med, min, max;
 } stat3;

@@ -9,6 +9,10 @@
  *        through the public API; a raw O_DIRECT sequential write and read of
  *        the same number of bytes next to it gives the storage limit, and
  *        each result is reported as a fraction of its limit.
+ *   train  a synthetic training loop with and without checkpoints
+ *        (bench_train.c; --device cuda: on the GPU, bench_train_gpu.c).
+ *   d2h  the snapshot of device tensors against raw pinned cudaMemcpy
+ *        (bench_d2h.c).
  *
  * Invariants the bench keeps:
  *   1. It removes only what it created: its raw file, the step folders its
@@ -42,6 +46,7 @@
 #include "ckpt/ckpt.h"
 #include "runtime/internal.h"
 
+#include "bench/bench_gpu.h"
 #include "bench/bench_train.h"
 #include "bench/bench_util.h"
 #include "bench/bench_state.h"
@@ -737,7 +742,9 @@ typedef struct command {
 
 static const command commands[] = {
     {"io", cmd_io, "save/restore throughput against raw O_DIRECT write/read"},
-    {"train", cmd_train, "checkpoint overhead on a synthetic training loop"},
+    {"train", cmd_train, "checkpoint overhead on a synthetic training loop (--device cuda: "
+                         "on the GPU)"},
+    {"d2h", cmd_d2h, "device-to-host snapshot throughput against raw pinned cudaMemcpy"},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

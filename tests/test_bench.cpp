@@ -3,6 +3,13 @@
 // verify what they restore, print the documented JSON fields, refuse bad
 // arguments with exit 2 and leave the folder as they found it.  No figure
 // is asserted here: speed is measured by the bench itself, not by tests.
+// The GPU modes (d2h, train --device cuda) fail cleanly where there is no
+// usable GPU, and run end to end on small sizes where there is one.
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include "cuda_util.h"
 #include "test_util.h"
 
 using namespace ckt;
@@ -79,12 +86,84 @@ TEST(Bench, BadArgumentsExitTwo)
                              "train --dir /tmp/x --ranks 0",
                              // Several ranks agree on every save: busy=wait only (or a
                              // build without MPI refuses --ranks 2 outright).
-                             "train --dir /tmp/x --ranks 2 --busy refuse"})
+                             "train --dir /tmp/x --ranks 2 --busy refuse",
+                             // The GPU modes check their options before looking for a GPU.
+                             "d2h", "d2h --dir /tmp/x --size 1K", "d2h --dir /tmp/x --reps 0",
+                             "d2h --dir /tmp/x --chunk 5000", "d2h --dir /tmp/x --bogus",
+                             "train --dir /tmp/x --device gpu",
+                             "train --dir /tmp/x --device cuda --busy refuse",
+                             "train --dir /tmp/x --device cuda --ranks 2",
+                             "train --dir /tmp/x --keep-last 1"})
         EXPECT_EQ(run(bench() + " " + args, &out), 2) << args << ": " << out;
     EXPECT_EQ(run(bench() + " --help", &out), 0);
     EXPECT_EQ(run(bench() + " train --help", &out), 0);
     EXPECT_NE(out.find("--every"), std::string::npos);
     EXPECT_NE(out.find("--ranks"), std::string::npos);
+    EXPECT_NE(out.find("--device"), std::string::npos);
+    EXPECT_EQ(run(bench() + " d2h --help", &out), 0);
+    EXPECT_NE(out.find("--size"), std::string::npos);
+}
+
+std::string slurp(const std::string &path)
+{
+    std::ifstream f(path);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+}
+
+// Both GPU modes, with what each is asked to do.
+struct GpuMode {
+    std::string prefix, args;
+};
+std::vector<GpuMode> gpu_modes(const std::string &dir)
+{
+    return {{"d2h", "d2h --dir " + quote(dir) + " --size 64M --tensors 8 --reps 2"},
+            {"train --device cuda", "train --device cuda --dir " + quote(dir) +
+                                        " --state 48M --tensors 12 --steps 4 --every 2 "
+                                        "--step-ms 20"}};
+}
+
+TEST(Bench, GpuModesFailCleanlyWithoutAGpu)
+{
+    if (gpu_unavailable().empty())
+        GTEST_SKIP() << "a GPU is here: GpuModesRunSmall covers the modes";
+    TempDir tmp;
+    std::string dir = tmp.sub("gpu"), out;
+    for (const auto &m : gpu_modes(dir)) {
+        EXPECT_EQ(run(bench() + " " + m.args, &out), 1) << m.args << ": " << out;
+        // One line that names the mode and the reason: CUDA's own error
+        // (this build has the backend) or the missing build option.
+        std::string reason = gpu_error_name().empty() ? "built without" : gpu_error_name();
+        EXPECT_NE(out.find("ckpt-bench: " + m.prefix + ": "), std::string::npos) << out;
+        EXPECT_TRUE(out.find(reason) != std::string::npos ||
+                    out.find("built without") != std::string::npos)
+            << "no reason (" << reason << ") in: " << out;
+        EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
+        EXPECT_FALSE(exists(dir)) << "nothing may be created before the GPU is found";
+    }
+}
+
+TEST(Bench, GpuModesRunSmall)
+{
+    std::string why = gpu_unavailable();
+    if (!why.empty())
+        GTEST_SKIP() << "no usable GPU: " << why;
+    TempDir tmp;
+    std::string dir = tmp.sub("gpu"), out, err = tmp.sub("err.txt");
+    const std::vector<std::vector<std::string>> keys = {
+        {"snapshot_gbps_median", "raw_gbps", "snapshot_ratio", "durable_s_median", "gpu"},
+        {"stall_ms_p50", "stall_pct_of_snapshot_max", "overhead_pct", "snapshot_ms_p50",
+         "durable_s_p50", "restore_gbps", "checkpoints", "baseline_step_ms"}};
+    auto modes = gpu_modes(dir);
+    for (size_t i = 0; i < modes.size(); i++) {
+        int rc = run("(" + bench() + " " + modes[i].args + " --json 2>" + quote(err) + ")", &out);
+        if (rc == 1 && slurp(err).find("built without") != std::string::npos)
+            GTEST_SKIP() << "this build has no CUDA kernels";
+        ASSERT_EQ(rc, 0) << modes[i].args << ": " << out << slurp(err);
+        expect_json(out, keys[i]);
+        EXPECT_FALSE(exists(dir));
+    }
 }
 
 } // namespace
