@@ -29,7 +29,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -42,6 +41,7 @@
 #include <unistd.h>
 
 #include "ckpt/ckpt.h"
+#include "examples/cli.h"
 #include "examples/mlp.h"
 
 #define META_MAGIC 0x316f6d6564746b63ull /* "cktdemo1" */
@@ -80,15 +80,6 @@ static void fmt_bytes(double n, char *out, size_t cap)
 
 /* ---- training state and metadata -------------------------------------------------- */
 
-/* The metadata blobs: only uint64_t fields, so no padding bytes. */
-typedef struct meta_hparams {
-    uint64_t magic, seed, dims[NLAYER + 1], ntrain, batch, lr_ppb;
-} meta_hparams;
-
-typedef struct meta_loader {
-    uint64_t epoch, index; /* the next batch starts at perm[index] */
-} meta_loader;
-
 typedef struct trainer {
     model m;
     const dataset *train;
@@ -101,26 +92,14 @@ typedef struct trainer {
 
 static meta_hparams hparams(uint64_t seed)
 {
-    meta_hparams h = {META_MAGIC, seed, {0}, NTRAIN, BATCH, (uint64_t)(LR * 1e9 + 0.5)};
-    for (int l = 0; l <= NLAYER; l++)
-        h.dims[l] = (uint64_t)dims[l];
-    return h;
+    return hparams_of(META_MAGIC, seed);
 }
 
 /* The permutation is recomputed from the epoch, so only two words of
  * loader position need to be checkpointed. */
 static void shuffle(trainer *tr)
 {
-    uint64_t r = tr->seed ^ (0x5eedf00dull * (tr->pos.epoch + 1));
-    int n = tr->train->n;
-    for (int i = 0; i < n; i++)
-        tr->perm[i] = (uint32_t)i;
-    for (int i = n - 1; i > 0; i--) {
-        uint32_t j = (uint32_t)(rng_next(&r) % (uint64_t)(i + 1));
-        uint32_t t = tr->perm[i];
-        tr->perm[i] = tr->perm[j];
-        tr->perm[j] = t;
-    }
+    data_order(tr->perm, tr->train->n, tr->seed, tr->pos.epoch);
 }
 
 /* The state at step 0: initial weights, zero moments, first batch next. */
@@ -464,20 +443,6 @@ static int child_main(const opts *o, const dataset *train, int fd)
     return fail ? 1 : 3;
 }
 
-static ssize_t read_full(int fd, void *buf, size_t n)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t k = read(fd, (char *)buf + got, n - got);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return k < 0 ? -1 : (ssize_t)got;
-        got += (size_t)k;
-    }
-    return (ssize_t)got;
-}
-
 typedef struct kill_report {
     int64_t sent_at;  /* step the child had reached when SIGKILL was sent */
     int64_t died_in;  /* last step the child started */
@@ -514,20 +479,16 @@ static int phase_kill(const opts *o, const dataset *train, kill_report *kr)
     close(fds[1]);
     int killed = 0, fail = 0;
     for (;;) {
-        struct pollfd pf = {fds[0], POLLIN, 0};
-        int n = poll(&pf, 1, CHILD_SILENCE_MS);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            fprintf(stderr, "ckpt-demo: child %d silent for %d s; killing it\n", (int)pid,
-                    CHILD_SILENCE_MS / 1000);
+        progress p;
+        int got = cli_read_record(fds[0], &p, sizeof p, CHILD_SILENCE_MS);
+        if (got < 0) {
+            fprintf(stderr, "ckpt-demo: no word from child %d (%s); killing it\n", (int)pid,
+                    strerror(errno));
             kill(pid, SIGKILL);
             fail = 1;
             break;
         }
-        progress p;
-        ssize_t got = read_full(fds[0], &p, sizeof p);
-        if (got != (ssize_t)sizeof p)
+        if (got == 0)
             break; /* end of file: the child is gone */
         kr->died_in = p.step;
         kr->last_commit = p.last_commit;
@@ -802,17 +763,6 @@ static void usage(FILE *f)
             "Exit status: 0 identical, 1 a difference or an error, 2 bad arguments.\n");
 }
 
-static int parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 static int parse_args(int argc, char **argv, opts *o)
 {
     *o = (opts){NULL, 400, 20, -1, 42, 0};
@@ -854,17 +804,17 @@ static int parse_args(int argc, char **argv, opts *o)
             bad = strlen(val) > 3000;
             break;
         case 1:
-            bad = parse_i64(val, 2, 1000000, &o->steps);
+            bad = cli_i64(val, 2, 1000000, &o->steps);
             break;
         case 2:
-            bad = parse_i64(val, 1, 1000000, &o->every);
+            bad = cli_i64(val, 1, 1000000, &o->every);
             every_set = 1;
             break;
         case 3:
             kill_arg = val;
             break;
         default:
-            bad = val[0] == '-' || parse_i64(val, 0, INT64_MAX, &v);
+            bad = val[0] == '-' || cli_i64(val, 0, INT64_MAX, &v);
             o->seed = (uint64_t)v;
             break;
         }
@@ -880,14 +830,7 @@ static int parse_args(int argc, char **argv, opts *o)
                 o->every, o->steps);
         return -1;
     }
-    if (strcmp(kill_arg, "auto") == 0) {
-        /* Past the middle, half an interval after a checkpoint, never on one:
-         * the steps since the last commit are really lost and re-run. */
-        int64_t k = o->steps / 2 + o->every / 2;
-        if (k % o->every == 0)
-            k++;
-        o->kill_at = k < o->steps ? k : o->steps - 1;
-    } else if (parse_i64(kill_arg, 1, o->steps - 1, &o->kill_at) != 0) {
+    if (cli_kill_at(kill_arg, o->steps, o->every, &o->kill_at) != 0) {
         fprintf(stderr, "ckpt-demo: --kill-at '%s' must be auto or a step in 1..%" PRId64 "\n",
                 kill_arg, o->steps - 1);
         return -1;

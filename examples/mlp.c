@@ -76,6 +76,27 @@ int data_make(uint64_t seed, dataset *train, dataset *test)
     return rc;
 }
 
+void data_order(uint32_t *perm, int n, uint64_t seed, uint64_t epoch)
+{
+    uint64_t r = seed ^ (0x5eedf00dull * (epoch + 1));
+    for (int i = 0; i < n; i++)
+        perm[i] = (uint32_t)i;
+    for (int i = n - 1; i > 0; i--) {
+        uint32_t j = (uint32_t)(rng_next(&r) % (uint64_t)(i + 1));
+        uint32_t t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+}
+
+meta_hparams hparams_of(uint64_t magic, uint64_t seed)
+{
+    meta_hparams h = {magic, seed, {0}, NTRAIN, BATCH, (uint64_t)(LR * 1e9 + 0.5)};
+    for (int l = 0; l <= NLAYER; l++)
+        h.dims[l] = (uint64_t)dims[l];
+    return h;
+}
+
 /* ---- the model ----------------------------------------------------------------- */
 
 

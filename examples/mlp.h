@@ -8,8 +8,15 @@
 #ifndef CKPT_EXAMPLES_MLP_H
 #define CKPT_EXAMPLES_MLP_H
 
+#include <assert.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* C++ too: the CUDA example (examples/cuda_train.cu) reuses the data set,
+ * the initialisation and the evaluation. */
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 /* ---- the problem ------------------------------------------------------------ */
 
@@ -21,7 +28,7 @@ extern const int dims[NLAYER + 1]; /* layer widths, input first */
 
 /* The kernels walk a layer's inputs in blocks of LANES. */
 #define LANES 8 /* dot() spells out eight */
-_Static_assert(DIM_IN % LANES == 0 && DIM_HIDDEN % LANES == 0, "input widths: LANES");
+static_assert(DIM_IN % LANES == 0 && DIM_HIDDEN % LANES == 0, "input widths: LANES");
 
 #define NSUB 4             /* Gaussian sub-clusters per class */
 #define CENTER_SCALE 0.6f /* spread of the cluster centres, per dimension */
@@ -35,6 +42,16 @@ _Static_assert(DIM_IN % LANES == 0 && DIM_HIDDEN % LANES == 0, "input widths: LA
 #define BETA1 0.9f
 #define BETA2 0.999f
 #define ADAM_EPS 1e-8f
+
+/* The checkpoint metadata of a training run on this problem (both
+ * examples): only uint64_t fields, so no padding bytes. */
+typedef struct meta_hparams {
+    uint64_t magic, seed, dims[NLAYER + 1], ntrain, batch, lr_ppb;
+} meta_hparams;
+
+typedef struct meta_loader {
+    uint64_t epoch, index; /* the next batch starts at perm[index] */
+} meta_loader;
 
 typedef struct dataset {
     int n;
@@ -64,6 +81,11 @@ double rng_unit(uint64_t *s);
 float rng_normal(uint64_t *s);
 void data_free(dataset *d);
 int data_make(uint64_t seed, dataset *train, dataset *test);
+/* The order of epoch `epoch`: a permutation of 0..n-1, a pure function of
+ * (seed, epoch), so a loader's position is two words (epoch, index). */
+void data_order(uint32_t *perm, int n, uint64_t seed, uint64_t epoch);
+/* The hyper-parameters blob; magic names the program that trains. */
+meta_hparams hparams_of(uint64_t magic, uint64_t seed);
 int model_alloc(model *m);
 void model_init(model *m, uint64_t seed);
 void forward(model *m, int B, const uint8_t *y, double *loss_sum, int *correct);
@@ -71,4 +93,7 @@ void backward(model *m, int B, const uint8_t *y);
 void adam_step(model *m);
 void evaluate(model *m, const dataset *d, double *loss, double *acc);
 
+#ifdef __cplusplus
+}
+#endif
 #endif
