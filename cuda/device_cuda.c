@@ -17,7 +17,9 @@
  *     so the wait covers the whole snapshot and the host never blocks.
  *   - one waiter thread synchronizes the slot events in submission order and
  *     runs each request's callback (callbacks never run inside CUDA host
- *     functions, which may not call CUDA).
+ *     functions, which may not call CUDA).  A failure, whether queuing the
+ *     copies or reported by the event (an asynchronous copy fault), reaches
+ *     the callback as "<call>: <error name>: <error string>".
  *
  * Invariants: at most NSLOT requests are in flight (copy_out blocks for a
  * free slot); each callback runs exactly once, in submission order; every
@@ -39,7 +41,7 @@
 typedef struct slot {
     ckpt__copyreq *req;
     cudaEvent_t ev;
-    int rc; /* nonzero: queuing the copies failed */
+    ckpt__err err; /* code nonzero: this request failed (set by copy_out or the waiter) */
 } slot;
 
 struct ckpt__device {
@@ -88,9 +90,9 @@ int ckpt__cuda_probe(ckpt__err *err)
 static void *waiter(void *arg)
 {
     ckpt__device *d = arg;
-    ckpt__err ignored;
-    ckpt__err_clear(&ignored);
-    int bad_dev = use(d, &ignored);
+    ckpt__err dev_err; /* the waiter could not make the device current */
+    ckpt__err_clear(&dev_err);
+    (void)use(d, &dev_err);
     pthread_mutex_lock(&d->mu);
     for (;;) {
         while (!d->count && !d->stop)
@@ -99,17 +101,17 @@ static void *waiter(void *arg)
             break;
         slot *s = &d->slots[d->head];
         pthread_mutex_unlock(&d->mu);
-        int rc = s->rc ? s->rc : bad_dev;
-        cudaError_t e = cudaSuccess;
-        if (rc)
+        ckpt__err_keep(&s->err, &dev_err);
+        if (s->err.code) {
             /* Some copies may have been queued: let them land before the
-             * core reuses the slab. */
-            e = cudaStreamSynchronize(d->copy);
-        else
-            e = cudaEventSynchronize(s->ev);
-        if (e != cudaSuccess)
-            rc = CKPT_EDEVICE;
-        s->req->cb(s->req, rc);
+             * core reuses the slab.  The first error is the one reported. */
+            (void)cudaStreamSynchronize(d->copy);
+        } else {
+            cudaError_t e = cudaEventSynchronize(s->ev);
+            if (e != cudaSuccess)
+                fail(&s->err, e, "cudaEventSynchronize");
+        }
+        s->req->cb(s->req, s->err.code ? &s->err : NULL);
         pthread_mutex_lock(&d->mu);
         d->head = (d->head + 1) % NSLOT;
         d->count--;
@@ -268,18 +270,18 @@ static void cuda_copy_out(ckpt__device *d, ckpt__copyreq *req)
     slot *s = &d->slots[(d->head + d->count) % NSLOT];
     pthread_mutex_unlock(&d->mu);
 
-    /* The interface carries only a code back (req->cb); the message of a
-     * failure here is not kept. */
-    ckpt__err why;
-    ckpt__err_clear(&why);
-    int rc = use(d, &why);
+    /* The slot is this thread's until d->count covers it: its error (the
+     * waiter hands it to req->cb) is filled in without the lock. */
+    ckpt__err *why = &s->err;
+    ckpt__err_clear(why);
+    int rc = use(d, why);
     for (size_t i = 0; !rc && i < req->nops; i++) {
         const ckpt__copy *op = &req->ops[i];
         /* cudaMemcpyDefault: the pointer's kind (device, managed, pinned or
          * pageable host) picks the copy, in stream order. */
         cudaError_t e = cudaMemcpyAsync(op->dst, op->src, op->n, cudaMemcpyDefault, d->copy);
         if (e != cudaSuccess)
-            rc = fail(&why, e, "cudaMemcpyAsync");
+            rc = fail(why, e, "cudaMemcpyAsync");
     }
     pthread_mutex_lock(&d->mu);
     if (!rc) {
@@ -287,10 +289,9 @@ static void cuda_copy_out(ckpt__device *d, ckpt__copyreq *req)
         if (e == cudaSuccess)
             e = cudaEventRecord(d->done, d->copy);
         if (e != cudaSuccess)
-            rc = fail(&why, e, "cudaEventRecord");
+            fail(why, e, "cudaEventRecord");
     }
     s->req = req;
-    s->rc = rc;
     d->count++;
     pthread_cond_broadcast(&d->cv);
     pthread_mutex_unlock(&d->mu);

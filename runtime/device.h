@@ -11,7 +11,10 @@
  *     it must not block.
  *   - copy_out(req) queues an asynchronous copy of req->ops into staging;
  *     requests complete in submission order and req->cb runs exactly once
- *     on a backend thread.  Called from one thread at a time.
+ *     on a backend thread.  Called from one thread at a time.  A failed
+ *     copy hands req->cb the error with its message (the backend call that
+ *     failed and the backend's own error text), so the save's ticket can
+ *     say what went wrong, not only that something did.
  *   - fence(stream) runs on the caller's thread once every copy of the
  *     pending saves has been queued (and, for a backend with
  *     CKPT__DEV_FENCE_ON_HOST, completed): it makes `stream` wait for them.
@@ -24,7 +27,8 @@
 
 #include "runtime/err.h"
 
-#define CKPT__DEVICE_VERSION 1
+/* 2: copy callbacks receive the error message, not only its code. */
+#define CKPT__DEVICE_VERSION 2
 /* The fence completes on the host: the core waits for the copies to finish. */
 #define CKPT__DEV_FENCE_ON_HOST 1u
 
@@ -40,7 +44,9 @@ typedef struct ckpt__copyreq ckpt__copyreq;
 struct ckpt__copyreq {
     const ckpt__copy *ops;
     size_t nops;
-    void (*cb)(ckpt__copyreq *req, int rc); /* rc: 0 or a CKPT_E* code */
+    /* err: NULL when every copy landed; else a CKPT_E* code and a message
+     * naming the failing call.  Borrowed: valid only during the call. */
+    void (*cb)(ckpt__copyreq *req, const ckpt__err *err);
     void *user;
     ckpt__copyreq *next; /* backend's use while queued */
 };

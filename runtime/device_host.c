@@ -39,7 +39,7 @@ static void *copier(void *arg)
         pthread_mutex_unlock(&d->mu);
         for (size_t i = 0; i < r->nops; i++)
             memcpy(r->ops[i].dst, r->ops[i].src, r->ops[i].n);
-        r->cb(r, 0);
+        r->cb(r, NULL); /* memcpy cannot fail */
         pthread_mutex_lock(&d->mu);
     }
     pthread_mutex_unlock(&d->mu);

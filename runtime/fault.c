@@ -75,3 +75,16 @@ void ckpt__fault_submit(ckpt__fault *f, const ckpt__writer_methods *wm, ckpt__wr
     }
     req->cb(req);
 }
+
+void ckpt__fault_copy_out(ckpt__fault *f, const ckpt__device_methods *dm, ckpt__device *dev,
+                          ckpt__copyreq *req)
+{
+    if (ckpt__fault_hit(f, CKPT__FAULT_COPY) == CKPT__FAIL_NONE) {
+        dm->copy_out(dev, req);
+        return;
+    }
+    ckpt__err e;
+    ckpt__err_set(&e, CKPT_EDEVICE, "%s copy_out of %zu copies: injected fault", dm->name,
+                  req->nops);
+    req->cb(req, &e);
+}

@@ -23,6 +23,7 @@ enum ckpt__fault_site {
     CKPT__FAULT_MANIFEST,  /* writing the manifest */
     CKPT__FAULT_RENAME,    /* the commit rename */
     CKPT__FAULT_DIRSYNC,   /* fsync of DIR after the rename */
+    CKPT__FAULT_COPY,      /* a snapshot copy request handed to the device */
     CKPT__FAULT_NSITES
 };
 

@@ -42,6 +42,7 @@ int ckpt__pipe_init(ckpt__pipe *p, int dir, ckpt__engine *eng, ckpt__index *idx,
     p->verify = 1;
     ckpt__mbox_init(&p->mbox);
     atomic_init(&p->copied, 0);
+    atomic_init(&p->copy_failed, 0);
 
     uint64_t total = 0;
     for (uint32_t i = 0; i < n; i++)
@@ -119,13 +120,18 @@ void ckpt__pipe_fail(ckpt__pipe *p, const ckpt__err *why)
 
 /* ---- callbacks on backend threads ----------------------------------------- */
 
-static void on_copied(ckpt__copyreq *req, int rc)
+static void on_copied(ckpt__copyreq *req, const ckpt__err *err)
 {
     ckpt__batch *b = req->user;
     ckpt__pipe *p = b->pipe;
-    b->copy_rc = rc;
+    b->copy_rc = err ? err->code : 0;
+    /* The backend's message (the failing call and its error) is kept once,
+     * for the first failure: that is the one the ticket reports. */
+    b->copy_msg = err && atomic_exchange(&p->copy_failed, 1) == 0;
+    if (b->copy_msg)
+        p->copy_err = *err;
     /* Snapshot complete: the caller may write its tensors again. */
-    if (rc == 0 && atomic_fetch_add(&p->copied, 1) + 1 == p->nbat && p->on_snapshot)
+    if (!err && atomic_fetch_add(&p->copied, 1) + 1 == p->nbat && p->on_snapshot)
         p->on_snapshot(p->snap_user);
     ckpt__mbox_post(&p->mbox, &b->ev, EV_FILLED);
 }
@@ -228,7 +234,7 @@ static void start_batch(ckpt__pipe *p, ckpt__batch *b, uint64_t off)
     b->creq.nops = b->count;
     b->creq.cb = on_copied;
     b->creq.user = b;
-    p->eng->dm->copy_out(p->eng->dev, &b->creq);
+    ckpt__fault_copy_out(p->eng->fault, p->eng->dm, p->eng->dev, &b->creq);
 }
 
 /* Finds room for len bytes at the ring's head: 1 and *off, or 0 when the
@@ -464,8 +470,9 @@ int ckpt__pipe_run(ckpt__pipe *p)
         if (stage == EV_FILLED) {
             if (p->dir == CKPT__PIPE_SAVE && b->copy_rc != 0) {
                 ckpt__err e;
-                ckpt__err_set(&e, b->copy_rc, "snapshot copy of batch %u failed",
-                              (unsigned)(b - p->bat));
+                ckpt__err_set(&e, b->copy_rc, "snapshot copy of batch %u failed%s%s",
+                              (unsigned)(b - p->bat), b->copy_msg ? ": " : "",
+                              b->copy_msg ? p->copy_err.msg : "");
                 ckpt__pipe_fail(p, &e);
             }
             if (p->dir == CKPT__PIPE_LOAD && atomic_load(&b->io_failed))

@@ -104,7 +104,8 @@ typedef struct ckpt__batch {
     atomic_int io_failed;
     int64_t io_res;
     uint32_t io_run;
-    int copy_rc;
+    int copy_rc;       /* 0, or the CKPT_E* code of its failed copy */
+    int copy_msg;      /* its failure is the one in pipe->copy_err */
     ckpt__copyreq creq;
     ckpt__task task;
     ckpt__event ev;
@@ -146,6 +147,11 @@ struct ckpt__pipe {
     int queued_sent;
     int failed;
     ckpt__err err;
+    /* save: the first failed copy's message, written by the callback that
+     * won copy_failed and read by the coordinator only after taking that
+     * batch's event (so never while being written). */
+    atomic_int copy_failed;
+    ckpt__err copy_err;
     ckpt__bad_chunk *bads;
     uint32_t nbads, cap_bads;
     uint64_t bytes;      /* planned data bytes */

@@ -2,9 +2,10 @@
 // Fault injection through the numbered fault sites (runtime/fault.h): ENOSPC,
 // EIO and short writes at every write index of a save; failures at every
 // other step of the save (layout, hash attributes, fsync, done-record,
-// manifest, rename, folder fsync); a crash right before the commit rename;
-// read errors during restore.  Each time: a clear error on the ticket, no
-// commit, the previous checkpoint intact, and the next save succeeds.
+// manifest, rename, folder fsync); a failed snapshot copy; a crash right
+// before the commit rename; read errors during restore.  Each time: a clear
+// error on the ticket, no commit, the previous checkpoint intact, and the
+// next save succeeds.
 #include <signal.h>
 
 #include "runtime/fault_hooks.h"
@@ -208,6 +209,46 @@ TEST_P(Fault, AFailedSaveEndsWithAFailedEvent)
     ASSERT_FALSE(events.ev.empty());
     EXPECT_EQ(events.ev.back().error, CKPT_ENOSPC);
     EXPECT_NE(events.msg.back().find("manifest"), std::string::npos) << events.msg.back();
+}
+
+// A snapshot copy that fails on the device: the backend hands its message
+// (which call failed, with the device's error text) to the core with the
+// code, and the ticket keeps it, so ckpt_wait's error says more than that
+// "a copy failed".  Each copy request of a save fails in turn; no commit,
+// the previous checkpoint intact, and the next save works.
+TEST_P(Fault, AFailedDeviceCopyKeepsTheDeviceMessage)
+{
+    set(1);
+    ASSERT_EQ(save_wait(ctx, 1), 0) << ckpt_last_error(ctx);
+    const std::string device_msg = std::string(ckpt_device_name(ctx)) + " copy_out";
+    int copies = 0;
+    for (int n = 0;; n++) {
+        ASSERT_LT(n, 1000) << "the fault never stopped firing";
+        int64_t step = 2 + n;
+        set((uint64_t)step);
+        ASSERT_EQ(ckpt__fault_arm(ctx, CKPT__FAULT_COPY, n, CKPT__FAIL_EIO), 0);
+        int rc = save_wait(ctx, step);
+        if (ckpt__fault_fired(ctx, CKPT__FAULT_COPY) == 0) {
+            // n is past the last copy request of a save: it succeeded.
+            ASSERT_EQ(rc, 0) << ckpt_last_error(ctx);
+            ckpt__fault_arm(ctx, CKPT__FAULT_COPY, -1, CKPT__FAIL_NONE);
+            expect_latest(step, (uint64_t)step);
+            copies = n;
+            break;
+        }
+        ASSERT_EQ(rc, CKPT_EDEVICE) << "copy " << n << ": " << ckpt_last_error(ctx);
+        std::string msg = ckpt_last_error(ctx);
+        EXPECT_NE(msg.find("save step " + std::to_string(step)), std::string::npos) << msg;
+        EXPECT_NE(msg.find("snapshot copy of batch " + std::to_string(n) + " failed: " +
+                           device_msg),
+                  std::string::npos)
+            << msg;
+        EXPECT_NE(msg.find("injected fault"), std::string::npos) << msg;
+        EXPECT_FALSE(exists(step_dir(dir, step))) << "failed save committed";
+        expect_no_leftovers();
+        expect_latest(1, 1);
+    }
+    EXPECT_GE(copies, 2) << "a save of this state should take several copy requests";
 }
 
 TEST_P(Fault, CrashRightBeforeTheRename)
