@@ -21,9 +21,14 @@
  *     copies or reported by the event (an asynchronous copy fault), reaches
  *     the callback as "<call>: <error name>: <error string>".
  *
- * Invariants: at most NSLOT requests are in flight (copy_out blocks for a
- * free slot); each callback runs exactly once, in submission order; every
- * CUDA call's result is checked and reported with the call's name.
+ * Invariants: the slot ring grows (doubling, slots never move: the ring
+ * holds pointers) until MAX_SLOTS requests are in flight, so copy_out
+ * blocks for a free slot only past that: the staging pool, not the slot
+ * count, bounds a snapshot's queued copies, and the fence (which the core
+ * calls once every copy is queued) returns to the host as soon as the last
+ * copy is queued, not when most have finished; each callback runs exactly
+ * once, in submission order; every CUDA call's result is checked and
+ * reported with the call's name.
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -34,7 +39,10 @@
 
 #include "runtime/device.h"
 
-#define NSLOT 64
+/* Slots made at open, and the most the ring grows to (a 64 GiB pool in
+ * 4 MiB batches fits). */
+#define FIRST_SLOTS 64
+#define MAX_SLOTS 16384
 /* cudaHostRegister takes the staging pool in pieces no larger than this. */
 #define PIN_PIECE ((size_t)64 << 30)
 
@@ -52,7 +60,8 @@ struct ckpt__device {
     cudaEvent_t in_ev; /* copy_in: the caller's stream position; in_mu */
     pthread_mutex_t mu, in_mu;
     pthread_cond_t cv;
-    slot slots[NSLOT];
+    slot **ring;          /* cap slots, each allocated once; mu */
+    unsigned cap;         /* mu; grown only by copy_out's thread */
     unsigned head, count; /* mu */
     int stop;             /* mu */
     int have_thread;
@@ -99,7 +108,7 @@ static void *waiter(void *arg)
             pthread_cond_wait(&d->cv, &d->mu);
         if (!d->count)
             break;
-        slot *s = &d->slots[d->head];
+        slot *s = d->ring[d->head];
         pthread_mutex_unlock(&d->mu);
         ckpt__err_keep(&s->err, &dev_err);
         if (s->err.code) {
@@ -113,7 +122,7 @@ static void *waiter(void *arg)
         }
         s->req->cb(s->req, s->err.code ? &s->err : NULL);
         pthread_mutex_lock(&d->mu);
-        d->head = (d->head + 1) % NSLOT;
+        d->head = (d->head + 1) % d->cap;
         d->count--;
         pthread_cond_broadcast(&d->cv);
     }
@@ -135,9 +144,12 @@ static void destroy(ckpt__device *d)
         (void)cudaStreamSynchronize(d->copy);
     for (size_t off = 0; d->pinned && off < d->pinned_n; off += PIN_PIECE)
         (void)cudaHostUnregister((char *)d->pinned + off);
-    for (int i = 0; i < NSLOT; i++)
-        if (d->slots[i].ev)
-            (void)cudaEventDestroy(d->slots[i].ev);
+    for (unsigned i = 0; i < d->cap; i++) {
+        if (d->ring[i]->ev)
+            (void)cudaEventDestroy(d->ring[i]->ev);
+        free(d->ring[i]);
+    }
+    free(d->ring);
     if (d->begin)
         (void)cudaEventDestroy(d->begin);
     if (d->done)
@@ -156,6 +168,36 @@ static int event(cudaEvent_t *ev, ckpt__err *err)
 {
     cudaError_t e = cudaEventCreateWithFlags(ev, cudaEventDisableTiming);
     return e == cudaSuccess ? 0 : fail(err, e, "cudaEventCreateWithFlags");
+}
+
+/* A ring of cap slots whose first `keep` entries are old[from..] in ring
+ * order (old has keep entries); the rest are new slots with their events.
+ * NULL when out of memory or an event cannot be made (err says which). */
+static slot **ring_make(slot **old, unsigned keep, unsigned from, unsigned cap, ckpt__err *err)
+{
+    slot **r = calloc(cap, sizeof *r);
+    if (!r) {
+        ckpt__err_set(err, CKPT_ENOMEM, "cuda device: out of memory for %u copy slots", cap);
+        return NULL;
+    }
+    for (unsigned i = 0; i < keep; i++)
+        r[i] = old[(from + i) % keep];
+    for (unsigned i = keep; i < cap; i++) {
+        r[i] = calloc(1, sizeof *r[i]);
+        if (!r[i]) {
+            ckpt__err_set(err, CKPT_ENOMEM, "cuda device: out of memory for copy slots");
+        } else if (event(&r[i]->ev, err) == 0) {
+            continue;
+        }
+        for (unsigned j = keep; j <= i; j++) {
+            if (r[j] && r[j]->ev)
+                (void)cudaEventDestroy(r[j]->ev);
+            free(r[j]);
+        }
+        free(r);
+        return NULL;
+    }
+    return r;
 }
 
 static int cuda_open(ckpt__device **out, ckpt__err *err)
@@ -181,8 +223,13 @@ static int cuda_open(ckpt__device **out, ckpt__err *err)
         rc = event(&d->done, err);
     if (!rc)
         rc = event(&d->in_ev, err);
-    for (int i = 0; !rc && i < NSLOT; i++)
-        rc = event(&d->slots[i].ev, err);
+    if (!rc) {
+        d->ring = ring_make(NULL, 0, 0, FIRST_SLOTS, err);
+        if (d->ring)
+            d->cap = FIRST_SLOTS;
+        else
+            rc = err->code;
+    }
     if (!rc) {
         int prc = pthread_create(&d->waiter, NULL, waiter, d);
         if (prc)
@@ -264,10 +311,22 @@ static int cuda_save_begin(ckpt__device *d, void *stream, ckpt__err *err)
 static void cuda_copy_out(ckpt__device *d, ckpt__copyreq *req)
 {
     pthread_mutex_lock(&d->mu);
-    while (d->count == NSLOT)
+    if (d->count == d->cap && d->cap < MAX_SLOTS) {
+        /* Slots are pointers: the one the waiter holds stays where it is.
+         * If the ring cannot grow, waiting for a free slot still works. */
+        ckpt__err ignore;
+        slot **r = ring_make(d->ring, d->cap, d->head, d->cap * 2, &ignore);
+        if (r) {
+            free(d->ring);
+            d->ring = r;
+            d->head = 0;
+            d->cap *= 2;
+        }
+    }
+    while (d->count == d->cap)
         pthread_cond_wait(&d->cv, &d->mu);
     /* Only this thread adds slots, so the one found free stays free. */
-    slot *s = &d->slots[(d->head + d->count) % NSLOT];
+    slot *s = d->ring[(d->head + d->count) % d->cap];
     pthread_mutex_unlock(&d->mu);
 
     /* The slot is this thread's until d->count covers it: its error (the
