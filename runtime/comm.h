@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The comm interface: the few collectives the runtime needs to agree across
- * ranks.  Backends: comm_single.c (one rank), comm_mpi.c and cuda/ NCCL
- * (later issues).
+ * ranks.  Backends: comm_single.c (one rank), comm_mpi.c (MPI) and
+ * cuda/comm_nccl.c (NCCL).
  *
  * Rule (DESIGN.md): collectives run only on the caller's thread, at points
  * every rank reaches in the same order (open, restore, close, an explicit
