@@ -87,16 +87,20 @@ static int nccl_fail(ckpt__err *err, ncclComm_t comm, ncclResult_t r, const char
         }                                                                                   \
     } while (0)
 
-/* Inv. 2: the device the caller had is put back by leave(). */
+/* Inv. 2: the device the caller had is put back by leave(), which is safe
+ * to call whatever enter() returned. */
 static int enter(nccl_comm *n, int *prev, ckpt__err *err)
 {
     if (n->broken)
         return ckpt__err_set(err, CKPT_ECOMM,
                              "the NCCL communicator was aborted after an earlier failure");
-    cudaError_t e = cudaGetDevice(prev);
+    *prev = n->dev; /* leave() is a no-op until the caller's device is known */
+    int cur = n->dev;
+    cudaError_t e = cudaGetDevice(&cur);
     if (e != cudaSuccess)
         return cuda_fail(err, e, "cudaGetDevice");
-    e = *prev == n->dev ? cudaSuccess : cudaSetDevice(n->dev);
+    *prev = cur;
+    e = cur == n->dev ? cudaSuccess : cudaSetDevice(n->dev);
     return e == cudaSuccess ? 0 : cuda_fail(err, e, "cudaSetDevice");
 }
 
@@ -165,35 +169,78 @@ static int nc_barrier(ckpt_comm *c, ckpt__err *err)
     return nc_allreduce(c, &one, 1, CKPT__MAX, err);
 }
 
+/* Runs one(n, arg, off, piece) for each piece of at most `most` bytes of
+ * nbytes, waiting for the stream after each (the next piece reuses dbuf),
+ * with the comm's device current (Inv. 2). */
+typedef int (*piece_fn)(nccl_comm *n, void *arg, size_t off, size_t piece, ckpt__err *err);
+
+static int in_pieces(nccl_comm *n, size_t nbytes, size_t most, piece_fn one, void *arg,
+                     ckpt__err *err)
+{
+    int prev, rc = enter(n, &prev, err);
+    for (size_t off = 0; !rc && off < nbytes;) {
+        size_t piece = nbytes - off < most ? nbytes - off : most;
+        rc = one(n, arg, off, piece, err);
+        if (!rc)
+            rc = wait_stream(n, err);
+        off += piece;
+    }
+    leave(n, prev);
+    return rc;
+}
+
+typedef struct bcast_arg {
+    char *buf;
+    int root;
+} bcast_arg;
+
+static int bcast_piece(nccl_comm *n, void *arg, size_t off, size_t piece, ckpt__err *err)
+{
+    bcast_arg *a = arg;
+    int rc = 0;
+    if (n->rank == a->root)
+        CUDA_TRY(cudaMemcpyAsync(n->dbuf, a->buf + off, piece, cudaMemcpyHostToDevice,
+                                 n->stream));
+    NCCL_TRY(n, ncclBroadcast(n->dbuf, n->dbuf, piece, ncclUint8, a->root, n->comm, n->stream));
+    if (n->rank != a->root)
+        CUDA_TRY(cudaMemcpyAsync(a->buf + off, n->dbuf, piece, cudaMemcpyDeviceToHost,
+                                 n->stream));
+out:
+    return rc;
+}
+
 static int nc_bcast(ckpt_comm *c, void *buf, size_t nbytes, int root, ckpt__err *err)
 {
     nccl_comm *n = impl(c);
     if (root < 0 || root >= n->size)
         return ckpt__err_set(err, CKPT_EINVAL, "bcast from rank %d of %d", root, n->size);
-    int prev, rc = enter(n, &prev, err);
-    if (rc)
-        return rc;
-    for (size_t off = 0; off < nbytes;) {
-        size_t piece = nbytes - off < SCRATCH ? nbytes - off : SCRATCH;
-        if (n->rank == root)
-            CUDA_TRY(cudaMemcpyAsync(n->dbuf, (char *)buf + off, piece, cudaMemcpyHostToDevice,
-                                     n->stream));
-        NCCL_TRY(n, ncclBroadcast(n->dbuf, n->dbuf, piece, ncclUint8, root, n->comm, n->stream));
-        if (n->rank != root)
-            CUDA_TRY(cudaMemcpyAsync((char *)buf + off, n->dbuf, piece, cudaMemcpyDeviceToHost,
-                                     n->stream));
-        /* The next piece reuses dbuf: this one must have left it. */
-        if ((rc = wait_stream(n, err)) != 0)
-            goto out;
-        off += piece;
-    }
-out:
-    leave(n, prev);
-    return rc;
+    bcast_arg a = {buf, root};
+    return in_pieces(n, nbytes, SCRATCH, bcast_piece, &a, err);
 }
+
+typedef struct gather_arg {
+    const char *send;
+    char *recv;
+    size_t nbytes, slot;
+    int root;
+} gather_arg;
 
 /* NCCL has no gather: an allgather into size slots after our own, and only
  * the root copies the slots out. */
+static int gather_piece(nccl_comm *n, void *arg, size_t off, size_t piece, ckpt__err *err)
+{
+    gather_arg *a = arg;
+    unsigned char *all = n->dbuf + a->slot;
+    int rc = 0;
+    CUDA_TRY(cudaMemcpyAsync(n->dbuf, a->send + off, piece, cudaMemcpyHostToDevice, n->stream));
+    NCCL_TRY(n, ncclAllGather(n->dbuf, all, piece, ncclUint8, n->comm, n->stream));
+    for (int r = 0; n->rank == a->root && r < n->size; r++)
+        CUDA_TRY(cudaMemcpyAsync(a->recv + (size_t)r * a->nbytes + off, all + (size_t)r * piece,
+                                 piece, cudaMemcpyDeviceToHost, n->stream));
+out:
+    return rc;
+}
+
 static int nc_gather(ckpt_comm *c, const void *send, size_t nbytes, void *recv, int root,
                      ckpt__err *err)
 {
@@ -204,27 +251,8 @@ static int nc_gather(ckpt_comm *c, const void *send, size_t nbytes, void *recv, 
     size_t slot = SCRATCH / ((size_t)n->size + 1);
     if (slot == 0)
         return ckpt__err_set(err, CKPT_EINVAL, "gather over %d ranks", n->size);
-    int prev, rc = enter(n, &prev, err);
-    if (rc)
-        return rc;
-    unsigned char *all = n->dbuf + slot;
-    for (size_t off = 0; off < nbytes;) {
-        size_t piece = nbytes - off < slot ? nbytes - off : slot;
-        CUDA_TRY(cudaMemcpyAsync(n->dbuf, (const char *)send + off, piece,
-                                 cudaMemcpyHostToDevice, n->stream));
-        NCCL_TRY(n, ncclAllGather(n->dbuf, all, piece, ncclUint8, n->comm, n->stream));
-        if (n->rank == root)
-            for (int r = 0; r < n->size; r++)
-                CUDA_TRY(cudaMemcpyAsync((char *)recv + (size_t)r * nbytes + off,
-                                         all + (size_t)r * piece, piece,
-                                         cudaMemcpyDeviceToHost, n->stream));
-        if ((rc = wait_stream(n, err)) != 0)
-            goto out;
-        off += piece;
-    }
-out:
-    leave(n, prev);
-    return rc;
+    gather_arg a = {send, recv, nbytes, slot, root};
+    return in_pieces(n, nbytes, slot, gather_piece, &a, err);
 }
 
 static void nc_destroy(ckpt_comm *c)
