@@ -11,8 +11,17 @@
 #include "io/names.h"
 #include "io/rankfile.h"
 
+/* Attribute types and the scalar dataspace, made once per file: a save
+ * writes five or six attributes per entry, and copying a type and making a
+ * dataspace for each of them was a visible part of the per-entry cost. */
+typedef struct attr_kit {
+    hid_t str;    /* variable-length UTF-8 string */
+    hid_t scalar; /* H5S_SCALAR */
+} attr_kit;
+
 struct ckpt__rankfile {
     hid_t file;
+    attr_kit kit;
     char path[4096];
 };
 
@@ -23,48 +32,68 @@ static void entry_path(const ckpt__entry *e, char *out, size_t cap)
     snprintf(out, cap, "%s/%s", e->kind == CKPT__ENTRY_META ? "/meta" : "/tensors", esc);
 }
 
-static hid_t str_type(void)
+static void kit_close(attr_kit *k)
 {
-    hid_t t = H5Tcopy(H5T_C_S1);
-    if (t >= 0 && (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0)) {
-        H5Tclose(t);
-        return H5I_INVALID_HID;
-    }
-    return t;
+    if (k->str >= 0)
+        H5Tclose(k->str);
+    if (k->scalar >= 0)
+        H5Sclose(k->scalar);
+    k->str = k->scalar = H5I_INVALID_HID;
 }
 
-static int attr_write(hid_t obj, const char *name, hid_t type, int rank, hsize_t n,
-                      const void *data)
+static int kit_open(attr_kit *k)
 {
-    hid_t sp = rank ? H5Screate_simple(1, &n, NULL) : H5Screate(H5S_SCALAR);
+    k->str = H5Tcopy(H5T_C_S1);
+    k->scalar = H5Screate(H5S_SCALAR);
+    if (k->str < 0 || k->scalar < 0 || H5Tset_size(k->str, H5T_VARIABLE) < 0 ||
+        H5Tset_cset(k->str, H5T_CSET_UTF8) < 0) {
+        kit_close(k);
+        return -1;
+    }
+    return 0;
+}
+
+/* Creates attribute `name` on loc itself (path NULL) or on the object at
+ * `path` below loc, and writes data into it; rank 0 is a scalar, else n
+ * elements.  By path, HDF5 adds the attribute to the object header without
+ * building a dataset handle (reading its type, space and layout) first,
+ * which is most of what opening a dataset costs. */
+static int attr_put(hid_t loc, const char *path, const attr_kit *k, const char *name,
+                    hid_t type, int rank, hsize_t n, const void *data)
+{
+    hid_t sp = rank ? H5Screate_simple(1, &n, NULL) : k->scalar;
     if (sp < 0)
         return -1;
-    hid_t a = H5Acreate2(obj, name, type, sp, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t a = path ? H5Acreate_by_name(loc, path, name, type, sp, H5P_DEFAULT, H5P_DEFAULT,
+                                       H5P_DEFAULT)
+                   : H5Acreate2(loc, name, type, sp, H5P_DEFAULT, H5P_DEFAULT);
     int rc = a < 0 || H5Awrite(a, type, data) < 0 ? -1 : 0;
     if (a >= 0)
         H5Aclose(a);
-    H5Sclose(sp);
+    if (rank)
+        H5Sclose(sp);
     return rc;
 }
 
-static int attr_str(hid_t obj, const char *name, const char *value)
+static int attr_write(hid_t obj, const attr_kit *k, const char *name, hid_t type, int rank,
+                      hsize_t n, const void *data)
 {
-    hid_t t = str_type();
-    if (t < 0)
-        return -1;
-    int rc = attr_write(obj, name, t, 0, 1, &value);
-    H5Tclose(t);
-    return rc;
+    return attr_put(obj, NULL, k, name, type, rank, n, data);
 }
 
-static int attr_i64(hid_t obj, const char *name, int64_t v)
+static int attr_str(hid_t obj, const attr_kit *k, const char *name, const char *value)
 {
-    return attr_write(obj, name, H5T_NATIVE_INT64, 0, 1, &v);
+    return attr_write(obj, k, name, k->str, 0, 1, &value);
 }
 
-static int attr_u64(hid_t obj, const char *name, uint64_t v)
+static int attr_i64(hid_t obj, const attr_kit *k, const char *name, int64_t v)
 {
-    return attr_write(obj, name, H5T_NATIVE_UINT64, 0, 1, &v);
+    return attr_write(obj, k, name, H5T_NATIVE_INT64, 0, 1, &v);
+}
+
+static int attr_u64(hid_t obj, const attr_kit *k, const char *name, uint64_t v)
+{
+    return attr_write(obj, k, name, H5T_NATIVE_UINT64, 0, 1, &v);
 }
 
 static int attr_read_u64(hid_t obj, const char *name, uint64_t *v, hsize_t n)
@@ -81,18 +110,34 @@ static int attr_read_u64(hid_t obj, const char *name, uint64_t *v, hsize_t n)
     return rc;
 }
 
-static int make_dataset(hid_t file, ckpt__entry *e, const void *meta, hid_t dcpl, hid_t lcpl,
-                        ckpt__err *err)
+/* HDF5 types for the dtypes of one file, made on first use. */
+typedef struct type_cache {
+    hid_t t[CKPT_BYTES + 1];
+} type_cache;
+
+static hid_t cached_type(type_cache *tc, ckpt_dtype dtype)
 {
-    char path[16 + CKPT__ESCAPED_MAX];
-    entry_path(e, path, sizeof path);
+    if ((int)dtype < 0 || (int)dtype > CKPT_BYTES)
+        return H5I_INVALID_HID;
+    if (tc->t[dtype] < 0)
+        tc->t[dtype] = ckpt__h5_type(dtype);
+    return tc->t[dtype];
+}
+
+/* Creates the dataset of e as link `esc` (its escaped name) in group grp:
+ * naming the group by handle saves a lookup from the root per entry. */
+static int make_dataset(hid_t grp, ckpt__entry *e, const void *meta, hid_t dcpl, hid_t lcpl,
+                        type_cache *tc, const attr_kit *k, ckpt__err *err)
+{
+    char esc[CKPT__ESCAPED_MAX];
+    ckpt__name_escape(e->name, esc);
     hsize_t dims[CKPT_MAX_NDIM];
     for (int d = 0; d < e->ndim; d++)
         dims[d] = (hsize_t)e->count[d];
-    hid_t type = ckpt__h5_type(e->dtype);
-    hid_t sp = e->ndim ? H5Screate_simple(e->ndim, dims, NULL) : H5Screate(H5S_SCALAR);
+    hid_t type = cached_type(tc, e->dtype);
+    hid_t sp = e->ndim ? H5Screate_simple(e->ndim, dims, NULL) : k->scalar;
     hid_t ds = type >= 0 && sp >= 0
-                   ? H5Dcreate2(file, path, type, sp, lcpl, dcpl, H5P_DEFAULT)
+                   ? H5Dcreate2(grp, esc, type, sp, lcpl, dcpl, H5P_DEFAULT)
                    : H5I_INVALID_HID;
     int rc = 0;
     if (ds < 0) {
@@ -109,14 +154,15 @@ static int make_dataset(hid_t file, ckpt__entry *e, const void *meta, hid_t dcpl
         e->file_off = (uint64_t)off;
     }
     const char *dname = ckpt_dtype_name(e->dtype);
-    int bad = attr_str(ds, "name", e->name) < 0 || attr_str(ds, "ckpt_dtype", dname) < 0;
+    int bad = attr_str(ds, k, "name", e->name) < 0 || attr_str(ds, k, "ckpt_dtype", dname) < 0;
     if (!bad && e->ndim > 0) {
-        bad = attr_write(ds, "shape", H5T_NATIVE_INT64, 1, (hsize_t)e->ndim, e->shape) < 0;
+        bad = attr_write(ds, k, "shape", H5T_NATIVE_INT64, 1, (hsize_t)e->ndim, e->shape) < 0;
         int sharded = 0;
         for (int d = 0; d < e->ndim; d++)
             sharded |= e->start[d] != 0 || e->count[d] != e->shape[d];
         if (!bad && sharded)
-            bad = attr_write(ds, "start", H5T_NATIVE_INT64, 1, (hsize_t)e->ndim, e->start) < 0;
+            bad = attr_write(ds, k, "start", H5T_NATIVE_INT64, 1, (hsize_t)e->ndim,
+                             e->start) < 0;
     }
     if (!bad && meta && e->nbytes > 0)
         bad = H5Dwrite(ds, H5T_STD_U8LE, H5S_ALL, H5S_ALL, H5P_DEFAULT, meta) < 0;
@@ -125,10 +171,8 @@ static int make_dataset(hid_t file, ckpt__entry *e, const void *meta, hid_t dcpl
 out:
     if (ds >= 0)
         H5Dclose(ds);
-    if (sp >= 0)
+    if (sp >= 0 && sp != k->scalar)
         H5Sclose(sp);
-    if (type >= 0)
-        H5Tclose(type);
     return rc;
 }
 
@@ -147,10 +191,18 @@ int ckpt__rankfile_create(const char *path, ckpt__index *idx, uint32_t rank,
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
     hid_t g1 = H5I_INVALID_HID, g2 = H5I_INVALID_HID;
+    type_cache tc;
+    for (size_t t = 0; t < sizeof tc.t / sizeof tc.t[0]; t++)
+        tc.t[t] = H5I_INVALID_HID;
     rf->file = H5I_INVALID_HID;
-    if (fapl < 0 || dcpl < 0 || lcpl < 0 || H5Pset_layout(dcpl, H5D_CONTIGUOUS) < 0 ||
+    rf->kit.str = rf->kit.scalar = H5I_INVALID_HID;
+    /* No access and modification times in the object headers: HDF5 would
+     * otherwise rewrite them with every attribute added, and the rank file
+     * of a given state is the same bytes on every save. */
+    if (fapl < 0 || dcpl < 0 || lcpl < 0 || kit_open(&rf->kit) < 0 ||
+        H5Pset_layout(dcpl, H5D_CONTIGUOUS) < 0 ||
         H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY) < 0 ||
-        H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) < 0 ||
+        H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) < 0 || H5Pset_obj_track_times(dcpl, 0) < 0 ||
         H5Pset_char_encoding(lcpl, H5T_CSET_UTF8) < 0) {
         rc = ckpt__h5_fail(err, CKPT_EIO, "%s: property lists", path);
         goto out;
@@ -171,7 +223,8 @@ int ckpt__rankfile_create(const char *path, ckpt__index *idx, uint32_t rank,
         if ((uint32_t)e->rank != rank)
             continue;
         const void *meta = meta_data && e->kind == CKPT__ENTRY_META ? meta_data[i] : NULL;
-        rc = make_dataset(rf->file, e, meta, dcpl, lcpl, err);
+        hid_t grp = e->kind == CKPT__ENTRY_META ? g2 : g1;
+        rc = make_dataset(grp, e, meta, dcpl, lcpl, &tc, &rf->kit, err);
         if (!rc && e->nbytes && e->file_off + e->nbytes > *data_end)
             *data_end = e->file_off + e->nbytes;
     }
@@ -181,6 +234,9 @@ int ckpt__rankfile_create(const char *path, ckpt__index *idx, uint32_t rank,
     if (!rc && H5Fflush(rf->file, H5F_SCOPE_LOCAL) < 0)
         rc = ckpt__h5_fail(err, CKPT_EIO, "flush %s", path);
 out:
+    for (size_t t = 0; t < sizeof tc.t / sizeof tc.t[0]; t++)
+        if (tc.t[t] >= 0)
+            H5Tclose(tc.t[t]);
     if (g1 >= 0)
         H5Gclose(g1);
     if (g2 >= 0)
@@ -203,22 +259,29 @@ int ckpt__rankfile_finish(ckpt__rankfile *rf, const ckpt__index *idx, uint32_t r
                           ckpt__err *err)
 {
     int rc = 0;
+    hid_t g1 = H5Gopen2(rf->file, "tensors", H5P_DEFAULT);
+    hid_t g2 = H5Gopen2(rf->file, "meta", H5P_DEFAULT);
+    if (g1 < 0 || g2 < 0)
+        rc = ckpt__h5_fail(err, CKPT_EIO, "%s: open groups", rf->path);
     for (uint32_t i = 0; i < idx->nentries && !rc; i++) {
         const ckpt__entry *e = &idx->entries[i];
         if ((uint32_t)e->rank != rank)
             continue;
-        char path[16 + CKPT__ESCAPED_MAX];
-        entry_path(e, path, sizeof path);
-        hid_t ds = H5Dopen2(rf->file, path, H5P_DEFAULT);
-        int bad = ds < 0 || attr_u64(ds, "hash", e->hash) < 0;
+        char esc[CKPT__ESCAPED_MAX];
+        ckpt__name_escape(e->name, esc);
+        hid_t grp = e->kind == CKPT__ENTRY_META ? g2 : g1;
+        /* By name: the dataset itself is not opened (see attr_put). */
+        int bad = attr_put(grp, esc, &rf->kit, "hash", H5T_NATIVE_UINT64, 0, 1, &e->hash) < 0;
         if (!bad && e->nchunks)
-            bad = attr_write(ds, "chunk_hashes", H5T_NATIVE_UINT64, 1, e->nchunks,
-                             idx->hashes + e->chunk0) < 0;
-        if (ds >= 0)
-            H5Dclose(ds);
+            bad = attr_put(grp, esc, &rf->kit, "chunk_hashes", H5T_NATIVE_UINT64, 1,
+                           e->nchunks, idx->hashes + e->chunk0) < 0;
         if (bad)
             rc = ckpt__h5_fail(err, CKPT_EIO, "%s: write hashes of '%s'", rf->path, e->name);
     }
+    if (g1 >= 0)
+        H5Gclose(g1);
+    if (g2 >= 0)
+        H5Gclose(g2);
     const ckpt__rankrec *rr = NULL;
     for (uint32_t r = 0; r < idx->nranks; r++)
         if (idx->ranks[r].rank == rank)
@@ -227,14 +290,17 @@ int ckpt__rankfile_finish(ckpt__rankfile *rf, const ckpt__index *idx, uint32_t r
     for (int k = 0; k < 16; k++)
         snprintf(uuid + 2 * k, 3, "%02x", idx->uuid[k]);
     int32_t ver[2] = {CKPT__FORMAT_MAJOR, CKPT__FORMAT_MINOR};
-    if (!rc && (attr_write(rf->file, "ckpt_format_version", H5T_NATIVE_INT32, 1, 2, ver) < 0 ||
-                attr_i64(rf->file, "step", idx->step) < 0 ||
-                attr_i64(rf->file, "rank", rank) < 0 ||
-                attr_i64(rf->file, "world_size", idx->world_size) < 0 ||
-                attr_str(rf->file, "uuid", uuid) < 0 ||
-                attr_i64(rf->file, "chunk_bytes", (int64_t)idx->chunk_bytes) < 0 ||
-                attr_u64(rf->file, "root", rr ? rr->root : 0) < 0))
+    const attr_kit *kit = &rf->kit;
+    if (!rc &&
+        (attr_write(rf->file, kit, "ckpt_format_version", H5T_NATIVE_INT32, 1, 2, ver) < 0 ||
+         attr_i64(rf->file, kit, "step", idx->step) < 0 ||
+         attr_i64(rf->file, kit, "rank", rank) < 0 ||
+         attr_i64(rf->file, kit, "world_size", idx->world_size) < 0 ||
+         attr_str(rf->file, kit, "uuid", uuid) < 0 ||
+         attr_i64(rf->file, kit, "chunk_bytes", (int64_t)idx->chunk_bytes) < 0 ||
+         attr_u64(rf->file, kit, "root", rr ? rr->root : 0) < 0))
         rc = ckpt__h5_fail(err, CKPT_EIO, "%s: write root attributes", rf->path);
+    kit_close(&rf->kit);
     herr_t cl = H5Fclose(rf->file);
     rf->file = H5I_INVALID_HID;
     if (!rc && cl < 0)
@@ -247,6 +313,7 @@ void ckpt__rankfile_abort(ckpt__rankfile *rf)
 {
     if (!rf)
         return;
+    kit_close(&rf->kit);
     if (rf->file >= 0)
         H5Fclose(rf->file);
     H5Eclear2(H5E_DEFAULT);
