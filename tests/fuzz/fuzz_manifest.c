@@ -38,10 +38,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    const char *tmp = fuzz_tmpdir();
-    if (!tmp)
-        abort();
+    const char *tmp = fuzz_setup();
     snprintf(path, sizeof path, "%s/manifest.h5", tmp);
     return 0;
 }

@@ -60,10 +60,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    const char *tmp = fuzz_tmpdir();
-    if (!tmp)
-        abort();
+    const char *tmp = fuzz_setup();
     char dir[4200];
     snprintf(dir, sizeof dir, "%s/ckpt", tmp);
     if (fuzz_seed_checkpoint(dir) != 0)

@@ -17,6 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <hdf5.h>
+
 #include "ckpt/ckpt.h"
 #include "tests/fuzz/fuzz_util.h"
 
@@ -54,6 +56,15 @@ const char *fuzz_tmpdir(void)
     memcpy(tmp_path, tmpl, sizeof tmp_path);
     atexit(rm_tmpdir);
     return tmp_path;
+}
+
+const char *fuzz_setup(void)
+{
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    const char *tmp = fuzz_tmpdir();
+    if (!tmp)
+        abort();
+    return tmp;
 }
 
 int fuzz_read_file(const char *path, uint8_t **data, size_t *len)

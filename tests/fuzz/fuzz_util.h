@@ -22,6 +22,9 @@
 /* The process's scratch folder, created on the first call; NULL (after a
  * message on stderr) when it cannot be created.  Removed by atexit. */
 const char *fuzz_tmpdir(void);
+/* A target's start: HDF5's error printing off (bad files are the inputs)
+ * and the scratch folder; aborts when the folder cannot be made. */
+const char *fuzz_setup(void);
 /* Reads a whole file into *data (malloc'd, owned by the caller); 0 or -1. */
 int fuzz_read_file(const char *path, uint8_t **data, size_t *len);
 /* Replaces path with data[0..len); 0 or -1. */

@@ -74,13 +74,23 @@ ckpt_ctx *open_with_model(const ckpt_config &cfg, std::vector<Part> &m)
     return ck;
 }
 
-} // namespace
-
-TEST(MpiSave, AllRanksMakeOneCheckpointThatRestoresBitExact)
-{
+// Every test: a folder all ranks share, the default config for it and this
+// rank's part of the model once registered.
+class Mpi : public ::testing::Test {
+  protected:
     mpt::SharedDir dir;
     ckpt_config cfg = mpt::config(dir.ck());
     std::vector<Part> m;
+};
+using MpiSave = Mpi;
+using MpiRestore = Mpi;
+using MpiOpen = Mpi;
+using MpiPolicy = Mpi;
+
+} // namespace
+
+TEST_F(MpiSave, AllRanksMakeOneCheckpointThatRestoresBitExact)
+{
     ckpt_ctx *ck = open_with_model(cfg, m);
     ASSERT_NE(ck, nullptr);
     save_and_wait(ck, m, 10, "a");
@@ -129,11 +139,8 @@ TEST(MpiSave, AllRanksMakeOneCheckpointThatRestoresBitExact)
     EXPECT_EQ(ckpt_close(ck), 0);
 }
 
-TEST(MpiSave, ReplicatedTensorsAreWrittenOnceAndSlicesByTheirRank)
+TEST_F(MpiSave, ReplicatedTensorsAreWrittenOnceAndSlicesByTheirRank)
 {
-    mpt::SharedDir dir;
-    ckpt_config cfg = mpt::config(dir.ck());
-    std::vector<Part> m;
     ckpt_ctx *ck = open_with_model(cfg, m);
     ASSERT_NE(ck, nullptr);
     save_and_wait(ck, m, 5, "a");
@@ -164,11 +171,8 @@ TEST(MpiSave, ReplicatedTensorsAreWrittenOnceAndSlicesByTheirRank)
     ckpt__index_free(&idx);
 }
 
-TEST(MpiSave, ARankWhoseWriteFailsStopsTheCommitAtOnce)
+TEST_F(MpiSave, ARankWhoseWriteFailsStopsTheCommitAtOnce)
 {
-    mpt::SharedDir dir;
-    ckpt_config cfg = mpt::config(dir.ck());
-    std::vector<Part> m;
     ckpt_ctx *ck = open_with_model(cfg, m);
     ASSERT_NE(ck, nullptr);
     save_and_wait(ck, m, 10, "a");
@@ -197,13 +201,11 @@ TEST(MpiSave, ARankWhoseWriteFailsStopsTheCommitAtOnce)
     EXPECT_EQ(ckpt_close(ck), 0);
 }
 
-TEST(MpiSave, OverlappingSlicesFailTheCommitNamingTheTensor)
+TEST_F(MpiSave, OverlappingSlicesFailTheCommitNamingTheTensor)
 {
-    mpt::SharedDir dir;
-    ckpt_config cfg = mpt::config(dir.ck());
     ckpt_ctx *ck = mpt::open_ctx(cfg);
     ASSERT_NE(ck, nullptr);
-    auto m = mpt::model(mpt::world(), mpt::rank());
+    m = mpt::model(mpt::world(), mpt::rank());
     for (Part &p : m)
         if (p.name == "bias" && mpt::rank() == 1)
             p.start[0] -= 1; // overlaps rank 0's slice
@@ -226,14 +228,12 @@ TEST(MpiSave, OverlappingSlicesFailTheCommitNamingTheTensor)
     ckpt_close(ck);
 }
 
-TEST(MpiSave, ARankThatNeverSavesTimesOutWithoutACommit)
+TEST_F(MpiSave, ARankThatNeverSavesTimesOutWithoutACommit)
 {
-    mpt::SharedDir dir;
-    ckpt_config cfg = mpt::config(dir.ck());
     cfg.commit_timeout_s = 1;
     ckpt_ctx *ck = mpt::open_ctx(cfg);
     ASSERT_NE(ck, nullptr);
-    auto m = mpt::model(mpt::world(), mpt::rank());
+    m = mpt::model(mpt::world(), mpt::rank());
     mpt::register_model(ck, m);
     int last = mpt::world() - 1;
     if (mpt::rank() != last) {
@@ -255,11 +255,8 @@ TEST(MpiSave, ARankThatNeverSavesTimesOutWithoutACommit)
     EXPECT_EQ(ckpt_close(ck), 0);
 }
 
-TEST(MpiRestore, ACorruptShardOnOneRankMakesEveryRankFallBack)
+TEST_F(MpiRestore, ACorruptShardOnOneRankMakesEveryRankFallBack)
 {
-    mpt::SharedDir dir;
-    ckpt_config cfg = mpt::config(dir.ck());
-    std::vector<Part> m;
     ckpt_ctx *ck = open_with_model(cfg, m);
     ASSERT_NE(ck, nullptr);
     save_and_wait(ck, m, 10, "a");
@@ -303,11 +300,8 @@ TEST(MpiRestore, ACorruptShardOnOneRankMakesEveryRankFallBack)
     EXPECT_EQ(ckpt_close(ck), 0);
 }
 
-TEST(MpiRestore, AMismatchOnOneRankFailsEveryRankWithItsMessage)
+TEST_F(MpiRestore, AMismatchOnOneRankFailsEveryRankWithItsMessage)
 {
-    mpt::SharedDir dir;
-    ckpt_config cfg = mpt::config(dir.ck());
-    std::vector<Part> m;
     ckpt_ctx *ck = open_with_model(cfg, m);
     ASSERT_NE(ck, nullptr);
     save_and_wait(ck, m, 10, "a");
@@ -324,10 +318,8 @@ TEST(MpiRestore, AMismatchOnOneRankFailsEveryRankWithItsMessage)
     EXPECT_EQ(ckpt_close(ck), 0);
 }
 
-TEST(MpiOpen, RefuseIsRejectedWithSeveralRanks)
+TEST_F(MpiOpen, RefuseIsRejectedWithSeveralRanks)
 {
-    mpt::SharedDir dir;
-    ckpt_config cfg = mpt::config(dir.ck());
     cfg.busy = CKPT_BUSY_REFUSE;
     ckpt_ctx *ck = nullptr;
     EXPECT_EQ(ckpt_open(&cfg, ckpt_comm_mpi(MPI_COMM_WORLD), &ck), CKPT_EINVAL);
@@ -337,10 +329,8 @@ TEST(MpiOpen, RefuseIsRejectedWithSeveralRanks)
 
 // Time, a signal on one rank and a request file race with the calls; every
 // rank must still take the same decision at every step.
-TEST(MpiPolicy, RanksNeverDiverge)
+TEST_F(MpiPolicy, RanksNeverDiverge)
 {
-    mpt::SharedDir dir;
-    ckpt_config cfg = mpt::config(dir.ck());
     cfg.policy_every_steps = 25;
     cfg.policy_every_s = 0.01;
     cfg.policy_signal = SIGUSR1;
