@@ -10,10 +10,11 @@
  *     submission order (save.c);
  *   - backend threads (copy, hash, I/O) only touch what a request hands
  *     them (pipeline.h).
- * ctx->mu guards the job queue, the ticket table, inflight, snap_pending
- * and stop; everything else of the context belongs to the caller's thread,
- * except the registry, which the coordinator reads while saves are in
- * flight and which is therefore frozen then (ckpt_register -> CKPT_ESTATE).
+ * ctx->mu guards the job queue, the ticket table, inflight, snap_pending,
+ * the unreported failures (unobserved, nunobserved) and stop; everything
+ * else of the context belongs to the caller's thread, except the registry,
+ * which the coordinator reads while saves are in flight and which is
+ * therefore frozen then (ckpt_register -> CKPT_ESTATE).
  */
 #ifndef CKPT_RUNTIME_INTERNAL_H
 #define CKPT_RUNTIME_INTERNAL_H
@@ -88,6 +89,7 @@ typedef struct ckpt__job {
     int64_t step;
     uint64_t seq;
     ckpt__metastore meta; /* captured at ckpt_save */
+    int wanted;           /* the caller holds the ticket */
     int snap_done;        /* ctx->mu */
     int snap_queued;      /* ctx->mu: every snapshot copy is queued */
     ckpt__err err;
@@ -177,7 +179,9 @@ struct ckpt_ctx {
     ckpt__ticketrec *tickets;
     size_t ntickets, cap_tickets;
     uint64_t next_ticket;
-    ckpt__err unobserved; /* first error of a save nobody waits for */
+    ckpt__err unobserved; /* first unreported failure of a save without a
+                             ticket (ckpt.h conventions) */
+    uint32_t nunobserved; /* how many failed since the last report */
     ckpt__policy pol;     /* ckpt_policy_due (policy.c) */
 };
 
@@ -190,6 +194,9 @@ void ckpt__job_free(ckpt__job *job);
 
 /* ctx.c: records a finished save on its ticket (ctx->mu held). */
 void ckpt__ticket_finish(ckpt_ctx *ctx, uint64_t ticket, int result, const char *msg);
+/* ctx.c: notes the failure of a save without a ticket for the caller's
+ * next call (ctx->mu held). */
+void ckpt__note_unobserved(ckpt_ctx *ctx, const ckpt__err *e);
 
 /* events.c */
 uint64_t ckpt__now_ns(void);

@@ -16,6 +16,21 @@
  *   - Nothing here calls abort() or exit(); misuse returns CKPT_ESTATE.
  *   - Strings and arrays passed in are borrowed for the duration of the call
  *     and copied when the runtime needs them later, unless said otherwise.
+ *   - A save started without a ticket (ckpt_save with ticket NULL) that
+ *     fails is reported to the caller once: by the first later ckpt_save or
+ *     ckpt_fence that has no error of its own, which does all its own work
+ *     and then returns CKPT_ESAVEFAILED, with ckpt_last_error() naming the
+ *     failed step, that save's own code (e.g. "CKPT_ENOSPC") and what
+ *     failed; or, when no such call comes, by ckpt_close, with that save's
+ *     own code.  Several such failures before the report are counted in it,
+ *     and the first is named.  A code of its own, not the save's, because
+ *     the reporting call succeeded: ckpt_fence returning the save's
+ *     CKPT_EDEVICE would read as "the fence failed, do not touch the
+ *     tensors", and ckpt_save returning CKPT_ENOSPC as "this save was not
+ *     started".  The save's CKPT_EVENT_FAILED event (cfg.event_fn) comes as
+ *     well, and by the time it is delivered the report is pending.  A save
+ *     with a ticket keeps its error on the ticket (ckpt_poll, ckpt_wait)
+ *     and is never reported this way.
  */
 #ifndef CKPT_CKPT_H
 #define CKPT_CKPT_H
@@ -59,7 +74,8 @@ extern "C" {
     X(ECOMM, -14, "communication backend error")                                \
     X(EUNSUPPORTED, -15, "not supported by this build or backend")              \
     X(ERANGE, -16, "buffer too small")                                          \
-    X(EPERM, -17, "permission denied")
+    X(EPERM, -17, "permission denied")                                          \
+    X(ESAVEFAILED, -18, "an earlier save without a ticket failed")
 
 typedef enum ckpt_error {
 #define CKPT_X_ENUM(name, value, msg) CKPT_##name = value,
@@ -248,8 +264,10 @@ CKPT_API int ckpt_open(const ckpt_config *cfg, ckpt_comm *comm, ckpt_ctx **out);
  * Waits for every save in flight to commit or fail, then frees the context
  * and everything it owns; the last context holding cfg.policy_signal gives
  * the signal its previous disposition back.  NULL is a no-op returning 0.
- * Returns the error of a save whose ticket nobody waited for, else 0.  The
- * handle is invalid afterwards whatever the result.
+ * Returns the code of a save without a ticket that failed and that no
+ * ckpt_save or ckpt_fence has reported yet (the first, when several),
+ * with ckpt_last_error(NULL) naming it, else 0.  The handle is invalid
+ * afterwards whatever the result.
  */
 CKPT_API int ckpt_close(ckpt_ctx *ctx);
 
@@ -333,11 +351,16 @@ CKPT_API int ckpt_get_meta(ckpt_ctx *ctx, const char *key, void *buf, size_t cap
  * reads the tensors; call ckpt_fence() before anything writes them.
  * `stream` is the caller's CUDA stream (cudaStream_t) with the CUDA device
  * backend, ignored (pass NULL) with the host backend.  If ticket is not
- * NULL it receives a handle for ckpt_poll/ckpt_wait; otherwise the result
- * is only logged (and returned by ckpt_close if it is an error).
+ * NULL it receives a handle for ckpt_poll/ckpt_wait; otherwise the save's
+ * failure, if it fails, is reported by a later ckpt_save, ckpt_fence or
+ * ckpt_close (see the conventions at the top).
  * When cfg.max_inflight saves are still persisting, blocks until one ends
  * (CKPT_BUSY_WAIT) or returns CKPT_EBUSY (CKPT_BUSY_REFUSE).  Saving a step
  * that is already committed replaces it atomically.
+ * Returns 0 when the save was started.  CKPT_ESAVEFAILED: it was started
+ * too (*ticket is set and valid), and an earlier save without a ticket had
+ * failed; ckpt_last_error names it.  Any other error: nothing was started
+ * (*ticket is 0), and an earlier failure stays pending for the next call.
  */
 CKPT_API int ckpt_save(ckpt_ctx *ctx, int64_t step, void *stream, ckpt_ticket *ticket);
 
@@ -347,7 +370,10 @@ CKPT_API int ckpt_save(ckpt_ctx *ctx, int64_t step, void *stream, ckpt_ticket *t
  * blocks the caller until the copy is done (immediately if it already is);
  * with CUDA it makes `stream` wait on the device instead.  A save that
  * failed before its copy finished also releases the fence; its error is on
- * its ticket.
+ * its ticket.  CKPT_ESAVEFAILED: the fence did its work (the tensors may
+ * be modified), and an earlier save without a ticket had failed
+ * (conventions at the top); the backend's own error takes precedence and
+ * leaves that report pending.
  */
 CKPT_API int ckpt_fence(ckpt_ctx *ctx, void *stream);
 
