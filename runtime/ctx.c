@@ -165,6 +165,7 @@ static void destroy(ckpt_ctx *ctx)
     ckpt__engine_close(&ctx->eng);
     ckpt__registry_free(&ctx->reg);
     ckpt__meta_free(&ctx->meta);
+    ckpt__providers_free(&ctx->prov);
     for (size_t i = 0; i < ctx->ntickets; i++)
         free(ctx->tickets[i].msg);
     free(ctx->tickets);
@@ -391,7 +392,20 @@ int ckpt_set_meta(ckpt_ctx *ctx, const char *key, const void *data, size_t len)
 {
     if (!ctx)
         return no_ctx("ckpt_set_meta");
-    return ckpt__meta_put(&ctx->meta, key, data, len, &ctx->err);
+    int rc = ckpt__meta_put(&ctx->meta, key, data, len, &ctx->err);
+    if (!rc)
+        ckpt__provider_drop(&ctx->prov, key); /* the last call for a key wins */
+    return rc;
+}
+
+int ckpt_set_meta_fn(ckpt_ctx *ctx, const char *key, ckpt_meta_fn fn, void *user)
+{
+    if (!ctx)
+        return no_ctx("ckpt_set_meta_fn");
+    int rc = ckpt__provider_set(&ctx->prov, key, fn, user, &ctx->err);
+    if (!rc && !fn)
+        ckpt__meta_del(&ctx->meta, key); /* removal takes the key out of saves */
+    return rc;
 }
 
 int ckpt_get_meta(ckpt_ctx *ctx, const char *key, void *buf, size_t cap, size_t *len)
@@ -429,10 +443,10 @@ int ckpt_save(ckpt_ctx *ctx, int64_t step, void *stream, ckpt_ticket *ticket)
     ckpt__job *job = calloc(1, sizeof *job);
     if (!job)
         return ckpt__err_set(&ctx->err, CKPT_ENOMEM, "ckpt_save: out of memory");
-    int rc = ckpt__meta_copy(&job->meta, &ctx->meta, &ctx->err);
+    int rc = ckpt__meta_capture(&job->meta, &ctx->meta, &ctx->prov, &ctx->err);
     if (rc) {
         free(job);
-        return rc;
+        return ckpt__err_prefix(&ctx->err, "ckpt_save: step %lld", (long long)step);
     }
     job->ctx = ctx;
     job->wanted = ticket != NULL;

@@ -78,7 +78,34 @@ int ckpt__meta_put(ckpt__metastore *m, const char *key, const void *data, size_t
                    ckpt__err *err);
 const ckpt__kv *ckpt__meta_get(const ckpt__metastore *m, const char *key);
 int ckpt__meta_copy(ckpt__metastore *dst, const ckpt__metastore *src, ckpt__err *err);
+/* Removes a key; 1 when it was there, else 0. */
+int ckpt__meta_del(ckpt__metastore *m, const char *key);
 void ckpt__meta_free(ckpt__metastore *m);
+
+/* Metadata providers (ckpt_set_meta_fn), in the order their keys were
+ * first given one; the caller's thread only. */
+typedef struct ckpt__provider {
+    char *key;
+    ckpt_meta_fn fn;
+    void *user;
+} ckpt__provider;
+
+typedef struct ckpt__providers {
+    ckpt__provider *v;
+    uint32_t n, cap;
+    uint8_t *buf; /* CKPT_MAX_META bytes the providers write into; from the first */
+} ckpt__providers;
+
+/* Sets, replaces or (fn NULL) removes the provider of key. */
+int ckpt__provider_set(ckpt__providers *p, const char *key, ckpt_meta_fn fn, void *user,
+                       ckpt__err *err);
+/* Whether key has a provider; removes it when so (ckpt_set_meta wins). */
+int ckpt__provider_drop(ckpt__providers *p, const char *key);
+void ckpt__providers_free(ckpt__providers *p);
+/* The metadata of a save: a copy of m, then every provider's value in its
+ * place (dst is empty on failure, and err names the key). */
+int ckpt__meta_capture(ckpt__metastore *dst, const ckpt__metastore *m, ckpt__providers *p,
+                       ckpt__err *err);
 
 /* ---- saves and tickets ----------------------------------------------------- */
 
@@ -157,6 +184,7 @@ struct ckpt_ctx {
     ckpt__engine eng;
     ckpt__registry reg;
     ckpt__metastore meta;
+    ckpt__providers prov;      /* ckpt_set_meta_fn */
     uint8_t run_uuid[16];
     uint64_t seq;
 

@@ -90,6 +90,8 @@ TEST(BadInputNull, EveryFunctionRefusesANullContext)
         fails(ckpt_set_meta(nullptr, "k", data, 4), CKPT_EINVAL, nullptr, "ckpt_set_meta"));
     EXPECT_TRUE(fails(ckpt_get_meta(nullptr, "k", data, 4, &len), CKPT_EINVAL, nullptr,
                       "ckpt_get_meta"));
+    EXPECT_TRUE(fails(ckpt_set_meta_fn(nullptr, "k", nullptr, nullptr), CKPT_EINVAL, nullptr,
+                      "ckpt_set_meta_fn"));
     EXPECT_TRUE(fails(ckpt_save(nullptr, 1, nullptr, &t), CKPT_EINVAL, nullptr, "ckpt_save"));
     EXPECT_EQ(t, 0u) << "a refused save must clear the ticket";
     EXPECT_TRUE(fails(ckpt_fence(nullptr, nullptr), CKPT_EINVAL, nullptr, "ckpt_fence"));
@@ -1006,6 +1008,63 @@ TEST(BadInputMeta, GetMetaBufferTooSmallOrKeyUnknown)
         fails(ckpt_get_meta(c.ctx, "nope", buf, sizeof buf, &len), CKPT_ENOTFOUND, c.ctx, "'nope'"));
     EXPECT_EQ(ckpt_get_meta(c.ctx, "rng", buf, 10, &len), 0);
     EXPECT_EQ(std::string(buf, 10), "0123456789");
+}
+
+// A provider that fails, or whose value does not fit: the save fails with
+// a code and a message naming the key, and nothing is queued or written.
+struct Provider {
+    int rc = 0;
+    size_t len = 8;
+    static int fn(void *user, void *buf, size_t cap, size_t *len)
+    {
+        auto *p = static_cast<Provider *>(user);
+        memset(buf, 0x33, std::min(p->len, cap));
+        *len = p->len;
+        return p->rc;
+    }
+};
+
+TEST(BadInputMeta, AFailingProviderFailsTheSaveWithNothingWritten)
+{
+    Ctx c;
+    ASSERT_NE(c.ctx, nullptr);
+    float v[4] = {1, 2, 3, 4};
+    int64_t shape[1] = {4};
+    ASSERT_EQ(ckpt_register(c.ctx, "v", v, CKPT_F32, 1, shape), 0);
+    Provider good, bad;
+    EXPECT_TRUE(fails(ckpt_set_meta_fn(c.ctx, "", Provider::fn, &good), CKPT_EINVAL, c.ctx,
+                      "empty"));
+    EXPECT_TRUE(fails(ckpt_set_meta_fn(c.ctx, nullptr, Provider::fn, &good), CKPT_EINVAL, c.ctx,
+                      "metadata key is NULL"));
+    EXPECT_TRUE(fails(ckpt_set_meta_fn(c.ctx, "never", nullptr, nullptr), CKPT_ENOTFOUND, c.ctx,
+                      "'never' has no provider"));
+    ASSERT_EQ(ckpt_set_meta_fn(c.ctx, "first", Provider::fn, &good), 0);
+    ASSERT_EQ(ckpt_set_meta_fn(c.ctx, "loader pos", Provider::fn, &bad), 0);
+    bad.rc = 7;
+    ckpt_ticket t = 5;
+    EXPECT_TRUE(fails(ckpt_save(c.ctx, 1, nullptr, &t), CKPT_EINVAL, c.ctx, "'loader pos'"));
+    EXPECT_NE(std::string(ckpt_last_error(c.ctx)).find("returned 7"), npos);
+    EXPECT_NE(std::string(ckpt_last_error(c.ctx)).find("step 1"), npos);
+    EXPECT_EQ(t, 0u);
+    bad.rc = 0;
+    bad.len = CKPT_MAX_META + 1;
+    EXPECT_TRUE(fails(ckpt_save(c.ctx, 1, nullptr, &t), CKPT_ERANGE, c.ctx, "'loader pos'"));
+    EXPECT_NE(std::string(ckpt_last_error(c.ctx)).find(std::to_string(CKPT_MAX_META + 1)), npos);
+    bad.len = SIZE_MAX;
+    EXPECT_TRUE(fails(ckpt_save(c.ctx, 1, nullptr, nullptr), CKPT_ERANGE, c.ctx, "'loader pos'"));
+    EXPECT_TRUE(ckt::list_dir(c.dir).empty()) << "a failed provider left something in DIR";
+    EXPECT_EQ(ckpt_fence(c.ctx, nullptr), 0) << "nothing was started, nothing failed later";
+    // CKPT_MAX_META bytes is the limit, and fits.
+    bad.len = CKPT_MAX_META;
+    ASSERT_EQ(ckt::save_wait(c.ctx, 1), 0) << ckpt_last_error(c.ctx);
+    ASSERT_EQ(ckpt_restore(c.ctx, 1, nullptr, nullptr), 0) << ckpt_last_error(c.ctx);
+    std::vector<uint8_t> got(CKPT_MAX_META);
+    size_t len = 0;
+    ASSERT_EQ(ckpt_get_meta(c.ctx, "loader pos", got.data(), got.size(), &len), 0);
+    EXPECT_EQ(len, (size_t)CKPT_MAX_META);
+    EXPECT_EQ(got[CKPT_MAX_META - 1], 0x33);
+    EXPECT_EQ(ckpt_close(c.ctx), 0);
+    c.ctx = nullptr;
 }
 
 // ===========================================================================

@@ -329,13 +329,50 @@ CKPT_API int ckpt_unregister(ckpt_ctx *ctx, const char *name);
  * Sets (or replaces) a user metadata blob: RNG state, data-loader position,
  * hyper-parameters.  Copied now; captured by every later ckpt_save.  Key
  * rules as for tensor names; 0 <= len <= CKPT_MAX_META.  Allowed at any
- * time, also while a save is in flight.
+ * time, also while a save is in flight.  Removes a provider the key had
+ * (ckpt_set_meta_fn): the last call for a key decides what saves hold.
  */
 CKPT_API int ckpt_set_meta(ckpt_ctx *ctx, const char *key, const void *data, size_t len);
 
 /*
+ * A metadata provider (ckpt_set_meta_fn): writes the current value of its
+ * key into buf, at most cap (= CKPT_MAX_META) bytes, sets *len to the
+ * value's size and returns 0.  Any other return fails the save.  A value
+ * larger than cap cannot be written: set *len to its size (> cap) and the
+ * save fails with CKPT_ERANGE.  buf is valid during the call only.
+ */
+typedef int (*ckpt_meta_fn)(void *user, void *buf, size_t cap, size_t *len);
+
+/*
+ * Gives `key` a provider that every later ckpt_save calls for the key's
+ * current value (a data-loader position that must never be saved stale),
+ * instead of a value copied now; it replaces a provider the key had.  With
+ * fn NULL, removes the key's provider and the key (later saves hold it
+ * only if ckpt_set_meta sets it again; CKPT_ENOTFOUND when it had none).
+ * Key rules as for ckpt_set_meta.  Borrows `user` until the provider is
+ * replaced or removed, or ckpt_close.  Allowed at any time, also while a
+ * save is in flight; call from the context's thread.
+ *
+ * fn runs on the caller's thread, inside ckpt_save, before the save is
+ * queued: once per ckpt_save call that gets past its argument checks (also
+ * when the save then waits for a slot or is refused with CKPT_EBUSY), the
+ * providers in the order their keys were first given one.  It must not
+ * call into the context.  When a provider returns nonzero, ckpt_save
+ * returns CKPT_EINVAL; when it reports more than CKPT_MAX_META bytes,
+ * CKPT_ERANGE; both with a message naming the key, and nothing of the save
+ * is queued or written (the step's older checkpoint, if any, stays).
+ *
+ * A value that ckpt_set_meta set earlier (or that ckpt_restore brought
+ * back) stays in the store for ckpt_get_meta, but saves take the
+ * provider's value.  ckpt_get_meta never calls a provider: after
+ * ckpt_restore it returns the value the provider gave at that save.
+ */
+CKPT_API int ckpt_set_meta_fn(ckpt_ctx *ctx, const char *key, ckpt_meta_fn fn, void *user);
+
+/*
  * Copies a metadata blob into buf.  After ckpt_restore these are the
- * restored values.  *len gets the blob's size; CKPT_ERANGE when cap is
+ * restored values (also of keys saved from a provider; providers are not
+ * called here).  *len gets the blob's size; CKPT_ERANGE when cap is
  * smaller (buf untouched), CKPT_ENOTFOUND for an unknown key.
  */
 CKPT_API int ckpt_get_meta(ckpt_ctx *ctx, const char *key, void *buf, size_t cap, size_t *len);
@@ -356,7 +393,9 @@ CKPT_API int ckpt_get_meta(ckpt_ctx *ctx, const char *key, void *buf, size_t cap
  * ckpt_close (see the conventions at the top).
  * When cfg.max_inflight saves are still persisting, blocks until one ends
  * (CKPT_BUSY_WAIT) or returns CKPT_EBUSY (CKPT_BUSY_REFUSE).  Saving a step
- * that is already committed replaces it atomically.
+ * that is already committed replaces it atomically.  Calls the metadata
+ * providers (ckpt_set_meta_fn) first; their failure is CKPT_EINVAL or
+ * CKPT_ERANGE with nothing queued.
  * Returns 0 when the save was started.  CKPT_ESAVEFAILED: it was started
  * too (*ticket is set and valid), and an earlier save without a ticket had
  * failed; ckpt_last_error names it.  Any other error: nothing was started
