@@ -224,6 +224,7 @@ int ckpt_open(const ckpt_config *cfg, ckpt_comm *comm, ckpt_ctx **out)
     ctx->rank = ctx->comm->m->rank(ctx->comm);
     ctx->world = ctx->comm->m->size(ctx->comm);
     ctx->running_step = -1;
+    ctx->restored_step = -1;
 
     if (ctx->world > 1 && cfg->busy == CKPT_BUSY_REFUSE)
         rc = ckpt__err_set(err, CKPT_EINVAL,
@@ -613,6 +614,13 @@ int ckpt_restore(ckpt_ctx *ctx, int64_t step, void *stream, int64_t *step_out)
     if (!ctx)
         return no_ctx("ckpt_restore");
     return ckpt__restore(ctx, step, stream, step_out);
+}
+
+int ckpt_restore_tensors(ckpt_ctx *ctx, const char *const *names, size_t n, void *stream)
+{
+    if (!ctx)
+        return no_ctx("ckpt_restore_tensors");
+    return ckpt__restore_tensors(ctx, names, n, stream);
 }
 
 int ckpt_list(ckpt_ctx *ctx, ckpt_info *out, size_t cap, size_t *count)

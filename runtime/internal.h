@@ -185,6 +185,8 @@ struct ckpt_ctx {
     ckpt__registry reg;
     ckpt__metastore meta;
     ckpt__providers prov;      /* ckpt_set_meta_fn */
+    int64_t restored_step;     /* the last ckpt_restore's step, or -1 */
+    uint8_t restored_uuid[16]; /* and its checkpoint's uuid */
     uint8_t run_uuid[16];
     uint64_t seq;
 
@@ -236,6 +238,7 @@ int ckpt__config_validate(const ckpt_config *cfg, ckpt__err *err);
 
 /* restore.c */
 int ckpt__restore(ckpt_ctx *ctx, int64_t step, void *stream, int64_t *step_out);
+int ckpt__restore_tensors(ckpt_ctx *ctx, const char *const *names, size_t n, void *stream);
 
 /* ---- folders (catalog.c) ---------------------------------------------------- */
 

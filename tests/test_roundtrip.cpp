@@ -4,8 +4,9 @@
 // the 64 KiB alignment threshold and the chunk size, a tensor larger than
 // the staging pool), user metadata, 10,000 small tensors, snapshot
 // semantics of the fence, replacing a step, explicit steps, retention, and
-// two contexts in one process; metadata providers called at each save.
-// Every file written is read back by h5dump.
+// two contexts in one process; metadata providers called at each save;
+// tensors registered after the restore and restored by name.  Every file
+// written is read back by h5dump.
 #include <map>
 #include <memory>
 #include <thread>
@@ -466,6 +467,55 @@ TEST_P(RoundTrip, MetadataProviderGivesTheValueAtEachSave)
     EXPECT_EQ(meta_of(ctx, "loader"), u64(600));
     EXPECT_EQ(ckpt_close(ctx), 0);
     expect_h5dump_all(dir);
+}
+
+// Optimizer moments allocated on the first update, after the restore: they
+// are registered then and restored by name from the step ckpt_restore
+// chose (not the newest one), leaving the other tensors and the metadata
+// alone.  The restore warns once about what it left out, pointing at the
+// by-name restore.
+TEST_P(RoundTrip, TensorsRegisteredAfterTheRestoreAreRestoredByName)
+{
+    std::vector<Tensor> ts{make("w", CKPT_F32, {3000}, 1), make("adam.m", CKPT_F32, {3000}, 2),
+                           make("adam.v", CKPT_BF16, {70, 33}, 3)};
+    {
+        ckpt_ctx *ctx = open_ctx(cfg);
+        ASSERT_NE(ctx, nullptr);
+        register_all(ctx, ts);
+        ASSERT_EQ(save_wait(ctx, 5), 0) << ckpt_last_error(ctx);
+        for (auto &t : ts)
+            fill(t.data.data(), t.nbytes(), t.seed + 10);
+        ASSERT_EQ(save_wait(ctx, 6), 0) << ckpt_last_error(ctx);
+        ASSERT_EQ(ckpt_close(ctx), 0);
+    }
+    Logs logs;
+    logs.attach(&cfg);
+    ckpt_ctx *ctx = open_ctx(cfg);
+    ASSERT_NE(ctx, nullptr);
+    std::vector<Tensor> w{make("w", CKPT_F32, {3000}, 0)};
+    register_all(ctx, w);
+    ASSERT_EQ(ckpt_restore(ctx, 5, nullptr, nullptr), 0) << ckpt_last_error(ctx);
+    EXPECT_TRUE(matches(w[0].data.data(), w[0].nbytes(), 1));
+    EXPECT_EQ(logs.count("not registered"), 1);
+    EXPECT_TRUE(logs.has("2 tensor(s)", "'adam.m', 'adam.v'")) << "no warning names them";
+    EXPECT_TRUE(logs.has("not registered", "ckpt_restore_tensors"));
+    // The first update allocates the moments.
+    std::vector<Tensor> moments{make("adam.m", CKPT_F32, {3000}, 0),
+                                make("adam.v", CKPT_BF16, {70, 33}, 0)};
+    for (auto &t : moments)
+        std::fill(t.data.begin(), t.data.end(), 0);
+    register_all(ctx, moments);
+    fill(w[0].data.data(), w[0].nbytes(), 77); // the update changed w too
+    ASSERT_EQ(ckpt_set_meta(ctx, "k", "after", 5), 0);
+    const char *names[] = {"adam.v", "adam.m"};
+    ASSERT_EQ(ckpt_restore_tensors(ctx, names, 2, nullptr), 0) << ckpt_last_error(ctx);
+    EXPECT_TRUE(matches(moments[0].data.data(), moments[0].nbytes(), 2)) << "adam.m";
+    EXPECT_TRUE(matches(moments[1].data.data(), moments[1].nbytes(), 3)) << "adam.v";
+    EXPECT_TRUE(matches(w[0].data.data(), w[0].nbytes(), 77)) << "w was not named";
+    EXPECT_EQ(meta_of(ctx, "k"), "after") << "metadata is not restored by name";
+    EXPECT_EQ(ckpt_restore_tensors(ctx, nullptr, 0, nullptr), 0) << ckpt_last_error(ctx);
+    EXPECT_EQ(logs.count("not registered"), 1) << "the by-name restore warned again";
+    EXPECT_EQ(ckpt_close(ctx), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Writers, RoundTrip, ::testing::ValuesIn(writers()),

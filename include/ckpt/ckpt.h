@@ -139,6 +139,14 @@ typedef enum ckpt_busy {
     CKPT_BUSY_REFUSE    /* ckpt_save returns CKPT_EBUSY instead */
 } ckpt_busy;
 
+/* What ckpt_restore does about tensors of the checkpoint that no tensor of
+ * this rank is registered under. */
+typedef enum ckpt_unregistered {
+    CKPT_RESTORE_WARN = 0, /* restore the registered ones; log a warning
+                              naming how many were left and the first few */
+    CKPT_RESTORE_FAIL      /* CKPT_EMISMATCH on every rank, nothing overwritten */
+} ckpt_unregistered;
+
 typedef enum ckpt_log_level {
     CKPT_LOG_DEBUG = 0,
     CKPT_LOG_INFO,
@@ -225,6 +233,9 @@ typedef struct ckpt_config {
     int policy_sync_steps;    /* time, signal and file requests are agreed
                                  across ranks on every K-th call of
                                  ckpt_policy_due (default 1: every call) */
+    ckpt_unregistered restore_unregistered; /* ckpt_restore and tensors of
+                                 the checkpoint this rank did not register
+                                 (default CKPT_RESTORE_WARN) */
 } ckpt_config;
 
 /*
@@ -479,9 +490,46 @@ CKPT_API int ckpt_policy_due(ckpt_ctx *ctx, int64_t step);
  *                   differs in dtype or shape; nothing was overwritten.
  *   CKPT_ECORRUPT   no checkpoint verified; tensors may hold partial data.
  *   CKPT_ESTATE     a save is still in flight.
+ * Tensors of the checkpoint that this rank did not register are left out:
+ * with cfg.restore_unregistered CKPT_RESTORE_WARN (the default) a warning
+ * names how many and the first few and points at ckpt_restore_tensors;
+ * with CKPT_RESTORE_FAIL it is CKPT_EMISMATCH on every rank, with nothing
+ * overwritten and no fallback.  Each rank compares its own registrations
+ * with every tensor of the checkpoint.
+ * Collective over the comm (every rank calls it, in the same order as the
+ * other collectives); every rank returns the same code.
  * stream: as for ckpt_save; the host backend ignores it.
  */
 CKPT_API int ckpt_restore(ckpt_ctx *ctx, int64_t step, void *stream, int64_t *step_out);
+
+/*
+ * Restores the registered tensors names[0..n) from the checkpoint that the
+ * last ckpt_restore on ctx restored: for state that exists only after the
+ * restore, such as optimizer moments allocated on the first update.
+ * Register such a tensor once its memory exists, then call this.  Reads
+ * and verifies every chunk it touches (unless cfg.verify is 0) and reshards
+ * like ckpt_restore; metadata and the other tensors are left alone.  Blocks.
+ * Borrows names for the call.  Errors:
+ *   CKPT_ESTATE     no ckpt_restore succeeded on ctx (or the last one
+ *                   failed), or a save is in flight.
+ *   CKPT_EINVAL     names NULL with n > 0, a NULL or repeated name.
+ *   CKPT_ENOTFOUND  a name is not registered, or not in that checkpoint;
+ *                   or the checkpoint is gone (deleted, or replaced by a
+ *                   later save of the same step).
+ *   CKPT_EMISMATCH  a tensor differs in dtype or global shape.
+ *   CKPT_ECORRUPT   a chunk failed its checksum or a file is damaged.
+ * With CKPT_ESTATE, CKPT_EINVAL, CKPT_ENOTFOUND or CKPT_EMISMATCH nothing
+ * was overwritten; with CKPT_ECORRUPT or a read error (CKPT_EIO) the named
+ * tensors may hold partial data.  There is no fallback to an older
+ * checkpoint: the other tensors came from this one, and a mixture of steps
+ * is no state the training ever had.
+ * Collective over the comm like ckpt_restore: every rank calls it at the
+ * same point, each with the names of its own tensors (the lists may
+ * differ, n may be 0); every rank returns the same code, with the message
+ * of the rank that failed.  stream: as for ckpt_restore.
+ */
+CKPT_API int ckpt_restore_tensors(ckpt_ctx *ctx, const char *const *names, size_t n,
+                                  void *stream);
 
 /* ------------------------------------------------------------------------
  * Listing.
