@@ -526,7 +526,8 @@ CKPT_API int ckpt_restore(ckpt_ctx *ctx, int64_t step, void *stream, int64_t *st
  * Collective over the comm like ckpt_restore: every rank calls it at the
  * same point, each with the names of its own tensors (the lists may
  * differ, n may be 0); every rank returns the same code, with the message
- * of the rank that failed.  stream: as for ckpt_restore.
+ * of the rank that failed.  Call from the context's thread.  stream: as
+ * for ckpt_restore.
  */
 CKPT_API int ckpt_restore_tensors(ckpt_ctx *ctx, const char *const *names, size_t n,
                                   void *stream);
