@@ -361,8 +361,9 @@ typedef int (*ckpt_meta_fn)(void *user, void *buf, size_t cap, size_t *len);
  * fn NULL, removes the key's provider and the key (later saves hold it
  * only if ckpt_set_meta sets it again; CKPT_ENOTFOUND when it had none).
  * Key rules as for ckpt_set_meta.  Borrows `user` until the provider is
- * replaced or removed, or ckpt_close.  Allowed at any time, also while a
- * save is in flight; call from the context's thread.
+ * replaced or removed, or ckpt_close.  Does not block (the first provider
+ * allocates CKPT_MAX_META bytes of scratch: CKPT_ENOMEM).  Allowed at any
+ * time, also while a save is in flight; call from the context's thread.
  *
  * fn runs on the caller's thread, inside ckpt_save, before the save is
  * queued: once per ckpt_save call that gets past its argument checks (also
