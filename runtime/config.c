@@ -211,6 +211,10 @@ int ckpt__config_validate(const ckpt_config *c, ckpt__err *err)
             c->commit_timeout_s);
     if ((int)c->log_level < CKPT_LOG_DEBUG || c->log_level > CKPT_LOG_OFF)
         BAD("config: unknown log level %d", (int)c->log_level);
+    if (c->restore_unregistered != CKPT_RESTORE_WARN &&
+        c->restore_unregistered != CKPT_RESTORE_FAIL)
+        BAD("config: restore_unregistered %d (CKPT_RESTORE_WARN or CKPT_RESTORE_FAIL)",
+            (int)c->restore_unregistered);
 #undef BAD
     return policy_validate(c, err);
 }

@@ -8,6 +8,12 @@
  * ckpt_save until it is consumed by ckpt_wait (wanted) or until its save
  * ends (not wanted).  Tickets are issued in increasing order, so a ticket
  * below next_ticket that is not in the table was consumed already.
+ *
+ * Unreported failures (ctx->mu): a save without a ticket that fails is
+ * noted in ctx->unobserved (the first) and ctx->nunobserved by the
+ * coordinator before its FAILED event; the next ckpt_save or ckpt_fence
+ * that succeeds hands it to the caller and clears it, so ckpt_close
+ * returns only what no call reported (ckpt.h conventions).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -77,23 +83,41 @@ static void drop_ticket(ckpt_ctx *ctx, size_t i)
     ctx->ntickets--;
 }
 
+void ckpt__note_unobserved(ckpt_ctx *ctx, const ckpt__err *e)
+{
+    ckpt__err_keep(&ctx->unobserved, e);
+    ctx->nunobserved++;
+}
+
+/* Hands the caller the unreported failures (ctx->mu held): once, as
+ * CKPT_ESAVEFAILED with the failed save's step, code and message on
+ * ctx->err; 0 when there are none. */
+static int report_unobserved(ckpt_ctx *ctx)
+{
+    const ckpt__err *u = &ctx->unobserved;
+    if (!u->code)
+        return 0;
+    if (ctx->nunobserved > 1)
+        ckpt__err_set(&ctx->err, CKPT_ESAVEFAILED,
+                      "%u earlier saves without a ticket failed; the first (%s): %s",
+                      ctx->nunobserved, ckpt_err_name(u->code), u->msg);
+    else
+        ckpt__err_set(&ctx->err, CKPT_ESAVEFAILED,
+                      "an earlier save without a ticket failed (%s): %s",
+                      ckpt_err_name(u->code), u->msg);
+    ckpt__err_clear(&ctx->unobserved);
+    ctx->nunobserved = 0;
+    return CKPT_ESAVEFAILED;
+}
+
 void ckpt__ticket_finish(ckpt_ctx *ctx, uint64_t ticket, int result, const char *msg)
 {
     size_t i;
+    /* A failure without a ticket was noted before its event (save.c). */
     ckpt__ticketrec *r = find_ticket(ctx, ticket, &i);
-    if (result && !r) {
-        ckpt__err e;
-        ckpt__err_set(&e, result, "%s", msg);
-        ckpt__err_keep(&ctx->unobserved, &e);
-    }
     if (!r)
         return;
     if (!r->wanted) {
-        if (result) {
-            ckpt__err e;
-            ckpt__err_set(&e, result, "%s", msg);
-            ckpt__err_keep(&ctx->unobserved, &e);
-        }
         drop_ticket(ctx, i);
         return;
     }
@@ -141,6 +165,7 @@ static void destroy(ckpt_ctx *ctx)
     ckpt__engine_close(&ctx->eng);
     ckpt__registry_free(&ctx->reg);
     ckpt__meta_free(&ctx->meta);
+    ckpt__providers_free(&ctx->prov);
     for (size_t i = 0; i < ctx->ntickets; i++)
         free(ctx->tickets[i].msg);
     free(ctx->tickets);
@@ -199,6 +224,7 @@ int ckpt_open(const ckpt_config *cfg, ckpt_comm *comm, ckpt_ctx **out)
     ctx->rank = ctx->comm->m->rank(ctx->comm);
     ctx->world = ctx->comm->m->size(ctx->comm);
     ctx->running_step = -1;
+    ctx->restored_step = -1;
 
     if (ctx->world > 1 && cfg->busy == CKPT_BUSY_REFUSE)
         rc = ckpt__err_set(err, CKPT_EINVAL,
@@ -272,8 +298,11 @@ int ckpt_close(ckpt_ctx *ctx)
     while (ctx->inflight > 0)
         pthread_cond_wait(&ctx->cv, &ctx->mu);
     ckpt__wait_janitor(ctx);
-    pthread_mutex_unlock(&ctx->mu);
     ckpt__err unobserved = ctx->unobserved;
+    if (ctx->nunobserved > 1)
+        ckpt__err_prefix(&unobserved, "%u saves without a ticket failed; the first",
+                         ctx->nunobserved);
+    pthread_mutex_unlock(&ctx->mu);
     destroy(ctx);
     if (unobserved.code)
         *ckpt__thread_err() = unobserved;
@@ -364,7 +393,20 @@ int ckpt_set_meta(ckpt_ctx *ctx, const char *key, const void *data, size_t len)
 {
     if (!ctx)
         return no_ctx("ckpt_set_meta");
-    return ckpt__meta_put(&ctx->meta, key, data, len, &ctx->err);
+    int rc = ckpt__meta_put(&ctx->meta, key, data, len, &ctx->err);
+    if (!rc)
+        ckpt__provider_drop(&ctx->prov, key); /* the last call for a key wins */
+    return rc;
+}
+
+int ckpt_set_meta_fn(ckpt_ctx *ctx, const char *key, ckpt_meta_fn fn, void *user)
+{
+    if (!ctx)
+        return no_ctx("ckpt_set_meta_fn");
+    int rc = ckpt__provider_set(&ctx->prov, key, fn, user, &ctx->err);
+    if (!rc && !fn)
+        ckpt__meta_del(&ctx->meta, key); /* removal takes the key out of saves */
+    return rc;
 }
 
 int ckpt_get_meta(ckpt_ctx *ctx, const char *key, void *buf, size_t cap, size_t *len)
@@ -402,12 +444,13 @@ int ckpt_save(ckpt_ctx *ctx, int64_t step, void *stream, ckpt_ticket *ticket)
     ckpt__job *job = calloc(1, sizeof *job);
     if (!job)
         return ckpt__err_set(&ctx->err, CKPT_ENOMEM, "ckpt_save: out of memory");
-    int rc = ckpt__meta_copy(&job->meta, &ctx->meta, &ctx->err);
+    int rc = ckpt__meta_capture(&job->meta, &ctx->meta, &ctx->prov, &ctx->err);
     if (rc) {
         free(job);
-        return rc;
+        return ckpt__err_prefix(&ctx->err, "ckpt_save: step %lld", (long long)step);
     }
     job->ctx = ctx;
+    job->wanted = ticket != NULL;
     job->step = step;
     job->t_save_ns = job->t_stage_ns = ckpt__now_ns();
 
@@ -471,6 +514,9 @@ int ckpt_save(ckpt_ctx *ctx, int64_t step, void *stream, ckpt_ticket *ticket)
     else
         ctx->qhead = job;
     ctx->qtail = job;
+    /* After the wait for a slot: a failure of the save this one waited for
+     * is reported now, not one call later. */
+    rc = report_unobserved(ctx);
     pthread_mutex_unlock(&ctx->mu);
     /* Signalled after unlocking, so the coordinator does not wake up only to
      * block on the mutex this thread still holds. */
@@ -479,7 +525,7 @@ int ckpt_save(ckpt_ctx *ctx, int64_t step, void *stream, ckpt_ticket *ticket)
      * the job. */
     if (ticket)
         *ticket = t;
-    return 0;
+    return rc;
 }
 
 int ckpt_fence(ckpt_ctx *ctx, void *stream)
@@ -493,7 +539,13 @@ int ckpt_fence(ckpt_ctx *ctx, void *stream)
     while (on_host ? ctx->snap_pending > 0 : ctx->snap_unqueued > 0)
         pthread_cond_wait(&ctx->cv, &ctx->mu);
     pthread_mutex_unlock(&ctx->mu);
-    return ctx->eng.dm->fence(ctx->eng.dev, stream, &ctx->err);
+    int rc = ctx->eng.dm->fence(ctx->eng.dev, stream, &ctx->err);
+    if (rc)
+        return rc; /* the fence's own error first; a pending report waits */
+    pthread_mutex_lock(&ctx->mu);
+    rc = report_unobserved(ctx);
+    pthread_mutex_unlock(&ctx->mu);
+    return rc;
 }
 
 int ckpt_poll(ckpt_ctx *ctx, ckpt_ticket ticket)
@@ -562,6 +614,13 @@ int ckpt_restore(ckpt_ctx *ctx, int64_t step, void *stream, int64_t *step_out)
     if (!ctx)
         return no_ctx("ckpt_restore");
     return ckpt__restore(ctx, step, stream, step_out);
+}
+
+int ckpt_restore_tensors(ckpt_ctx *ctx, const char *const *names, size_t n, void *stream)
+{
+    if (!ctx)
+        return no_ctx("ckpt_restore_tensors");
+    return ckpt__restore_tensors(ctx, names, n, stream);
 }
 
 int ckpt_list(ckpt_ctx *ctx, ckpt_info *out, size_t cap, size_t *count)

@@ -10,10 +10,11 @@
  *     submission order (save.c);
  *   - backend threads (copy, hash, I/O) only touch what a request hands
  *     them (pipeline.h).
- * ctx->mu guards the job queue, the ticket table, inflight, snap_pending
- * and stop; everything else of the context belongs to the caller's thread,
- * except the registry, which the coordinator reads while saves are in
- * flight and which is therefore frozen then (ckpt_register -> CKPT_ESTATE).
+ * ctx->mu guards the job queue, the ticket table, inflight, snap_pending,
+ * the unreported failures (unobserved, nunobserved) and stop; everything
+ * else of the context belongs to the caller's thread, except the registry,
+ * which the coordinator reads while saves are in flight and which is
+ * therefore frozen then (ckpt_register -> CKPT_ESTATE).
  */
 #ifndef CKPT_RUNTIME_INTERNAL_H
 #define CKPT_RUNTIME_INTERNAL_H
@@ -77,7 +78,34 @@ int ckpt__meta_put(ckpt__metastore *m, const char *key, const void *data, size_t
                    ckpt__err *err);
 const ckpt__kv *ckpt__meta_get(const ckpt__metastore *m, const char *key);
 int ckpt__meta_copy(ckpt__metastore *dst, const ckpt__metastore *src, ckpt__err *err);
+/* Removes a key; 1 when it was there, else 0. */
+int ckpt__meta_del(ckpt__metastore *m, const char *key);
 void ckpt__meta_free(ckpt__metastore *m);
+
+/* Metadata providers (ckpt_set_meta_fn), in the order their keys were
+ * first given one; the caller's thread only. */
+typedef struct ckpt__provider {
+    char *key;
+    ckpt_meta_fn fn;
+    void *user;
+} ckpt__provider;
+
+typedef struct ckpt__providers {
+    ckpt__provider *v;
+    uint32_t n, cap;
+    uint8_t *buf; /* CKPT_MAX_META bytes the providers write into; from the first */
+} ckpt__providers;
+
+/* Sets, replaces or (fn NULL) removes the provider of key. */
+int ckpt__provider_set(ckpt__providers *p, const char *key, ckpt_meta_fn fn, void *user,
+                       ckpt__err *err);
+/* Whether key has a provider; removes it when so (ckpt_set_meta wins). */
+int ckpt__provider_drop(ckpt__providers *p, const char *key);
+void ckpt__providers_free(ckpt__providers *p);
+/* The metadata of a save: a copy of m, then every provider's value in its
+ * place (dst is empty on failure, and err names the key). */
+int ckpt__meta_capture(ckpt__metastore *dst, const ckpt__metastore *m, ckpt__providers *p,
+                       ckpt__err *err);
 
 /* ---- saves and tickets ----------------------------------------------------- */
 
@@ -88,6 +116,7 @@ typedef struct ckpt__job {
     int64_t step;
     uint64_t seq;
     ckpt__metastore meta; /* captured at ckpt_save */
+    int wanted;           /* the caller holds the ticket */
     int snap_done;        /* ctx->mu */
     int snap_queued;      /* ctx->mu: every snapshot copy is queued */
     ckpt__err err;
@@ -155,6 +184,9 @@ struct ckpt_ctx {
     ckpt__engine eng;
     ckpt__registry reg;
     ckpt__metastore meta;
+    ckpt__providers prov;      /* ckpt_set_meta_fn */
+    int64_t restored_step;     /* the last ckpt_restore's step, or -1 */
+    uint8_t restored_uuid[16]; /* and its checkpoint's uuid */
     uint8_t run_uuid[16];
     uint64_t seq;
 
@@ -177,7 +209,9 @@ struct ckpt_ctx {
     ckpt__ticketrec *tickets;
     size_t ntickets, cap_tickets;
     uint64_t next_ticket;
-    ckpt__err unobserved; /* first error of a save nobody waits for */
+    ckpt__err unobserved; /* first unreported failure of a save without a
+                             ticket (ckpt.h conventions) */
+    uint32_t nunobserved; /* how many failed since the last report */
     ckpt__policy pol;     /* ckpt_policy_due (policy.c) */
 };
 
@@ -190,6 +224,9 @@ void ckpt__job_free(ckpt__job *job);
 
 /* ctx.c: records a finished save on its ticket (ctx->mu held). */
 void ckpt__ticket_finish(ckpt_ctx *ctx, uint64_t ticket, int result, const char *msg);
+/* ctx.c: notes the failure of a save without a ticket for the caller's
+ * next call (ctx->mu held). */
+void ckpt__note_unobserved(ckpt_ctx *ctx, const ckpt__err *e);
 
 /* events.c */
 uint64_t ckpt__now_ns(void);
@@ -201,6 +238,7 @@ int ckpt__config_validate(const ckpt_config *cfg, ckpt__err *err);
 
 /* restore.c */
 int ckpt__restore(ckpt_ctx *ctx, int64_t step, void *stream, int64_t *step_out);
+int ckpt__restore_tensors(ckpt_ctx *ctx, const char *const *names, size_t n, void *stream);
 
 /* ---- folders (catalog.c) ---------------------------------------------------- */
 

@@ -4,6 +4,12 @@
  * (the order tensors are laid out in the rank file) with a name map for
  * lookups.  Invariant: map holds exactly the names in v, each pointing at
  * its own index; removal moves the last element into the hole.
+ *
+ * Also the metadata providers (ckpt_set_meta_fn) and the capture of a
+ * save's metadata from both: a key has a stored value, a provider, or both
+ * (after a restore brought its value back); a save takes the provider's.
+ * Providers keep their order (removal closes the gap), so they are called
+ * in the order their keys were first given one.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -190,6 +196,22 @@ int ckpt__meta_copy(ckpt__metastore *dst, const ckpt__metastore *src, ckpt__err 
     return 0;
 }
 
+int ckpt__meta_del(ckpt__metastore *m, const char *key)
+{
+    uint32_t i;
+    if (!ckpt__strmap_get(&m->map, key, 0, &i))
+        return 0;
+    ckpt__strmap_del(&m->map, m->v[i].key, 0);
+    free(m->v[i].key);
+    free(m->v[i].val);
+    if (i != m->n - 1) {
+        m->v[i] = m->v[m->n - 1];
+        ckpt__strmap_set(&m->map, m->v[i].key, 0, i);
+    }
+    m->n--;
+    return 1;
+}
+
 void ckpt__meta_free(ckpt__metastore *m)
 {
     for (uint32_t i = 0; i < m->n; i++) {
@@ -199,4 +221,93 @@ void ckpt__meta_free(ckpt__metastore *m)
     free(m->v);
     ckpt__strmap_free(&m->map);
     memset(m, 0, sizeof *m);
+}
+
+/* ---- metadata providers ------------------------------------------------------- */
+
+static ckpt__provider *find_provider(ckpt__providers *p, const char *key, uint32_t *pos)
+{
+    for (uint32_t i = 0; i < p->n; i++)
+        if (strcmp(p->v[i].key, key) == 0) {
+            if (pos)
+                *pos = i;
+            return &p->v[i];
+        }
+    return NULL;
+}
+
+int ckpt__provider_set(ckpt__providers *p, const char *key, ckpt_meta_fn fn, void *user,
+                       ckpt__err *err)
+{
+    int rc = ckpt__name_check(key, "metadata key", err);
+    if (rc)
+        return rc;
+    ckpt__provider *have = find_provider(p, key, NULL);
+    if (!fn) {
+        if (!have)
+            return ckpt__err_set(err, CKPT_ENOTFOUND, "metadata '%s' has no provider", key);
+        ckpt__provider_drop(p, key);
+        return 0;
+    }
+    if (have) {
+        have->fn = fn;
+        have->user = user;
+        return 0;
+    }
+    /* The scratch buffer comes with the first provider, so a save never
+     * allocates a megabyte and a context without providers never holds one. */
+    if (!p->buf && !(p->buf = malloc(CKPT_MAX_META)))
+        return ckpt__err_set(err, CKPT_ENOMEM, "metadata '%s': out of memory", key);
+    if (p->n == p->cap && grow((void **)&p->v, &p->cap, sizeof *p->v) != 0)
+        return ckpt__err_set(err, CKPT_ENOMEM, "metadata '%s': out of memory", key);
+    char *k = strdup(key);
+    if (!k)
+        return ckpt__err_set(err, CKPT_ENOMEM, "metadata '%s': out of memory", key);
+    p->v[p->n++] = (ckpt__provider){k, fn, user};
+    return 0;
+}
+
+int ckpt__provider_drop(ckpt__providers *p, const char *key)
+{
+    uint32_t i;
+    if (!key || !find_provider(p, key, &i))
+        return 0;
+    free(p->v[i].key);
+    memmove(&p->v[i], &p->v[i + 1], (p->n - i - 1) * sizeof *p->v);
+    p->n--;
+    return 1;
+}
+
+void ckpt__providers_free(ckpt__providers *p)
+{
+    for (uint32_t i = 0; i < p->n; i++)
+        free(p->v[i].key);
+    free(p->v);
+    free(p->buf);
+    memset(p, 0, sizeof *p);
+}
+
+int ckpt__meta_capture(ckpt__metastore *dst, const ckpt__metastore *m, ckpt__providers *p,
+                       ckpt__err *err)
+{
+    int rc = ckpt__meta_copy(dst, m, err);
+    for (uint32_t i = 0; !rc && i < p->n; i++) {
+        const ckpt__provider *pv = &p->v[i];
+        size_t len = 0;
+        int frc = pv->fn(pv->user, p->buf, CKPT_MAX_META, &len);
+        if (frc)
+            rc = ckpt__err_set(err, CKPT_EINVAL,
+                               "metadata provider of '%s' failed (returned %d); nothing saved",
+                               pv->key, frc);
+        else if (len > CKPT_MAX_META)
+            rc = ckpt__err_set(err, CKPT_ERANGE,
+                               "metadata provider of '%s' gave %zu bytes, more than "
+                               "CKPT_MAX_META (%u); nothing saved",
+                               pv->key, len, CKPT_MAX_META);
+        else
+            rc = ckpt__meta_put(dst, pv->key, p->buf, len, err);
+    }
+    if (rc)
+        ckpt__meta_free(dst);
+    return rc;
 }

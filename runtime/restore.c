@@ -11,7 +11,9 @@
  *      the layout: every tensor's saved slices tile it (io/shard.h);
  *   2. every registered tensor (or slice) has saved data with the same
  *      dtype and global shape (else CKPT_EMISMATCH, no fallback: the
- *      caller's setup is wrong);
+ *      caller's setup is wrong), and every tensor of the checkpoint is
+ *      registered (else a warning after the restore, or with
+ *      CKPT_RESTORE_FAIL, CKPT_EMISMATCH);
  *   3. every rank file it reads is a regular file of the recorded size;
  *   4. this rank's metadata blobs are read and verified into a new store
  *      (none when the checkpoint had fewer ranks than this job);
@@ -21,13 +23,19 @@
  *      chunks it touches and copies the overlapping runs.
  * A failure in 1, 3, 4 or 5 falls back to the next older checkpoint (with
  * CKPT_LATEST).  Only 5 can leave tensors partly written, and the fallback
- * then overwrites every registered tensor again.
+ * then overwrites every registered tensor again.  The ranks agree after 4,
+ * so that no rank starts 5 unless every rank's checks passed, and after 5.
  *
  * Agreement (collective, the caller's thread on every rank): each round,
  * every rank proposes the newest step of its catalog at or below a bound,
  * all try the smallest proposal, and all succeed or all fall back below it
  * together; an error that allows no fallback ends the restore on every
  * rank, with the message of the rank that had it.
+ *
+ * Restoring by name (ckpt_restore_tensors) runs the same steps on a
+ * selection of the registered tensors, from the checkpoint the last
+ * restore chose (same step and uuid), without metadata or fallback, and
+ * agrees on the result the same way.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -62,7 +70,20 @@ typedef struct plan {
     ckpt__strmap heads;  /* tensor name -> its first entry */
     uint32_t *whole;     /* per registered tensor: entry read whole, or NONE */
     uint8_t *need;       /* per saved rank: its file is read */
+    const uint8_t *sel;  /* per registered tensor: restore it (NULL: all) */
 } plan;
+
+/* What one restore of a checkpoint restores, and what it found. */
+typedef struct restore_req {
+    const uint8_t *sel; /* per registered tensor: restore it; NULL: every one
+                           and the metadata (ckpt_restore) */
+    uint8_t uuid[16];   /* sel: the checkpoint must be this one; else out */
+    uint32_t nunreg;    /* out (sel NULL): tensors of the checkpoint that are
+                           not registered, */
+    char unreg[320];    /* the first few of them, quoted */
+} restore_req;
+
+#define UNREG_NAMED 5 /* how many unregistered tensors a message names */
 
 static void plan_free(plan *p)
 {
@@ -92,12 +113,36 @@ static int same_box(const ckpt__box *a, const ckpt__box *b)
     return 1;
 }
 
-/* Step 2: CKPT_EMISMATCH naming the first registered tensor that differs;
- * fills the plan. */
-static int make_plan(ckpt_ctx *ctx, const ckpt__index *idx, const char *what, plan *p,
-                     ckpt__err *err)
+/* Step 2, the other way round: the tensors of the checkpoint that this
+ * rank did not register, counted and the first few named in req. */
+static void find_unregistered(ckpt_ctx *ctx, const ckpt__index *idx, const plan *p,
+                              restore_req *req)
+{
+    size_t k = 0;
+    req->nunreg = 0;
+    req->unreg[0] = '\0';
+    for (uint32_t i = 0; i < idx->nentries; i++) {
+        const ckpt__entry *e = &idx->entries[i];
+        uint32_t head;
+        /* Each name once: at the entry that heads its chain. */
+        if (e->kind != CKPT__ENTRY_TENSOR || !ckpt__strmap_get(&p->heads, e->name, 0, &head) ||
+            head != i || ckpt__strmap_get(&ctx->reg.map, e->name, 0, NULL))
+            continue;
+        if (++req->nunreg <= UNREG_NAMED && k < sizeof req->unreg) {
+            int w = snprintf(req->unreg + k, sizeof req->unreg - k, "%s'%.48s'", k ? ", " : "",
+                             e->name);
+            k += w > 0 ? (size_t)w : 0;
+        }
+    }
+}
+
+/* Step 2: CKPT_EMISMATCH naming the first registered tensor that differs
+ * (CKPT_ENOTFOUND for one missing when restoring by name); fills the plan. */
+static int make_plan(ckpt_ctx *ctx, const ckpt__index *idx, const char *what,
+                     restore_req *req, plan *p, ckpt__err *err)
 {
     memset(p, 0, sizeof *p);
+    p->sel = req->sel;
     p->next = malloc((idx->nentries ? idx->nentries : 1) * sizeof *p->next);
     p->whole = malloc((ctx->reg.n ? ctx->reg.n : 1) * sizeof *p->whole);
     p->need = calloc(idx->world_size ? idx->world_size : 1, 1);
@@ -120,9 +165,11 @@ static int make_plan(ckpt_ctx *ctx, const ckpt__index *idx, const char *what, pl
         const ckpt__tensor *t = &ctx->reg.v[i];
         uint32_t first;
         p->whole[i] = NONE;
+        if (p->sel && !p->sel[i])
+            continue;
         if (!ckpt__strmap_get(&p->heads, t->name, 0, &first))
-            return ckpt__err_set(err, CKPT_EMISMATCH, "%s: tensor '%s' is not in the checkpoint",
-                                 what, t->name);
+            return ckpt__err_set(err, p->sel ? CKPT_ENOTFOUND : CKPT_EMISMATCH,
+                                 "%s: tensor '%s' is not in the checkpoint", what, t->name);
         const ckpt__entry *e = &idx->entries[first];
         if (e->dtype != t->dtype)
             return ckpt__err_set(err, CKPT_EMISMATCH,
@@ -152,6 +199,15 @@ static int make_plan(ckpt_ctx *ctx, const ckpt__index *idx, const char *what, pl
                 p->need[idx->entries[k].rank] = 1;
         }
     }
+    if (req->sel)
+        return 0;
+    find_unregistered(ctx, idx, p, req);
+    if (req->nunreg && ctx->cfg.restore_unregistered == CKPT_RESTORE_FAIL)
+        return ckpt__err_set(err, CKPT_EMISMATCH,
+                             "%s: %u tensor(s) of the checkpoint are not registered on rank %d: "
+                             "%s%s (cfg.restore_unregistered is CKPT_RESTORE_FAIL)",
+                             what, req->nunreg, ctx->rank, req->unreg,
+                             req->nunreg > UNREG_NAMED ? ", ..." : "");
     return 0;
 }
 
@@ -359,7 +415,8 @@ static int read_parts(ckpt_ctx *ctx, const ckpt__index *idx, const plan *p, uint
     for (uint32_t i = 0; !rc && i < ctx->reg.n; i++) {
         const ckpt__tensor *t = &ctx->reg.v[i];
         uint32_t k;
-        if (p->whole[i] != NONE || !ckpt__strmap_get(&p->heads, t->name, 0, &k))
+        if ((p->sel && !p->sel[i]) || p->whole[i] != NONE ||
+            !ckpt__strmap_get(&p->heads, t->name, 0, &k))
             continue;
         for (; !rc && k != NONE; k = p->next[k]) {
             const ckpt__entry *e = &idx->entries[k];
@@ -386,62 +443,97 @@ static int read_parts(ckpt_ctx *ctx, const ckpt__index *idx, const plan *p, uint
     return rc;
 }
 
-static int restore_one(ckpt_ctx *ctx, int64_t step, void *stream, ckpt__err *err)
-{
-    char name[32], dir[4096], path[4200], fname[32], what[128];
-    ckpt__step_name(step, name);
-    snprintf(dir, sizeof dir, "%s/%s", ctx->dir, name);
-    snprintf(path, sizeof path, "%s/%s", dir, CKPT__MANIFEST_NAME);
+/* One checkpoint being restored on this rank: what steps 1-4 found, for
+ * step 5. */
+typedef struct attempt {
+    char name[32];
+    char dir[4096];
     ckpt__index idx;
-    int rc = ckpt__manifest_read(path, &idx, err);
+    int have_idx;
+    plan p;
+    ckpt__metastore meta;
+    int mine; /* this rank reads its metadata from the checkpoint */
+} attempt;
+
+static void attempt_free(attempt *a)
+{
+    ckpt__meta_free(&a->meta);
+    plan_free(&a->p);
+    if (a->have_idx)
+        ckpt__index_free(&a->idx);
+    a->have_idx = 0;
+}
+
+/* Steps 1-4: everything that can refuse the checkpoint before a tensor is
+ * written. */
+static int attempt_check(ckpt_ctx *ctx, int64_t step, restore_req *req, attempt *a,
+                         ckpt__err *err)
+{
+    char path[4200];
+    ckpt__step_name(step, a->name);
+    snprintf(a->dir, sizeof a->dir, "%s/%s", ctx->dir, a->name);
+    snprintf(path, sizeof path, "%s/%s", a->dir, CKPT__MANIFEST_NAME);
+    int rc = ckpt__manifest_read(path, &a->idx, err);
     if (rc)
         return rc;
-    plan p;
-    memset(&p, 0, sizeof p);
-    ckpt__metastore meta = {0};
-    if (idx.step != step)
+    a->have_idx = 1;
+    const ckpt__index *idx = &a->idx;
+    if (idx->step != step)
         rc = ckpt__err_set(err, CKPT_ECORRUPT, "%s records step %lld, not %lld", path,
-                           (long long)idx.step, (long long)step);
+                           (long long)idx->step, (long long)step);
+    if (!rc && req->sel && memcmp(idx->uuid, req->uuid, sizeof idx->uuid) != 0)
+        rc = ckpt__err_set(err, CKPT_ENOTFOUND,
+                           "%s was saved again after ckpt_restore restored it; the checkpoint "
+                           "it restored is gone",
+                           a->name);
     if (!rc)
-        rc = ckpt__layout_check(&idx, CKPT_ECORRUPT, name, err);
+        rc = ckpt__layout_check(idx, CKPT_ECORRUPT, a->name, err);
     if (!rc)
-        rc = make_plan(ctx, &idx, name, &p, err);
-    /* Step 3 for every file this rank reads, before anything is written. */
-    int mine = ctx->rank < (int)idx.world_size;
-    for (uint32_t r = 0; !rc && r < idx.world_size; r++) {
-        if (!p.need[r] && !(mine && r == (uint32_t)ctx->rank))
+        rc = make_plan(ctx, idx, a->name, req, &a->p, err);
+    /* Step 3 for every file this rank reads; a restore by name reads no
+     * metadata. */
+    a->mine = ctx->rank < (int)idx->world_size && !req->sel;
+    for (uint32_t r = 0; !rc && r < idx->world_size; r++) {
+        if (!a->p.need[r] && !(a->mine && r == (uint32_t)ctx->rank))
             continue;
-        const ckpt__rankrec *rr = rank_rec(&idx, r);
-        snprintf(path, sizeof path, "%s/rank-%05u.h5", dir, r);
+        const ckpt__rankrec *rr = rank_rec(idx, r);
+        snprintf(path, sizeof path, "%s/rank-%05u.h5", a->dir, r);
         rc = rr ? check_rank_file(path, rr->file_bytes, err)
-                : ckpt__err_set(err, CKPT_ECORRUPT, "%s: no record of rank %u", name, r);
+                : ckpt__err_set(err, CKPT_ECORRUPT, "%s: no record of rank %u", a->name, r);
     }
-    if (!rc && mine) {
-        snprintf(path, sizeof path, "%s/rank-%05d.h5", dir, ctx->rank);
-        rc = read_meta(ctx, &idx, path, &meta, err);
+    if (!rc && a->mine) {
+        snprintf(path, sizeof path, "%s/rank-%05d.h5", a->dir, ctx->rank);
+        rc = read_meta(ctx, idx, path, &a->meta, err);
     }
-    for (uint32_t r = 0; !rc && r < idx.world_size; r++) {
-        if (!p.need[r])
+    return rc;
+}
+
+/* Step 5, then the metadata (ckpt_restore only) replaces the store. */
+static int attempt_read(ckpt_ctx *ctx, attempt *a, void *stream, restore_req *req,
+                        ckpt__err *err)
+{
+    char path[4200], fname[32], what[128];
+    int rc = 0;
+    for (uint32_t r = 0; !rc && r < a->idx.world_size; r++) {
+        if (!a->p.need[r])
             continue;
         snprintf(fname, sizeof fname, "rank-%05u.h5", r);
-        snprintf(path, sizeof path, "%s/%s", dir, fname);
-        snprintf(what, sizeof what, "%s/%s", name, fname);
-        rc = read_whole(ctx, &idx, &p, r, path, what, stream, err);
+        snprintf(path, sizeof path, "%s/%s", a->dir, fname);
+        snprintf(what, sizeof what, "%s/%s", a->name, fname);
+        rc = read_whole(ctx, &a->idx, &a->p, r, path, what, stream, err);
         if (!rc)
-            rc = read_parts(ctx, &idx, &p, r, path, stream, err);
+            rc = read_parts(ctx, &a->idx, &a->p, r, path, stream, err);
     }
-    if (!rc) {
-        if (!mine)
+    if (!rc && !req->sel) {
+        if (!a->mine)
             ckpt__logf(&ctx->log, CKPT_LOG_INFO,
-                       "%s was saved by %u ranks: rank %d restores no metadata", name,
-                       idx.world_size, ctx->rank);
+                       "%s was saved by %u ranks: rank %d restores no metadata", a->name,
+                       a->idx.world_size, ctx->rank);
         ckpt__meta_free(&ctx->meta);
-        ctx->meta = meta;
-        memset(&meta, 0, sizeof meta);
+        ctx->meta = a->meta;
+        memset(&a->meta, 0, sizeof a->meta);
+        memcpy(req->uuid, a->idx.uuid, sizeof req->uuid);
     }
-    ckpt__meta_free(&meta);
-    plan_free(&p);
-    ckpt__index_free(&idx);
     return rc;
 }
 
@@ -488,25 +580,66 @@ static int agree(ckpt_ctx *ctx, int rc, int fatal, ckpt__err *err, int *fatal_ou
     return err->code ? err->code : CKPT_ECOMM;
 }
 
+/* CKPT_ESTATE while saves are in flight; else waits for retention, so a
+ * restore reads what retention leaves. */
+static int quiesce(ckpt_ctx *ctx, const char *fn, ckpt__err *err)
+{
+    pthread_mutex_lock(&ctx->mu);
+    int busy = ctx->inflight;
+    if (!busy)
+        ckpt__wait_janitor(ctx);
+    pthread_mutex_unlock(&ctx->mu);
+    if (busy)
+        return ckpt__err_set(err, CKPT_ESTATE, "%s: %d save(s) in flight; wait for them first",
+                             fn, busy);
+    return 0;
+}
+
+/* Restores one checkpoint on every rank, agreeing twice: after steps 1-4,
+ * so that no rank writes a tensor unless every rank's checks passed (a
+ * mismatch on one rank leaves every rank's tensors untouched), and after
+ * step 5.  present: this rank's catalog holds the step; active 0: this
+ * rank has nothing to restore and only takes part.  A failure allows a
+ * fallback only with `fallback` and a code that is damage, not the
+ * caller's setup.  Returns the agreed result; *fatal as for agree(). */
+static int restore_agreed(ckpt_ctx *ctx, int64_t step, int present, int active, int fallback,
+                          void *stream, restore_req *req, ckpt__err *err, int *fatal)
+{
+    attempt a;
+    memset(&a, 0, sizeof a);
+    int one = !active ? 0
+              : present
+                  ? attempt_check(ctx, step, req, &a, err)
+                  : ckpt__err_set(err, CKPT_ECORRUPT, "rank %d does not see step %lld in %s",
+                                  ctx->rank, (long long)step, ctx->dir);
+    for (int phase = 0; phase < 2; phase++) {
+        if (phase == 1)
+            one = active ? attempt_read(ctx, &a, stream, req, err) : 0;
+        /* A mismatch is the caller's setup, not damage: no fallback. */
+        int f = !fallback || one == CKPT_EMISMATCH || one == CKPT_EFORMAT ||
+                one == CKPT_ENOMEM;
+        int rc = agree(ctx, one, f, err, fatal);
+        if (rc) {
+            attempt_free(&a);
+            return rc;
+        }
+    }
+    attempt_free(&a);
+    return 0;
+}
+
 int ckpt__restore(ckpt_ctx *ctx, int64_t step, void *stream, int64_t *step_out)
 {
     ckpt__err *err = &ctx->err;
     if (step_out)
         *step_out = -1;
+    ctx->restored_step = -1; /* whatever happens below, no longer that one */
     int rc = 0, fatal = 0;
     if (step != CKPT_LATEST && (step < 0 || step > CKPT__STEP_MAX))
         rc = ckpt__err_set(err, CKPT_EINVAL, "ckpt_restore: step %lld is not a step",
                            (long long)step);
-    if (!rc) {
-        pthread_mutex_lock(&ctx->mu);
-        int busy = ctx->inflight;
-        if (!busy)
-            ckpt__wait_janitor(ctx); /* restore what retention leaves */
-        pthread_mutex_unlock(&ctx->mu);
-        if (busy)
-            rc = ckpt__err_set(err, CKPT_ESTATE,
-                               "ckpt_restore: %d save(s) in flight; wait for them first", busy);
-    }
+    if (!rc)
+        rc = quiesce(ctx, "ckpt_restore", err);
     int64_t *steps = NULL;
     size_t n = 0;
     if (!rc)
@@ -544,20 +677,26 @@ int ckpt__restore(ckpt_ctx *ctx, int64_t step, void *stream, int64_t *step_out)
         }
         ckpt__err e;
         ckpt__err_clear(&e);
-        int one = i < n && steps[i] == prop
-                      ? restore_one(ctx, prop, stream, &e)
-                      : ckpt__err_set(&e, CKPT_ECORRUPT, "rank %d does not see step %lld in %s",
-                                      ctx->rank, (long long)prop, ctx->dir);
-        /* A mismatch is the caller's setup, not damage: no fallback. */
-        int f = one == CKPT_EMISMATCH || one == CKPT_EFORMAT || one == CKPT_ENOMEM ||
-                step != CKPT_LATEST;
-        rc = agree(ctx, one, f, &e, &fatal);
+        restore_req req;
+        memset(&req, 0, sizeof req);
+        rc = restore_agreed(ctx, prop, i < n && steps[i] == prop, 1, step == CKPT_LATEST,
+                            stream, &req, &e, &fatal);
         if (rc == 0) {
             if (step_out)
                 *step_out = prop;
+            ctx->restored_step = prop;
+            memcpy(ctx->restored_uuid, req.uuid, sizeof req.uuid);
             ckpt__logf(&ctx->log, newest.code ? CKPT_LOG_WARN : CKPT_LOG_INFO,
                        "restored step %lld from %s%s", (long long)prop, ctx->dir,
                        newest.code ? " after falling back" : "");
+            if (req.nunreg)
+                ckpt__logf(&ctx->log, CKPT_LOG_WARN,
+                           "restore of step %lld left out %u tensor(s) of the checkpoint that "
+                           "are not registered: %s%s; register them and restore them with "
+                           "ckpt_restore_tensors(), or set cfg.restore_unregistered = "
+                           "CKPT_RESTORE_FAIL to refuse such a restore",
+                           (long long)prop, req.nunreg, req.unreg,
+                           req.nunreg > UNREG_NAMED ? ", ..." : "");
             break;
         }
         if (fatal) {
@@ -570,5 +709,75 @@ int ckpt__restore(ckpt_ctx *ctx, int64_t step, void *stream, int64_t *step_out)
         bound = prop - 1;
     }
     free(steps);
+    return rc;
+}
+
+/* The registered tensors named, as a selection; CKPT_EINVAL or
+ * CKPT_ENOTFOUND naming the first bad name. */
+static int select_names(ckpt_ctx *ctx, const char *const *names, size_t n, uint8_t *sel,
+                        ckpt__err *err)
+{
+    if (n && !names)
+        return ckpt__err_set(err, CKPT_EINVAL, "ckpt_restore_tensors: names is NULL (n = %zu)",
+                             n);
+    for (size_t k = 0; k < n; k++) {
+        uint32_t i;
+        if (!names[k])
+            return ckpt__err_set(err, CKPT_EINVAL, "ckpt_restore_tensors: names[%zu] is NULL",
+                                 k);
+        if (!ckpt__strmap_get(&ctx->reg.map, names[k], 0, &i))
+            return ckpt__err_set(err, CKPT_ENOTFOUND,
+                                 "ckpt_restore_tensors: tensor '%.255s' is not registered",
+                                 names[k]);
+        if (sel[i])
+            return ckpt__err_set(err, CKPT_EINVAL,
+                                 "ckpt_restore_tensors: tensor '%s' is named twice", names[k]);
+        sel[i] = 1;
+    }
+    return 0;
+}
+
+int ckpt__restore_tensors(ckpt_ctx *ctx, const char *const *names, size_t n, void *stream)
+{
+    ckpt__err *err = &ctx->err;
+    int64_t step = ctx->restored_step;
+    int rc = 0, fatal = 0;
+    uint8_t *sel = calloc(ctx->reg.n ? ctx->reg.n : 1, 1);
+    if (!sel)
+        rc = ckpt__err_set(err, CKPT_ENOMEM, "ckpt_restore_tensors: out of memory");
+    if (!rc && step < 0)
+        rc = ckpt__err_set(err, CKPT_ESTATE,
+                           "ckpt_restore_tensors: no checkpoint restored on this context (a "
+                           "ckpt_restore must succeed first)");
+    if (!rc)
+        rc = quiesce(ctx, "ckpt_restore_tensors", err);
+    if (!rc)
+        rc = select_names(ctx, names, n, sel, err);
+    char name[32], dir[4096];
+    struct stat st;
+    ckpt__step_name(step < 0 ? 0 : step, name);
+    snprintf(dir, sizeof dir, "%s/%s", ctx->dir, name);
+    if (!rc && n && lstat(dir, &st) != 0)
+        rc = errno == ENOENT ? ckpt__err_set(err, CKPT_ENOTFOUND,
+                                             "ckpt_restore_tensors: %s, which ckpt_restore "
+                                             "restored, is gone (retention or gc deleted it)",
+                                             dir)
+                             : ckpt__err_errno(err, errno, "ckpt_restore_tensors: stat %s", dir);
+    /* Every rank reaches both agreements whatever it found (and whether it
+     * names any tensor): all succeed or all fail. */
+    rc = agree(ctx, rc, 1, err, &fatal);
+    if (!rc) {
+        restore_req req;
+        memset(&req, 0, sizeof req);
+        req.sel = sel;
+        memcpy(req.uuid, ctx->restored_uuid, sizeof req.uuid);
+        rc = restore_agreed(ctx, step, 1, n > 0, 0, stream, &req, err, &fatal);
+        if (rc)
+            ckpt__err_prefix(err, "ckpt_restore_tensors");
+    }
+    free(sel);
+    if (!rc && n)
+        ckpt__logf(&ctx->log, CKPT_LOG_INFO, "restored %zu tensor(s) by name from step %lld",
+                   n, (long long)step);
     return rc;
 }

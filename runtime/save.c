@@ -473,6 +473,13 @@ void *ckpt__coordinator_main(void *arg)
         int rc = run_save(ctx, job, &job->err);
         if (rc) {
             ckpt__err_prefix(&job->err, "save step %lld", (long long)job->step);
+            /* Before the event: once event_fn sees FAILED, the caller's
+             * next ckpt_save or ckpt_fence reports it (ckpt.h). */
+            if (!job->wanted) {
+                pthread_mutex_lock(&ctx->mu);
+                ckpt__note_unobserved(ctx, &job->err);
+                pthread_mutex_unlock(&ctx->mu);
+            }
             ckpt__emit(ctx, job, CKPT_EVENT_FAILED, rc, job->err.msg);
         } else {
             ckpt__emit(ctx, job, CKPT_EVENT_COMMITTED, 0, NULL);

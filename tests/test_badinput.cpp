@@ -90,6 +90,11 @@ TEST(BadInputNull, EveryFunctionRefusesANullContext)
         fails(ckpt_set_meta(nullptr, "k", data, 4), CKPT_EINVAL, nullptr, "ckpt_set_meta"));
     EXPECT_TRUE(fails(ckpt_get_meta(nullptr, "k", data, 4, &len), CKPT_EINVAL, nullptr,
                       "ckpt_get_meta"));
+    EXPECT_TRUE(fails(ckpt_set_meta_fn(nullptr, "k", nullptr, nullptr), CKPT_EINVAL, nullptr,
+                      "ckpt_set_meta_fn"));
+    const char *names[] = {"x"};
+    EXPECT_TRUE(fails(ckpt_restore_tensors(nullptr, names, 1, nullptr), CKPT_EINVAL, nullptr,
+                      "ckpt_restore_tensors"));
     EXPECT_TRUE(fails(ckpt_save(nullptr, 1, nullptr, &t), CKPT_EINVAL, nullptr, "ckpt_save"));
     EXPECT_EQ(t, 0u) << "a refused save must clear the ticket";
     EXPECT_TRUE(fails(ckpt_fence(nullptr, nullptr), CKPT_EINVAL, nullptr, "ckpt_fence"));
@@ -231,6 +236,12 @@ TEST(BadInputConfig, EveryBadFieldIsRefusedBeforeTouchingTheDisk)
         {"verify -1", [](ckpt_config *c) { c->verify = -1; }, "verify"},
         {"max_inflight 0", [](ckpt_config *c) { c->max_inflight = 0; }, "max_inflight"},
         {"max_inflight 65", [](ckpt_config *c) { c->max_inflight = 65; }, "max_inflight"},
+        {"restore_unregistered 2",
+         [](ckpt_config *c) { c->restore_unregistered = (ckpt_unregistered)2; },
+         "restore_unregistered"},
+        {"restore_unregistered -1",
+         [](ckpt_config *c) { c->restore_unregistered = (ckpt_unregistered)-1; },
+         "restore_unregistered"},
     };
     expect_configs_refused(cases);
 }
@@ -1008,6 +1019,63 @@ TEST(BadInputMeta, GetMetaBufferTooSmallOrKeyUnknown)
     EXPECT_EQ(std::string(buf, 10), "0123456789");
 }
 
+// A provider that fails, or whose value does not fit: the save fails with
+// a code and a message naming the key, and nothing is queued or written.
+struct Provider {
+    int rc = 0;
+    size_t len = 8;
+    static int fn(void *user, void *buf, size_t cap, size_t *len)
+    {
+        auto *p = static_cast<Provider *>(user);
+        memset(buf, 0x33, std::min(p->len, cap));
+        *len = p->len;
+        return p->rc;
+    }
+};
+
+TEST(BadInputMeta, AFailingProviderFailsTheSaveWithNothingWritten)
+{
+    Ctx c;
+    ASSERT_NE(c.ctx, nullptr);
+    float v[4] = {1, 2, 3, 4};
+    int64_t shape[1] = {4};
+    ASSERT_EQ(ckpt_register(c.ctx, "v", v, CKPT_F32, 1, shape), 0);
+    Provider good, bad;
+    EXPECT_TRUE(fails(ckpt_set_meta_fn(c.ctx, "", Provider::fn, &good), CKPT_EINVAL, c.ctx,
+                      "empty"));
+    EXPECT_TRUE(fails(ckpt_set_meta_fn(c.ctx, nullptr, Provider::fn, &good), CKPT_EINVAL, c.ctx,
+                      "metadata key is NULL"));
+    EXPECT_TRUE(fails(ckpt_set_meta_fn(c.ctx, "never", nullptr, nullptr), CKPT_ENOTFOUND, c.ctx,
+                      "'never' has no provider"));
+    ASSERT_EQ(ckpt_set_meta_fn(c.ctx, "first", Provider::fn, &good), 0);
+    ASSERT_EQ(ckpt_set_meta_fn(c.ctx, "loader pos", Provider::fn, &bad), 0);
+    bad.rc = 7;
+    ckpt_ticket t = 5;
+    EXPECT_TRUE(fails(ckpt_save(c.ctx, 1, nullptr, &t), CKPT_EINVAL, c.ctx, "'loader pos'"));
+    EXPECT_NE(std::string(ckpt_last_error(c.ctx)).find("returned 7"), npos);
+    EXPECT_NE(std::string(ckpt_last_error(c.ctx)).find("step 1"), npos);
+    EXPECT_EQ(t, 0u);
+    bad.rc = 0;
+    bad.len = CKPT_MAX_META + 1;
+    EXPECT_TRUE(fails(ckpt_save(c.ctx, 1, nullptr, &t), CKPT_ERANGE, c.ctx, "'loader pos'"));
+    EXPECT_NE(std::string(ckpt_last_error(c.ctx)).find(std::to_string(CKPT_MAX_META + 1)), npos);
+    bad.len = SIZE_MAX;
+    EXPECT_TRUE(fails(ckpt_save(c.ctx, 1, nullptr, nullptr), CKPT_ERANGE, c.ctx, "'loader pos'"));
+    EXPECT_TRUE(ckt::list_dir(c.dir).empty()) << "a failed provider left something in DIR";
+    EXPECT_EQ(ckpt_fence(c.ctx, nullptr), 0) << "nothing was started, nothing failed later";
+    // CKPT_MAX_META bytes is the limit, and fits.
+    bad.len = CKPT_MAX_META;
+    ASSERT_EQ(ckt::save_wait(c.ctx, 1), 0) << ckpt_last_error(c.ctx);
+    ASSERT_EQ(ckpt_restore(c.ctx, 1, nullptr, nullptr), 0) << ckpt_last_error(c.ctx);
+    std::vector<uint8_t> got(CKPT_MAX_META);
+    size_t len = 0;
+    ASSERT_EQ(ckpt_get_meta(c.ctx, "loader pos", got.data(), got.size(), &len), 0);
+    EXPECT_EQ(len, (size_t)CKPT_MAX_META);
+    EXPECT_EQ(got[CKPT_MAX_META - 1], 0x33);
+    EXPECT_EQ(ckpt_close(c.ctx), 0);
+    c.ctx = nullptr;
+}
+
 // ===========================================================================
 // Restore
 // ===========================================================================
@@ -1200,6 +1268,156 @@ TEST(BadInputRestore, MismatchDoesNotFallBackToAnOlderStep)
     EXPECT_EQ(ckpt_restore(ctx, 6, nullptr, &step), 0) << ckpt_last_error(ctx);
     EXPECT_EQ(step, 6);
     EXPECT_EQ(ckpt_close(ctx), 0);
+}
+
+// Restoring by name: refused before a restore, and for names that are not
+// registered, not in the checkpoint, repeated or NULL, for a mismatch, while
+// a save is in flight, and once the checkpoint was replaced or deleted;
+// nothing is overwritten in any of these cases.
+TEST(BadInputRestore, RestoreByNameRefusesWithNothingOverwritten)
+{
+    TempDir tmp;
+    std::string dir = tmp.sub("ckpt");
+    save_ab(dir, 6);
+    if (HasFatalFailure())
+        return;
+    ckt::EventGate gate;
+    ckpt_config cfg = ckt::config(dir);
+    gate.attach(&cfg);
+    ckpt_ctx *ctx = ckt::open_ctx(cfg);
+    ASSERT_NE(ctx, nullptr);
+    float a[16];
+    memset(a, kSentinel, sizeof a);
+    int64_t sa[2] = {4, 4}, sb[1] = {8};
+    ASSERT_EQ(ckpt_register(ctx, "a", a, CKPT_F32, 2, sa), 0);
+    const char *just_a[] = {"a"};
+    EXPECT_TRUE(fails(ckpt_restore_tensors(ctx, just_a, 1, nullptr), CKPT_ESTATE, ctx,
+                      "ckpt_restore must succeed"));
+    EXPECT_TRUE(untouched(a, sizeof a));
+    ASSERT_EQ(ckpt_restore(ctx, CKPT_LATEST, nullptr, nullptr), 0) << ckpt_last_error(ctx);
+    // b registered with the wrong dtype.
+    std::vector<uint8_t> b(32, kSentinel);
+    ASSERT_EQ(ckpt_register(ctx, "b", b.data(), CKPT_F32, 1, sb), 0);
+    const char *just_b[] = {"b"};
+    EXPECT_TRUE(fails(ckpt_restore_tensors(ctx, just_b, 1, nullptr), CKPT_EMISMATCH, ctx, "'b'"));
+    EXPECT_TRUE(untouched(b.data(), b.size()));
+    float c4[4];
+    memset(c4, kSentinel, sizeof c4);
+    int64_t sc[1] = {4};
+    ASSERT_EQ(ckpt_register(ctx, "c", c4, CKPT_F32, 1, sc), 0);
+    memset(a, kSentinel, sizeof a);
+    const char *a_and_c[] = {"a", "c"};
+    EXPECT_TRUE(fails(ckpt_restore_tensors(ctx, a_and_c, 2, nullptr), CKPT_ENOTFOUND, ctx,
+                      "'c' is not in the checkpoint"));
+    EXPECT_TRUE(untouched(a, sizeof a)) << "a was written before c was found missing";
+    const char *unknown[] = {"a", "zzz"};
+    EXPECT_TRUE(fails(ckpt_restore_tensors(ctx, unknown, 2, nullptr), CKPT_ENOTFOUND, ctx,
+                      "'zzz' is not registered"));
+    const char *twice[] = {"a", "a"};
+    EXPECT_TRUE(fails(ckpt_restore_tensors(ctx, twice, 2, nullptr), CKPT_EINVAL, ctx, "twice"));
+    const char *null_name[] = {"a", nullptr};
+    EXPECT_TRUE(fails(ckpt_restore_tensors(ctx, null_name, 2, nullptr), CKPT_EINVAL, ctx,
+                      "names[1] is NULL"));
+    EXPECT_TRUE(fails(ckpt_restore_tensors(ctx, nullptr, 1, nullptr), CKPT_EINVAL, ctx,
+                      "names is NULL"));
+    EXPECT_TRUE(untouched(a, sizeof a));
+    ASSERT_EQ(ckpt_unregister(ctx, "b"), 0);
+    ASSERT_EQ(ckpt_unregister(ctx, "c"), 0);
+    // While a save is in flight (held at its start).
+    gate.hold_step = 6;
+    ckpt_ticket t = 0;
+    ASSERT_EQ(ckpt_save(ctx, 6, nullptr, &t), 0) << ckpt_last_error(ctx);
+    EXPECT_TRUE(fails(ckpt_restore_tensors(ctx, just_a, 1, nullptr), CKPT_ESTATE, ctx,
+                      "in flight"));
+    gate.release();
+    ASSERT_EQ(ckpt_fence(ctx, nullptr), 0);
+    ASSERT_EQ(ckpt_wait(ctx, t, -1), 0) << ckpt_last_error(ctx);
+    // That save replaced step 6: the checkpoint the restore read is gone.
+    EXPECT_TRUE(fails(ckpt_restore_tensors(ctx, just_a, 1, nullptr), CKPT_ENOTFOUND, ctx,
+                      "saved again"));
+    EXPECT_TRUE(untouched(a, sizeof a));
+    ASSERT_EQ(ckpt_restore(ctx, 6, nullptr, nullptr), 0) << ckpt_last_error(ctx);
+    ASSERT_EQ(ckpt_restore_tensors(ctx, just_a, 1, nullptr), 0) << ckpt_last_error(ctx);
+    TempDir::remove_all(ckt::step_dir(dir, 6));
+    memset(a, kSentinel, sizeof a);
+    EXPECT_TRUE(fails(ckpt_restore_tensors(ctx, just_a, 1, nullptr), CKPT_ENOTFOUND, ctx,
+                      "is gone"));
+    // A restore that fails forgets the step of the one before.
+    EXPECT_EQ(ckpt_restore(ctx, CKPT_LATEST, nullptr, nullptr), CKPT_ENOTFOUND);
+    EXPECT_TRUE(fails(ckpt_restore_tensors(ctx, just_a, 1, nullptr), CKPT_ESTATE, ctx,
+                      "ckpt_restore must succeed"));
+    EXPECT_TRUE(untouched(a, sizeof a));
+    EXPECT_EQ(ckpt_close(ctx), 0);
+}
+
+// Tensors of the checkpoint that nobody registered: a warning naming how
+// many and the first five (default), or CKPT_EMISMATCH with nothing
+// overwritten (CKPT_RESTORE_FAIL).
+TEST(BadInputRestore, UnregisteredTensorsWarnOrFail)
+{
+    TempDir tmp;
+    std::string dir = tmp.sub("ckpt");
+    std::vector<std::vector<uint8_t>> bufs(8, std::vector<uint8_t>(16));
+    {
+        ckpt_ctx *ctx = ckt::open_ctx(ckt::config(dir));
+        ASSERT_NE(ctx, nullptr);
+        int64_t shape[1] = {16};
+        for (size_t i = 0; i < bufs.size(); i++) {
+            ckt::fill(bufs[i].data(), 16, i);
+            std::string name = i == 0 ? "kept" : "t" + std::to_string(i);
+            ASSERT_EQ(ckpt_register(ctx, name.c_str(), bufs[i].data(), CKPT_U8, 1, shape), 0);
+        }
+        ASSERT_EQ(ckpt_set_meta(ctx, "k", "saved", 5), 0);
+        ASSERT_EQ(ckt::save_wait(ctx, 3), 0) << ckpt_last_error(ctx);
+        ASSERT_EQ(ckpt_close(ctx), 0);
+    }
+    for (ckpt_unregistered mode : {CKPT_RESTORE_WARN, CKPT_RESTORE_FAIL}) {
+        SCOPED_TRACE(mode == CKPT_RESTORE_WARN ? "warn" : "fail");
+        ckt::Logs logs;
+        ckpt_config cfg = ckt::config(dir);
+        logs.attach(&cfg);
+        cfg.restore_unregistered = mode;
+        ckpt_ctx *ctx = ckt::open_ctx(cfg);
+        ASSERT_NE(ctx, nullptr);
+        uint8_t kept[16];
+        memset(kept, kSentinel, sizeof kept);
+        int64_t shape[1] = {16};
+        ASSERT_EQ(ckpt_register(ctx, "kept", kept, CKPT_U8, 1, shape), 0);
+        ASSERT_EQ(ckpt_set_meta(ctx, "k", "before", 6), 0);
+        int64_t step = -1;
+        int rc = ckpt_restore(ctx, CKPT_LATEST, nullptr, &step);
+        if (mode == CKPT_RESTORE_WARN) {
+            ASSERT_EQ(rc, 0) << ckpt_last_error(ctx);
+            EXPECT_EQ(step, 3);
+            EXPECT_TRUE(ckt::matches(kept, sizeof kept, 0));
+            EXPECT_EQ(logs.count("not registered"), 1);
+            EXPECT_TRUE(logs.has("7 tensor(s)", "'t1', 't2', 't3', 't4', 't5', ..."));
+            EXPECT_FALSE(logs.has("'t6'")) << "more than the first five named";
+            EXPECT_TRUE(logs.has("not registered", "ckpt_restore_tensors"));
+            EXPECT_TRUE(logs.has("not registered", "CKPT_RESTORE_FAIL"));
+        } else {
+            EXPECT_TRUE(fails(rc, CKPT_EMISMATCH, ctx, "7 tensor(s)"));
+            std::string msg = ckpt_last_error(ctx);
+            EXPECT_NE(msg.find("'t1', 't2', 't3', 't4', 't5', ..."), npos) << msg;
+            EXPECT_NE(msg.find("CKPT_RESTORE_FAIL"), npos) << msg;
+            EXPECT_EQ(step, -1);
+            EXPECT_TRUE(untouched(kept, sizeof kept)) << "a refused restore wrote a tensor";
+            char buf[16];
+            size_t len = 0;
+            ASSERT_EQ(ckpt_get_meta(ctx, "k", buf, sizeof buf, &len), 0);
+            EXPECT_EQ(std::string(buf, len), "before") << "metadata was replaced";
+            // Everything registered: the same mode restores without a word.
+            std::vector<std::vector<uint8_t>> rest(7, std::vector<uint8_t>(16, kSentinel));
+            for (size_t i = 0; i < rest.size(); i++) {
+                std::string name = "t" + std::to_string(i + 1);
+                ASSERT_EQ(ckpt_register(ctx, name.c_str(), rest[i].data(), CKPT_U8, 1, shape), 0);
+            }
+            ASSERT_EQ(ckpt_restore(ctx, CKPT_LATEST, nullptr, &step), 0) << ckpt_last_error(ctx);
+            EXPECT_TRUE(ckt::matches(rest[6].data(), 16, 7));
+            EXPECT_EQ(logs.count("not registered"), 0);
+        }
+        EXPECT_EQ(ckpt_close(ctx), 0);
+    }
 }
 
 // ===========================================================================

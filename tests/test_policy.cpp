@@ -45,24 +45,7 @@ void sleep_s(double s)
 }
 
 // Log lines, collected from whichever runtime thread logs.
-struct Logs {
-    std::mutex mu;
-    std::vector<std::string> lines;
-    static void fn(void *user, ckpt_log_level, const char *msg)
-    {
-        auto *self = static_cast<Logs *>(user);
-        std::lock_guard<std::mutex> lk(self->mu);
-        self->lines.push_back(msg);
-    }
-    bool has(const std::string &needle)
-    {
-        std::lock_guard<std::mutex> lk(mu);
-        for (const auto &l : lines)
-            if (l.find(needle) != std::string::npos)
-                return true;
-        return false;
-    }
-};
+using Logs = ckt::Logs;
 
 // One context on a fresh folder, with the policy set by `tweak`.
 struct Policy {

@@ -4,7 +4,9 @@
 // the 64 KiB alignment threshold and the chunk size, a tensor larger than
 // the staging pool), user metadata, 10,000 small tensors, snapshot
 // semantics of the fence, replacing a step, explicit steps, retention, and
-// two contexts in one process.  Every file written is read back by h5dump.
+// two contexts in one process; metadata providers called at each save;
+// tensors registered after the restore and restored by name.  Every file
+// written is read back by h5dump.
 #include <map>
 #include <memory>
 #include <thread>
@@ -384,6 +386,136 @@ TEST_P(RoundTrip, RestoreWithoutVerification)
     cfg.verify = 0;
     std::vector<Tensor> ts{make("w", CKPT_F32, {300000}, 9), make("s", CKPT_I32, {}, 10)};
     round_trip(ts);
+}
+
+// A data-loader position that must never be saved stale: its provider is
+// called on the caller's thread at every save, and restore gives back the
+// value of that save.  ckpt_set_meta of the key replaces the provider (the
+// last call wins); removing the provider removes the key from later saves.
+struct Loader {
+    uint64_t pos = 0;
+    int calls = 0;
+    std::thread::id thread;
+    static int fn(void *user, void *buf, size_t cap, size_t *len)
+    {
+        auto *l = static_cast<Loader *>(user);
+        l->calls++;
+        l->thread = std::this_thread::get_id();
+        if (cap < sizeof l->pos)
+            return -1;
+        memcpy(buf, &l->pos, sizeof l->pos);
+        *len = sizeof l->pos;
+        return 0;
+    }
+};
+
+std::string meta_of(ckpt_ctx *ctx, const char *key)
+{
+    char buf[64];
+    size_t len = 0;
+    int rc = ckpt_get_meta(ctx, key, buf, sizeof buf, &len);
+    return rc ? std::string(ckpt_err_name(rc)) : std::string(buf, len);
+}
+
+std::string u64(uint64_t v)
+{
+    return std::string(reinterpret_cast<const char *>(&v), sizeof v);
+}
+
+TEST_P(RoundTrip, MetadataProviderGivesTheValueAtEachSave)
+{
+    ckpt_ctx *ctx = open_ctx(cfg);
+    ASSERT_NE(ctx, nullptr);
+    std::vector<Tensor> ts{make("w", CKPT_F32, {1000}, 3)};
+    register_all(ctx, ts);
+    Loader ld;
+    ASSERT_EQ(ckpt_set_meta(ctx, "loader", "stale", 5), 0);
+    ASSERT_EQ(ckpt_set_meta_fn(ctx, "loader", Loader::fn, &ld), 0) << ckpt_last_error(ctx);
+    ASSERT_EQ(ckpt_set_meta_fn(ctx, "other", Loader::fn, &ld), 0) << ckpt_last_error(ctx);
+    ASSERT_EQ(ckpt_set_meta_fn(ctx, "other", nullptr, nullptr), 0) << ckpt_last_error(ctx);
+    ld.pos = 100;
+    ASSERT_EQ(save_wait(ctx, 1), 0) << ckpt_last_error(ctx);
+    EXPECT_EQ(ld.thread, std::this_thread::get_id()) << "providers run on the caller's thread";
+    ld.pos = 200; // nobody calls ckpt_set_meta: the save still takes it
+    ASSERT_EQ(save_wait(ctx, 2), 0) << ckpt_last_error(ctx);
+    ASSERT_EQ(ckpt_set_meta(ctx, "loader", "static", 6), 0); // replaces the provider
+    ld.pos = 300;
+    ASSERT_EQ(save_wait(ctx, 3), 0) << ckpt_last_error(ctx);
+    ASSERT_EQ(ckpt_set_meta_fn(ctx, "loader", Loader::fn, &ld), 0);
+    ld.pos = 400;
+    ASSERT_EQ(save_wait(ctx, 4), 0) << ckpt_last_error(ctx);
+    ASSERT_EQ(ckpt_set_meta_fn(ctx, "loader", nullptr, nullptr), 0) << ckpt_last_error(ctx);
+    EXPECT_EQ(ckpt_set_meta_fn(ctx, "loader", nullptr, nullptr), CKPT_ENOTFOUND);
+    ASSERT_EQ(save_wait(ctx, 5), 0) << ckpt_last_error(ctx);
+    EXPECT_EQ(ld.calls, 3) << "called once per save while it was the key's provider";
+
+    const std::pair<int64_t, std::string> want[] = {
+        {1, u64(100)}, {2, u64(200)}, {3, "static"}, {4, u64(400)}, {5, "CKPT_ENOTFOUND"}};
+    for (const auto &w : want) {
+        ASSERT_EQ(ckpt_restore(ctx, w.first, nullptr, nullptr), 0) << ckpt_last_error(ctx);
+        EXPECT_EQ(meta_of(ctx, "loader"), w.second) << "step " << w.first;
+        EXPECT_EQ(meta_of(ctx, "other"), "CKPT_ENOTFOUND") << "a removed provider saved";
+    }
+    // A restored value stays readable while a provider is set; the next
+    // save takes the provider's value.
+    ASSERT_EQ(ckpt_restore(ctx, 2, nullptr, nullptr), 0) << ckpt_last_error(ctx);
+    ASSERT_EQ(ckpt_set_meta_fn(ctx, "loader", Loader::fn, &ld), 0);
+    EXPECT_EQ(meta_of(ctx, "loader"), u64(200));
+    ld.pos = 600;
+    ASSERT_EQ(save_wait(ctx, 6), 0) << ckpt_last_error(ctx);
+    ASSERT_EQ(ckpt_restore(ctx, 6, nullptr, nullptr), 0) << ckpt_last_error(ctx);
+    EXPECT_EQ(meta_of(ctx, "loader"), u64(600));
+    EXPECT_EQ(ckpt_close(ctx), 0);
+    expect_h5dump_all(dir);
+}
+
+// Optimizer moments allocated on the first update, after the restore: they
+// are registered then and restored by name from the step ckpt_restore
+// chose (not the newest one), leaving the other tensors and the metadata
+// alone.  The restore warns once about what it left out, pointing at the
+// by-name restore.
+TEST_P(RoundTrip, TensorsRegisteredAfterTheRestoreAreRestoredByName)
+{
+    std::vector<Tensor> ts{make("w", CKPT_F32, {3000}, 1), make("adam.m", CKPT_F32, {3000}, 2),
+                           make("adam.v", CKPT_BF16, {70, 33}, 3)};
+    {
+        ckpt_ctx *ctx = open_ctx(cfg);
+        ASSERT_NE(ctx, nullptr);
+        register_all(ctx, ts);
+        ASSERT_EQ(save_wait(ctx, 5), 0) << ckpt_last_error(ctx);
+        for (auto &t : ts)
+            fill(t.data.data(), t.nbytes(), t.seed + 10);
+        ASSERT_EQ(save_wait(ctx, 6), 0) << ckpt_last_error(ctx);
+        ASSERT_EQ(ckpt_close(ctx), 0);
+    }
+    Logs logs;
+    logs.attach(&cfg);
+    ckpt_ctx *ctx = open_ctx(cfg);
+    ASSERT_NE(ctx, nullptr);
+    std::vector<Tensor> w{make("w", CKPT_F32, {3000}, 0)};
+    register_all(ctx, w);
+    ASSERT_EQ(ckpt_restore(ctx, 5, nullptr, nullptr), 0) << ckpt_last_error(ctx);
+    EXPECT_TRUE(matches(w[0].data.data(), w[0].nbytes(), 1));
+    EXPECT_EQ(logs.count("not registered"), 1);
+    EXPECT_TRUE(logs.has("2 tensor(s)", "'adam.m', 'adam.v'")) << "no warning names them";
+    EXPECT_TRUE(logs.has("not registered", "ckpt_restore_tensors"));
+    // The first update allocates the moments.
+    std::vector<Tensor> moments{make("adam.m", CKPT_F32, {3000}, 0),
+                                make("adam.v", CKPT_BF16, {70, 33}, 0)};
+    for (auto &t : moments)
+        std::fill(t.data.begin(), t.data.end(), 0);
+    register_all(ctx, moments);
+    fill(w[0].data.data(), w[0].nbytes(), 77); // the update changed w too
+    ASSERT_EQ(ckpt_set_meta(ctx, "k", "after", 5), 0);
+    const char *names[] = {"adam.v", "adam.m"};
+    ASSERT_EQ(ckpt_restore_tensors(ctx, names, 2, nullptr), 0) << ckpt_last_error(ctx);
+    EXPECT_TRUE(matches(moments[0].data.data(), moments[0].nbytes(), 2)) << "adam.m";
+    EXPECT_TRUE(matches(moments[1].data.data(), moments[1].nbytes(), 3)) << "adam.v";
+    EXPECT_TRUE(matches(w[0].data.data(), w[0].nbytes(), 77)) << "w was not named";
+    EXPECT_EQ(meta_of(ctx, "k"), "after") << "metadata is not restored by name";
+    EXPECT_EQ(ckpt_restore_tensors(ctx, nullptr, 0, nullptr), 0) << ckpt_last_error(ctx);
+    EXPECT_EQ(logs.count("not registered"), 1) << "the by-name restore warned again";
+    EXPECT_EQ(ckpt_close(ctx), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Writers, RoundTrip, ::testing::ValuesIn(writers()),

@@ -12,9 +12,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -232,6 +235,11 @@ struct Events {
         self->ev.push_back(*e);
         self->msg.push_back(e->message);
     }
+    void attach(ckpt_config *cfg)
+    {
+        cfg->event_fn = fn;
+        cfg->event_user = this;
+    }
     std::vector<ckpt_event_kind> kinds(int64_t step) const
     {
         std::vector<ckpt_event_kind> k;
@@ -239,6 +247,86 @@ struct Events {
             if (e.step == step)
                 k.push_back(e.kind);
         return k;
+    }
+};
+
+// Save events for tests that must know where a save is: waits for a step's
+// FAILED event, and can hold a step's save at its STARTED event (event_fn
+// runs on a runtime thread) until released.
+struct EventGate {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<int64_t> failed;
+    int64_t hold_step = -1; // STARTED of this step waits for release()
+    bool released = false;
+    static void fn(void *user, const ckpt_event *e)
+    {
+        auto *g = static_cast<EventGate *>(user);
+        std::unique_lock<std::mutex> lk(g->mu);
+        if (e->kind == CKPT_EVENT_FAILED) {
+            g->failed.push_back(e->step);
+            g->cv.notify_all();
+        }
+        if (e->kind == CKPT_EVENT_STARTED && e->step == g->hold_step)
+            g->cv.wait(lk, [g] { return g->released; });
+    }
+    void attach(ckpt_config *cfg)
+    {
+        cfg->event_fn = fn;
+        cfg->event_user = this;
+    }
+    void wait_failed(int64_t step)
+    {
+        std::unique_lock<std::mutex> lk(mu);
+        cv.wait(lk, [&] { return std::find(failed.begin(), failed.end(), step) != failed.end(); });
+    }
+    void release()
+    {
+        std::lock_guard<std::mutex> lk(mu);
+        released = true;
+        cv.notify_all();
+    }
+};
+
+// Collects log lines (ckpt_config.log_fn); safe while runtime threads log.
+struct Logs {
+    std::mutex mu;
+    std::vector<std::string> lines;
+    static void fn(void *user, ckpt_log_level, const char *msg)
+    {
+        auto *self = static_cast<Logs *>(user);
+        std::lock_guard<std::mutex> g(self->mu);
+        self->lines.push_back(msg);
+    }
+    // Whether one line holds both a and b.
+    bool has(const std::string &a, const std::string &b = "")
+    {
+        std::lock_guard<std::mutex> g(mu);
+        for (const auto &l : lines)
+            if (l.find(a) != std::string::npos && l.find(b) != std::string::npos)
+                return true;
+        return false;
+    }
+    // How many lines hold a.
+    int count(const std::string &a)
+    {
+        std::lock_guard<std::mutex> g(mu);
+        int n = 0;
+        for (const auto &l : lines)
+            n += l.find(a) != std::string::npos;
+        return n;
+    }
+    void clear()
+    {
+        std::lock_guard<std::mutex> g(mu);
+        lines.clear();
+    }
+    // Points cfg's log at this collector, at `level` and above.
+    void attach(ckpt_config *cfg, ckpt_log_level level = CKPT_LOG_WARN)
+    {
+        cfg->log_fn = fn;
+        cfg->log_user = this;
+        cfg->log_level = level;
     }
 };
 

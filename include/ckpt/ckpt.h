@@ -16,6 +16,21 @@
  *   - Nothing here calls abort() or exit(); misuse returns CKPT_ESTATE.
  *   - Strings and arrays passed in are borrowed for the duration of the call
  *     and copied when the runtime needs them later, unless said otherwise.
+ *   - A save started without a ticket (ckpt_save with ticket NULL) that
+ *     fails is reported to the caller once: by the first later ckpt_save or
+ *     ckpt_fence that has no error of its own, which does all its own work
+ *     and then returns CKPT_ESAVEFAILED, with ckpt_last_error() naming the
+ *     failed step, that save's own code (e.g. "CKPT_ENOSPC") and what
+ *     failed; or, when no such call comes, by ckpt_close, with that save's
+ *     own code.  Several such failures before the report are counted in it,
+ *     and the first is named.  A code of its own, not the save's, because
+ *     the reporting call succeeded: ckpt_fence returning the save's
+ *     CKPT_EDEVICE would read as "the fence failed, do not touch the
+ *     tensors", and ckpt_save returning CKPT_ENOSPC as "this save was not
+ *     started".  The save's CKPT_EVENT_FAILED event (cfg.event_fn) comes as
+ *     well, and by the time it is delivered the report is pending.  A save
+ *     with a ticket keeps its error on the ticket (ckpt_poll, ckpt_wait)
+ *     and is never reported this way.
  */
 #ifndef CKPT_CKPT_H
 #define CKPT_CKPT_H
@@ -59,7 +74,8 @@ extern "C" {
     X(ECOMM, -14, "communication backend error")                                \
     X(EUNSUPPORTED, -15, "not supported by this build or backend")              \
     X(ERANGE, -16, "buffer too small")                                          \
-    X(EPERM, -17, "permission denied")
+    X(EPERM, -17, "permission denied")                                          \
+    X(ESAVEFAILED, -18, "an earlier save without a ticket failed")
 
 typedef enum ckpt_error {
 #define CKPT_X_ENUM(name, value, msg) CKPT_##name = value,
@@ -122,6 +138,14 @@ typedef enum ckpt_busy {
     CKPT_BUSY_WAIT = 0, /* ckpt_save blocks until a save slot is free */
     CKPT_BUSY_REFUSE    /* ckpt_save returns CKPT_EBUSY instead */
 } ckpt_busy;
+
+/* What ckpt_restore does about tensors of the checkpoint that no tensor of
+ * this rank is registered under. */
+typedef enum ckpt_unregistered {
+    CKPT_RESTORE_WARN = 0, /* restore the registered ones; log a warning
+                              naming how many were left and the first few */
+    CKPT_RESTORE_FAIL      /* CKPT_EMISMATCH on every rank, nothing overwritten */
+} ckpt_unregistered;
 
 typedef enum ckpt_log_level {
     CKPT_LOG_DEBUG = 0,
@@ -209,6 +233,9 @@ typedef struct ckpt_config {
     int policy_sync_steps;    /* time, signal and file requests are agreed
                                  across ranks on every K-th call of
                                  ckpt_policy_due (default 1: every call) */
+    ckpt_unregistered restore_unregistered; /* ckpt_restore and tensors of
+                                 the checkpoint this rank did not register
+                                 (default CKPT_RESTORE_WARN) */
 } ckpt_config;
 
 /*
@@ -248,8 +275,10 @@ CKPT_API int ckpt_open(const ckpt_config *cfg, ckpt_comm *comm, ckpt_ctx **out);
  * Waits for every save in flight to commit or fail, then frees the context
  * and everything it owns; the last context holding cfg.policy_signal gives
  * the signal its previous disposition back.  NULL is a no-op returning 0.
- * Returns the error of a save whose ticket nobody waited for, else 0.  The
- * handle is invalid afterwards whatever the result.
+ * Returns the code of a save without a ticket that failed and that no
+ * ckpt_save or ckpt_fence has reported yet (the first, when several),
+ * with ckpt_last_error(NULL) naming it, else 0.  The handle is invalid
+ * afterwards whatever the result.
  */
 CKPT_API int ckpt_close(ckpt_ctx *ctx);
 
@@ -311,13 +340,51 @@ CKPT_API int ckpt_unregister(ckpt_ctx *ctx, const char *name);
  * Sets (or replaces) a user metadata blob: RNG state, data-loader position,
  * hyper-parameters.  Copied now; captured by every later ckpt_save.  Key
  * rules as for tensor names; 0 <= len <= CKPT_MAX_META.  Allowed at any
- * time, also while a save is in flight.
+ * time, also while a save is in flight.  Removes a provider the key had
+ * (ckpt_set_meta_fn): the last call for a key decides what saves hold.
  */
 CKPT_API int ckpt_set_meta(ckpt_ctx *ctx, const char *key, const void *data, size_t len);
 
 /*
+ * A metadata provider (ckpt_set_meta_fn): writes the current value of its
+ * key into buf, at most cap (= CKPT_MAX_META) bytes, sets *len to the
+ * value's size and returns 0.  Any other return fails the save.  A value
+ * larger than cap cannot be written: set *len to its size (> cap) and the
+ * save fails with CKPT_ERANGE.  buf is valid during the call only.
+ */
+typedef int (*ckpt_meta_fn)(void *user, void *buf, size_t cap, size_t *len);
+
+/*
+ * Gives `key` a provider that every later ckpt_save calls for the key's
+ * current value (a data-loader position that must never be saved stale),
+ * instead of a value copied now; it replaces a provider the key had.  With
+ * fn NULL, removes the key's provider and the key (later saves hold it
+ * only if ckpt_set_meta sets it again; CKPT_ENOTFOUND when it had none).
+ * Key rules as for ckpt_set_meta.  Borrows `user` until the provider is
+ * replaced or removed, or ckpt_close.  Does not block (the first provider
+ * allocates CKPT_MAX_META bytes of scratch: CKPT_ENOMEM).  Allowed at any
+ * time, also while a save is in flight; call from the context's thread.
+ *
+ * fn runs on the caller's thread, inside ckpt_save, before the save is
+ * queued: once per ckpt_save call that gets past its argument checks (also
+ * when the save then waits for a slot or is refused with CKPT_EBUSY), the
+ * providers in the order their keys were first given one.  It must not
+ * call into the context.  When a provider returns nonzero, ckpt_save
+ * returns CKPT_EINVAL; when it reports more than CKPT_MAX_META bytes,
+ * CKPT_ERANGE; both with a message naming the key, and nothing of the save
+ * is queued or written (the step's older checkpoint, if any, stays).
+ *
+ * A value that ckpt_set_meta set earlier (or that ckpt_restore brought
+ * back) stays in the store for ckpt_get_meta, but saves take the
+ * provider's value.  ckpt_get_meta never calls a provider: after
+ * ckpt_restore it returns the value the provider gave at that save.
+ */
+CKPT_API int ckpt_set_meta_fn(ckpt_ctx *ctx, const char *key, ckpt_meta_fn fn, void *user);
+
+/*
  * Copies a metadata blob into buf.  After ckpt_restore these are the
- * restored values.  *len gets the blob's size; CKPT_ERANGE when cap is
+ * restored values (also of keys saved from a provider; providers are not
+ * called here).  *len gets the blob's size; CKPT_ERANGE when cap is
  * smaller (buf untouched), CKPT_ENOTFOUND for an unknown key.
  */
 CKPT_API int ckpt_get_meta(ckpt_ctx *ctx, const char *key, void *buf, size_t cap, size_t *len);
@@ -333,11 +400,18 @@ CKPT_API int ckpt_get_meta(ckpt_ctx *ctx, const char *key, void *buf, size_t cap
  * reads the tensors; call ckpt_fence() before anything writes them.
  * `stream` is the caller's CUDA stream (cudaStream_t) with the CUDA device
  * backend, ignored (pass NULL) with the host backend.  If ticket is not
- * NULL it receives a handle for ckpt_poll/ckpt_wait; otherwise the result
- * is only logged (and returned by ckpt_close if it is an error).
+ * NULL it receives a handle for ckpt_poll/ckpt_wait; otherwise the save's
+ * failure, if it fails, is reported by a later ckpt_save, ckpt_fence or
+ * ckpt_close (see the conventions at the top).
  * When cfg.max_inflight saves are still persisting, blocks until one ends
  * (CKPT_BUSY_WAIT) or returns CKPT_EBUSY (CKPT_BUSY_REFUSE).  Saving a step
- * that is already committed replaces it atomically.
+ * that is already committed replaces it atomically.  Calls the metadata
+ * providers (ckpt_set_meta_fn) first; their failure is CKPT_EINVAL or
+ * CKPT_ERANGE with nothing queued.
+ * Returns 0 when the save was started.  CKPT_ESAVEFAILED: it was started
+ * too (*ticket is set and valid), and an earlier save without a ticket had
+ * failed; ckpt_last_error names it.  Any other error: nothing was started
+ * (*ticket is 0), and an earlier failure stays pending for the next call.
  */
 CKPT_API int ckpt_save(ckpt_ctx *ctx, int64_t step, void *stream, ckpt_ticket *ticket);
 
@@ -347,7 +421,10 @@ CKPT_API int ckpt_save(ckpt_ctx *ctx, int64_t step, void *stream, ckpt_ticket *t
  * blocks the caller until the copy is done (immediately if it already is);
  * with CUDA it makes `stream` wait on the device instead.  A save that
  * failed before its copy finished also releases the fence; its error is on
- * its ticket.
+ * its ticket.  CKPT_ESAVEFAILED: the fence did its work (the tensors may
+ * be modified), and an earlier save without a ticket had failed
+ * (conventions at the top); the backend's own error takes precedence and
+ * leaves that report pending.
  */
 CKPT_API int ckpt_fence(ckpt_ctx *ctx, void *stream);
 
@@ -414,9 +491,47 @@ CKPT_API int ckpt_policy_due(ckpt_ctx *ctx, int64_t step);
  *                   differs in dtype or shape; nothing was overwritten.
  *   CKPT_ECORRUPT   no checkpoint verified; tensors may hold partial data.
  *   CKPT_ESTATE     a save is still in flight.
+ * Tensors of the checkpoint that this rank did not register are left out:
+ * with cfg.restore_unregistered CKPT_RESTORE_WARN (the default) a warning
+ * names how many and the first few and points at ckpt_restore_tensors;
+ * with CKPT_RESTORE_FAIL it is CKPT_EMISMATCH on every rank, with nothing
+ * overwritten and no fallback.  Each rank compares its own registrations
+ * with every tensor of the checkpoint.
+ * Collective over the comm (every rank calls it, in the same order as the
+ * other collectives); every rank returns the same code.
  * stream: as for ckpt_save; the host backend ignores it.
  */
 CKPT_API int ckpt_restore(ckpt_ctx *ctx, int64_t step, void *stream, int64_t *step_out);
+
+/*
+ * Restores the registered tensors names[0..n) from the checkpoint that the
+ * last ckpt_restore on ctx restored: for state that exists only after the
+ * restore, such as optimizer moments allocated on the first update.
+ * Register such a tensor once its memory exists, then call this.  Reads
+ * and verifies every chunk it touches (unless cfg.verify is 0) and reshards
+ * like ckpt_restore; metadata and the other tensors are left alone.  Blocks.
+ * Borrows names for the call.  Errors:
+ *   CKPT_ESTATE     no ckpt_restore succeeded on ctx (or the last one
+ *                   failed), or a save is in flight.
+ *   CKPT_EINVAL     names NULL with n > 0, a NULL or repeated name.
+ *   CKPT_ENOTFOUND  a name is not registered, or not in that checkpoint;
+ *                   or the checkpoint is gone (deleted, or replaced by a
+ *                   later save of the same step).
+ *   CKPT_EMISMATCH  a tensor differs in dtype or global shape.
+ *   CKPT_ECORRUPT   a chunk failed its checksum or a file is damaged.
+ * With CKPT_ESTATE, CKPT_EINVAL, CKPT_ENOTFOUND or CKPT_EMISMATCH nothing
+ * was overwritten; with CKPT_ECORRUPT or a read error (CKPT_EIO) the named
+ * tensors may hold partial data.  There is no fallback to an older
+ * checkpoint: the other tensors came from this one, and a mixture of steps
+ * is no state the training ever had.
+ * Collective over the comm like ckpt_restore: every rank calls it at the
+ * same point, each with the names of its own tensors (the lists may
+ * differ, n may be 0); every rank returns the same code, with the message
+ * of the rank that failed.  Call from the context's thread.  stream: as
+ * for ckpt_restore.
+ */
+CKPT_API int ckpt_restore_tensors(ckpt_ctx *ctx, const char *const *names, size_t n,
+                                  void *stream);
 
 /* ------------------------------------------------------------------------
  * Listing.

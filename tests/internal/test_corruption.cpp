@@ -30,21 +30,6 @@ using namespace ckt;
 
 namespace {
 
-struct Logs {
-    std::vector<std::string> lines;
-    static void fn(void *user, ckpt_log_level, const char *msg)
-    {
-        static_cast<Logs *>(user)->lines.push_back(msg);
-    }
-    bool has(const std::string &a, const std::string &b = "") const
-    {
-        for (const auto &l : lines)
-            if (l.find(a) != std::string::npos && l.find(b) != std::string::npos)
-                return true;
-        return false;
-    }
-};
-
 class Corruption : public WriterTest {
   protected:
     TempDir tmp;
@@ -60,9 +45,7 @@ class Corruption : public WriterTest {
         WriterTest::SetUp();
         if (IsSkipped())
             return;
-        cfg.log_fn = Logs::fn;
-        cfg.log_user = &logs;
-        cfg.log_level = CKPT_LOG_WARN;
+        logs.attach(&cfg);
         w.resize(5u << 20); // five 1 MiB chunks
         b.resize(333 * 77 * 2);
         tiny.resize(5 * 4);
@@ -203,7 +186,7 @@ TEST_P(Corruption, FlippedBytesInTheManifest)
         std::string copy = tmp.sub("manifest.bak");
         ASSERT_EQ(run("cp " + quote(m) + " " + quote(copy)), 0);
         flip(m, off);
-        logs.lines.clear();
+        logs.clear();
         expect_fallback("manifest.h5");
         expect_verify_fails(nullptr, 0, "manifest.h5");
         ASSERT_EQ(run("cp " + quote(copy) + " " + quote(m)), 0);
@@ -222,7 +205,7 @@ TEST_P(Corruption, TruncatedOrMissingManifest)
     ASSERT_EQ(truncate(m.c_str(), (off_t)(size_of(m) - 100)), 0);
     expect_fallback("manifest.h5", "truncated");
     ASSERT_EQ(unlink(m.c_str()), 0);
-    logs.lines.clear();
+    logs.clear();
     expect_fallback("manifest.h5", "missing");
     expect_verify_fails(nullptr, 0, "missing");
 }
@@ -264,6 +247,30 @@ TEST_P(Corruption, RandomFlipsGiveOldOrNewNeverAMixture)
     }
     printf("random flips: %d fell back, %d harmless\n", old_state, new_state);
     EXPECT_GT(old_state, 25) << "most bytes of the file are tensor data";
+}
+
+// A damaged chunk of a tensor restored by name (registered after the
+// restore): CKPT_ECORRUPT naming tensor, chunk and step, and no fallback to
+// step 1, since the other tensors came from step 2.
+TEST_P(Corruption, ADamagedTensorRestoredByNameIsCorruptWithoutFallback)
+{
+    ASSERT_EQ(ckpt_unregister(ctx, "b"), 0);
+    set(0);
+    int64_t got = -1;
+    ASSERT_EQ(ckpt_restore(ctx, CKPT_LATEST, nullptr, &got), 0) << ckpt_last_error(ctx);
+    EXPECT_EQ(got, 2);
+    EXPECT_TRUE(logs.has("'b'", "ckpt_restore_tensors")) << "no warning about 'b'";
+    flip(rank_file(2), data_offset(2, "b") + 100);
+    ASSERT_EQ(ckpt_register(ctx, "b", b.data(), CKPT_BF16, 2, b_shape.data()), 0);
+    const char *names[] = {"b"};
+    EXPECT_EQ(ckpt_restore_tensors(ctx, names, 1, nullptr), CKPT_ECORRUPT);
+    std::string msg = ckpt_last_error(ctx);
+    EXPECT_NE(msg.find("ckpt_restore_tensors"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("'b' chunk 0"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("step-000000000002"), std::string::npos) << msg;
+    EXPECT_FALSE(matches(b.data(), b.size(), 1 * 7 + 2)) << "fell back to step 1's b";
+    EXPECT_TRUE(matches(w.data(), w.size(), 2 * 7 + 1)) << "w is not step 2's any more";
+    EXPECT_TRUE(matches(tiny.data(), tiny.size(), 2 * 7 + 3));
 }
 
 INSTANTIATE_TEST_SUITE_P(Writers, Corruption, ::testing::ValuesIn(writers()),

@@ -5,7 +5,8 @@
 // manifest, rename, folder fsync); a failed snapshot copy; a crash right
 // before the commit rename; read errors during restore.  Each time: a clear
 // error on the ticket, no commit, the previous checkpoint intact, and the
-// next save succeeds.
+// next save succeeds.  A save without a ticket that fails is reported once,
+// by the next ckpt_save or ckpt_fence (or ckpt_close when none came).
 #include <signal.h>
 
 #include "runtime/fault_hooks.h"
@@ -39,6 +40,14 @@ struct Fault : public WriterTest {
                 n *= (size_t)d;
             bufs.emplace_back(n);
         }
+        reopen();
+    }
+    void TearDown() override { ckpt_close(ctx); }
+
+    // (Re)opens ctx with cfg and registers the state.
+    void reopen()
+    {
+        ckpt_close(ctx);
         ctx = open_ctx(cfg);
         ASSERT_NE(ctx, nullptr);
         for (size_t i = 0; i < bufs.size(); i++) {
@@ -48,8 +57,17 @@ struct Fault : public WriterTest {
                       0);
         }
     }
-    void TearDown() override { ckpt_close(ctx); }
 
+    // Commits step 1, then starts step 2 without a ticket, armed to fail
+    // at `site`.
+    void start_failing_save(int site, int action)
+    {
+        set(1);
+        ASSERT_EQ(save_wait(ctx, 1), 0) << ckpt_last_error(ctx);
+        set(2);
+        ASSERT_EQ(ckpt__fault_arm(ctx, site, 0, action), 0);
+        ASSERT_EQ(ckpt_save(ctx, 2, nullptr, nullptr), 0) << ckpt_last_error(ctx);
+    }
     void set(uint64_t v)
     {
         for (size_t i = 0; i < bufs.size(); i++)
@@ -188,18 +206,9 @@ TEST_P(Fault, EveryOtherStepOfTheSaveAndCommit)
 
 TEST_P(Fault, AFailedSaveEndsWithAFailedEvent)
 {
-    ckpt_close(ctx);
     Events events;
-    cfg.event_fn = Events::fn;
-    cfg.event_user = &events;
-    ctx = open_ctx(cfg);
-    ASSERT_NE(ctx, nullptr);
-    for (size_t i = 0; i < bufs.size(); i++) {
-        std::string name = "t" + std::to_string(i);
-        ASSERT_EQ(ckpt_register(ctx, name.c_str(), bufs[i].data(), dtypes[i],
-                                (int)shapes[i].size(), shapes[i].data()),
-                  0);
-    }
+    events.attach(&cfg);
+    reopen();
     set(1);
     ASSERT_EQ(ckpt__fault_arm(ctx, CKPT__FAULT_MANIFEST, 0, CKPT__FAIL_ENOSPC), 0);
     EXPECT_EQ(save_wait(ctx, 9), CKPT_ENOSPC);
@@ -315,6 +324,123 @@ TEST_P(Fault, ReadErrorsFallBackToTheOlderCheckpoint)
         ckpt__fault_arm(ctx, CKPT__FAULT_READ, -1, CKPT__FAIL_NONE);
         expect_latest(2, 2);
     }
+}
+
+// The message of a report of an earlier save without a ticket names the
+// step, the save's own code and what failed.
+void expect_report(const std::string &msg, int64_t step, const char *code, const char *what)
+{
+    EXPECT_NE(msg.find("without a ticket"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("save step " + std::to_string(step) + ":"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(code), std::string::npos) << msg;
+    EXPECT_NE(msg.find(what), std::string::npos) << msg;
+}
+
+// Disk full while the manifest is written, after the fence: the next
+// ckpt_fence or ckpt_save reports it (which one depends on how fast the
+// save fails), exactly once, and nothing after that reports it again.
+TEST_P(Fault, ATicketlessFailureIsReportedOnceByTheNextCall)
+{
+    Events events;
+    events.attach(&cfg);
+    reopen();
+    start_failing_save(CKPT__FAULT_MANIFEST, CKPT__FAIL_ENOSPC);
+    int fence_rc = ckpt_fence(ctx, nullptr);
+    std::string fence_msg = ckpt_last_error(ctx);
+    set(3);
+    ckpt_ticket t = 0;
+    // One save in flight at most: this waits for step 2 to end.
+    int save_rc = ckpt_save(ctx, 3, nullptr, &t);
+    std::string save_msg = ckpt_last_error(ctx);
+    ASSERT_NE(t, 0u) << "the save was started: its ticket must be set";
+    EXPECT_EQ(ckpt__fault_fired(ctx, CKPT__FAULT_MANIFEST), 1);
+    EXPECT_EQ((fence_rc == CKPT_ESAVEFAILED) + (save_rc == CKPT_ESAVEFAILED), 1)
+        << "reported " << ckpt_err_name(fence_rc) << " by the fence, "
+        << ckpt_err_name(save_rc) << " by the save; it must be reported exactly once";
+    EXPECT_TRUE(fence_rc == 0 || fence_rc == CKPT_ESAVEFAILED) << ckpt_err_name(fence_rc);
+    EXPECT_TRUE(save_rc == 0 || save_rc == CKPT_ESAVEFAILED) << ckpt_err_name(save_rc);
+    expect_report(fence_rc == CKPT_ESAVEFAILED ? fence_msg : save_msg, 2, "CKPT_ENOSPC",
+                  "manifest");
+    // The calls after the report are clean; the new save committed.
+    EXPECT_EQ(ckpt_fence(ctx, nullptr), 0) << ckpt_last_error(ctx);
+    EXPECT_EQ(ckpt_wait(ctx, t, -1), 0) << ckpt_last_error(ctx);
+    EXPECT_EQ(save_wait(ctx, 4), 0) << ckpt_last_error(ctx);
+    EXPECT_FALSE(exists(step_dir(dir, 2)));
+    EXPECT_EQ(ckpt_close(ctx), 0) << "reported once already: " << ckpt_last_error(nullptr);
+    ctx = nullptr;
+    // And the event callback heard of it too.
+    using K = std::vector<ckpt_event_kind>;
+    EXPECT_EQ(events.kinds(2), (K{CKPT_EVENT_STARTED, CKPT_EVENT_SNAPSHOT, CKPT_EVENT_DURABLE,
+                                  CKPT_EVENT_FAILED}));
+}
+
+// A snapshot copy that fails: the fence returns once the save has failed,
+// and reports it; a call with an error of its own (a bad step) leaves the
+// report for the next call.
+TEST_P(Fault, ATicketlessFailureIsReportedByTheFenceAfterItsOwnErrors)
+{
+    EventGate gate;
+    gate.attach(&cfg);
+    reopen();
+    start_failing_save(CKPT__FAULT_COPY, CKPT__FAIL_EIO);
+    gate.wait_failed(2); // the report is pending once the event is out
+    ckpt_ticket t = 7;
+    EXPECT_EQ(ckpt_save(ctx, -1, nullptr, &t), CKPT_EINVAL) << "its own error comes first";
+    EXPECT_EQ(t, 0u);
+    EXPECT_EQ(ckpt_fence(ctx, nullptr), CKPT_ESAVEFAILED) << ckpt_last_error(ctx);
+    expect_report(ckpt_last_error(ctx), 2, "CKPT_EDEVICE", "injected fault");
+    EXPECT_EQ(ckpt_fence(ctx, nullptr), 0) << ckpt_last_error(ctx);
+    EXPECT_EQ(save_wait(ctx, 3), 0) << ckpt_last_error(ctx);
+    expect_latest(3, 2);
+    EXPECT_EQ(ckpt_close(ctx), 0) << ckpt_last_error(nullptr);
+    ctx = nullptr;
+}
+
+// With a ticket the error stays on the ticket: no call reports it, ckpt_wait
+// returns it, and close is clean.
+TEST_P(Fault, AFailureWithATicketIsOnlyOnTheTicket)
+{
+    EventGate gate;
+    gate.attach(&cfg);
+    reopen();
+    set(1);
+    ASSERT_EQ(ckpt__fault_arm(ctx, CKPT__FAULT_COPY, 0, CKPT__FAIL_EIO), 0);
+    ckpt_ticket t = 0;
+    ASSERT_EQ(ckpt_save(ctx, 1, nullptr, &t), 0) << ckpt_last_error(ctx);
+    gate.wait_failed(1);
+    EXPECT_EQ(ckpt_fence(ctx, nullptr), 0) << ckpt_last_error(ctx);
+    set(2);
+    EXPECT_EQ(save_wait(ctx, 2), 0) << ckpt_last_error(ctx); // after step 1 ended
+    EXPECT_EQ(ckpt_poll(ctx, t), CKPT_EDEVICE);
+    EXPECT_EQ(ckpt_wait(ctx, t, -1), CKPT_EDEVICE);
+    EXPECT_NE(std::string(ckpt_last_error(ctx)).find("save step 1:"), std::string::npos);
+    EXPECT_EQ(ckpt_close(ctx), 0) << ckpt_last_error(nullptr);
+    ctx = nullptr;
+}
+
+// Two saves without a ticket fail with no call in between that could report
+// them: ckpt_close returns the first one's code and counts both.
+TEST_P(Fault, CloseReportsWhatNoCallReported)
+{
+    EventGate gate;
+    gate.hold_step = 2; // step 2 fails only after step 3 was accepted
+    gate.attach(&cfg);
+    cfg.max_inflight = 2;
+    reopen();
+    set(1);
+    ASSERT_EQ(ckpt__fault_arm(ctx, CKPT__FAULT_COPY, 0, CKPT__FAIL_EIO), 0);
+    ASSERT_EQ(ckpt__fault_arm(ctx, CKPT__FAULT_MANIFEST, 0, CKPT__FAIL_ENOSPC), 0);
+    ASSERT_EQ(ckpt_save(ctx, 2, nullptr, nullptr), 0) << ckpt_last_error(ctx);
+    ASSERT_EQ(ckpt_save(ctx, 3, nullptr, nullptr), 0) << ckpt_last_error(ctx);
+    gate.release();
+    gate.wait_failed(3);
+    EXPECT_EQ(ckpt_close(ctx), CKPT_EDEVICE) << ckpt_last_error(nullptr);
+    ctx = nullptr;
+    std::string msg = ckpt_last_error(nullptr);
+    EXPECT_NE(msg.find("2 saves without a ticket failed"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("save step 2:"), std::string::npos) << msg;
+    EXPECT_FALSE(exists(step_dir(dir, 2)));
+    EXPECT_FALSE(exists(step_dir(dir, 3)));
 }
 
 INSTANTIATE_TEST_SUITE_P(Writers, Fault, ::testing::ValuesIn(writers()),

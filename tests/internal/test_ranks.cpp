@@ -144,6 +144,95 @@ TEST(Ranks, ADifferentGlobalShapeIsAMismatchOnEveryRank)
         EXPECT_EQ(ckpt_restore(ck, CKPT_LATEST, nullptr, &step), CKPT_EMISMATCH);
         EXPECT_NE(std::string(ckpt_last_error(ck)).find("'emb'"), std::string::npos)
             << ckpt_last_error(ck);
+        // Rank 0's checks passed, but it must not write before rank 1's did.
+        for (const auto &p : m)
+            EXPECT_TRUE(std::all_of(p.data.begin(), p.data.end(), [](uint32_t v) { return !v; }))
+                << "rank " << r << ": " << p.name << " was written";
+        EXPECT_EQ(ckpt_close(ck), 0);
+    });
+}
+
+// Tensors registered after the restore (optimizer moments allocated on the
+// first update) are restored by name on every rank and resharded: saved on
+// 3 ranks, restored on 2.  The by-name restore is collective: a rank that
+// names a tensor the checkpoint lacks fails it on every rank.
+TEST(Ranks, TensorsRegisteredAfterTheRestoreAreRestoredByNameAndResharded)
+{
+    ckt::TempDir tmp;
+    std::string dir = tmp.sub("ck");
+    save_on(3, dir, {10, 20});
+    on_ranks(2, [&](int r, ckpt_comm *comm) {
+        ckt::Logs logs;
+        ckpt_config cfg = ckm::config(dir);
+        logs.attach(&cfg);
+        ckpt_ctx *ck = nullptr;
+        ASSERT_EQ(ckpt_open(&cfg, comm, &ck), 0) << ckpt_last_error(nullptr);
+        auto m = ckm::model(2, r);
+        auto lazy = [](const ckm::Part &p) { return p.name == "adam.m.emb" || p.name == "table"; };
+        for (auto &p : m) {
+            std::fill(p.data.begin(), p.data.end(), 0xDEADBEEFu);
+            if (!lazy(p)) {
+                ASSERT_EQ(ckm::register_part(ck, p), 0) << ckpt_last_error(ck);
+            }
+        }
+        int64_t step = -1;
+        ASSERT_EQ(ckpt_restore(ck, CKPT_LATEST, nullptr, &step), 0) << ckpt_last_error(ck);
+        EXPECT_EQ(step, 20);
+        EXPECT_TRUE(logs.has("2 tensor(s)", "'adam.m.emb'")) << "rank " << r;
+        EXPECT_TRUE(logs.has("2 tensor(s)", "'table'")) << "rank " << r;
+        for (auto &p : m)
+            if (lazy(p)) {
+                EXPECT_NE(p.first_bad(20), -1) << "restored before it was registered";
+                ASSERT_EQ(ckm::register_part(ck, p), 0) << ckpt_last_error(ck);
+            }
+        const char *names[] = {"table", "adam.m.emb"};
+        ASSERT_EQ(ckpt_restore_tensors(ck, names, 2, nullptr), 0)
+            << "rank " << r << ": " << ckpt_last_error(ck);
+        for (const auto &p : m)
+            EXPECT_EQ(p.first_bad(20), -1) << "rank " << r << ": " << p.name;
+        // Rank 1 names a tensor that step 20 does not hold: both fail.
+        std::vector<uint32_t> extra(4, 7);
+        int64_t four[1] = {4};
+        ASSERT_EQ(ckpt_register(ck, "extra", extra.data(), CKPT_I32, 1, four), 0);
+        const char *mine[] = {r == 1 ? "extra" : "emb"};
+        EXPECT_EQ(ckpt_restore_tensors(ck, mine, 1, nullptr), CKPT_ENOTFOUND) << "rank " << r;
+        std::string msg = ckpt_last_error(ck);
+        EXPECT_NE(msg.find("'extra' is not in the checkpoint"), std::string::npos) << msg;
+        if (r == 0) {
+            EXPECT_NE(msg.find("rank 1"), std::string::npos) << msg;
+        }
+        EXPECT_EQ(ckpt_close(ck), 0);
+    });
+}
+
+// With CKPT_RESTORE_FAIL, a tensor of the checkpoint that one rank did not
+// register fails the restore on every rank, before anything is written.
+TEST(Ranks, ATensorOneRankLeftUnregisteredFailsTheRestoreOnEveryRank)
+{
+    ckt::TempDir tmp;
+    std::string dir = tmp.sub("ck");
+    save_on(2, dir, {3});
+    on_ranks(2, [&](int r, ckpt_comm *comm) {
+        ckpt_config cfg = ckm::config(dir);
+        cfg.restore_unregistered = CKPT_RESTORE_FAIL;
+        ckpt_ctx *ck = nullptr;
+        ASSERT_EQ(ckpt_open(&cfg, comm, &ck), 0) << ckpt_last_error(nullptr);
+        auto m = ckm::model(2, r);
+        for (auto &p : m) {
+            std::fill(p.data.begin(), p.data.end(), 0xDEADBEEFu);
+            if (r == 0 || p.name != "ln.weight") {
+                ASSERT_EQ(ckm::register_part(ck, p), 0) << ckpt_last_error(ck);
+            }
+        }
+        int64_t step = -1;
+        EXPECT_EQ(ckpt_restore(ck, CKPT_LATEST, nullptr, &step), CKPT_EMISMATCH) << "rank " << r;
+        EXPECT_EQ(step, -1);
+        std::string msg = ckpt_last_error(ck);
+        EXPECT_NE(msg.find("not registered on rank 1: 'ln.weight'"), std::string::npos) << msg;
+        for (const auto &p : m)
+            EXPECT_TRUE(std::all_of(p.data.begin(), p.data.end(),
+                                    [](uint32_t v) { return v == 0xDEADBEEFu; }))
+                << "rank " << r << ": " << p.name << " was written";
         EXPECT_EQ(ckpt_close(ck), 0);
     });
 }
