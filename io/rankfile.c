@@ -413,7 +413,7 @@ int ckpt__rankfile_meta_hash(const char *path, const ckpt__index *idx, uint32_t 
         if ((uint32_t)e->rank == rank && e->nbytes && e->file_off != CKPT__NO_OFFSET)
             v[n++] = (range){e->file_off, e->file_off + e->nbytes};
     }
-    size_t cap = 1u << 20;
+    size_t cap = 64u << 10; /* small: a fresh buffer costs a page fault per 4 KiB */
     uint8_t *buf = rc ? NULL : malloc(cap);
     XXH3_state_t *xs = rc ? NULL : XXH3_createState();
     if (!rc && (!buf || !xs))
