@@ -177,7 +177,6 @@ hid_t ckpt__h5_fapl(int aligned)
         return fapl;
     if (H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST) < 0 ||
         (aligned && H5Pset_alignment(fapl, CKPT__H5_ALIGN_THRESHOLD, 4096) < 0) ||
-        (aligned && H5Pset_meta_block_size(fapl, 1 << 20) < 0) ||
         (aligned && H5Pset_small_data_block_size(fapl, 1 << 20) < 0) ||
         H5Pset_file_locking(fapl, 0, 1) < 0 || grow_cache(fapl) < 0) {
         H5Pclose(fapl);

@@ -23,7 +23,8 @@ int ckpt__h5_fail(ckpt__err *err, int code, const char *fmt, ...) CKPT__PRINTF(3
 /* A new HDF5 type for dtype (close with H5Tclose), or H5I_INVALID_HID. */
 hid_t ckpt__h5_type(ckpt_dtype dtype);
 /* File access list: newest format, no file locking, and for rank files
- * (aligned = 1) 4 KiB-aligned big datasets. */
+ * (aligned = 1) 4 KiB-aligned big datasets.  The rank file's metadata
+ * block size is set by its creator (ckpt__rankfile_meta_block). */
 hid_t ckpt__h5_fapl(int aligned);
 
 /* Dataset access list for reading files we did not just write: following an

@@ -216,7 +216,7 @@ int ckpt__index_encode(const ckpt__index *idx, uint8_t **out, size_t *outlen, ck
     wbuf b = {0};
     put(&b, magic, 8);
     put_u16(&b, CKPT__FORMAT_MAJOR);
-    put_u16(&b, CKPT__FORMAT_MINOR);
+    put_u16(&b, idx->minor);
     put_u32(&b, 0);
     put_u64(&b, (uint64_t)idx->step);
     put_u64(&b, (uint64_t)idx->created_unix);
@@ -229,7 +229,7 @@ int ckpt__index_encode(const ckpt__index *idx, uint8_t **out, size_t *outlen, ck
     put(&b, idx->uuid, 16);
     for (uint32_t r = 0; r < idx->nranks; r++) {
         put_u32(&b, idx->ranks[r].rank);
-        put_u32(&b, 0);
+        put_u32(&b, idx->minor >= CKPT__MINOR_META_HASH ? idx->ranks[r].meta_hash : 0);
         put_u64(&b, idx->ranks[r].file_bytes);
         put_u64(&b, idx->ranks[r].root);
     }
@@ -417,6 +417,7 @@ int ckpt__index_decode(const uint8_t *buf, size_t len, const char *what, ckpt__i
         return ckpt__err_set(err, major > CKPT__FORMAT_MAJOR ? CKPT_EFORMAT : CKPT_ECORRUPT,
                              "%s: format version %u.%u, this library reads %d.x", what,
                              (unsigned)major, (unsigned)minor, CKPT__FORMAT_MAJOR);
+    idx->minor = (uint16_t)minor;
     idx->step = (int64_t)get_le(&b, 8);
     idx->created_unix = (int64_t)get_le(&b, 8);
     idx->world_size = (uint32_t)get_le(&b, 4);
@@ -453,7 +454,9 @@ int ckpt__index_decode(const uint8_t *buf, size_t len, const char *what, ckpt__i
     for (uint32_t r = 0; r < idx->nranks && !rc; r++) {
         ckpt__rankrec *rr = &idx->ranks[r];
         rr->rank = (uint32_t)get_le(&b, 4);
-        (void)get_le(&b, 4);
+        rr->meta_hash = (uint32_t)get_le(&b, 4);
+        if (idx->minor < CKPT__MINOR_META_HASH)
+            rr->meta_hash = 0; /* 1.0 wrote 0 there; never read as a hash */
         rr->file_bytes = get_le(&b, 8);
         rr->root = get_le(&b, 8);
         if (rr->rank >= idx->world_size || (r > 0 && rr->rank <= idx->ranks[r - 1].rank))

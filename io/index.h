@@ -12,6 +12,11 @@
  * of that rank's entries in index order; checkpoint root = XXH3-64 over the
  * rank roots in rank order.
  *
+ * Format minor versions: 1.0, and 1.1 whose rank records carry the hash of
+ * the rank file's bytes outside tensor data in the u32 that 1.0 wrote as 0
+ * (a 1.0 reader skips it).  The encoder writes idx->minor, so a writer sets
+ * it to CKPT__FORMAT_MINOR; the decoder reads every 1.x.
+ *
  * Invariants of a decoded index: every field range-checked; names valid;
  * nbytes = prod(count) * dtype size without overflow; nchunks =
  * ceil(nbytes / chunk_bytes); chunk ranges disjoint and inside hashes[];
@@ -31,7 +36,9 @@ extern "C" {
 #endif
 
 #define CKPT__FORMAT_MAJOR 1
-#define CKPT__FORMAT_MINOR 0
+#define CKPT__FORMAT_MINOR 1
+/* The first minor version whose rank records carry meta_hash. */
+#define CKPT__MINOR_META_HASH 1
 #define CKPT__NO_OFFSET UINT64_MAX
 
 enum ckpt__entry_kind { CKPT__ENTRY_TENSOR = 1, CKPT__ENTRY_META = 2 };
@@ -56,9 +63,12 @@ typedef struct ckpt__rankrec {
     uint32_t rank;
     uint64_t file_bytes;
     uint64_t root;
+    uint32_t meta_hash; /* low 32 bits of the rank file's metadata hash
+                           (rankfile.h); 0 and meaningless before minor 1 */
 } ckpt__rankrec;
 
 typedef struct ckpt__index {
+    uint16_t minor;       /* format minor version: encoded as is, set by decode */
     int64_t step;
     int64_t created_unix;
     uint32_t world_size;

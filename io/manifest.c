@@ -2,6 +2,13 @@
 /*
  * Writing and reading manifest.h5 (layout in manifest.h).  HDF5 calls run
  * inside ckpt__h5_enter/leave, taken here.
+ *
+ * Invariant: every byte of a manifest is covered by a check whose failure
+ * reads as damage (CKPT_ECORRUPT, so restore falls back): the user block's
+ * header by its own hash (or, in a 1.0 manifest, by its reserved bytes
+ * being zero), the rest of the file by the body checksum.  CKPT_EFORMAT is
+ * only for a user block whose header hash verifies but which announces a
+ * version or flag this library does not know: a newer writer's, intact.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -18,6 +25,9 @@
 #include "io/manifest.h"
 
 #define UB_BYTES 512u
+#define UB_VERSION 1u
+#define UB_FLAG_HEADER_HASH 1u /* [32, 40) holds the header hash (format 1.1) */
+#define UB_HASH_AT 32u
 #define CKPT__XSTR(x) #x
 #define CKPT__STR(x) CKPT__XSTR(x)
 static const char ub_magic[8] = {'C', 'K', 'P', 'T', 'M', 'A', 'N', '1'};
@@ -124,7 +134,7 @@ static int write_hdf5(const char *path, const ckpt__index *idx, const uint8_t *b
         snprintf(uuid + 2 * k, 3, "%02x", idx->uuid[k]);
     const char *uuidp = uuid, *lib = "ckptrt " CKPT__STR(CKPT_VERSION_MAJOR) "." CKPT__STR(
                                           CKPT_VERSION_MINOR) "." CKPT__STR(CKPT_VERSION_PATCH);
-    int32_t ver[2] = {CKPT__FORMAT_MAJOR, CKPT__FORMAT_MINOR};
+    int32_t ver[2] = {CKPT__FORMAT_MAJOR, idx->minor};
     int64_t step = idx->step, world = idx->world_size, created = idx->created_unix;
     int64_t chunk = (int64_t)idx->chunk_bytes;
     uint64_t root = ckpt__index_root(idx);
@@ -234,6 +244,31 @@ static uint64_t rd64(const uint8_t *p)
     return v;
 }
 
+static uint32_t rd32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* The header hash: XXH3-64 of the first UB_BYTES with the hash's own eight
+ * bytes read as zero.  Every later user-block version keeps this field and
+ * this definition (docs/FORMAT.md), so an intact newer header is told from
+ * a damaged one. */
+static uint64_t header_hash(const uint8_t *ub)
+{
+    uint8_t tmp[UB_BYTES];
+    memcpy(tmp, ub, UB_BYTES);
+    memset(tmp + UB_HASH_AT, 0, 8);
+    return XXH3_64bits(tmp, UB_BYTES);
+}
+
+static int all_zero(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i])
+            return 0;
+    return 1;
+}
+
 int ckpt__manifest_write(const char *path, const ckpt__index *idx, ckpt__err *err)
 {
     uint8_t *blob = NULL;
@@ -257,11 +292,15 @@ int ckpt__manifest_write(const char *path, const ckpt__index *idx, ckpt__err *er
     if (!rc && len < UB_BYTES)
         rc = ckpt__err_set(err, CKPT_EIO, "%s: HDF5 wrote only %zu bytes", path, len);
     if (!rc) {
+        /* Version 1 as 1.0 wrote it (a 1.0 reader reads this file), plus the
+         * header hash in bytes that 1.0 wrote as zero and does not read. */
         uint8_t ub[UB_BYTES] = {0};
         memcpy(ub, ub_magic, 8);
-        ub[8] = 1;
+        ub[8] = UB_VERSION;
+        ub[12] = UB_FLAG_HEADER_HASH;
         le64(ub + 16, len);
         le64(ub + 24, XXH3_64bits(buf + UB_BYTES, len - UB_BYTES));
+        le64(ub + UB_HASH_AT, header_hash(ub));
         if (pwrite(fd, ub, UB_BYTES, 0) != (ssize_t)UB_BYTES)
             rc = ckpt__err_errno(err, errno ? errno : EIO, "write %s user block", path);
         else if (fsync(fd) != 0)
@@ -348,6 +387,53 @@ out:
     return rc;
 }
 
+/* Checks the user block and the body checksum of the whole image. */
+static int check_user_block(const uint8_t *img, size_t len, const char *path, ckpt__err *err)
+{
+    if (len < UB_BYTES || memcmp(img, ub_magic, 8) != 0)
+        return ckpt__err_set(err, CKPT_ECORRUPT, "%s: not a ckpt manifest (no user block)",
+                             path);
+    uint32_t ver = rd32(img + 8), flags = rd32(img + 12);
+    int hashed = (flags & UB_FLAG_HEADER_HASH) != 0;
+    if (hashed && rd64(img + UB_HASH_AT) != header_hash(img))
+        return ckpt__err_set(err, CKPT_ECORRUPT,
+                             "%s: user block damaged (its header hash differs)", path);
+    if (ver != UB_VERSION || (flags & ~UB_FLAG_HEADER_HASH)) {
+        /* Only an intact header may announce a newer format. */
+        if (hashed && ver >= UB_VERSION)
+            return ckpt__err_set(err, CKPT_EFORMAT,
+                                 "%s: manifest user block version %u, flags 0x%x: written by a "
+                                 "newer ckptrt (this one reads version %u)",
+                                 path, ver, flags, UB_VERSION);
+        return ckpt__err_set(err, CKPT_ECORRUPT,
+                             "%s: user block damaged (version %u, flags 0x%x)", path, ver, flags);
+    }
+    size_t zero_from = hashed ? UB_HASH_AT + 8 : UB_HASH_AT;
+    if (!all_zero(img + zero_from, UB_BYTES - zero_from))
+        return ckpt__err_set(err, CKPT_ECORRUPT,
+                             "%s: user block damaged (reserved bytes are not zero)", path);
+    uint64_t sealed = rd64(img + 16);
+    if (sealed != len)
+        return ckpt__err_set(err, CKPT_ECORRUPT, "%s is %zu bytes, sealed at %llu (truncated?)",
+                             path, len, (unsigned long long)sealed);
+    if (rd64(img + 24) != XXH3_64bits(img + UB_BYTES, len - UB_BYTES))
+        return ckpt__err_set(err, CKPT_ECORRUPT, "%s: checksum mismatch (damaged)", path);
+    return 0;
+}
+
+/* open() of path failed with e: a name that is there but not a regular file
+ * (a symlink, refused by O_NOFOLLOW; a socket) is damage, not an I/O error. */
+static int open_failed(const char *path, int e, ckpt__err *err)
+{
+    struct stat st;
+    if (e == ENOENT)
+        return ckpt__err_set(err, CKPT_ECORRUPT, "%s is missing", path);
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return ckpt__err_set(err, CKPT_ECORRUPT, "%s is not a regular file (%s)", path,
+                             S_ISLNK(st.st_mode) ? "a symbolic link" : "a special file");
+    return ckpt__err_errno(err, e, "open %s", path);
+}
+
 int ckpt__manifest_read(const char *path, ckpt__index *out, ckpt__err *err)
 {
     memset(out, 0, sizeof *out);
@@ -355,34 +441,17 @@ int ckpt__manifest_read(const char *path, ckpt__index *out, ckpt__err *err)
      * slurp() then refuses anything but a regular file. */
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0)
-        return errno == ENOENT ? ckpt__err_set(err, CKPT_ECORRUPT, "%s is missing", path)
-                               : ckpt__err_errno(err, errno, "open %s", path);
+        return open_failed(path, errno, err);
     uint8_t *img = NULL;
     size_t len = 0;
     int rc = slurp(fd, path, &img, &len, err);
     close(fd);
     if (rc)
         return rc;
-    if (len < UB_BYTES || memcmp(img, ub_magic, 8) != 0) {
+    rc = check_user_block(img, len, path, err);
+    if (rc) {
         free(img);
-        return ckpt__err_set(err, CKPT_ECORRUPT, "%s: not a ckpt manifest (no user block)",
-                             path);
-    }
-    unsigned ubver = img[8];
-    uint64_t sealed = rd64(img + 16);
-    if (ubver > 1) {
-        free(img);
-        return ckpt__err_set(err, CKPT_EFORMAT, "%s: manifest user block version %u", path,
-                             ubver);
-    }
-    if (sealed != len) {
-        free(img);
-        return ckpt__err_set(err, CKPT_ECORRUPT, "%s is %zu bytes, sealed at %llu (truncated?)",
-                             path, len, (unsigned long long)sealed);
-    }
-    if (rd64(img + 24) != XXH3_64bits(img + UB_BYTES, len - UB_BYTES)) {
-        free(img);
-        return ckpt__err_set(err, CKPT_ECORRUPT, "%s: checksum mismatch (damaged)", path);
+        return rc;
     }
     uint8_t *blob = NULL;
     size_t blen = 0;

@@ -14,6 +14,12 @@
  *
  * Invariant: between create and finish nothing but the writer touches the
  * dataset ranges, and HDF5 writes nothing inside them (fill time NEVER).
+ *
+ * Every byte of a finished rank file is covered by a hash in the index:
+ * the bytes of each entry's data range by its chunk hashes, every other
+ * byte (HDF5's superblock, object headers, heaps, attributes, padding) by
+ * the metadata hash (ckpt__rankfile_meta_hash, format 1.1), which is
+ * checked without HDF5 so that damaged metadata never reaches its parser.
  */
 #ifndef CKPT_IO_RANKFILE_H
 #define CKPT_IO_RANKFILE_H
@@ -36,6 +42,35 @@ int ckpt__rankfile_finish(ckpt__rankfile *rf, const ckpt__index *idx, uint32_t r
                           ckpt__err *err);
 /* Closes without finishing (after a failed save). NULL is a no-op. */
 void ckpt__rankfile_abort(ckpt__rankfile *rf);
+/*
+ * The metadata hash: XXH3-64, in file order, of the bytes of [0, file_bytes)
+ * that lie outside the data range [file_off, file_off + nbytes) of every
+ * entry of `rank` in idx (tensors and metadata blobs alike: their bytes have
+ * chunk hashes).  Reads the file with pread; no HDF5, no lock needed.
+ * CKPT_ECORRUPT when path is not a regular file of file_bytes bytes.
+ */
+int ckpt__rankfile_meta_hash(const char *path, const ckpt__index *idx, uint32_t rank,
+                             uint64_t file_bytes, uint64_t *hash, ckpt__err *err);
+/* What the index records of that hash (ckpt__rankrec.meta_hash): the low
+ * 32 bits, the room a 1.0 reader skips in the rank record. */
+static inline uint32_t ckpt__meta_hash_tag(uint64_t hash)
+{
+    return (uint32_t)hash;
+}
+/*
+ * Checks rr's rank file against the metadata hash idx records: 0 when it
+ * matches, CKPT_ECORRUPT naming the file when it does not (or the file is
+ * not a regular file of its recorded size).  An index older than format
+ * 1.1 records none: *hashed = 0 and nothing is read.
+ */
+int ckpt__rankfile_check_meta(const char *path, const ckpt__index *idx,
+                              const ckpt__rankrec *rr, int *hashed, ckpt__err *err);
+/*
+ * Bytes HDF5 reserves at a time for the metadata of rank's file
+ * (H5Pset_meta_block_size): 4 KiB, plus 1 KiB and 8 bytes per chunk for each
+ * entry, rounded up to 4 KiB, at most 1 MiB (docs/FORMAT.md).
+ */
+uint64_t ckpt__rankfile_meta_block(const ckpt__index *idx, uint32_t rank);
 /*
  * Checks the HDF5 structure of a finished rank file against idx: every
  * entry's dataset exists with the right type, shape, offset and hash

@@ -43,8 +43,9 @@
  *      by whichever rank comes first, the others accepting only a real
  *      folder, never a symlink), and files are created exclusively, so no
  *      existing path, symlink or not, can redirect a write outside DIR.
- *   7. Retention runs after invariant 4 and never deletes the newest
- *      committed step.
+ *   7. Retention runs after invariant 4 and deletes only steps older than
+ *      the one just committed (the one checkpoint this rank knows to be
+ *      sound: every rank hashed what it wrote), never a newer one.
  *   8. Rank 0 commits only when every rank's done-record is present and
  *      the merged index is a complete layout: every tensor's slices tile it
  *      exactly (io/shard.h).
@@ -403,7 +404,15 @@ int ckpt__commit_seal(const char *dir, const char *partial, int64_t step, uint32
         if (rec.step != step || rec.world_size != world || rec.nranks != 1 ||
             rec.ranks[0].rank != r || (r > 0 && memcmp(rec.uuid, m.uuid, 16) != 0))
             rc = ckpt__err_set(err, CKPT_ECORRUPT, "%s belongs to another save", path);
+        /* The manifest states one format for every rank's record. */
+        if (!rc && rec.minor != CKPT__FORMAT_MINOR)
+            rc = ckpt__err_set(err, CKPT_EMISMATCH,
+                               "%s was written in format %d.%u, rank 0 writes %d.%d (ranks "
+                               "run different ckptrt versions)",
+                               path, CKPT__FORMAT_MAJOR, rec.minor, CKPT__FORMAT_MAJOR,
+                               CKPT__FORMAT_MINOR);
         if (!rc && r == 0) {
+            m.minor = rec.minor;
             m.step = rec.step;
             m.world_size = rec.world_size;
             m.chunk_bytes = rec.chunk_bytes;

@@ -23,6 +23,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "io/index.h"
 #include "io/strmap.h"
@@ -297,9 +298,15 @@ typedef struct ckpt__retention {
     double max_age_hours;
 } ckpt__retention;
 
-/* Deletes what the rules no longer keep, never `protect` (the newest valid
- * checkpoint); *deleted (may be NULL) gets how many went. */
+/* Deletes what the rules no longer keep among the committed steps older
+ * than `protect`, a step known to be sound (the one just committed, or the
+ * newest that `ckpt gc` verified); never `protect` itself nor a newer step,
+ * and nothing when protect < 0.  *deleted (may be NULL) gets how many went. */
 int ckpt__retention_apply(const char *dir, const ckpt__retention *rules, int64_t protect,
                           ckpt__log *log, int *deleted, ckpt__err *err);
+/* Whether retention_apply deletes steps[i] of the catalog `steps` (newest
+ * first) at time now: the rules alone, deleting nothing (`ckpt gc --dry-run`). */
+int ckpt__retention_drops(const char *dir, const ckpt__retention *rules, const int64_t *steps,
+                          size_t i, int64_t protect, const struct timespec *now);
 
 #endif

@@ -7,7 +7,8 @@
  *   2. start the snapshot copies into staging (they run while 3 happens);
  *   3. make the partial folder and the rank file's HDF5 layout;
  *   4. run the pipeline: hash each chunk, write it at its dataset offset;
- *   5. finish the rank file (hash attributes), fsync it, write the
+ *   5. finish the rank file (hash attributes), fsync it, hash its bytes
+ *      outside tensor data (HDF5's metadata: rankfile.h), write the
  *      done-record; rank 0 seals and commits (commit.c) and applies
  *      retention.
  * Any failure abandons the partial folder; the ticket keeps the error.
@@ -138,6 +139,7 @@ static int build_index(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__err *
 {
     ckpt__index *idx = &s->idx;
     memset(idx, 0, sizeof *idx);
+    idx->minor = CKPT__FORMAT_MINOR;
     idx->step = job->step;
     idx->world_size = (uint32_t)ctx->world;
     idx->chunk_bytes = ctx->cfg.chunk_bytes;
@@ -307,7 +309,8 @@ static int write_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__e
     return ckpt__pipe_set_file(&s->pipe, s->wf);
 }
 
-/* Step 5: hashes into the file, durability, done-record, commit. */
+/* Step 5: hashes into the file, durability, the metadata hash, done-record,
+ * commit. */
 static int finish_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__err *err)
 {
     ckpt__index *idx = &s->idx;
@@ -331,9 +334,19 @@ static int finish_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__
     struct stat st;
     if (!rc && stat(s->path, &st) != 0)
         rc = ckpt__err_errno(err, errno, "stat %s", s->path);
+    double th0 = now_s();
+    if (!rc) {
+        /* After HDF5 closed the file: the bytes hashed are its final ones,
+         * read back from the page cache. */
+        uint64_t h;
+        idx->ranks[0].file_bytes = (uint64_t)st.st_size;
+        rc = ckpt__rankfile_meta_hash(s->path, idx, (uint32_t)ctx->rank, (uint64_t)st.st_size,
+                                      &h, err);
+        idx->ranks[0].meta_hash = ckpt__meta_hash_tag(h);
+    }
+    double th1 = now_s();
     ckpt__fileid id;
     if (!rc) {
-        idx->ranks[0].file_bytes = (uint64_t)st.st_size;
         rc = ckpt__commit_done_record(s->ppath, idx, (uint32_t)ctx->rank, &ctx->fault, &id,
                                       err);
         s->recorded = !rc;
@@ -354,9 +367,10 @@ static int finish_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__
                                        ctx->cfg.commit_timeout_s, err);
     }
     ckpt__logf(&ctx->log, CKPT_LOG_DEBUG,
-               "step %lld: hash attributes %.3f s, fsync + done-record %.3f s, waiting for "
-               "ranks %.3f s, commit %.3f s",
-               (long long)job->step, t1 - t0, t2 - t1, t3 - t2, now_s() - t3);
+               "step %lld: hash attributes %.3f s, metadata hash %.3f s, fsync + done-record "
+               "%.3f s, waiting for ranks %.3f s, commit %.3f s",
+               (long long)job->step, t1 - t0, th1 - th0, (t2 - t1) - (th1 - th0), t3 - t2,
+               now_s() - t3);
     return rc;
 }
 

@@ -27,6 +27,8 @@ typedef struct ckpt__verify_report {
     int64_t step;
     uint64_t bytes;           /* data bytes read and hashed */
     uint32_t ntensors, nmeta;
+    uint32_t nunhashed;       /* rank files without a metadata hash (format 1.0):
+                                 their HDF5 metadata was checked by structure only */
     ckpt__bad_chunk *bads;    /* malloc'd: chunks that failed */
     uint32_t nbads;
     ckpt__index idx;          /* the manifest's index */
@@ -37,13 +39,24 @@ typedef struct ckpt__verify_report {
 } ckpt__verify_report;
 
 /* Verifies one committed checkpoint of dir: manifest, every rank file's
- * size and HDF5 structure, every chunk.  0 when valid; CKPT_ECORRUPT when
- * not (err names the first problem, report->bads lists bad chunks); other
- * codes for I/O errors.  The engine's slabs must hold a chunk. */
+ * size, the hash of its bytes outside tensor data (its HDF5 metadata, before
+ * HDF5 parses any of it) and then its HDF5 structure, every chunk.  0 when
+ * every byte of the checkpoint verified; CKPT_ECORRUPT when not (err names
+ * the first problem, report->bads lists bad chunks); other codes for I/O
+ * errors.  The engine's slabs must hold a chunk. */
 int ckpt__verify_step(ckpt__engine *eng, const char *dir, int64_t step,
                       ckpt__verify_report *report, ckpt__err *err);
 /* Same, with an engine of its own (pwrite writer, 64 MiB staging). */
 int ckpt__verify(const char *dir, int64_t step, ckpt__verify_report *report, ckpt__err *err);
+
+/* An engine kept for many verifications of checkpoints whose chunks are at
+ * most chunk_bytes (what ckpt__verify opens for one call; the tests' byte
+ * sweeps verify thousands of times). */
+typedef struct ckpt__verifier ckpt__verifier;
+int ckpt__verifier_open(uint64_t chunk_bytes, ckpt__verifier **out, ckpt__err *err);
+int ckpt__verifier_run(ckpt__verifier *v, const char *dir, int64_t step,
+                       ckpt__verify_report *report, ckpt__err *err);
+void ckpt__verifier_close(ckpt__verifier *v); /* NULL is a no-op */
 void ckpt__verify_report_free(ckpt__verify_report *r);
 
 #ifdef __cplusplus

@@ -47,18 +47,8 @@ inline AssertionResult fails(int rc, int want, const ckpt_ctx *ctx, const std::s
     return AssertionSuccess();
 }
 
-inline void write_file(const std::string &path, const std::string &bytes)
-{
-    std::ofstream f(path, std::ios::binary);
-    f.write(bytes.data(), (std::streamsize)bytes.size());
-    ASSERT_TRUE(f.good()) << path;
-}
-
-inline std::string read_file(const std::string &path)
-{
-    std::ifstream f(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-}
+using ckt::read_file;
+using ckt::write_file;
 
 inline std::string random_bytes(size_t n, uint64_t seed)
 {
@@ -224,6 +214,18 @@ inline std::string sealed_manifest(const std::string &rest, uint8_t version = 1)
         ub[24 + k] = (char)(h >> (8 * k));
     }
     return ub + rest;
+}
+
+// Gives the user block of manifest bytes m the header hash of format 1.1
+// (flag 1 in bytes 12..15, XXH3-64 of the first 512 bytes with bytes
+// 32..39 as zero stored there), so that whatever it says reads as intact.
+inline void hash_user_block(std::string &m)
+{
+    m[12] = (char)(m[12] | 1);
+    memset(&m[32], 0, 8);
+    uint64_t h = XXH3_64bits(m.data(), 512);
+    for (int k = 0; k < 8; k++)
+        m[32 + k] = (char)(h >> (8 * k));
 }
 
 } // namespace bad

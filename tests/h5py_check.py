@@ -138,7 +138,7 @@ def check_rank_file(path, exp, expected_bytes):
         file_bytes = raw_file.read()
     with h5py.File(path, "r") as f:
         a = f.attrs
-        if list(np.asarray(a.get("ckpt_format_version", [])).tolist()) != [1, 0]:
+        if list(np.asarray(a.get("ckpt_format_version", [])).tolist()) != [1, 1]:
             fail("%s: ckpt_format_version %r" % (path, a.get("ckpt_format_version")))
         for key, want in (("step", exp["step"]), ("rank", 0), ("world_size", exp["world_size"])):
             if key not in a or int(a[key]) != want:
@@ -185,8 +185,8 @@ def check_rank_file(path, exp, expected_bytes):
 def check_manifest(path, exp, offsets):
     with h5py.File(path, "r") as f:
         a = f.attrs
-        if list(np.asarray(a.get("ckpt_format_version", [])).tolist()) != [1, 0]:
-            fail("%s: ckpt_format_version %r, expected [1, 0]" % (path, a.get("ckpt_format_version")))
+        if list(np.asarray(a.get("ckpt_format_version", [])).tolist()) != [1, 1]:
+            fail("%s: ckpt_format_version %r, expected [1, 1]" % (path, a.get("ckpt_format_version")))
         for key, want in (("step", exp["step"]), ("world_size", exp["world_size"])):
             if key not in a or int(a[key]) != want:
                 fail("%s: root attribute %s is %r, expected %r" % (path, key, a.get(key), want))

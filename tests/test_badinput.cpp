@@ -1710,9 +1710,11 @@ TEST(BadInputHostile, NewerFormatIsRefusedWithoutFallingBack)
     if (HasFatalFailure())
         return;
     std::string man = ckt::step_dir(dir, 9) + "/manifest.h5";
-    std::string m = read_file(man);
-    ASSERT_GT(m.size(), 512u);
-    m[8] = 2; // user block version 2 (not covered by the file checksum)
+    const std::string orig = read_file(man);
+    ASSERT_GT(orig.size(), 512u);
+    std::string m = orig;
+    m[8] = 2; // user block version 2, its header hash made to match: intact, newer
+    hash_user_block(m);
     write_file(man, m);
     ckpt_ctx *ctx = ckt::open_ctx(ckt::config(dir));
     ASSERT_NE(ctx, nullptr);
@@ -1725,8 +1727,26 @@ TEST(BadInputHostile, NewerFormatIsRefusedWithoutFallingBack)
     EXPECT_TRUE(untouched(w.data(), w.size() * 4));
     EXPECT_EQ(step, -1);
 
+    // The same version byte without a matching header hash is damage: the
+    // restore falls back to step 8 (issue 10: a flipped byte 8 stopped
+    // every restore with CKPT_EFORMAT).
+    for (bool hashed : {false, true}) {
+        m = orig;
+        if (!hashed) {
+            m[12] = 0; // a 1.0 user block: no header hash
+            memset(&m[32], 0, 8);
+        }
+        m[8] = (char)0xFE;
+        write_file(man, m);
+        step = 0;
+        EXPECT_EQ(ckpt_restore(ctx, CKPT_LATEST, nullptr, &step), 0) << ckpt_last_error(ctx);
+        EXPECT_EQ(step, 8) << (hashed ? "1.1" : "1.0") << " user block";
+        EXPECT_TRUE(ckt::matches(w.data(), w.size() * 4, 8));
+        memset(w.data(), kSentinel, w.size() * 4);
+    }
+
     // Index major version 2 inside an otherwise valid manifest.
-    m[8] = 1;
+    m = orig;
     size_t at = m.find("CKPTIDX1");
     ASSERT_NE(at, npos);
     // The index is stored contiguously; its length is the HDF5 dataset's,

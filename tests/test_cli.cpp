@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -247,8 +248,43 @@ TEST_F(CliList, NewestFirstWithSizesAndAlignedColumns)
     EXPECT_EQ(ls[3].find("10"), ls[0].find("STEP") + 2) << out;
     for (int i = 1; i <= 3; i++) {
         EXPECT_NE(ls[i].find("4.0 MiB"), std::string::npos) << ls[i];
-        EXPECT_EQ(column_of(ls[i], "ok"), column_of(ls[0], "STATUS")) << out;
+        EXPECT_EQ(column_of(ls[i], "manifest ok"), column_of(ls[0], "STATUS")) << out;
     }
+}
+
+// Issue 17, 3.5: `list` said "ok" of a checkpoint whose data is corrupt.
+// Each row says what was checked; --verify checks everything.
+TEST_F(CliList, EveryRowSaysWhatWasCheckedAndVerifyChecksTheData)
+{
+    save({10, 20, 30});
+    flip_byte(rank_file(dir, 30), data_offset(30, "layer.0.w") + 5);
+    std::string out;
+    ASSERT_EQ(cli("list " + quote(dir), &out), 0) << out;
+    std::vector<std::string> ls = lines(out);
+    ASSERT_EQ(ls.size(), 4u) << out;
+    for (int i = 1; i <= 3; i++) // data is not read without --verify
+        EXPECT_NE(ls[i].find("  manifest ok"), std::string::npos) << out;
+    EXPECT_EQ(out.find("verified"), std::string::npos) << out;
+    ASSERT_EQ(cli("list --verify " + quote(dir), &out), 0) << out;
+    ls = lines(out);
+    ASSERT_EQ(ls.size(), 4u) << out;
+    EXPECT_NE(ls[1].find("bad: rank-00000.h5: 'layer.0.w' chunk 0"), std::string::npos) << out;
+    EXPECT_NE(ls[2].find("  verified"), std::string::npos) << out;
+    EXPECT_NE(ls[3].find("  verified"), std::string::npos) << out;
+    ASSERT_EQ(cli_stdout("list --json --verify " + quote(dir), &out), 0);
+    EXPECT_EQ(count(out, "\"checked\":\"verified\""), 3u) << out;
+    EXPECT_EQ(count(out, "\"status\":\"ok\""), 2u) << out;
+    EXPECT_EQ(count(out, "\"status\":\"bad\""), 1u) << out;
+    EXPECT_EQ(count(out, "\"metadata_hashed\":true"), 2u) << out;
+    ASSERT_EQ(cli_stdout("list --json " + quote(dir), &out), 0);
+    EXPECT_EQ(count(out, "\"checked\":\"manifest\""), 3u) << out;
+    EXPECT_EQ(count(out, "\"status\":\"ok\""), 3u) << out;
+    // The cheap check does hash the HDF5 metadata: a flip there is seen.
+    flip_byte(rank_file(dir, 20), 100);
+    ASSERT_EQ(cli("list " + quote(dir), &out), 0) << out;
+    ls = lines(out);
+    ASSERT_EQ(ls.size(), 4u) << out;
+    EXPECT_NE(ls[2].find("bad: rank-00000.h5: HDF5 metadata damaged"), std::string::npos) << out;
 }
 
 TEST_F(CliList, JsonParsesAndListsNewestFirst)
@@ -420,17 +456,71 @@ TEST_F(CliVerify, DamagedManifestIsCorrupt)
     EXPECT_NE(out.find("checksum mismatch"), std::string::npos) << out;
 }
 
-TEST_F(CliVerify, UnreadableManifestIsAnIoError)
+// Issue 10, item 4: a manifest.h5 that is a symlink made verify exit 2
+// (ELOOP) and gc delete nothing.  A file of a checkpoint that is not a
+// regular file is damage: exit 1, restore falls back, gc moves past it.
+TEST_F(CliVerify, SymlinkedManifestIsCorrupt)
 {
-    save({10});
-    // The reader refuses a symlinked manifest (O_NOFOLLOW: ELOOP), an I/O
-    // error rather than proven damage: exit 2, not 1.
-    std::string m = step_dir(dir, 10) + "/manifest.h5";
+    save({10, 20, 30});
+    std::string m = step_dir(dir, 30) + "/manifest.h5";
     ASSERT_EQ(rename(m.c_str(), tmp.sub("manifest.h5").c_str()), 0);
     ASSERT_EQ(symlink(tmp.sub("manifest.h5").c_str(), m.c_str()), 0);
     std::string out;
-    EXPECT_EQ(cli("verify " + quote(dir), &out), 2) << out;
-    EXPECT_NE(out.find("manifest.h5"), std::string::npos) << out;
+    EXPECT_EQ(cli("verify " + quote(dir), &out), 1) << out;
+    EXPECT_NE(out.find("manifest.h5 is not a regular file (a symbolic link)"), std::string::npos)
+        << out;
+    EXPECT_EQ(restore_latest(), 20);
+    ASSERT_EQ(cli("gc --keep-last 1 " + quote(dir), &out), 0) << out;
+    EXPECT_TRUE(exists(step_dir(dir, 30)) && exists(step_dir(dir, 20))) << out;
+    EXPECT_FALSE(exists(step_dir(dir, 10))) << out;
+    EXPECT_NE(out.find("protected: step 20"), std::string::npos) << out;
+    // A rank file that is a symlink is damage too.
+    std::string r = rank_file(dir, 20);
+    ASSERT_EQ(rename(r.c_str(), tmp.sub("rank.h5").c_str()), 0);
+    ASSERT_EQ(symlink(tmp.sub("rank.h5").c_str(), r.c_str()), 0);
+    EXPECT_EQ(cli("verify --step 20 " + quote(dir), &out), 1) << out;
+    EXPECT_NE(out.find("rank-00000.h5 is not a regular file"), std::string::npos) << out;
+}
+
+// Issue 10, item 2: byte 8 of the user block set to 0xfe stopped every
+// restore with CKPT_EFORMAT, verify exited 2 and gc deleted nothing.
+TEST_F(CliVerify, UserBlockByteEightIsCorruption)
+{
+    save({10, 20, 30});
+    std::string m = step_dir(dir, 30) + "/manifest.h5";
+    int fd = open(m.c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    unsigned char b = 0xfe;
+    ASSERT_EQ(pwrite(fd, &b, 1, 8), 1);
+    close(fd);
+    std::string out;
+    EXPECT_EQ(cli("verify " + quote(dir), &out), 1) << out;
+    EXPECT_NE(out.find("user block damaged"), std::string::npos) << out;
+    EXPECT_EQ(restore_latest(), 20);
+    ASSERT_EQ(cli_stdout("gc --json --keep-last 1 " + quote(dir), &out), 0) << out;
+    EXPECT_NE(out.find("\"protected\":20,\"deleted\":[10],\"kept\":[30,20]"), std::string::npos)
+        << out;
+}
+
+// Issue 10, item 3: a flip in the rank file's global heap passed verify and
+// crashed h5dump.  Verify now hashes every byte outside tensor data before
+// HDF5 reads the file.
+TEST_F(CliVerify, GlobalHeapFlipIsCorruption)
+{
+    save({10});
+    std::string f = rank_file(dir, 10);
+    std::string bytes;
+    ASSERT_EQ(run("cat " + quote(f), &bytes), 0);
+    // The rank file's global heap holds the variable-length strings of the
+    // name and ckpt_dtype attributes: flip the size of its first object.
+    size_t at = bytes.find("GCOL");
+    ASSERT_NE(at, std::string::npos) << "no global heap found";
+    flip_byte(f, at + 24);
+    std::string out;
+    EXPECT_EQ(cli("verify " + quote(dir), &out), 1) << out;
+    EXPECT_NE(out.find("rank-00000.h5: HDF5 metadata damaged"), std::string::npos) << out;
+    ASSERT_EQ(cli("list " + quote(dir), &out), 0) << out;
+    EXPECT_NE(out.find("bad: rank-00000.h5: HDF5 metadata damaged"), std::string::npos) << out;
 }
 
 TEST_F(CliVerify, NothingToVerifyIsUsageError)
@@ -602,11 +692,15 @@ TEST_F(CliGc, NeverDeletesNewestValidByAge)
     EXPECT_FALSE(exists(step_dir(dir, 10)));
     EXPECT_FALSE(exists(step_dir(dir, 20)));
     EXPECT_TRUE(exists(step_dir(dir, 30))) << out;
-    EXPECT_NE(out.find("newest valid: 30"), std::string::npos) << out;
+    EXPECT_NE(out.find("protected: step 30, the newest checkpoint verified (every chunk and the "
+                       "rank files' HDF5 metadata hashed)"),
+              std::string::npos)
+        << out;
+    EXPECT_EQ(out.find("valid"), std::string::npos) << "gc calls nothing valid: " << out;
     EXPECT_EQ(restore_latest(), 30);
 }
 
-TEST_F(CliGc, ProtectsNewestValidWhenNewestIsDamaged)
+TEST_F(CliGc, ProtectsNewestVerifiedWhenNewestIsDamaged)
 {
     save({10, 20, 30});
     ASSERT_EQ(truncate(rank_file(dir, 30).c_str(), 4096), 0);
@@ -614,12 +708,75 @@ TEST_F(CliGc, ProtectsNewestValidWhenNewestIsDamaged)
         age(step_dir(dir, s), 2.0);
     std::string out;
     ASSERT_EQ(cli_stdout("gc --json --max-age-hours 0.000001 " + quote(dir), &out), 0) << out;
-    EXPECT_NE(out.find("\"protected\":20,\"deleted\":[30,10],\"kept\":[20]"), std::string::npos)
+    // 30 is newer than the protected step: nobody verified it, it stays.
+    EXPECT_NE(out.find("\"protected\":20,\"deleted\":[10],\"kept\":[30,20]"), std::string::npos)
+        << out;
+    EXPECT_NE(out.find("\"not_verified\":[{\"step\":30,\"error\":\"rank-00000.h5 ends early"),
+              std::string::npos)
         << out;
     EXPECT_TRUE(exists(step_dir(dir, 20)));
     EXPECT_FALSE(exists(step_dir(dir, 10)));
-    EXPECT_FALSE(exists(step_dir(dir, 30)));
+    EXPECT_TRUE(exists(step_dir(dir, 30)));
     EXPECT_EQ(restore_latest(), 20);
+}
+
+// Issue 10, item 1: with one data byte of step 30 damaged, `gc --keep-last
+// 1` deleted 20 and 10 and kept only the damaged 30 ("newest valid: 30");
+// restore then found no valid checkpoint.  gc now verifies before it
+// deletes: a checkpoint goes only while a newer one verified.  Damage in
+// the newest, the middle and the oldest checkpoint, and in all of them.
+TEST_F(CliGc, DeletesOnlyBelowTheNewestVerified)
+{
+    struct Case {
+        std::vector<int64_t> damaged;
+        std::vector<int64_t> left; // what gc --keep-last 1 leaves
+        int64_t restores;           // what restore gives afterwards (-1: nothing)
+    } cases[] = {
+        {{30}, {30, 20}, 20},
+        {{20}, {30}, 30},
+        {{10}, {30}, 30},
+        {{30, 20, 10}, {30, 20, 10}, -1},
+    };
+    for (const Case &c : cases) {
+        TempDir::remove_all(dir);
+        save({10, 20, 30});
+        for (int64_t s : c.damaged) // the issue's data byte, at the data's offset
+            flip_byte(rank_file(dir, s), data_offset(s, "layer.0.w") + 24);
+        std::string out;
+        ASSERT_EQ(cli("gc --keep-last 1 " + quote(dir), &out), 0) << out;
+        for (int64_t s : {10, 20, 30}) {
+            bool want = std::find(c.left.begin(), c.left.end(), s) != c.left.end();
+            EXPECT_EQ(exists(step_dir(dir, s)), want) << "step " << s << ":\n" << out;
+        }
+        for (int64_t s : c.damaged) { // the ones gc tried before one verified
+            if (s > c.restores) {
+                EXPECT_NE(out.find("not verified, kept: step " + std::to_string(s)),
+                          std::string::npos)
+                    << out;
+            }
+        }
+        if (c.restores < 0) {
+            EXPECT_NE(out.find("no checkpoint verified: nothing deleted"), std::string::npos)
+                << out;
+            continue;
+        }
+        EXPECT_NE(out.find("protected: step " + std::to_string(c.restores)), std::string::npos)
+            << out;
+        EXPECT_EQ(restore_latest(), c.restores);
+    }
+}
+
+// HDF5 metadata damage (not data) in the newest checkpoint: the old quick
+// check passed it, and gc deleted every older checkpoint.
+TEST_F(CliGc, MetadataDamageInTheNewestIsNotVerified)
+{
+    save({10, 20, 30});
+    flip_byte(rank_file(dir, 30), 200);
+    std::string out;
+    ASSERT_EQ(cli_stdout("gc --json --keep-last 1 " + quote(dir), &out), 0) << out;
+    EXPECT_NE(out.find("\"protected\":20,\"deleted\":[10],\"kept\":[30,20]"), std::string::npos)
+        << out;
+    EXPECT_NE(out.find("HDF5 metadata damaged"), std::string::npos) << out;
 }
 
 TEST_F(CliGc, KeepLastOneWithDamagedNewestKeepsBoth)
@@ -637,15 +794,20 @@ TEST_F(CliGc, KeepLastOneWithDamagedNewestKeepsBoth)
 TEST_F(CliGc, UnknownSoundnessDeletesNothing)
 {
     save({10, 20, 30});
-    // A manifest that cannot be read for a reason other than proven damage
-    // (a symlink: the reader opens with O_NOFOLLOW and gets ELOOP, an I/O
-    // error): gc cannot tell which checkpoint is the newest valid one, so it
-    // must not delete any.
-    std::string m = step_dir(dir, 30) + "/manifest.h5";
-    ASSERT_EQ(rename(m.c_str(), tmp.sub("manifest.h5").c_str()), 0);
-    ASSERT_EQ(symlink(tmp.sub("manifest.h5").c_str(), m.c_str()), 0);
+    // A manifest that cannot be read for a reason other than damage (a
+    // permission or I/O error): gc cannot tell which checkpoint is sound, so
+    // it must not delete any.  Tests may run as root, whom permissions do
+    // not stop, so the error here is ENAMETOOLONG: DIR spelled with enough
+    // "./" that DIR itself opens but DIR/step-N/manifest.h5 is longer than
+    // PATH_MAX.
+    std::string longdir = tmp.path();
+    while (longdir.size() + 2 + 3 < 4096 - 16)
+        longdir += "/.";
+    longdir += "/ck";
+    ASSERT_LT(longdir.size() + 1, (size_t)4096);
+    ASSERT_GT(longdir.size() + strlen("/step-000000000030/manifest.h5"), (size_t)4096);
     std::string out;
-    EXPECT_EQ(cli("gc --keep-last 1 " + quote(dir), &out), 2) << out;
+    EXPECT_EQ(cli("gc --keep-last 1 " + quote(longdir), &out), 2) << out;
     EXPECT_NE(out.find("deleting nothing"), std::string::npos) << out;
     EXPECT_TRUE(exists(step_dir(dir, 10)) && exists(step_dir(dir, 20)) &&
                 exists(step_dir(dir, 30)));
@@ -703,6 +865,17 @@ TEST_F(CliArgs, UsageErrorsExitTwo)
         "gc --keep-every= --keep-last 1 @", // empty value
         "gc --max-age-hours -1 @",         // negative age
         "gc --max-age-hours nan @",        // not a number
+        "gc --max-age-hours 0x1p3 @",      // a hex float strtod reads as 8
+        "gc --max-age-hours 1e1 @",        // an exponent
+        "gc --max-age-hours +8 @",         // a sign
+        "gc --max-age-hours ' 8' @",       // a leading space
+        "gc --max-age-hours inf @",        // infinity
+        "gc --max-age-hours 8h @",         // a unit
+        "gc --max-age-hours . @",          // no digit
+        "gc --max-age-hours 0 @",          // not positive
+        "gc --keep-last 0x10 @",           // hex
+        "gc --keep-last ' 1' @",           // a leading space
+        "gc --keep-last +1 @",             // a sign
         "gc --dry-run=yes --keep-last 1 @", // flag with a value
         "inspect @ extra",                 // two folders
     };
@@ -719,6 +892,14 @@ TEST_F(CliArgs, UsageErrorsExitTwo)
     EXPECT_NE(out.find("missing DIR"), std::string::npos) << out;
     EXPECT_EQ(cli("list --bogus" + d, &out), 2);
     EXPECT_NE(out.find("unknown option '--bogus'"), std::string::npos) << out;
+    EXPECT_EQ(cli("gc --max-age-hours 0x1p3" + d, &out), 2);
+    EXPECT_NE(out.find("--max-age-hours: '0x1p3' is not a positive decimal number"),
+              std::string::npos)
+        << out;
+    // Plain decimals are fine.
+    EXPECT_EQ(cli("gc --dry-run --max-age-hours 8" + d, &out), 0) << out;
+    EXPECT_EQ(cli("gc --dry-run --max-age-hours 0.5" + d, &out), 0) << out;
+    EXPECT_EQ(cli("gc --dry-run --max-age-hours .5" + d, &out), 0) << out;
     EXPECT_TRUE(exists(step_dir(dir, 10))); // no gc ran
 }
 

@@ -17,6 +17,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -116,6 +118,21 @@ inline int run(const std::string &cmd, std::string *out = nullptr)
     if (out)
         *out = text;
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+// A whole file's bytes (empty when it cannot be read).
+inline std::string read_file(const std::string &path)
+{
+    std::ifstream f(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
+// Replaces path's content with bytes, or fails the test.
+inline void write_file(const std::string &path, const std::string &bytes)
+{
+    std::ofstream f(path, std::ios::binary | std::ios::trunc);
+    f.write(bytes.data(), (std::streamsize)bytes.size());
+    ASSERT_TRUE(f.good()) << path;
 }
 
 inline std::string quote(const std::string &s)

@@ -12,11 +12,16 @@
  *      corrupt (CKPT_ECORRUPT), 2 for usage errors and every other failure.
  *   2. With --json, stdout carries exactly one JSON document and nothing
  *      else; messages and progress go to stderr.
- *   3. gc never deletes the newest checkpoint whose manifest reads and
- *      whose rank files have their recorded sizes, and never touches a
- *      partial or trash folder unless --partial asks for it (a running job
- *      may own it).  When it cannot tell whether a checkpoint is sound (an
- *      I/O or permission error rather than damage) it deletes nothing.
+ *   3. gc deletes a checkpoint only while a newer one is verified: every
+ *      chunk hashed, and (format 1.1) every rank file's bytes outside
+ *      tensor data hashed.  It verifies from the newest down until one
+ *      verifies, protects that one and applies the rules only to older
+ *      steps; a newer step that did not verify is kept, and with none
+ *      verified nothing is deleted.  It never touches a partial or trash
+ *      folder unless --partial asks for it (a running job may own it).
+ *      When it cannot tell whether a checkpoint is sound (an I/O or
+ *      permission error rather than damage) it deletes nothing.  Its help
+ *      and output never call a checkpoint valid that it did not verify.
  *   4. No mutable state outside main's locals: the parsed options live in
  *      main and are passed down by pointer.
  */
@@ -39,10 +44,6 @@
 
 enum { EXIT_VALID = 0, EXIT_CORRUPT = 1, EXIT_ERROR = 2 };
 
-#define MIB (1024ull * 1024ull)
-#define STAGING_BYTES (64 * MIB)
-#define PROGRESS_MIN_BYTES (256 * MIB)
-
 /* ---- options ---------------------------------------------------------------------- */
 
 enum { C_LIST = 1, C_VERIFY = 2, C_INSPECT = 4, C_GC = 8, C_ANY = 15 };
@@ -56,7 +57,8 @@ enum {
     O_KEEP_EVERY,
     O_MAX_AGE,
     O_DRY_RUN,
-    O_PARTIAL
+    O_PARTIAL,
+    O_VERIFY
 };
 
 typedef struct optdef {
@@ -77,13 +79,14 @@ static const optdef optdefs[] = {
     {"--max-age-hours", O_MAX_AGE, 1, C_GC},
     {"--dry-run", O_DRY_RUN, 0, C_GC},
     {"--partial", O_PARTIAL, 0, C_GC},
+    {"--verify", O_VERIFY, 0, C_LIST},
 };
 
 typedef struct opts {
     unsigned cmd;
     const char *cmd_name;
     const char *dir;
-    int json, help, all, dry_run, partial;
+    int json, help, all, dry_run, partial, verify;
     int64_t step; /* -1: the newest */
     int keep_last, keep_every;
     double max_age_hours;
@@ -93,10 +96,11 @@ static const char usage_main[] =
     "usage: ckpt <command> [options] DIR\n"
     "\n"
     "Commands:\n"
-    "  list      committed checkpoints, newest first, with a quick health check\n"
-    "  verify    hash every chunk of a checkpoint against its manifest\n"
+    "  list      committed checkpoints, newest first, each with what was checked\n"
+    "  verify    hash every byte of a checkpoint against its manifest\n"
     "  inspect   a checkpoint's header and its table of tensors\n"
-    "  gc        delete checkpoints that retention rules no longer keep\n"
+    "  gc        delete checkpoints that retention rules no longer keep, only\n"
+    "            while a newer one verifies\n"
     "\n"
     "Every command takes --json (one JSON document on stdout) and --help.\n"
     "Run 'ckpt <command> --help' for its options; 'ckpt --version' for the version.\n"
@@ -104,23 +108,40 @@ static const char usage_main[] =
     "Exit status: 0 success, 1 verify found corruption, 2 usage or runtime error.\n";
 
 static const char usage_list[] =
-    "usage: ckpt list [--json] DIR\n"
+    "usage: ckpt list [--verify] [--json] DIR\n"
     "\n"
     "Lists the committed checkpoints of DIR newest first: step, creation time,\n"
-    "data size, ranks, tensors and status.  Status is \"ok\" when the manifest\n"
-    "reads and validates and every rank file has its recorded size, else\n"
-    "\"bad: <reason>\".  Folders of saves in progress (or abandoned) show as\n"
-    "\"partial\".  Data is not hashed here; 'ckpt verify' does that.\n";
+    "data size, ranks, tensors and status.  The status says what was checked:\n"
+    "  manifest ok  the manifest verifies, every rank file has its recorded\n"
+    "               size and its HDF5 metadata (every byte outside tensor\n"
+    "               data) its recorded hash; tensor data was not read\n"
+    "  verified     (--verify) all of that, and every chunk of tensor data\n"
+    "               hashed: what 'ckpt verify' checks\n"
+    "  bad: <why>   damaged; error: <why> when the check could not run\n"
+    "A checkpoint of format 1.0 has no metadata hash: its status adds\n"
+    "\"(format 1.0: metadata not hashed)\".  Folders of saves in progress (or\n"
+    "abandoned) show as \"partial\", deletions under way as \"trash\".\n"
+    "\n"
+    "  --verify   verify every checkpoint fully (reads all of its data)\n"
+    "\n"
+    "Exit status: 0 when the folder was listed, whatever the rows say; 2 on\n"
+    "usage or I/O errors.  'ckpt verify --all' exits 1 for corruption.\n";
 
 static const char usage_verify[] =
     "usage: ckpt verify [--step S | --all] [--json] DIR\n"
     "\n"
-    "Reads and hashes every chunk of the newest checkpoint (or of step S, or of\n"
-    "every checkpoint with --all) and compares it with the manifest.  Prints\n"
-    "every damaged chunk as \"tensor '<name>' chunk <i>\", the bytes verified and\n"
-    "the throughput.  Shows progress on a terminal for checkpoints over 256 MiB.\n"
+    "Verifies the newest checkpoint (or step S, or every checkpoint with --all)\n"
+    "against its manifest: the manifest's own checksums, then for each rank\n"
+    "file its size, the hash of its HDF5 metadata (every byte outside tensor\n"
+    "data, checked before HDF5 reads the file), its HDF5 structure, and every\n"
+    "chunk of tensor data read and hashed.  Prints every damaged chunk as\n"
+    "\"tensor '<name>' chunk <i>\", the bytes verified and the throughput.  A\n"
+    "checkpoint of format 1.0 has no metadata hash; its structure is checked\n"
+    "and the output says so.  Shows progress on a terminal for checkpoints\n"
+    "over 256 MiB.\n"
     "\n"
-    "Exit status: 0 valid, 1 corrupt, 2 usage or I/O error (no such folder, no\n"
+    "Exit status: 0 verified, 1 corrupt (any damage, or a file of the checkpoint\n"
+    "missing or not a regular file), 2 usage or I/O error (no such folder, no\n"
     "checkpoint, unknown step, unreadable file).\n";
 
 static const char usage_inspect[] =
@@ -137,15 +158,20 @@ static const char usage_gc[] =
     "Deletes committed checkpoints the rules no longer keep:\n"
     "  --keep-last N       keep the newest N (N >= 1)\n"
     "  --keep-every K      also keep every step that is a multiple of K\n"
-    "  --max-age-hours H   delete checkpoints older than H hours (H > 0; age is\n"
-    "                      the folder's modification time, in whole seconds)\n"
+    "  --max-age-hours H   delete checkpoints older than H hours (H > 0, a plain\n"
+    "                      decimal number such as 8 or 0.5; age is the folder's\n"
+    "                      modification time)\n"
     "  --partial           also remove partial and trash folders left by saves\n"
     "                      and deletions; only when no job is writing to DIR\n"
     "  --dry-run           print what would be deleted, delete nothing\n"
     "\n"
-    "The newest checkpoint whose manifest reads and whose rank files have their\n"
-    "recorded sizes is never deleted.  When a manifest cannot be read for another\n"
-    "reason than damage (permissions, I/O), gc deletes nothing.\n";
+    "A checkpoint is deleted only while a newer one is verified: gc first\n"
+    "verifies checkpoints from the newest down, as 'ckpt verify' does (every\n"
+    "chunk and the rank files' HDF5 metadata hashed; it reads all of their\n"
+    "data), until one verifies.  That one is protected, and the rules apply only\n"
+    "to older steps: a newer checkpoint that did not verify is kept, and when\n"
+    "none verifies nothing is deleted.  When a checkpoint cannot be checked for\n"
+    "another reason than damage (permissions, I/O), gc deletes nothing.\n";
 
 static void usage_error(const opts *o, const char *fmt, ...) CKPT__PRINTF(2, 3);
 
@@ -177,9 +203,21 @@ static int parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out)
     return 0;
 }
 
+/* Parses a plain decimal number (digits, at most one '.', at least one
+ * digit; no sign, exponent, hex float, inf or nan, which strtod would all
+ * take) greater than 0. */
 static int parse_hours(const char *s, double *out)
 {
-    if (!((*s >= '0' && *s <= '9') || *s == '.'))
+    int digits = 0, dots = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p >= '0' && *p <= '9')
+            digits++;
+        else if (*p == '.' && !dots)
+            dots++;
+        else
+            return -1;
+    }
+    if (!digits)
         return -1;
     errno = 0;
     char *end;
@@ -219,6 +257,9 @@ static int apply_opt(opts *o, const optdef *d, const char *val)
     case O_PARTIAL:
         o->partial = 1;
         return 0;
+    case O_VERIFY:
+        o->verify = 1;
+        return 0;
     case O_STEP:
         if (set_int(o, d->name, val, 0, CKPT__STEP_MAX, &v))
             return -1;
@@ -233,7 +274,7 @@ static int apply_opt(opts *o, const optdef *d, const char *val)
     case O_MAX_AGE:
         if (parse_hours(val, &o->max_age_hours) == 0)
             return 0;
-        usage_error(o, "%s: '%s' is not a positive number of hours", d->name, val);
+        usage_error(o, "%s: '%s' is not a positive decimal number of hours", d->name, val);
         return -1;
     default:
         return -1;
@@ -302,13 +343,6 @@ static int parse_args(int argc, char **argv, opts *o)
 
 /* ---- small helpers ---------------------------------------------------------------------- */
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* The tail of msg after "sdir/", so a row reads "manifest.h5 is missing". */
 static const char *relative(const char *msg, const char *sdir)
 {
@@ -362,12 +396,14 @@ static int pick_step(const opts *o, const int64_t *steps, size_t n, int64_t *ste
 typedef struct row {
     int64_t step;
     const leftover *left; /* a partial or trash folder, else NULL */
-    int ok;               /* committed and passed quick_check */
+    int rc;               /* committed: 0 when its check passed, else the code */
+    int verified;         /* the check was the full one (--verify) */
+    int hashed;           /* the rank files' metadata hash was checked (not 1.0) */
     int64_t created_unix;
     uint64_t bytes;
     uint32_t world_size, ntensors;
     char uuid[33];
-    char why[CKPT__ERR_MSG]; /* why a committed folder is not ok */
+    char why[CKPT__ERR_MSG]; /* why a committed folder failed its check */
 } row;
 
 static int cmp_row(const void *a, const void *b)
@@ -378,27 +414,49 @@ static int cmp_row(const void *a, const void *b)
     return (x->left != NULL) - (y->left != NULL);
 }
 
-/* Fills a committed folder's row; the index is dropped at once, so a
- * folder of many large checkpoints is listed in constant memory. */
-static void check_row(const char *dir, row *r)
+/* Fills a committed folder's row by the cheap check, or with verify by the
+ * full one; the index is dropped at once, so a folder of many large
+ * checkpoints is listed in constant memory. */
+static void check_row(const char *dir, int verify, ckpt__log *log, row *r)
 {
     ckpt__index idx;
     ckpt__err err;
-    char sdir[PATH_CAP];
     ckpt__err_clear(&err);
-    if (quick_check(dir, r->step, &idx, &err) != 0) {
+    vresult v;
+    r->verified = verify;
+    if (verify) {
+        verify_one(dir, r->step, log, &v);
+        r->rc = v.rc;
+        err = v.err;
+        r->hashed = v.rep.nunhashed == 0;
+        idx = v.rep.idx;
+    } else {
+        r->rc = quick_check(dir, r->step, &idx, &r->hashed, &err);
+    }
+    if (r->rc) {
+        char sdir[PATH_CAP];
         const char *why = err.msg;
         if (step_path(sdir, dir, r->step, NULL, NULL) == 0)
             why = relative(err.msg, sdir);
         snprintf(r->why, sizeof r->why, "%s", why);
-        return;
+    } else {
+        r->created_unix = idx.created_unix;
+        r->world_size = idx.world_size;
+        totals(&idx, &r->bytes, &r->ntensors);
+        uuid_hex(idx.uuid, r->uuid);
     }
-    r->ok = 1;
-    r->created_unix = idx.created_unix;
-    r->world_size = idx.world_size;
-    totals(&idx, &r->bytes, &r->ntensors);
-    uuid_hex(idx.uuid, r->uuid);
-    ckpt__index_free(&idx);
+    if (verify)
+        ckpt__verify_report_free(&v.rep);
+    else if (!r->rc)
+        ckpt__index_free(&idx);
+}
+
+/* "manifest ok", "verified", "bad: <why>" or "error: <why>". */
+static const char *row_status(const row *r)
+{
+    if (r->rc == 0)
+        return r->verified ? "verified" : "manifest ok";
+    return r->rc == CKPT_ECORRUPT ? "bad" : "error";
 }
 
 static void list_json(FILE *f, const opts *o, const row *rows, size_t n)
@@ -413,13 +471,18 @@ static void list_json(FILE *f, const opts *o, const row *rows, size_t n)
             continue;
         fprintf(f, "%s{\"step\":%lld", first ? "" : ",", (long long)r->step);
         first = 0;
-        if (r->ok) {
+        if (r->rc == 0)
             fprintf(f, ",\"created_unix\":%lld,\"bytes\":%llu,\"world_size\":%u,\"tensors\":%u,"
-                       "\"uuid\":\"%s\",\"status\":\"ok\"}",
+                       "\"uuid\":\"%s\",\"status\":\"ok\"",
                     (long long)r->created_unix, (unsigned long long)r->bytes, r->world_size,
                     r->ntensors, r->uuid);
-        } else {
-            fputs(",\"status\":\"bad\",\"error\":", f);
+        else
+            fprintf(f, ",\"status\":\"%s\"", row_status(r));
+        fprintf(f, ",\"checked\":\"%s\"", r->verified ? "verified" : "manifest");
+        if (r->rc == 0)
+            fprintf(f, ",\"metadata_hashed\":%s}", r->hashed ? "true" : "false");
+        else {
+            fputs(",\"error\":", f);
             json_str(f, r->why);
             fputc('}', f);
         }
@@ -445,17 +508,19 @@ static int list_table(FILE *f, const row *rows, size_t n)
     for (size_t i = 0; i < n && !bad; i++) {
         const row *r = &rows[i];
         bad |= cell(&t, "%lld", (long long)r->step);
-        if (r->ok) {
+        if (!r->left && r->rc == 0) {
             char when[32], size[32];
             local_time(r->created_unix, when);
             human(r->bytes, size);
             bad |= cell(&t, "%s", when) | cell(&t, "%s", size) | cell(&t, "%u", r->world_size) |
-                   cell(&t, "%u", r->ntensors) | cell(&t, "ok");
+                   cell(&t, "%u", r->ntensors) |
+                   cell(&t, "%s%s", row_status(r),
+                        r->hashed ? "" : " (format 1.0: metadata not hashed)");
             continue;
         }
         bad |= cell(&t, "-") | cell(&t, "-") | cell(&t, "-") | cell(&t, "-");
         if (!r->left)
-            bad |= cell(&t, "bad: %s", r->why);
+            bad |= cell(&t, "%s: %s", row_status(r), r->why);
         else if (r->left->trash)
             bad |= cell(&t, "trash (a deletion in progress or interrupted)");
         else
@@ -467,7 +532,7 @@ static int list_table(FILE *f, const row *rows, size_t n)
     return bad ? out_of_memory() : 0;
 }
 
-static int cmd_list(const opts *o)
+static int cmd_list(const opts *o, ckpt__log *log)
 {
     int64_t *steps;
     size_t nsteps, nleft;
@@ -491,7 +556,7 @@ static int cmd_list(const opts *o)
     }
     for (size_t i = 0; i < nsteps; i++) {
         rows[i].step = steps[i];
-        check_row(o->dir, &rows[i]);
+        check_row(o->dir, o->verify, log, &rows[i]);
     }
     for (size_t i = 0; i < nleft; i++) {
         rows[nsteps + i].step = left[i].step;
@@ -512,51 +577,9 @@ static int cmd_list(const opts *o)
 
 /* ---- verify ------------------------------------------------------------------------- */
 
-/* Progress across the rank files of one checkpoint: each rank's pipeline
- * counts from zero again, so a drop in `done` means the next file began. */
-typedef struct progress {
-    int64_t step;
-    uint64_t total, base, last_done, last_total;
-    int last_pct;
-} progress;
-
-static void on_progress(void *user, uint64_t done, uint64_t total)
-{
-    progress *p = user;
-    if (done < p->last_done)
-        p->base += p->last_total;
-    p->last_done = done;
-    p->last_total = total;
-    uint64_t all = p->base + done;
-    int pct = p->total ? (int)((double)all * 100.0 / (double)p->total) : 100;
-    if (pct > 100)
-        pct = 100;
-    if (pct != p->last_pct) {
-        fprintf(stderr, "\rverifying step %lld: %3d%%", (long long)p->step, pct);
-        fflush(stderr);
-        p->last_pct = pct;
-    }
-}
-
-typedef struct vresult {
-    int64_t step;
-    int rc;
-    ckpt__err err;
-    double seconds;
-    ckpt__verify_report rep;
-} vresult;
-
 static const ckpt__entry *bad_entry(const vresult *v, uint32_t i)
 {
     return &v->rep.idx.entries[v->rep.bads[i].entry];
-}
-
-static int cmp_bad(const void *a, const void *b)
-{
-    const ckpt__bad_chunk *x = a, *y = b;
-    if (x->entry != y->entry)
-        return x->entry < y->entry ? -1 : 1;
-    return x->chunk < y->chunk ? -1 : x->chunk > y->chunk;
 }
 
 /* Bytes of the chunks that failed: the report's byte count includes them. */
@@ -571,62 +594,13 @@ static uint64_t bad_bytes(const vresult *v)
     return n;
 }
 
-/*
- * Verifies one step into *v: v->rc is 0, CKPT_ECORRUPT with v->err naming
- * the first problem, or another code when the check itself could not run.
- * The manifest is read first for its chunk size, because the engine's
- * staging slabs must hold one chunk of this checkpoint.
- */
-static void verify_one(const char *dir, int64_t step, ckpt__log *log, vresult *v)
-{
-    memset(v, 0, sizeof *v);
-    v->step = step;
-    char path[PATH_CAP];
-    ckpt__index idx;
-    v->rc = step_path(path, dir, step, CKPT__MANIFEST_NAME, &v->err);
-    if (!v->rc)
-        v->rc = ckpt__manifest_read(path, &idx, &v->err);
-    if (v->rc)
-        return;
-    uint64_t total;
-    uint32_t nt;
-    totals(&idx, &total, &nt);
-    ckpt__engine_config ec = {
-        .io = CKPT_IO_AUTO,
-        .device = CKPT_DEVICE_HOST,
-        .staging_bytes = idx.chunk_bytes > STAGING_BYTES ? idx.chunk_bytes : STAGING_BYTES,
-        .chunk_bytes = idx.chunk_bytes,
-    };
-    ckpt__index_free(&idx);
-    ckpt__engine eng;
-    if (ckpt__engine_open(&eng, &ec, log, NULL, &v->err) != 0) {
-        /* Not the checkpoint's fault: never reported as corruption. */
-        v->rc = v->err.code == CKPT_ECORRUPT ? CKPT_EIO : v->err.code;
-        ckpt__err_prefix(&v->err, "opening the reader");
-        return;
-    }
-    progress pr = {.step = step, .total = total, .last_pct = -1};
-    if (isatty(STDERR_FILENO) && total > PROGRESS_MIN_BYTES) {
-        v->rep.progress = on_progress;
-        v->rep.progress_user = &pr;
-    }
-    double t0 = now_s();
-    v->rc = ckpt__verify_step(&eng, dir, step, &v->rep, &v->err);
-    v->seconds = now_s() - t0;
-    ckpt__engine_close(&eng);
-    /* The report lists bad chunks in the order reads finished. */
-    if (v->rep.nbads > 1)
-        qsort(v->rep.bads, v->rep.nbads, sizeof *v->rep.bads, cmp_bad);
-    if (pr.last_pct >= 0)
-        fprintf(stderr, "\r%40s\r", "");
-}
-
 static void verify_json(FILE *f, const vresult *v)
 {
     fprintf(f, "{\"step\":%lld,\"valid\":%s,\"bytes\":%llu,\"bad_bytes\":%llu,"
-               "\"seconds\":%.6f,\"error\":",
+               "\"seconds\":%.6f,\"metadata_hashed\":%s,\"error\":",
             (long long)v->step, v->rc ? "false" : "true", (unsigned long long)v->rep.bytes,
-            (unsigned long long)bad_bytes(v), v->seconds);
+            (unsigned long long)bad_bytes(v), v->seconds,
+            v->rep.nunhashed == 0 ? "true" : "false");
     if (v->rc)
         json_str(f, v->err.msg);
     else
@@ -650,8 +624,12 @@ static void verify_text(FILE *f, const vresult *v)
     double s = v->seconds > 1e-9 ? v->seconds : 1e-9;
     human((uint64_t)((double)v->rep.bytes / s), rate);
     if (v->rc == 0) {
-        fprintf(f, "step %lld: ok: verified %s (%llu bytes) in %.3f s (%s/s)\n",
-                (long long)v->step, size, (unsigned long long)v->rep.bytes, v->seconds, rate);
+        fprintf(f, "step %lld: ok: verified %s (%llu bytes) in %.3f s (%s/s): %s\n",
+                (long long)v->step, size, (unsigned long long)v->rep.bytes, v->seconds, rate,
+                v->rep.nunhashed == 0
+                    ? "every chunk and the rank files' HDF5 metadata hashed"
+                    : "every chunk hashed; format 1.0: the HDF5 metadata has no hash, its "
+                      "structure was checked");
         return;
     }
     fprintf(f, "step %lld: %s\n", (long long)v->step,
@@ -814,50 +792,60 @@ static int cmd_inspect(const opts *o)
 
 /* ---- gc ----------------------------------------------------------------------------- */
 
+/* A step newer than the protected one that did not verify (kept, Inv. 3). */
+typedef struct unverified {
+    int64_t step;
+    char why[CKPT__ERR_MSG];
+} unverified;
+
+typedef struct gc_result {
+    int checked;     /* rules were given, so checkpoints were verified */
+    int64_t protect; /* the newest verified step, or -1 */
+    int hashed;      /* its rank files' metadata hash was checked (not 1.0) */
+    unverified *bad; /* newer steps that did not verify, newest first */
+    size_t nbad;
+    int64_t *deleted, *kept; /* views into one allocation */
+    size_t ndeleted, nkept;
+    leftover *left;
+    size_t nleft, nremoved; /* left[0..nremoved) are gone (or would go) */
+} gc_result;
+
 /*
- * The newest checkpoint that passes quick_check, or -1 when none does.
- * Damage (CKPT_ECORRUPT) moves on to the next older one; any other error
- * (permissions, I/O) means soundness is unknown, and gc must stop (Inv. 3).
+ * Verifies from the newest step down until one verifies fully (verify_one,
+ * what `ckpt verify` checks) and protects it; g->protect stays -1 when none
+ * does.  Damage (CKPT_ECORRUPT) is noted and the next older one tried; any
+ * other error (permissions, I/O) means soundness is unknown, and gc must
+ * stop (Inv. 3).
  */
-static int find_protected(const opts *o, const int64_t *steps, size_t n, int64_t *protect)
+static int find_protected(const opts *o, ckpt__log *log, const int64_t *steps, size_t n,
+                          gc_result *g)
 {
-    *protect = -1;
+    g->protect = -1;
     for (size_t i = 0; i < n; i++) {
-        ckpt__index idx;
-        ckpt__err err;
-        ckpt__err_clear(&err);
-        int rc = quick_check(o->dir, steps[i], &idx, &err);
+        vresult v;
+        verify_one(o->dir, steps[i], log, &v);
+        int rc = v.rc;
         if (rc == 0) {
-            ckpt__index_free(&idx);
-            *protect = steps[i];
-            return 0;
-        }
-        if (rc != CKPT_ECORRUPT) {
+            g->protect = steps[i];
+            g->hashed = v.rep.nunhashed == 0;
+        } else if (rc == CKPT_ECORRUPT) {
+            unverified *u = &g->bad[g->nbad++];
+            char sdir[PATH_CAP];
+            u->step = steps[i];
+            snprintf(u->why, sizeof u->why, "%s",
+                     step_path(sdir, o->dir, steps[i], NULL, NULL) == 0
+                         ? relative(v.err.msg, sdir)
+                         : v.err.msg);
+        } else {
             fprintf(stderr, "ckpt gc: cannot tell whether step %lld is sound: %s; deleting "
                             "nothing\n",
-                    (long long)steps[i], err.msg);
-            return EXIT_ERROR;
+                    (long long)steps[i], v.err.msg);
         }
+        ckpt__verify_report_free(&v.rep);
+        if (rc != CKPT_ECORRUPT)
+            return rc ? EXIT_ERROR : 0;
     }
     return 0;
-}
-
-/* Whether retention would delete steps[i]: the rules of runtime/retention.c,
- * evaluated without deleting, for --dry-run. */
-static int would_drop(const opts *o, const int64_t *steps, size_t i, int64_t protect,
-                      time_t now)
-{
-    int64_t s = steps[i];
-    if (s == protect || (o->keep_every > 0 && s % o->keep_every == 0))
-        return 0;
-    if (o->keep_last > 0 && i >= (size_t)o->keep_last)
-        return 1;
-    if (o->max_age_hours <= 0)
-        return 0;
-    char path[PATH_CAP];
-    struct stat st;
-    return step_path(path, o->dir, s, NULL, NULL) == 0 && stat(path, &st) == 0 &&
-           difftime(now, st.st_mtime) > o->max_age_hours * 3600.0;
 }
 
 static int contains(const int64_t *v, size_t n, int64_t x)
@@ -876,13 +864,9 @@ static void print_steps(FILE *f, const int64_t *v, size_t n)
     fputc(']', f);
 }
 
-typedef struct gc_result {
-    int64_t protect;
-    int64_t *deleted, *kept; /* views into one allocation */
-    size_t ndeleted, nkept;
-    leftover *left;
-    size_t nleft, nremoved; /* left[0..nremoved) are gone (or would go) */
-} gc_result;
+static const char what_verified[] = "every chunk and the rank files' HDF5 metadata hashed";
+static const char what_verified_10[] =
+    "every chunk hashed; format 1.0: HDF5 metadata has no hash, its structure was checked";
 
 static void gc_report(const opts *o, const gc_result *g)
 {
@@ -900,6 +884,17 @@ static void gc_report(const opts *o, const gc_result *g)
         fputs(",\"partial\":[", f);
         for (size_t i = 0; i < g->nremoved; i++)
             fprintf(f, "%s\"%s\"", i ? "," : "", g->left[i].name);
+        fputs("],\"protected_checked\":", f);
+        if (g->protect >= 0)
+            json_str(f, g->hashed ? what_verified : what_verified_10);
+        else
+            fputs("null", f);
+        fputs(",\"not_verified\":[", f);
+        for (size_t i = 0; i < g->nbad; i++) {
+            fprintf(f, "%s{\"step\":%lld,\"error\":", i ? "," : "", (long long)g->bad[i].step);
+            json_str(f, g->bad[i].why);
+            fputc('}', f);
+        }
         fputs("]}\n", f);
         return;
     }
@@ -912,33 +907,44 @@ static void gc_report(const opts *o, const gc_result *g)
     fprintf(f, "kept %zu checkpoint%s", g->nkept, g->nkept == 1 ? "" : "s");
     for (size_t i = 0; i < g->nkept; i++)
         fprintf(f, "%s%lld", i ? ", " : ": ", (long long)g->kept[i]);
+    fputc('\n', f);
+    if (!g->checked)
+        return;
     if (g->protect >= 0)
-        fprintf(f, " (newest valid: %lld, protected)\n", (long long)g->protect);
+        fprintf(f, "protected: step %lld, the newest checkpoint verified (%s)\n",
+                (long long)g->protect, g->hashed ? what_verified : what_verified_10);
     else
-        fputs(" (no valid checkpoint found; none protected)\n", f);
+        fputs("no checkpoint verified: nothing deleted (a checkpoint is deleted only while a "
+              "newer one verifies)\n",
+              f);
+    for (size_t i = 0; i < g->nbad; i++)
+        fprintf(f, "not verified, kept: step %lld: %s\n", (long long)g->bad[i].step,
+                g->bad[i].why);
 }
 
-/* Applies the retention rules (or plans them with --dry-run). */
+/* Applies the retention rules below g->protect (or plans them with
+ * --dry-run). */
 static int gc_steps(const opts *o, ckpt__log *log, const int64_t *steps, size_t n,
                     gc_result *g)
 {
     int rc = 0;
-    if (!o->keep_last && o->max_age_hours <= 0) {
+    ckpt__retention rules = {o->keep_last, o->keep_every, o->max_age_hours};
+    if (!g->checked || g->protect < 0) {
         for (size_t i = 0; i < n; i++)
             g->kept[g->nkept++] = steps[i];
         return 0;
     }
     if (o->dry_run) {
-        time_t now = time(NULL);
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
         for (size_t i = 0; i < n; i++) {
-            if (would_drop(o, steps, i, g->protect, now))
+            if (ckpt__retention_drops(o->dir, &rules, steps, i, g->protect, &now))
                 g->deleted[g->ndeleted++] = steps[i];
             else
                 g->kept[g->nkept++] = steps[i];
         }
         return 0;
     }
-    ckpt__retention rules = {o->keep_last, o->keep_every, o->max_age_hours};
     ckpt__err err;
     ckpt__err_clear(&err);
     int ndel = 0;
@@ -996,13 +1002,20 @@ static int cmd_gc(const opts *o, ckpt__log *log)
         return rc;
     gc_result g;
     memset(&g, 0, sizeof g);
+    g.protect = -1;
     g.deleted = malloc((2 * n + 1) * sizeof *g.deleted);
-    if (!g.deleted) {
+    g.bad = calloc(n ? n : 1, sizeof *g.bad);
+    if (!g.deleted || !g.bad) {
+        free(g.deleted);
+        free(g.bad);
         free(steps);
         return out_of_memory();
     }
     g.kept = g.deleted + n;
-    rc = find_protected(o, steps, n, &g.protect);
+    /* Only rules delete checkpoints; --partial alone needs no verification. */
+    g.checked = o->keep_last > 0 || o->max_age_hours > 0;
+    if (g.checked)
+        rc = find_protected(o, log, steps, n, &g);
     if (!rc) {
         rc = gc_steps(o, log, steps, n, &g);
         if (!rc && o->partial)
@@ -1011,6 +1024,7 @@ static int cmd_gc(const opts *o, ckpt__log *log)
         gc_report(o, &g);
     }
     free(g.left);
+    free(g.bad);
     free(g.deleted);
     free(steps);
     return rc;
@@ -1046,7 +1060,7 @@ static int run(const opts *o)
     int rc;
     switch (o->cmd) {
     case C_LIST:
-        rc = cmd_list(o);
+        rc = cmd_list(o, &log);
         break;
     case C_VERIFY:
         rc = cmd_verify(o, &log);

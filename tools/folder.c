@@ -1,6 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* See folder.h. */
+#include <time.h>
+#include <unistd.h>
+
+#include "io/rankfile.h"
 #include "tools/folder.h"
+
+#define MIB (1024ull * 1024ull)
+#define STAGING_BYTES (64 * MIB)
+#define PROGRESS_MIN_BYTES (256 * MIB)
 
 /* out = dir/step-N[/file]; CKPT_EINVAL when it does not fit PATH_CAP. */
 int step_path(char *out, const char *dir, int64_t step, const char *file,
@@ -16,21 +24,24 @@ int step_path(char *out, const char *dir, int64_t step, const char *file,
 }
 
 /*
- * The cheap checks `list` reports and `gc` protects by: the manifest reads
- * and validates and names this step, and every rank file it lists is a
- * regular file of the recorded size.  Data is not hashed (verify does).
- * On success *idx holds the index (the caller frees it).
+ * The cheap checks `list` reports: the manifest reads and validates and
+ * names this step, and every rank file it lists is a regular file of the
+ * recorded size whose bytes outside tensor data (its HDF5 metadata) have
+ * the recorded hash.  Tensor data is not read (verify_one does).  *hashed
+ * is 0 for a 1.0 checkpoint, which records no metadata hash.  On success
+ * *idx holds the index (the caller frees it).
  */
-int quick_check(const char *dir, int64_t step, ckpt__index *idx,
-                              ckpt__err *err)
+int quick_check(const char *dir, int64_t step, ckpt__index *idx, int *hashed, ckpt__err *err)
 {
     char path[PATH_CAP];
     memset(idx, 0, sizeof *idx);
+    *hashed = 0;
     int rc = step_path(path, dir, step, CKPT__MANIFEST_NAME, err);
     if (!rc)
         rc = ckpt__manifest_read(path, idx, err);
     if (rc)
         return rc;
+    *hashed = idx->minor >= CKPT__MINOR_META_HASH;
     if (idx->step != step)
         rc = ckpt__err_set(err, CKPT_ECORRUPT, "manifest.h5 records step %lld",
                            (long long)idx->step);
@@ -41,6 +52,7 @@ int quick_check(const char *dir, int64_t step, ckpt__index *idx,
         rc = step_path(path, dir, step, file, err);
         if (rc)
             break;
+        int h;
         if (lstat(path, &st) != 0)
             rc = errno == ENOENT ? ckpt__err_set(err, CKPT_ECORRUPT, "%s is missing", file)
                                  : ckpt__err_errno(err, errno, "stat %s", path);
@@ -50,6 +62,8 @@ int quick_check(const char *dir, int64_t step, ckpt__index *idx,
             rc = ckpt__err_set(err, CKPT_ECORRUPT, "%s is %lld bytes, the manifest says %llu",
                                file, (long long)st.st_size,
                                (unsigned long long)idx->ranks[r].file_bytes);
+        else
+            rc = ckpt__rankfile_check_meta(path, idx, &idx->ranks[r], &h, err);
     }
     if (rc)
         ckpt__index_free(idx);
@@ -145,3 +159,97 @@ int scan_leftovers(const char *dir, leftover **out, size_t *n,
         qsort(*out, *n, sizeof **out, cmp_leftover);
     return 0;
 }
+
+/* ---- full verification ---------------------------------------------------------- */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Progress across the rank files of one checkpoint: each rank's pipeline
+ * counts from zero again, so a drop in `done` means the next file began. */
+typedef struct progress {
+    int64_t step;
+    uint64_t total, base, last_done, last_total;
+    int last_pct;
+} progress;
+
+static void on_progress(void *user, uint64_t done, uint64_t total)
+{
+    progress *p = user;
+    if (done < p->last_done)
+        p->base += p->last_total;
+    p->last_done = done;
+    p->last_total = total;
+    uint64_t all = p->base + done;
+    int pct = p->total ? (int)((double)all * 100.0 / (double)p->total) : 100;
+    if (pct > 100)
+        pct = 100;
+    if (pct != p->last_pct) {
+        fprintf(stderr, "\rverifying step %lld: %3d%%", (long long)p->step, pct);
+        fflush(stderr);
+        p->last_pct = pct;
+    }
+}
+
+static int cmp_bad(const void *a, const void *b)
+{
+    const ckpt__bad_chunk *x = a, *y = b;
+    if (x->entry != y->entry)
+        return x->entry < y->entry ? -1 : 1;
+    return x->chunk < y->chunk ? -1 : x->chunk > y->chunk;
+}
+
+/*
+ * Verifies one step into *v: v->rc is 0, CKPT_ECORRUPT with v->err naming
+ * the first problem, or another code when the check itself could not run.
+ * The manifest is read first for its chunk size, because the engine's
+ * staging slabs must hold one chunk of this checkpoint.
+ */
+void verify_one(const char *dir, int64_t step, ckpt__log *log, vresult *v)
+{
+    memset(v, 0, sizeof *v);
+    v->step = step;
+    char path[PATH_CAP];
+    ckpt__index idx;
+    v->rc = step_path(path, dir, step, CKPT__MANIFEST_NAME, &v->err);
+    if (!v->rc)
+        v->rc = ckpt__manifest_read(path, &idx, &v->err);
+    if (v->rc)
+        return;
+    uint64_t total;
+    uint32_t nt;
+    totals(&idx, &total, &nt);
+    ckpt__engine_config ec = {
+        .io = CKPT_IO_AUTO,
+        .device = CKPT_DEVICE_HOST,
+        .staging_bytes = idx.chunk_bytes > STAGING_BYTES ? idx.chunk_bytes : STAGING_BYTES,
+        .chunk_bytes = idx.chunk_bytes,
+    };
+    ckpt__index_free(&idx);
+    ckpt__engine eng;
+    if (ckpt__engine_open(&eng, &ec, log, NULL, &v->err) != 0) {
+        /* Not the checkpoint's fault: never reported as corruption. */
+        v->rc = v->err.code == CKPT_ECORRUPT ? CKPT_EIO : v->err.code;
+        ckpt__err_prefix(&v->err, "opening the reader");
+        return;
+    }
+    progress pr = {.step = step, .total = total, .last_pct = -1};
+    if (isatty(STDERR_FILENO) && total > PROGRESS_MIN_BYTES) {
+        v->rep.progress = on_progress;
+        v->rep.progress_user = &pr;
+    }
+    double t0 = now_s();
+    v->rc = ckpt__verify_step(&eng, dir, step, &v->rep, &v->err);
+    v->seconds = now_s() - t0;
+    ckpt__engine_close(&eng);
+    /* The report lists bad chunks in the order reads finished. */
+    if (v->rep.nbads > 1)
+        qsort(v->rep.bads, v->rep.nbads, sizeof *v->rep.bads, cmp_bad);
+    if (pr.last_pct >= 0)
+        fprintf(stderr, "\r%40s\r", "");
+}
+

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The checkpoint folder as the `ckpt` tool sees it: paths of step folders,
- * the quick health check that `list` reports and `gc` protects by, and the
- * partial and trash folders that saves and deletions leave behind.
+ * the quick health check that `list` reports, the full verification that
+ * `verify`, `list --verify` and `gc` run (verify_one), and the partial and
+ * trash folders that saves and deletions leave behind.
  * Committed folders are found by the runtime's own catalog scan
  * (ckpt__catalog_scan); this file only adds what the runtime does not
  * expose. 
@@ -25,6 +26,7 @@
 
 #include "io/manifest.h"
 #include "runtime/internal.h"
+#include "runtime/verify.h"
 
 #define PATH_CAP 4200
 
@@ -35,8 +37,19 @@ typedef struct leftover {
     int trash;
 } leftover;
 
+/* The outcome of verifying one step fully (verify_one). */
+typedef struct vresult {
+    int64_t step;
+    int rc;
+    ckpt__err err;
+    double seconds;
+    ckpt__verify_report rep;
+} vresult;
+
+
 int step_path(char *out, const char *dir, int64_t step, const char *file, ckpt__err *err);
-int quick_check(const char *dir, int64_t step, ckpt__index *idx, ckpt__err *err);
+int quick_check(const char *dir, int64_t step, ckpt__index *idx, int *hashed, ckpt__err *err);
+void verify_one(const char *dir, int64_t step, ckpt__log *log, vresult *v);
 void totals(const ckpt__index *idx, uint64_t *bytes, uint32_t *ntensors);
 int parse_leftover(const char *name, leftover *out);
 int scan_leftovers(const char *dir, leftover **out, size_t *n, ckpt__err *err);

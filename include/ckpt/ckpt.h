@@ -187,6 +187,8 @@ typedef void (*ckpt_event_fn)(void *user, const ckpt_event *event);
 
 typedef struct ckpt_config {
     const char *dir;          /* checkpoint folder; created if missing */
+    /* Retention after each commit: only steps older than the one just
+     * committed are deleted, never a newer one (it may hold later progress). */
     int keep_last;            /* keep the newest N checkpoints; 0 keeps all */
     int keep_every;           /* also keep steps that are multiples of K; 0 off */
     double max_age_hours;     /* delete older checkpoints; 0 off */
@@ -480,12 +482,15 @@ CKPT_API int ckpt_policy_due(ckpt_ctx *ctx, int64_t step);
 #define CKPT_LATEST ((int64_t)-1)
 
 /*
- * Restores the registered tensors and the metadata from the newest valid
- * checkpoint (step CKPT_LATEST) or from a given step.  Blocks.  Verifies
- * every chunk while reading (unless cfg.verify is 0); on a bad chunk,
- * missing file or bad manifest it logs why and falls back to the next
- * older checkpoint (only with CKPT_LATEST).  *step_out (may be NULL) gets
- * the restored step.  Errors:
+ * Restores the registered tensors and the metadata from the newest
+ * checkpoint whose manifest and data verify (step CKPT_LATEST) or from a
+ * given step.  Blocks.  Verifies every chunk while reading (unless
+ * cfg.verify is 0); on a bad chunk, a missing file (or one that is not a
+ * regular file) or a damaged manifest it logs why and falls back to the
+ * next older checkpoint (only with CKPT_LATEST).  It needs and reads no
+ * HDF5 metadata of the rank files, so it does not check their metadata
+ * hash: `ckpt verify` does (docs/FORMAT.md, "Checking a checkpoint").
+ * *step_out (may be NULL) gets the restored step.  Errors:
  *   CKPT_ENOTFOUND  no checkpoint (a fresh start); tensors untouched.
  *   CKPT_EMISMATCH  a registered tensor is missing from the checkpoint or
  *                   differs in dtype or shape; nothing was overwritten.
@@ -548,7 +553,8 @@ typedef struct ckpt_info {
 /*
  * Lists the committed checkpoints in the context's folder whose manifest
  * reads, newest first, into out[0..cap).  *count gets how many exist (may
- * exceed cap).  Data is not verified here (the `ckpt verify` tool does).
+ * exceed cap).  Only the manifest is checked here: a listed checkpoint is
+ * not known to restore (the `ckpt verify` tool checks everything).
  */
 CKPT_API int ckpt_list(ckpt_ctx *ctx, ckpt_info *out, size_t cap, size_t *count);
 

@@ -12,8 +12,10 @@
  * dataset's type, shape, offset and hash attributes with the index.  That
  * is the only part of ckpt__verify_step that parses the rank file; its
  * size check is trivial and its data pass reads the ranges the verified
- * manifest names (past 1 MiB, never reached by an input; the corruption
- * suites cover damaged data), so it is not run per input.
+ * manifest names (the corruption suites cover damaged data), so it is not
+ * run per input.  Since format 1.1 verify runs this check only after the
+ * file's metadata hash matched; the target still runs it on every input,
+ * as verify does for 1.0 checkpoints, which have no such hash.
  *
  * Start-up aborts if the unmodified seed fails the check, since a target
  * whose seed fails would only ever test refusals.

@@ -14,9 +14,10 @@
 
 #define FUZZ_SEED_STEP 7
 /* How many leading bytes of a rank file fuzz_rankfile takes from its input:
- * a rank file is HDF5 metadata in the first few KiB, zeros to the end of
- * its 1 MiB metadata block, then tensor data.  The seed file supplies the
- * rest, so mutations land in the metadata instead of the zeros. */
+ * a rank file is HDF5 metadata in its first metadata block (a few KiB,
+ * sized to its entries), then tensor data; metadata allocated later (often
+ * the global heap) lies after the data.  The seed file supplies the rest,
+ * so mutations land in the first block's metadata. */
 #define FUZZ_RANK_HEAD 8192
 
 /* The process's scratch folder, created on the first call; NULL (after a

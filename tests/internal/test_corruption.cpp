@@ -10,8 +10,6 @@
 // buffer or opening any file they name.
 #include <fcntl.h>
 
-#include <fstream>
-#include <iterator>
 #include <random>
 
 #include <hdf5.h>
@@ -20,6 +18,7 @@
 #include "io/manifest.h"
 #include "runtime/verify.h"
 #include "test_util.h"
+#include "two_steps.h"
 
 extern "C" {
 #include "io/h5util.h"
@@ -36,8 +35,7 @@ class Corruption : public WriterTest {
     std::string dir = tmp.sub("ckpt");
     ckpt_config cfg = config(dir, GetParam());
     Logs logs;
-    std::vector<uint8_t> w, b, tiny;
-    std::vector<int64_t> w_shape{5 << 18}, b_shape{333, 77}, tiny_shape{5};
+    TwoSteps st{5 << 18}; // w: five 1 MiB chunks
     ckpt_ctx *ctx = nullptr;
 
     void SetUp() override
@@ -46,34 +44,14 @@ class Corruption : public WriterTest {
         if (IsSkipped())
             return;
         logs.attach(&cfg);
-        w.resize(5u << 20); // five 1 MiB chunks
-        b.resize(333 * 77 * 2);
-        tiny.resize(5 * 4);
         ctx = open_ctx(cfg);
         ASSERT_NE(ctx, nullptr);
-        ASSERT_EQ(ckpt_register(ctx, "w", w.data(), CKPT_F32, 1, w_shape.data()), 0);
-        ASSERT_EQ(ckpt_register(ctx, "b", b.data(), CKPT_BF16, 2, b_shape.data()), 0);
-        ASSERT_EQ(ckpt_register(ctx, "tiny", tiny.data(), CKPT_I32, 1, tiny_shape.data()), 0);
-        for (int64_t s : {1, 2}) {
-            set((uint64_t)s);
-            uint64_t v = (uint64_t)s;
-            ASSERT_EQ(ckpt_set_meta(ctx, "version", &v, sizeof v), 0);
-            ASSERT_EQ(save_wait(ctx, s), 0) << ckpt_last_error(ctx);
-        }
+        st.save(ctx);
     }
     void TearDown() override { ckpt_close(ctx); }
 
-    void set(uint64_t v)
-    {
-        fill(w.data(), w.size(), v * 7 + 1);
-        fill(b.data(), b.size(), v * 7 + 2);
-        fill(tiny.data(), tiny.size(), v * 7 + 3);
-    }
-    bool is(uint64_t v)
-    {
-        return matches(w.data(), w.size(), v * 7 + 1) && matches(b.data(), b.size(), v * 7 + 2) &&
-               matches(tiny.data(), tiny.size(), v * 7 + 3);
-    }
+    void set(uint64_t v) { st.set(v); }
+    bool is(uint64_t v) const { return st.is(v); }
     std::string rank_file(int64_t step) { return step_dir(dir, step) + "/rank-00000.h5"; }
     std::string manifest(int64_t step) { return step_dir(dir, step) + "/manifest.h5"; }
 
@@ -255,22 +233,23 @@ TEST_P(Corruption, RandomFlipsGiveOldOrNewNeverAMixture)
 TEST_P(Corruption, ADamagedTensorRestoredByNameIsCorruptWithoutFallback)
 {
     ASSERT_EQ(ckpt_unregister(ctx, "b"), 0);
-    set(0);
+    st.set(0);
     int64_t got = -1;
     ASSERT_EQ(ckpt_restore(ctx, CKPT_LATEST, nullptr, &got), 0) << ckpt_last_error(ctx);
     EXPECT_EQ(got, 2);
     EXPECT_TRUE(logs.has("'b'", "ckpt_restore_tensors")) << "no warning about 'b'";
     flip(rank_file(2), data_offset(2, "b") + 100);
-    ASSERT_EQ(ckpt_register(ctx, "b", b.data(), CKPT_BF16, 2, b_shape.data()), 0);
+    const int64_t b_shape[] = {333, 77};
+    ASSERT_EQ(ckpt_register(ctx, "b", st.b.data(), CKPT_BF16, 2, b_shape), 0);
     const char *names[] = {"b"};
     EXPECT_EQ(ckpt_restore_tensors(ctx, names, 1, nullptr), CKPT_ECORRUPT);
     std::string msg = ckpt_last_error(ctx);
     EXPECT_NE(msg.find("ckpt_restore_tensors"), std::string::npos) << msg;
     EXPECT_NE(msg.find("'b' chunk 0"), std::string::npos) << msg;
     EXPECT_NE(msg.find("step-000000000002"), std::string::npos) << msg;
-    EXPECT_FALSE(matches(b.data(), b.size(), 1 * 7 + 2)) << "fell back to step 1's b";
-    EXPECT_TRUE(matches(w.data(), w.size(), 2 * 7 + 1)) << "w is not step 2's any more";
-    EXPECT_TRUE(matches(tiny.data(), tiny.size(), 2 * 7 + 3));
+    EXPECT_FALSE(matches(st.b.data(), st.b.size(), 1 * 7 + 2)) << "fell back to step 1's b";
+    EXPECT_TRUE(matches(st.w.data(), st.w.size(), 2 * 7 + 1)) << "w is not step 2's any more";
+    EXPECT_TRUE(matches(st.tiny.data(), st.tiny.size(), 2 * 7 + 3));
 }
 
 INSTANTIATE_TEST_SUITE_P(Writers, Corruption, ::testing::ValuesIn(writers()),
@@ -279,19 +258,6 @@ INSTANTIATE_TEST_SUITE_P(Writers, Corruption, ::testing::ValuesIn(writers()),
                          });
 
 // ---- hostile files that pass every checksum --------------------------------
-
-std::string slurp(const std::string &path)
-{
-    std::ifstream f(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-}
-
-void spill(const std::string &path, const std::string &bytes)
-{
-    std::ofstream f(path, std::ios::binary | std::ios::trunc);
-    f.write(bytes.data(), (std::streamsize)bytes.size());
-    ASSERT_TRUE(f.good()) << path;
-}
 
 // Where a forged manifest keeps its /index.
 enum class IndexAt { kHere, kExternalLink, kExternalStorage };
@@ -370,7 +336,7 @@ class HostileFile : public ::testing::Test {
             if (at == IndexAt::kExternalStorage) {
                 // The real index as the raw data of an external storage file.
                 std::string raw = outside + "/index.bin";
-                spill(raw, blob);
+                write_file(raw, blob);
                 ASSERT_GE(H5Pset_external(dcpl, raw.c_str(), 0, n), 0);
             }
             hid_t ds = H5Dcreate2(f, "index", H5T_STD_U8LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
@@ -382,7 +348,7 @@ class HostileFile : public ::testing::Test {
         }
         H5Sclose(sp);
         ASSERT_GE(H5Fclose(f), 0);
-        std::string m = slurp(manifest());
+        std::string m = read_file(manifest());
         ASSERT_GT(m.size(), 512u);
         memcpy(&m[0], "CKPTMAN1", 8);
         m[8] = 1;
@@ -391,7 +357,7 @@ class HostileFile : public ::testing::Test {
             m[16 + k] = (char)(len >> (8 * k));
             m[24 + k] = (char)(h >> (8 * k));
         }
-        spill(manifest(), m);
+        write_file(manifest(), m);
     }
 
     int read_manifest(std::string *msg)
@@ -467,7 +433,7 @@ TEST_F(HostileFile, RankFileDatasetBehindAnExternalLinkIsNotFollowed)
     std::string msg;
     ASSERT_EQ(check_rank_file(&msg), 0) << msg;
     std::string copy = outside + "/rank.h5";
-    spill(copy, slurp(rank_file()));
+    write_file(copy, read_file(rank_file()));
     hid_t f = H5Fopen(rank_file().c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
     ASSERT_GE(f, 0);
     ASSERT_GE(H5Ldelete(f, "/tensors/w", H5P_DEFAULT), 0);

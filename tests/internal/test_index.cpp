@@ -62,6 +62,7 @@ struct Model {
         uint64_t chunk0 = 0;
         uint32_t nchunks = 0;
     };
+    uint16_t minor = 0; // a 1.0 index unless a test says otherwise
     int64_t step = 1234;
     int64_t created = 1700000000;
     uint32_t world = 2;
@@ -123,6 +124,7 @@ struct Model {
             c.nchunks = e.nchunks;
         }
         memset(&idx, 0, sizeof idx);
+        idx.minor = minor;
         idx.step = step;
         idx.created_unix = created;
         idx.world_size = world;
@@ -163,7 +165,7 @@ struct Model {
 Model sample()
 {
     Model m;
-    m.ranks = {{0, 1u << 20, 0}, {1, 1u << 20, 0}};
+    m.ranks = {{0, 1u << 20, 0, 0}, {1, 1u << 20, 0, 0}};
     m.add("w", CKPT__ENTRY_TENSOR, CKPT_F32, 0, {4, 1024});                 // 4 chunks
     m.add("emb", CKPT__ENTRY_TENSOR, CKPT_BF16, 1, {8, 300}, {4, 0}, {4, 300}, 8192);
     m.add("emb", CKPT__ENTRY_TENSOR, CKPT_BF16, 0, {8, 300}, {0, 0}, {4, 300}, 65536);
@@ -195,20 +197,22 @@ struct Decoded {
     ~Decoded() { ckpt__index_free(&idx); }
 };
 
-// Offsets of every byte the decoder ignores (reserved fields, and the minor
-// version, which the decoded index does not keep), for the flip test.
+// Offsets of every byte the decoder ignores (reserved fields, and before
+// format 1.1 the rank records' u32 that 1.1 uses for the metadata hash),
+// for the flip test.  The minor version is kept (idx.minor).
 std::set<size_t> reserved_bytes(const std::vector<uint8_t> &v)
 {
     std::set<size_t> s;
-    for (size_t k = 10; k < 16; k++)
+    for (size_t k = 12; k < 16; k++)
         s.insert(k);
     for (size_t k = 44; k < 48; k++)
         s.insert(k);
     uint32_t nranks = v[kOffNranks] | v[kOffNranks + 1] << 8;
     uint32_t nent = v[kOffNentries] | v[kOffNentries + 1] << 8;
+    unsigned minor = v[10] | v[11] << 8;
     size_t off = kHeader;
     for (uint32_t r = 0; r < nranks; r++, off += kRankRec)
-        for (size_t k = 4; k < 8; k++)
+        for (size_t k = 4; k < 8 && minor < CKPT__MINOR_META_HASH; k++)
             s.insert(off + k);
     for (uint32_t i = 0; i < nent; i++) {
         size_t nlen = v[off] | v[off + 1] << 8, ndim = v[off + 4];
@@ -330,7 +334,7 @@ TEST(Index, EmptyIndexRoundTrips)
 {
     Model m;
     m.world = 1;
-    m.ranks = {{0, 0, 0}};
+    m.ranks = {{0, 0, 0, 0}};
     Decoded d(m.encode());
     ASSERT_EQ(d.rc, 0) << d.err.msg;
     EXPECT_EQ(d.idx.nentries, 0u);
@@ -603,6 +607,39 @@ TEST(IndexHostile, NewerMajorVersionIsEformat)
     EXPECT_EQ(d.rc, 0) << d.err.msg;
 }
 
+// Format 1.1 keeps each rank file's metadata hash in the rank record's u32
+// that 1.0 wrote as zero; a 1.0 index decodes with no hash, whatever the
+// field holds, and the layout is the same, so a 1.0 reader reads 1.1.
+TEST(IndexFormat, MetadataHashTravelsFromMinorOne)
+{
+    Model m = sample();
+    m.ranks[0].meta_hash = 0xDEADBEEFu;
+    m.ranks[1].meta_hash = 0x01234567u;
+    m.minor = 1;
+    std::vector<uint8_t> v11 = m.encode();
+    EXPECT_EQ(v11[kOffMajor + 2], 1u);
+    EXPECT_EQ(v11[kHeader + 4], 0xEFu);
+    EXPECT_EQ(v11[kHeader + kRankRec + 7], 0x01u);
+    {
+        Decoded d(v11);
+        ASSERT_EQ(d.rc, 0) << d.err.msg;
+        EXPECT_EQ(d.idx.minor, 1u);
+        EXPECT_EQ(d.idx.ranks[0].meta_hash, 0xDEADBEEFu);
+        EXPECT_EQ(d.idx.ranks[1].meta_hash, 0x01234567u);
+    }
+    m.minor = 0;
+    std::vector<uint8_t> v10 = m.encode();
+    ASSERT_EQ(v10.size(), v11.size());
+    EXPECT_EQ(v10[kHeader + 4], 0u) << "1.0 writes zero there";
+    // A 1.0 index whose u32 holds something is still read as having none.
+    put_le(v10, kHeader + 4, 0x55u, 4);
+    reseal(v10);
+    Decoded d(v10);
+    ASSERT_EQ(d.rc, 0) << d.err.msg;
+    EXPECT_EQ(d.idx.minor, 0u);
+    EXPECT_EQ(d.idx.ranks[0].meta_hash, 0u);
+}
+
 TEST(IndexHostile, BadMagicIsRefused)
 {
     Model m = sample();
@@ -625,17 +662,17 @@ TEST(IndexHostile, RankRecordsOutOfOrderOrRange)
 {
     {
         Model m = sample();
-        m.ranks = {{1, 1u << 20, 0}, {0, 1u << 20, 0}};
+        m.ranks = {{1, 1u << 20, 0, 0}, {0, 1u << 20, 0, 0}};
         expect_refused(m.encode(), "ranks 1, 0");
     }
     {
         Model m = sample();
-        m.ranks = {{0, 1u << 20, 0}, {0, 1u << 20, 0}};
+        m.ranks = {{0, 1u << 20, 0, 0}, {0, 1u << 20, 0, 0}};
         expect_refused(m.encode(), "rank 0 twice");
     }
     {
         Model m = sample();
-        m.ranks = {{0, 1u << 20, 0}, {2, 1u << 20, 0}};
+        m.ranks = {{0, 1u << 20, 0, 0}, {2, 1u << 20, 0, 0}};
         expect_refused(m.encode(), "rank record 2 in a world of 2");
     }
 }
