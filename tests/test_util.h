@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -303,5 +304,32 @@ inline std::vector<std::string> list_dir(const std::string &dir)
     }
     return v;
 }
+
+// A context's log lines, kept for assertions (the runtime logs from its
+// own threads too, hence the lock).
+struct LogLines {
+    std::mutex mu;
+    std::vector<std::string> lines;
+    // Sends cfg's log (level and up) here; this object must outlive the context.
+    void attach(ckpt_config &cfg, ckpt_log_level level = CKPT_LOG_INFO)
+    {
+        cfg.log_level = level;
+        cfg.log_user = this;
+        cfg.log_fn = [](void *user, ckpt_log_level, const char *m) {
+            auto *self = static_cast<LogLines *>(user);
+            std::lock_guard<std::mutex> g(self->mu);
+            self->lines.push_back(m);
+        };
+    }
+    // The first line holding `what`, or "".
+    std::string find(const std::string &what)
+    {
+        std::lock_guard<std::mutex> g(mu);
+        for (const auto &l : lines)
+            if (l.find(what) != std::string::npos)
+                return l;
+        return "";
+    }
+};
 
 } // namespace ckt
