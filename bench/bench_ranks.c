@@ -79,13 +79,11 @@ static void mpi_gather(bench_world *w, const void *send, size_t n, void *recv)
 static ckpt_comm *mpi_comm(bench_world *w)
 {
     (void)w;
-    ckpt_comm *c = ckpt_comm_mpi(MPI_COMM_WORLD);
-    if (!c) {
-        /* The other ranks are already in ckpt_open's collectives. */
-        errorf("ckpt_comm_mpi failed: %s", ckpt_last_error(NULL));
-        MPI_Abort(MPI_COMM_WORLD, 1);
-    }
-    return c;
+    /* Never NULL.  It can fail here only in MPI_Comm_dup, which aborts the
+     * job (MPI_COMM_WORLD's errors are fatal), or out of memory: then
+     * ckpt_open refuses the failed comm on this rank with the reason, the
+     * rank exits non-zero, and mpirun ends the job. */
+    return ckpt_comm_mpi(MPI_COMM_WORLD);
 }
 
 static void mpi_close(bench_world *w)

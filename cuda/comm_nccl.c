@@ -10,6 +10,9 @@
  * back the same way, and the calling thread waits for the stream.  Larger
  * payloads go in pieces.
  *
+ * Built as libckpt_nccl, which needs no symbol of libckpt (comm.h): a
+ * failure of ckpt_comm_nccl travels on the failed comm it returns.
+ *
  * Invariants:
  *   1. Calls come only from the caller's thread (comm.h), so one buffer and
  *      one stream serve every collective without a lock.
@@ -289,22 +292,20 @@ static const ckpt__comm_methods nccl_methods = {
 
 ckpt_comm *ckpt_comm_nccl(ncclComm_t comm, cudaStream_t stream)
 {
-    ckpt__err *err = ckpt__thread_err();
+    ckpt__err errbuf, *err = &errbuf;
     ckpt__err_clear(err);
     if (!comm) {
         ckpt__err_set(err, CKPT_EINVAL, "ckpt_comm_nccl: comm is NULL");
-        return NULL;
+        return ckpt__comm_failed(err);
     }
     ckpt_comm *c = calloc(1, sizeof *c);
     nccl_comm *n = calloc(1, sizeof *n);
     if (!c || !n) {
         free(c);
         free(n);
-        ckpt__err_set(err, CKPT_ENOMEM, "ckpt_comm_nccl: out of memory");
-        return NULL;
+        return ckpt__comm_oom();
     }
-    c->m = &nccl_methods;
-    c->impl = n;
+    ckpt__comm_init(c, &nccl_methods, n);
     int rc = 0, prev = -1, rank = 0;
     NCCL_TRY(n, ncclCommCuDevice(comm, &n->dev));
     NCCL_TRY(n, ncclCommUserRank(comm, &rank));
@@ -329,11 +330,11 @@ out:
     if (prev >= 0 && prev != n->dev)
         cudaSetDevice(prev);
     if (rc) {
-        /* The message names the call that failed; keep it past cleanup. */
-        ckpt__err keep = *err;
+        /* The message names the call that failed; it outlives the cleanup
+         * on the failed comm. */
         nc_destroy(c);
-        *err = keep;
-        return NULL;
+        ckpt__err_prefix(err, "ckpt_comm_nccl");
+        return ckpt__comm_failed(err);
     }
     return c;
 }

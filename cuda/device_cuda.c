@@ -5,6 +5,12 @@
  * non-blocking copy stream, so the training stream never waits for it
  * unless the caller fences.  Plain C against the CUDA runtime API.
  *
+ * A plugin (device.h): built as libckpt_cuda.so with the static CUDA
+ * runtime and its own copy of the error helpers, it exports only
+ * ckpt__device_plugin() and needs nothing from libckpt or from a CUDA
+ * library folder; libckpt loads it at ckpt_open (device_plugin.c), so a
+ * program that never asks for CUDA never loads it.
+ *
  * Ordering, per context:
  *   - save_begin records `begin` on the caller's stream and makes the copy
  *     stream wait on it: the snapshot sees everything the caller queued
@@ -85,7 +91,7 @@ static int use(ckpt__device *d, ckpt__err *err)
     return e == cudaSuccess ? 0 : fail(err, e, "cudaSetDevice");
 }
 
-int ckpt__cuda_probe(ckpt__err *err)
+static int cuda_probe(ckpt__err *err)
 {
     int count = 0; /* left unset when there is no driver */
     cudaError_t e = cudaGetDeviceCount(&count);
@@ -203,7 +209,7 @@ static slot **ring_make(slot **old, unsigned keep, unsigned from, unsigned cap, 
 static int cuda_open(ckpt__device **out, ckpt__err *err)
 {
     *out = NULL;
-    int rc = ckpt__cuda_probe(err);
+    int rc = cuda_probe(err);
     if (rc)
         return rc;
     ckpt__device *d = calloc(1, sizeof *d);
@@ -398,10 +404,11 @@ static int cuda_copy_in(ckpt__device *d, const ckpt__copy *ops, size_t nops, voi
     return e == cudaSuccess ? 0 : fail(err, e, call);
 }
 
-const ckpt__device_methods ckpt__device_cuda = {
+static const ckpt__device_methods cuda_methods = {
     .version = CKPT__DEVICE_VERSION,
     .name = "cuda",
     .flags = 0, /* the fence completes on the device */
+    .probe = cuda_probe,
     .open = cuda_open,
     .close = cuda_close,
     .register_staging = cuda_register_staging,
@@ -411,3 +418,12 @@ const ckpt__device_methods ckpt__device_cuda = {
     .fence = cuda_fence,
     .copy_in = cuda_copy_in,
 };
+
+/* The plugin's one exported symbol (CKPT__DEVICE_PLUGIN_ENTRY); declared
+ * here because only dlsym ever calls it. */
+__attribute__((visibility("default"))) const ckpt__device_methods *ckpt__device_plugin(void);
+
+const ckpt__device_methods *ckpt__device_plugin(void)
+{
+    return &cuda_methods;
+}

@@ -7,6 +7,16 @@
  * Rule (DESIGN.md): collectives run only on the caller's thread, at points
  * every rank reaches in the same order (open, restore, close, an explicit
  * barrier); never from a background thread.
+ *
+ * The MPI and NCCL backends are libraries of their own (libckpt_mpi,
+ * libckpt_nccl) that must not need any symbol of libckpt: a static libckpt
+ * exports none.  So a factory (ckpt_comm_mpi, ckpt_comm_nccl) reports its
+ * failure on what it returns, not in libckpt's per-thread buffer: it never
+ * returns NULL, but a comm whose sticky `err` holds the code and message
+ * (comm_failed.c, which each comm library compiles in), and ckpt_open
+ * refuses such a comm with them.  Every comm carries the interface version
+ * it was built for, as its first member, so ckpt_open can refuse a comm of
+ * a different build before it reads anything else of it.
  */
 #ifndef CKPT_RUNTIME_COMM_H
 #define CKPT_RUNTIME_COMM_H
@@ -16,7 +26,12 @@
 
 #include "runtime/err.h"
 
-#define CKPT__COMM_VERSION 1
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* 2: struct ckpt_comm starts with its version and carries a sticky error. */
+#define CKPT__COMM_VERSION 2
 
 enum ckpt__reduce { CKPT__MIN = 1, CKPT__MAX = 2 };
 
@@ -35,11 +50,37 @@ typedef struct ckpt__comm_methods {
 } ckpt__comm_methods;
 
 struct ckpt_comm {
+    int version; /* CKPT__COMM_VERSION of the code that made it: first, always */
     const ckpt__comm_methods *m;
     void *impl;
+    /* code nonzero: the factory failed and this comm only carries why;
+     * ckpt_open refuses it (then destroys it through m). */
+    ckpt__err err;
 };
+
+/* Sets up a working comm: version, methods, impl, no error. */
+static inline void ckpt__comm_init(ckpt_comm *c, const ckpt__comm_methods *m, void *impl)
+{
+    c->version = CKPT__COMM_VERSION;
+    c->m = m;
+    c->impl = impl;
+    c->err.code = 0;
+    c->err.msg[0] = '\0';
+}
 
 /* A heap-allocated single-rank comm; NULL when out of memory. */
 ckpt_comm *ckpt__comm_single(void);
 
+/* comm_failed.c, compiled into every comm library: a comm that carries
+ * *err (err->code nonzero) and nothing else.  Never NULL: when even that
+ * cannot be allocated, the library's one static "out of memory" comm,
+ * which destroy leaves alone (it is immortal, so any number of failed
+ * factories may return it at once). */
+ckpt_comm *ckpt__comm_failed(const ckpt__err *err);
+/* That static out-of-memory comm (CKPT_ENOMEM). */
+ckpt_comm *ckpt__comm_oom(void);
+
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -3,6 +3,9 @@
  * The MPI comm backend: the runtime's few collectives over a duplicate of
  * the caller's communicator.
  *
+ * Built as libckpt_mpi, which needs no symbol of libckpt (comm.h): a
+ * failure of ckpt_comm_mpi travels on the failed comm it returns.
+ *
  * Invariants: the duplicate returns errors instead of aborting the job
  * (MPI_ERRORS_RETURN), so a failed collective becomes CKPT_ECOMM with
  * MPI's message; every call comes from the caller's thread (comm.h); byte
@@ -112,39 +115,37 @@ static const ckpt__comm_methods mpi_methods = {
 
 ckpt_comm *ckpt_comm_mpi(MPI_Comm comm)
 {
-    ckpt__err *err = ckpt__thread_err();
-    ckpt__err_clear(err);
+    ckpt__err err;
+    ckpt__err_clear(&err);
     int init = 0, fin = 0;
     MPI_Initialized(&init);
     MPI_Finalized(&fin);
     if (!init || fin) {
-        ckpt__err_set(err, CKPT_ESTATE, "ckpt_comm_mpi: MPI is %s",
+        ckpt__err_set(&err, CKPT_ESTATE, "ckpt_comm_mpi: MPI is %s",
                       fin ? "finalized" : "not initialized");
-        return NULL;
+        return ckpt__comm_failed(&err);
     }
     if (comm == MPI_COMM_NULL) {
-        ckpt__err_set(err, CKPT_EINVAL, "ckpt_comm_mpi: comm is MPI_COMM_NULL");
-        return NULL;
+        ckpt__err_set(&err, CKPT_EINVAL, "ckpt_comm_mpi: comm is MPI_COMM_NULL");
+        return ckpt__comm_failed(&err);
     }
     ckpt_comm *c = calloc(1, sizeof *c);
     mpi_comm *m = calloc(1, sizeof *m);
     if (!c || !m) {
         free(c);
         free(m);
-        ckpt__err_set(err, CKPT_ENOMEM, "ckpt_comm_mpi: out of memory");
-        return NULL;
+        return ckpt__comm_oom();
     }
     int mrc = MPI_Comm_dup(comm, &m->comm);
     if (mrc != MPI_SUCCESS) {
-        fail(err, mrc, "ckpt_comm_mpi: MPI_Comm_dup");
+        fail(&err, mrc, "ckpt_comm_mpi: MPI_Comm_dup");
         free(c);
         free(m);
-        return NULL;
+        return ckpt__comm_failed(&err);
     }
     MPI_Comm_set_errhandler(m->comm, MPI_ERRORS_RETURN);
     MPI_Comm_rank(m->comm, &m->rank);
     MPI_Comm_size(m->comm, &m->size);
-    c->m = &mpi_methods;
-    c->impl = m;
+    ckpt__comm_init(c, &mpi_methods, m);
     return c;
 }

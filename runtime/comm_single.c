@@ -71,6 +71,6 @@ ckpt_comm *ckpt__comm_single(void)
 {
     ckpt_comm *c = calloc(1, sizeof *c);
     if (c)
-        c->m = &single_methods;
+        ckpt__comm_init(c, &single_methods, NULL);
     return c;
 }

@@ -180,12 +180,37 @@ static void destroy(ckpt_ctx *ctx)
     free(ctx);
 }
 
+/* A comm from another build, or one whose factory failed (comm.h), is
+ * refused before anything else: the caller asked for several ranks, and
+ * going on as a single rank would split the job silently.  A comm of
+ * another interface version is not destroyed: past its version its layout
+ * is unknown, so even its destroy method cannot be trusted. */
+static int comm_refused(ckpt_comm *comm, ckpt__err *err)
+{
+    if (comm->version != CKPT__COMM_VERSION || !comm->m ||
+        comm->m->version != CKPT__COMM_VERSION)
+        return ckpt__err_set(err, CKPT_EINVAL,
+                             "ckpt_open: the comm is for comm interface version %d, this "
+                             "libckpt has %d (a backend library of another build?)",
+                             comm->version == CKPT__COMM_VERSION && comm->m
+                                 ? comm->m->version
+                                 : comm->version,
+                             CKPT__COMM_VERSION);
+    if (!comm->err.code)
+        return 0;
+    int rc = ckpt__err_set(err, comm->err.code, "ckpt_open: %s", comm->err.msg);
+    comm->m->destroy(comm);
+    return rc;
+}
+
 int ckpt_open(const ckpt_config *cfg, ckpt_comm *comm, ckpt_ctx **out)
 {
     ckpt__err *err = ckpt__thread_err();
     ckpt__err_clear(err);
     if (out)
         *out = NULL;
+    if (comm && comm_refused(comm, err) != 0)
+        return err->code;
     if (!out || !cfg) {
         if (comm)
             comm->m->destroy(comm);

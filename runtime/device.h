@@ -2,8 +2,14 @@
 /*
  * The device interface: where registered tensors live and how their bytes
  * reach the host staging pool and come back.  Backends: device_host.c
- * (tensors in host memory, a copy thread) and cuda/device_cuda.c (tensors
- * anywhere CUDA can copy from, a private copy stream; built with CUDA).
+ * (tensors in host memory, a copy thread; in libckpt) and
+ * cuda/device_cuda.c (tensors anywhere CUDA can copy from, a private copy
+ * stream), which is a plugin of its own: libckpt_cuda.so.SOVERSION, loaded
+ * at open by device_plugin.c.  A plugin exports one function,
+ * CKPT__DEVICE_PLUGIN_ENTRY, returning its table; the core refuses a table
+ * of another CKPT__DEVICE_VERSION.  A plugin needs no symbol of libckpt (a
+ * static libckpt exports none): it compiles in its own hidden copy of the
+ * pure error helpers (error.c).
  *
  * Contract:
  *   - save_begin(stream) runs on the caller's thread inside ckpt_save and
@@ -19,6 +25,8 @@
  *     pending saves has been queued (and, for a backend with
  *     CKPT__DEV_FENCE_ON_HOST, completed): it makes `stream` wait for them.
  *   - copy_in(ops) copies staging back into tensors and returns when done.
+ *   - probe() says, before open and without side effects the caller must
+ *     undo, whether the backend can run here (a driver, a device).
  */
 #ifndef CKPT_RUNTIME_DEVICE_H
 #define CKPT_RUNTIME_DEVICE_H
@@ -27,8 +35,9 @@
 
 #include "runtime/err.h"
 
-/* 2: copy callbacks receive the error message, not only its code. */
-#define CKPT__DEVICE_VERSION 2
+/* 2: copy callbacks receive the error message, not only its code.
+ * 3: a probe method; backends other than host are plugins. */
+#define CKPT__DEVICE_VERSION 3
 /* The fence completes on the host: the core waits for the copies to finish. */
 #define CKPT__DEV_FENCE_ON_HOST 1u
 
@@ -55,6 +64,8 @@ typedef struct ckpt__device_methods {
     int version;
     const char *name;
     unsigned flags;
+    /* 0 when the backend can run on this machine, else why not. */
+    int (*probe)(ckpt__err *err);
     int (*open)(ckpt__device **out, ckpt__err *err);
     void (*close)(ckpt__device *dev);
     /* Prepares the staging pool for fast copies (pins it). */
@@ -69,10 +80,10 @@ typedef struct ckpt__device_methods {
 } ckpt__device_methods;
 
 extern const ckpt__device_methods ckpt__device_host;
-/* Defined only when built with CUDA (CKPT_HAVE_CUDA). */
-extern const ckpt__device_methods ckpt__device_cuda;
-/* 0 when a CUDA driver and at least one device are present, else
- * CKPT_EDEVICE with the CUDA error's name and text. */
-int ckpt__cuda_probe(ckpt__err *err);
+
+/* What a device plugin exports (the only symbol it exports): its table,
+ * static, valid while the plugin is loaded. */
+#define CKPT__DEVICE_PLUGIN_ENTRY "ckpt__device_plugin"
+typedef const ckpt__device_methods *(*ckpt__device_plugin_fn)(void);
 
 #endif

@@ -65,6 +65,12 @@ static int host_open(ckpt__device **out, ckpt__err *err)
     return 0;
 }
 
+static int host_probe(ckpt__err *err)
+{
+    (void)err; /* host memory is always there */
+    return 0;
+}
+
 static void host_close(ckpt__device *d)
 {
     if (!d)
@@ -131,6 +137,7 @@ const ckpt__device_methods ckpt__device_host = {
     .version = CKPT__DEVICE_VERSION,
     .name = "host",
     .flags = CKPT__DEV_FENCE_ON_HOST,
+    .probe = host_probe,
     .open = host_open,
     .close = host_close,
     .register_staging = host_register_staging,

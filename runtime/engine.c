@@ -2,9 +2,11 @@
 /*
  * The engine: the backends and pools a context (or the CLI, or the bench)
  * moves data with.  This file is the one registry of backends: explicit
- * config first, then the CKPT_IO environment override (applied by
- * ckpt_config_init), then a probe, then the fallback; the choice is logged.
- * `#if CKPT_HAVE_*` guards appear around registry entries only.
+ * config first, then the environment (CKPT_IO, applied by
+ * ckpt_config_init; CKPT_CUDA_BACKEND, the file of the CUDA plugin), then
+ * a probe, then the fallback; the choice is logged.  Nothing here depends
+ * on how libckpt was built: the CUDA backend is a plugin that is there or
+ * not (device_plugin.h).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -39,40 +41,45 @@ static int pick_writer(const ckpt__engine_config *cfg, ckpt__log *log,
     }
 }
 
-/* The registry's CUDA entry; without CUDA the probe says why. */
-#if CKPT_HAVE_CUDA
-static const ckpt__device_methods *const cuda_methods = &ckpt__device_cuda;
-static int cuda_probe(ckpt__err *why) { return ckpt__cuda_probe(why); }
-#else
-static const ckpt__device_methods *const cuda_methods = NULL;
-static int cuda_probe(ckpt__err *why)
-{
-    return ckpt__err_set(why, CKPT_EUNSUPPORTED, "built without CUDA");
-}
-#endif
+/* The CUDA backend is a plugin (device_plugin.h), whatever this libckpt
+ * was built with: its soname carries libckpt's SOVERSION, so a plugin of
+ * an incompatible build is never picked up by name. */
+#define CUDA_PLUGIN "libckpt_cuda.so." CKPT__SOVERSION
+#define CUDA_PLUGIN_ENV "CKPT_CUDA_BACKEND"
 
-static int pick_device(const ckpt__engine_config *cfg, ckpt__log *log,
-                       const ckpt__device_methods **out, ckpt__err *err)
+/* Loads the CUDA plugin and probes it: 0 with eng->plugin loaded, else
+ * the reason in *why and nothing loaded. */
+static int cuda_load(ckpt__engine *eng, ckpt__err *why)
+{
+    int rc = ckpt__plugin_load(CUDA_PLUGIN, CUDA_PLUGIN_ENV, &eng->plugin, why);
+    if (!rc && (rc = eng->plugin.m->probe(why)) != 0)
+        ckpt__plugin_unload(&eng->plugin);
+    return rc;
+}
+
+static int pick_device(ckpt__engine *eng, const ckpt__engine_config *cfg, ckpt__log *log,
+                       ckpt__err *err)
 {
     ckpt__err why;
     switch (cfg->device) {
     case CKPT_DEVICE_CUDA:
-        if (cuda_probe(err) != 0)
+        if (cuda_load(eng, err) != 0)
             return ckpt__err_prefix(err, "device=cuda");
-        *out = cuda_methods;
+        eng->dm = eng->plugin.m;
+        ckpt__logf(log, CKPT_LOG_INFO, "device: cuda, backend %s", eng->plugin.path);
         return 0;
     case CKPT_DEVICE_HOST:
-        *out = &ckpt__device_host;
+        eng->dm = &ckpt__device_host;
         return 0;
     case CKPT_DEVICE_AUTO:
     default:
-        /* No driver, no device or no CUDA build: the host backend. */
+        /* No plugin, no driver or no device: the host backend. */
         ckpt__err_clear(&why);
-        if (cuda_probe(&why) == 0) {
-            *out = cuda_methods;
-            ckpt__logf(log, CKPT_LOG_INFO, "device: cuda (auto)");
+        if (cuda_load(eng, &why) == 0) {
+            eng->dm = eng->plugin.m;
+            ckpt__logf(log, CKPT_LOG_INFO, "device: cuda (auto), backend %s", eng->plugin.path);
         } else {
-            *out = &ckpt__device_host;
+            eng->dm = &ckpt__device_host;
             ckpt__logf(log, CKPT_LOG_INFO, "device: host (auto: %s)", why.msg);
         }
         return 0;
@@ -94,7 +101,7 @@ int ckpt__engine_open(ckpt__engine *eng, const ckpt__engine_config *cfg, ckpt__l
     eng->chunk_bytes = cfg->chunk_bytes;
     int rc = pick_writer(cfg, log, &eng->wm, err);
     if (!rc)
-        rc = pick_device(cfg, log, &eng->dm, err);
+        rc = pick_device(eng, cfg, log, err);
     if (rc)
         return rc;
     ckpt__writer_config wc = {
@@ -132,5 +139,6 @@ void ckpt__engine_close(ckpt__engine *eng)
     if (eng->w)
         eng->wm->close(eng->w);
     ckpt__staging_destroy(&eng->staging);
+    ckpt__plugin_unload(&eng->plugin); /* after its device is closed */
     memset(eng, 0, sizeof *eng);
 }

@@ -6,7 +6,8 @@
  * does without including anything else of runtime/.
  *
  * Invariants: a ckpt__err with code 0 has an empty message; helpers return
- * the code they stored so callers can `return ckpt__err_set(...)`.
+ * the code they stored so callers can `return ckpt__err_set(...)`.  The
+ * helpers (error.c) are pure: each backend library compiles its own copy.
  */
 #ifndef CKPT_RUNTIME_ERR_H
 #define CKPT_RUNTIME_ERR_H
@@ -49,9 +50,6 @@ int ckpt__err_append(ckpt__err *e, int code, const char *fmt, ...) CKPT__PRINTF(
 void ckpt__err_keep(ckpt__err *dst, const ckpt__err *src);
 /* Maps an errno value to a CKPT_E* code. */
 int ckpt__code_from_errno(int errnum);
-
-/* The calling thread's buffer for errors of calls without a context. */
-ckpt__err *ckpt__thread_err(void);
 
 #ifdef __cplusplus
 }

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Error codes and messages: ckpt_strerror and ckpt_err_name generated from
- * the CKPT_ERRORS X-macro, the ckpt__err helpers, and the per-thread buffer
- * that holds the message of a failed call that had no context to hold it.
- * That buffer is thread-local, so it is no shared mutable state.
+ * The ckpt__err helpers of err.h: formatting a CKPT_E* code and a message
+ * into a caller's buffer, and the errno mapping.  Pure functions with no
+ * state and no dependency on the rest of the runtime, so that every backend
+ * library (libckpt_cuda, libckpt_mpi, libckpt_nccl) compiles its own hidden
+ * copy of this file and needs no symbol of libckpt.  Keep it that way:
+ * nothing here may call into the core, log, or touch a global.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -11,36 +13,6 @@
 #include <string.h>
 
 #include "runtime/err.h"
-
-const char *ckpt_strerror(int code)
-{
-    switch (code) {
-#define CKPT_X_MSG(name, value, msg)                                            \
-    case CKPT_##name:                                                           \
-        return msg;
-        CKPT_ERRORS(CKPT_X_MSG)
-#undef CKPT_X_MSG
-    case CKPT_INPROGRESS:
-        return "save in progress";
-    default:
-        return "unknown error code";
-    }
-}
-
-const char *ckpt_err_name(int code)
-{
-    switch (code) {
-#define CKPT_X_NAME(name, value, msg)                                           \
-    case CKPT_##name:                                                           \
-        return "CKPT_" #name;
-        CKPT_ERRORS(CKPT_X_NAME)
-#undef CKPT_X_NAME
-    case CKPT_INPROGRESS:
-        return "CKPT_INPROGRESS";
-    default:
-        return "CKPT_E?";
-    }
-}
 
 void ckpt__err_clear(ckpt__err *e)
 {
@@ -154,10 +126,4 @@ void ckpt__err_keep(ckpt__err *dst, const ckpt__err *src)
 {
     if (dst->code == 0 && src->code != 0)
         *dst = *src;
-}
-
-ckpt__err *ckpt__thread_err(void)
-{
-    static _Thread_local ckpt__err tls;
-    return &tls;
 }

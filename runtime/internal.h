@@ -34,6 +34,11 @@
 #include "runtime/pipeline.h"
 #include "runtime/verify.h"
 
+/* The calling thread's buffer for errors of calls without a context
+ * (error_codes.c).  libckpt only: a backend library reports through its
+ * own handles instead (comm.h, device.h). */
+ckpt__err *ckpt__thread_err(void);
+
 /* ---- registry (registry.c) ------------------------------------------------ */
 
 typedef struct ckpt__tensor {

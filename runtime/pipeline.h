@@ -46,6 +46,7 @@
 #include "io/index.h"
 #include "io/writer.h"
 #include "runtime/device.h"
+#include "runtime/device_plugin.h"
 #include "runtime/fault.h"
 #include "runtime/log.h"
 #include "runtime/staging.h"
@@ -58,6 +59,7 @@ typedef struct ckpt__engine {
     ckpt__writer *w;
     const ckpt__device_methods *dm;
     ckpt__device *dev;
+    ckpt__plugin plugin; /* where dm lives when it is a plugin's */
     ckpt__workers *hashers;
     ckpt__staging staging;
     uint64_t chunk_bytes;

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages ckptrt needs, only those missing.  As root
-# it runs apt-get; otherwise it prints the exact command and exits 1.
+# Installs the Debian 12 packages ckptrt needs, only those missing, and says
+# which while it does: the packages it installs, apt's download size, each
+# package as it is set up, and the time it took.  As root it runs apt-get;
+# otherwise it prints the exact command and exits 1.
 set -euo pipefail
 # clang and libclang-rt-14-dev (libFuzzer, which clang only recommends) serve scripts/fuzz.sh.
 pkgs=(build-essential cmake pkg-config libhdf5-dev hdf5-tools liburing-dev libxxhash-dev
@@ -17,6 +19,32 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
-apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 ||
-  { apt-get update -q >/dev/null && apt-get install -y -q "${missing[@]}" >/dev/null; }
-echo "installed: ${missing[*]}"
+start=$SECONDS
+log=$(mktemp "${TMPDIR:-/tmp}/ckpt-deps-XXXXXX.log")
+trap 'rm -f "$log"' EXIT
+echo "deps: installing ${#missing[@]} packages and what they need: ${missing[*]}"
+
+# apt-get's own lines, filtered to what it is doing: the download size,
+# each package as it is set up, errors and warnings.  The whole output is
+# shown when apt-get fails.
+run_apt() {
+  local rc=0
+  apt-get "$@" >"$log" 2>&1 &
+  local pid=$!
+  tail -n +1 -f --pid="$pid" "$log" |
+    grep --line-buffered -E '^(Need to get|Fetched|Setting up|E:|W:|Err:)' |
+    sed -u 's/^/deps: /' || true
+  wait "$pid" || rc=$?
+  return "$rc"
+}
+
+if ! run_apt install -y -q "${missing[@]}"; then
+  # A fresh machine has no (or stale) package lists: fetch them and retry.
+  echo "deps: apt-get install failed; updating the package lists and trying again"
+  if ! run_apt update -q || ! run_apt install -y -q "${missing[@]}"; then
+    echo "deps: apt-get failed; its output:" >&2
+    cat "$log" >&2
+    exit 1
+  fi
+fi
+echo "deps: installed ${missing[*]} in $((SECONDS - start)) s"

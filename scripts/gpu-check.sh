@@ -6,8 +6,9 @@
 #       toolkit (no GPU needed): builds build-gpu with the CUDA and NCCL
 #       backends and the sm_90 kernels, and copies the GPU tests, the
 #       examples, ckpt-bench and the CLI, with every shared library a bare
-#       CUDA machine lacks (HDF5, liburing, xxHash, cudart; not NCCL, which
-#       it has), into DIR (default .gpu).
+#       CUDA machine lacks (HDF5, liburing, xxHash, the CUDA plugin
+#       libckpt_cuda.so.0; not NCCL, which it has; the CUDA runtime is
+#       linked statically), into DIR (default .gpu).
 #   scripts/gpu-check.sh run OUT [DIR]    on the GPU machine, from the
 #       repository root: the `gpu` tests (CUDA backend, NCCL comm), the CPU
 #       demo on device=auto, the CUDA training example (kill, resume,
@@ -52,6 +53,9 @@ bundle)
   cmake --build build-gpu -j"$(nproc)" --target "${programs[@]}" >/dev/null
   rm -rf "$dir"
   bundle_into "$dir" "${programs[@]/#/build-gpu/bin/}"
+  # The CUDA backend is a plugin the programs load at ckpt_open (ldd does
+  # not list it); they look for it in ../lib next to themselves.
+  cp -L build-gpu/lib/libckpt_cuda.so.0 "$dir/lib/"
   mkdir -p "$dir/peers"
   cp bench/peers/*.py "$dir/peers/"
   cp bench/gpu_table.py "$dir/"

@@ -338,6 +338,15 @@ struct Logs {
         std::lock_guard<std::mutex> g(mu);
         lines.clear();
     }
+    // The first line holding `what`, or "".
+    std::string find(const std::string &what)
+    {
+        std::lock_guard<std::mutex> g(mu);
+        for (const auto &l : lines)
+            if (l.find(what) != std::string::npos)
+                return l;
+        return "";
+    }
     // Points cfg's log at this collector, at `level` and above.
     void attach(ckpt_config *cfg, ckpt_log_level level = CKPT_LOG_WARN)
     {

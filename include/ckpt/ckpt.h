@@ -128,10 +128,19 @@ typedef enum ckpt_io {
     CKPT_IO_URING     /* io_uring; refused with CKPT_EUNSUPPORTED if absent */
 } ckpt_io;
 
+/* The CUDA backend is a plugin, libckpt_cuda.so.N (N: libckpt's soname
+ * version), that ckpt_open loads for AUTO and CUDA: from the file named
+ * by the environment variable CKPT_CUDA_BACKEND if set (that file only),
+ * else from libckpt's own folder (for a static libckpt: the program's
+ * folder, then ../lib from it), else through the dynamic loader's search.
+ * A program never links it, and one that never asks for AUTO or CUDA
+ * never loads it. */
 typedef enum ckpt_device {
-    CKPT_DEVICE_AUTO = 0, /* CUDA when built and a GPU is present, else host */
+    CKPT_DEVICE_AUTO = 0, /* CUDA when the plugin loads and a GPU is present;
+                             else host, with the reason logged (info) */
     CKPT_DEVICE_HOST,     /* tensors live in host memory */
-    CKPT_DEVICE_CUDA      /* tensors may live in GPU memory */
+    CKPT_DEVICE_CUDA      /* tensors may live in GPU memory; CKPT_EDEVICE
+                             naming why when the plugin or CUDA fails */
 } ckpt_device;
 
 typedef enum ckpt_busy {
@@ -254,7 +263,10 @@ CKPT_API int ckpt_config_init(ckpt_config *cfg);
 
 /* ------------------------------------------------------------------------
  * Communication backend.  NULL means a single rank.  Backends for MPI and
- * NCCL are created by ckpt_mpi.h / ckpt_nccl.h.
+ * NCCL are created by ckpt_mpi.h / ckpt_nccl.h, each in a library of its
+ * own (libckpt_mpi, libckpt_nccl).  Their factories never return NULL: a
+ * factory that failed returns a comm carrying its error, which ckpt_open
+ * refuses with that code and message.
  */
 typedef struct ckpt_comm ckpt_comm;
 
@@ -270,6 +282,9 @@ typedef struct ckpt_ctx ckpt_ctx;
  * cfg->policy_signal.  Collective over comm.  Takes ownership of comm
  * (also on failure).  On failure *out is NULL and ckpt_last_error(NULL)
  * says why.  Blocks on file-system work; call from the training thread.
+ * A comm whose factory failed is refused first, with the factory's code
+ * and message; a comm built for another comm interface version is refused
+ * with CKPT_EINVAL (and not freed: its layout is unknown).
  */
 CKPT_API int ckpt_open(const ckpt_config *cfg, ckpt_comm *comm, ckpt_ctx **out);
 

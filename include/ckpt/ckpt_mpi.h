@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ckptrt over MPI: a comm backend for ckpt_open built on an MPI
- * communicator.  Available when the library was built with MPI
- * (CKPT_WITH_MPI, Open MPI from Debian's libopenmpi-dev).
+ * communicator.  It is a library of its own, libckpt_mpi (link it as well
+ * as libckpt: `pkg-config --libs ckpt-mpi`, or ckpt::mpi from
+ * find_package(ckpt CONFIG COMPONENTS mpi)); built when ckptrt was built
+ * with MPI (CKPT_WITH_MPI, Open MPI from Debian's libopenmpi-dev).
  */
 #ifndef CKPT_CKPT_MPI_H
 #define CKPT_CKPT_MPI_H
@@ -25,7 +27,14 @@ extern "C" {
  * that is the main thread.
  * MPI must be initialized, and stay so until ckpt_close has returned (the
  * duplicate is freed there).  Pass the result to ckpt_open, which owns it
- * from then on.  NULL on failure; ckpt_last_error(NULL) says why.
+ * from then on.
+ *
+ * Never NULL.  On failure (MPI not initialized or already finalized,
+ * MPI_COMM_NULL, MPI_Comm_dup failing, out of memory) it returns a comm
+ * that carries the error: ckpt_open refuses it with that code and message
+ * (ckpt_last_error(NULL) then says why) and frees it.  A rank whose comm
+ * failed takes part in no collective, so the other ranks' ckpt_open would
+ * wait for it: on a failure, end the job (MPI_Abort).
  */
 CKPT_API ckpt_comm *ckpt_comm_mpi(MPI_Comm comm);
 

@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ckptrt over NCCL: a comm backend for ckpt_open built on the training
- * job's NCCL communicator.  Available when the library was built with NCCL
- * (CKPT_WITH_NCCL, auto-detected from the CUDA toolkit; NCCL >= 2.18).
+ * job's NCCL communicator.  It is a library of its own, libckpt_nccl (link
+ * it as well as libckpt: `pkg-config --libs ckpt-nccl`, or ckpt::nccl from
+ * find_package(ckpt CONFIG COMPONENTS nccl)); built when ckptrt was built
+ * with NCCL (CKPT_WITH_NCCL, auto-detected from the CUDA toolkit; NCCL >=
+ * 2.18).
  */
 #ifndef CKPT_CKPT_NCCL_H
 #define CKPT_CKPT_NCCL_H
@@ -39,7 +42,12 @@ extern "C" {
  * `comm` is borrowed: it must stay valid until this call returns, not
  * after.  Pass the result to ckpt_open, which owns it from then on (it is
  * destroyed with the context; ckpt_close frees the split communicator).
- * NULL on failure; ckpt_last_error(NULL) says why.
+ *
+ * Never NULL.  On failure (comm NULL, a CUDA or NCCL call failing, out of
+ * memory) it returns a comm that carries the error: ckpt_open refuses it
+ * with that code and message (ckpt_last_error(NULL) then says why) and
+ * frees it.  A rank whose comm failed takes part in no collective: on a
+ * failure, end the job.
  */
 CKPT_API ckpt_comm *ckpt_comm_nccl(ncclComm_t comm, cudaStream_t stream);
 

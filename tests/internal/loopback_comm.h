@@ -112,8 +112,7 @@ inline const ckpt__comm_methods methods = {
 inline ckpt_comm *make(Shared *sh, int rank)
 {
     ckpt_comm *c = new ckpt_comm;
-    c->m = &methods;
-    c->impl = new Impl{sh, rank};
+    ckpt__comm_init(c, &methods, new Impl{sh, rank});
     return c;
 }
 

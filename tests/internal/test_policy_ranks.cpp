@@ -169,8 +169,7 @@ const ckpt__comm_methods tc_methods = {
 ckpt_comm *make_comm(Hub *hub, int rank)
 {
     auto *t = new ThreadComm;
-    t->base.m = &tc_methods;
-    t->base.impl = t;
+    ckpt__comm_init(&t->base, &tc_methods, t);
     t->hub = hub;
     t->rank = rank;
     return &t->base;

@@ -33,9 +33,8 @@ int fail(const char *what, ckpt_ctx *ck)
 ckpt_ctx *open_dir(const std::string &dir)
 {
     ckpt_config cfg = mpt::config(dir);
-    ckpt_comm *comm = ckpt_comm_mpi(MPI_COMM_WORLD);
     ckpt_ctx *ck = nullptr;
-    if (!comm || ckpt_open(&cfg, comm, &ck) != 0)
+    if (ckpt_open(&cfg, ckpt_comm_mpi(MPI_COMM_WORLD), &ck) != 0)
         return nullptr;
     return ck;
 }
