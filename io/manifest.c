@@ -14,6 +14,7 @@
 
 #include <xxhash.h>
 
+#include "io/h5mirror.h"
 #include "io/h5util.h"
 #include "io/manifest.h"
 
@@ -92,22 +93,20 @@ static int put_attr(hid_t obj, const char *name, hid_t type, hsize_t n, const vo
     return rc;
 }
 
-/* HDF5 builds the file in memory (the core driver) and writes it out in one
- * piece at close, instead of the many small writes of its metadata that
- * the commit latency would pay for. */
+/* HDF5 builds the file in memory (a mirrored file, h5mirror.h) and it is
+ * copied out in a few large writes after the close, instead of the many
+ * small writes of its metadata that the commit latency would pay for; a
+ * full disk is then an errno of that copy, never a failed HDF5 close. */
 static int write_hdf5(const char *path, const ckpt__index *idx, const uint8_t *blob,
                       size_t blen, ckpt__err *err)
 {
-    int rc = 0;
-    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE), fapl = ckpt__h5_fapl(0);
-    if (fapl >= 0 && H5Pset_fapl_core(fapl, 1 << 20, 1) < 0) {
-        H5Pclose(fapl);
-        fapl = H5I_INVALID_HID;
-    }
-    hid_t str = H5Tcopy(H5T_C_S1), f = H5I_INVALID_HID, rt = H5I_INVALID_HID;
     row *rows = calloc(idx->nentries ? idx->nentries : 1, sizeof *rows);
     if (!rows)
         return ckpt__err_set(err, CKPT_ENOMEM, "%s: out of memory", path);
+    int rc = 0;
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE), fapl = ckpt__h5_fapl(0);
+    hid_t str = H5Tcopy(H5T_C_S1), f = H5I_INVALID_HID, rt = H5I_INVALID_HID;
+    ckpt__h5_mirror mirror = {-1, -1};
     if (fcpl < 0 || fapl < 0 || str < 0 || H5Pset_userblock(fcpl, UB_BYTES) < 0 ||
         H5Tset_size(str, H5T_VARIABLE) < 0 || H5Tset_cset(str, H5T_CSET_UTF8) < 0 ||
         (rt = row_type(str)) < 0) {
@@ -119,6 +118,9 @@ static int write_hdf5(const char *path, const ckpt__index *idx, const uint8_t *b
         rc = ckpt__h5_fail(err, CKPT_EIO, "create %s", path);
         goto out;
     }
+    rc = ckpt__h5_mirror_begin(&mirror, f, path, err);
+    if (rc)
+        goto out;
     char uuid[33];
     for (int k = 0; k < 16; k++)
         snprintf(uuid + 2 * k, 3, "%02x", idx->uuid[k]);
@@ -177,6 +179,9 @@ out:
     free(rows);
     if (f >= 0 && H5Fclose(f) < 0 && !rc)
         rc = ckpt__h5_fail(err, CKPT_EIO, "close %s", path);
+    if (f >= 0 && !rc)
+        rc = ckpt__h5_mirror_sync(&mirror, NULL, 0, path, err);
+    ckpt__h5_mirror_end(&mirror);
     if (rt >= 0)
         H5Tclose(rt);
     if (str >= 0)

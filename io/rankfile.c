@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/h5mirror.h"
 #include "io/h5util.h"
 #include "io/names.h"
 #include "io/rankfile.h"
@@ -21,9 +22,36 @@ typedef struct attr_kit {
 
 struct ckpt__rankfile {
     hid_t file;
+    ckpt__h5_mirror mirror; /* HDF5 writes to memory; synced into path */
     attr_kit kit;
     char path[4096];
 };
+
+static int by_off(const void *a, const void *b)
+{
+    const ckpt__range *x = a, *y = b;
+    return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* Copies what HDF5 wrote (in memory) into the file, around the tensor
+ * data of `rank`, which the writer puts there (rankfile.h invariant). */
+static int sync_file(const ckpt__rankfile *rf, const ckpt__index *idx, uint32_t rank,
+                     ckpt__err *err)
+{
+    ckpt__range *skip = malloc((idx->nentries ? idx->nentries : 1) * sizeof *skip);
+    if (!skip)
+        return ckpt__err_set(err, CKPT_ENOMEM, "%s: out of memory", rf->path);
+    size_t n = 0;
+    for (uint32_t i = 0; i < idx->nentries; i++) {
+        const ckpt__entry *e = &idx->entries[i];
+        if ((uint32_t)e->rank == rank && e->kind == CKPT__ENTRY_TENSOR && e->nbytes)
+            skip[n++] = (ckpt__range){e->file_off, e->nbytes};
+    }
+    qsort(skip, n, sizeof *skip, by_off);
+    int rc = ckpt__h5_mirror_sync(&rf->mirror, skip, n, rf->path, err);
+    free(skip);
+    return rc;
+}
 
 static void entry_path(const ckpt__entry *e, char *out, size_t cap)
 {
@@ -195,6 +223,7 @@ int ckpt__rankfile_create(const char *path, ckpt__index *idx, uint32_t rank,
     for (size_t t = 0; t < sizeof tc.t / sizeof tc.t[0]; t++)
         tc.t[t] = H5I_INVALID_HID;
     rf->file = H5I_INVALID_HID;
+    rf->mirror.mem = rf->mirror.file = -1;
     rf->kit.str = rf->kit.scalar = H5I_INVALID_HID;
     /* No access and modification times in the object headers: HDF5 would
      * otherwise rewrite them with every attribute added, and the rank file
@@ -212,6 +241,9 @@ int ckpt__rankfile_create(const char *path, ckpt__index *idx, uint32_t rank,
         rc = ckpt__h5_fail(err, CKPT_EIO, "create %s", path);
         goto out;
     }
+    rc = ckpt__h5_mirror_begin(&rf->mirror, rf->file, path, err);
+    if (rc)
+        goto out;
     g1 = H5Gcreate2(rf->file, "tensors", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     g2 = H5Gcreate2(rf->file, "meta", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (g1 < 0 || g2 < 0) {
@@ -233,6 +265,8 @@ int ckpt__rankfile_create(const char *path, ckpt__index *idx, uint32_t rank,
     /* Flush the layout now so that the file on disk describes it. */
     if (!rc && H5Fflush(rf->file, H5F_SCOPE_LOCAL) < 0)
         rc = ckpt__h5_fail(err, CKPT_EIO, "flush %s", path);
+    if (!rc)
+        rc = sync_file(rf, idx, rank, err);
 out:
     for (size_t t = 0; t < sizeof tc.t / sizeof tc.t[0]; t++)
         if (tc.t[t] >= 0)
@@ -305,6 +339,9 @@ int ckpt__rankfile_finish(ckpt__rankfile *rf, const ckpt__index *idx, uint32_t r
     rf->file = H5I_INVALID_HID;
     if (!rc && cl < 0)
         rc = ckpt__h5_fail(err, CKPT_EIO, "close %s", rf->path);
+    if (!rc)
+        rc = sync_file(rf, idx, rank, err);
+    ckpt__h5_mirror_end(&rf->mirror);
     free(rf);
     return rc;
 }
@@ -317,6 +354,7 @@ void ckpt__rankfile_abort(ckpt__rankfile *rf)
     if (rf->file >= 0)
         H5Fclose(rf->file);
     H5Eclear2(H5E_DEFAULT);
+    ckpt__h5_mirror_end(&rf->mirror);
     free(rf);
 }
 

@@ -1,0 +1,160 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * See h5mirror.h.  The memory file is a memfd: sparse like the file (HDF5
+ * writes metadata around the tensor data it never touches), so it holds
+ * only the pages HDF5 wrote, and SEEK_DATA finds them again.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "io/h5mirror.h"
+
+#define COPY_BUF (1u << 20)
+
+/* Copies [off, off + len) from one descriptor to the other; 0, or the
+ * errno with *what saying which side failed and *at where. */
+static int copy_range(int from, int to, uint64_t off, uint64_t len, uint8_t *buf,
+                      const char **what, uint64_t *at)
+{
+    while (len > 0) {
+        size_t n = len < COPY_BUF ? (size_t)len : COPY_BUF;
+        ssize_t r = pread(from, buf, n, (off_t)off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            *what = "read";
+            *at = off;
+            return r < 0 ? errno : EIO;
+        }
+        size_t done = 0;
+        while (done < (size_t)r) {
+            ssize_t w = pwrite(to, buf + done, (size_t)r - done, (off_t)(off + done));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0) {
+                *what = "write";
+                *at = off + done;
+                return w < 0 ? errno : ENOSPC;
+            }
+            done += (size_t)w;
+        }
+        off += (uint64_t)r;
+        len -= (uint64_t)r;
+    }
+    return 0;
+}
+
+static int is_sec2(hid_t f)
+{
+    hid_t fapl = H5Fget_access_plist(f);
+    if (fapl < 0)
+        return 0;
+    hid_t drv = H5Pget_driver(fapl);
+    H5Pclose(fapl);
+    return drv >= 0 && drv == H5FD_SEC2;
+}
+
+int ckpt__h5_mirror_begin(ckpt__h5_mirror *m, hid_t f, const char *path, ckpt__err *err)
+{
+    m->mem = m->file = -1;
+    int *fd = NULL;
+    if (!is_sec2(f) || H5Fget_vfd_handle(f, H5P_DEFAULT, (void **)&fd) < 0 || !fd || *fd < 0) {
+        H5Eclear2(H5E_DEFAULT);
+        return 0;
+    }
+    int mem = memfd_create("ckpt-h5-mirror", MFD_CLOEXEC);
+    if (mem < 0)
+        return 0; /* no memory files here: HDF5 writes the file itself */
+    int file = fcntl(*fd, F_DUPFD_CLOEXEC, 0);
+    struct stat st;
+    int e = file < 0 || fstat(file, &st) != 0 ? errno : 0;
+    const char *what = "read";
+    uint64_t at = 0;
+    uint8_t *buf = e ? NULL : malloc(COPY_BUF);
+    if (!e && !buf)
+        e = ENOMEM;
+    /* What H5Fcreate wrote (the superblock) goes first: HDF5 may read it. */
+    if (!e)
+        e = copy_range(file, mem, 0, (uint64_t)st.st_size, buf, &what, &at);
+    free(buf);
+    if (!e && dup2(mem, *fd) < 0)
+        e = errno;
+    if (e) {
+        close(mem);
+        if (file >= 0)
+            close(file);
+        return ckpt__err_errno(err, e, "%s: copying HDF5's first bytes to memory (%s)", path,
+                               what);
+    }
+    m->mem = mem;
+    m->file = file;
+    return 0;
+}
+
+int ckpt__h5_mirror_sync(const ckpt__h5_mirror *m, const ckpt__range *skip, size_t nskip,
+                         const char *path, ckpt__err *err)
+{
+    if (m->mem < 0)
+        return 0;
+    struct stat ms, fs;
+    if (fstat(m->mem, &ms) != 0 || fstat(m->file, &fs) != 0)
+        return ckpt__err_errno(err, errno, "stat %s", path);
+    uint8_t *buf = malloc(COPY_BUF);
+    if (!buf)
+        return ckpt__err_set(err, CKPT_ENOMEM, "%s: out of memory", path);
+    const uint64_t size = (uint64_t)ms.st_size;
+    const char *what = "write";
+    uint64_t pos = 0, at = 0;
+    size_t k = 0;
+    int e = 0;
+    while (!e && pos < size) {
+        off_t d = lseek(m->mem, (off_t)pos, SEEK_DATA);
+        if (d < 0) {
+            e = errno == ENXIO ? 0 : errno; /* ENXIO: no data after pos */
+            break;
+        }
+        off_t h = lseek(m->mem, d, SEEK_HOLE);
+        if (h < 0) {
+            e = errno;
+            break;
+        }
+        /* The extent [d, h) minus the caller's ranges. */
+        uint64_t a = (uint64_t)d, end = (uint64_t)h;
+        while (!e && a < end) {
+            while (k < nskip && skip[k].off + skip[k].len <= a)
+                k++;
+            if (k < nskip && skip[k].off <= a) {
+                a = skip[k].off + skip[k].len < end ? skip[k].off + skip[k].len : end;
+                continue;
+            }
+            uint64_t b = k < nskip && skip[k].off < end ? skip[k].off : end;
+            e = copy_range(m->mem, m->file, a, b - a, buf, &what, &at);
+            a = b;
+        }
+        pos = end;
+    }
+    free(buf);
+    if (e)
+        return ckpt__err_errno(err, e, "%s %s at offset %llu", what, path,
+                               (unsigned long long)at);
+    /* HDF5's length (its end of allocation once closed); the tensor data
+     * may already reach further, never past it. */
+    if ((uint64_t)fs.st_size < size && ftruncate(m->file, (off_t)size) != 0)
+        return ckpt__err_errno(err, errno, "extend %s to %llu bytes", path,
+                               (unsigned long long)size);
+    return 0;
+}
+
+void ckpt__h5_mirror_end(ckpt__h5_mirror *m)
+{
+    if (m->mem >= 0)
+        close(m->mem);
+    if (m->file >= 0)
+        close(m->file);
+    m->mem = m->file = -1;
+}
