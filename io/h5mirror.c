@@ -63,7 +63,8 @@ int ckpt__h5_mirror_begin(ckpt__h5_mirror *m, hid_t f, const char *path, ckpt__e
 {
     m->mem = m->file = -1;
     int *fd = NULL;
-    if (!is_sec2(f) || H5Fget_vfd_handle(f, H5P_DEFAULT, (void **)&fd) < 0 || !fd || *fd < 0) {
+    if (!is_sec2(f) || H5Fget_vfd_handle(f, H5P_DEFAULT, (void **)&fd) < 0 || !fd ||
+        *fd < 0) {
         H5Eclear2(H5E_DEFAULT);
         return 0;
     }

@@ -22,6 +22,13 @@ void ckpt__h5_enter(void)
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
 
+void ckpt__h5_quiet(void)
+{
+    pthread_mutex_lock(&h5_mu);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    pthread_mutex_unlock(&h5_mu);
+}
+
 void ckpt__h5_leave(void)
 {
     H5Eclear2(H5E_DEFAULT);

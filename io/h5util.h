@@ -18,6 +18,12 @@
 
 void ckpt__h5_enter(void);
 void ckpt__h5_leave(void);
+/* Turns HDF5's error printing off for the calling thread for good, outside
+ * enter/leave too: for the project's programs (the CLI, the fuzz targets),
+ * whose messages are the runtime's, so that HDF5 prints nothing even in its
+ * clean-up at exit, which runs on this thread.  The library itself never
+ * calls it: a program's own HDF5 settings are its own. */
+void ckpt__h5_quiet(void);
 /*
  * Sets err from the calling thread's HDF5 error stack (then clears it) and
  * returns its code: one line, "<fmt...>: <failing HDF5 call>: <its

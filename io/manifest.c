@@ -14,6 +14,7 @@
 
 #include <xxhash.h>
 
+#include "io/h5guard.h"
 #include "io/h5mirror.h"
 #include "io/h5util.h"
 #include "io/manifest.h"
@@ -308,6 +309,12 @@ static int read_index_blob(const uint8_t *img, size_t len, const char *path, uin
         rc = ckpt__h5_fail(err, CKPT_EIO, "%s: file image", path);
         goto out;
     }
+    /* The image passed its seal; a forged one must still not reach HDF5
+     * with a damaged object header (h5guard.h). */
+    ckpt__h5_guard g;
+    rc = ckpt__h5_guard_image(&g, img, len, UB_BYTES, path, err);
+    if (rc)
+        goto out;
     /* The name only labels the in-memory image; nothing is opened by it. */
     f = H5Fopen("ckpt-manifest-image", H5F_ACC_RDONLY, fapl);
     if (f < 0) {
@@ -320,6 +327,12 @@ static int read_index_blob(const uint8_t *img, size_t len, const char *path, uin
     }
     /* Only bytes inside the verified image: no external link, no external
      * or virtual storage that would make HDF5 read other files. */
+    rc = ckpt__h5_guard_link(&g, f, "index", "dataset /index", err);
+    if (rc) {
+        if (rc != CKPT_ENOMEM)
+            ckpt__err_prefix(err, "%s", path);
+        goto out;
+    }
     dapl = ckpt__h5_dapl();
     ds = dapl >= 0 ? H5Dopen2(f, "index", dapl) : -1;
     sp = ds >= 0 && ckpt__h5_data_is_local(ds) ? H5Dget_space(ds) : -1;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/h5guard.h"
 #include "io/h5mirror.h"
 #include "io/h5util.h"
 #include "io/names.h"
@@ -415,16 +416,38 @@ static int check_entry(hid_t file, const ckpt__index *idx, const ckpt__entry *e,
     return rc;
 }
 
+/* Checks the object header of group /tensors or /meta (kind) and of the
+ * entry's dataset before HDF5 reads them (h5guard.h). */
+static int guard_entry(ckpt__h5_guard *g, hid_t file, const ckpt__entry *e, int *group_ok,
+                       ckpt__err *err)
+{
+    int meta = e->kind == CKPT__ENTRY_META;
+    int rc = 0;
+    if (!group_ok[meta])
+        rc = ckpt__h5_guard_link(g, file, meta ? "meta" : "tensors",
+                                 meta ? "group /meta" : "group /tensors", err);
+    group_ok[meta] = !rc;
+    char path[16 + CKPT__ESCAPED_MAX], what[32 + CKPT_MAX_NAME];
+    entry_path(e, path, sizeof path);
+    snprintf(what, sizeof what, "dataset of '%s'", e->name);
+    return rc ? rc : ckpt__h5_guard_link(g, file, path, what, err);
+}
+
 int ckpt__rankfile_check(const char *path, const ckpt__index *idx, uint32_t rank,
                          ckpt__err *err)
 {
+    ckpt__h5_guard g;
+    int rc = ckpt__h5_guard_open(&g, path, err);
+    if (rc)
+        return rc;
     hid_t fapl = ckpt__h5_fapl(1);
     hid_t f = fapl >= 0 ? H5Fopen(path, H5F_ACC_RDONLY, fapl) : H5I_INVALID_HID;
     if (fapl >= 0)
         H5Pclose(fapl);
-    if (f < 0)
+    if (f < 0) {
+        ckpt__h5_guard_close(&g);
         return ckpt__h5_fail(err, CKPT_ECORRUPT, "%s is not a readable HDF5 file", path);
-    int rc = 0;
+    }
     uint64_t root = 0;
     const ckpt__rankrec *rr = NULL;
     for (uint32_t r = 0; r < idx->nranks; r++)
@@ -433,12 +456,18 @@ int ckpt__rankfile_check(const char *path, const ckpt__index *idx, uint32_t rank
     if (!rr || attr_read_u64(f, "root", &root, 1) < 0 || root != rr->root)
         rc = ckpt__err_set(err, CKPT_ECORRUPT, "%s: root attribute differs from the manifest",
                            path);
-    for (uint32_t i = 0; i < idx->nentries && !rc; i++)
-        if ((uint32_t)idx->entries[i].rank == rank)
+    int group_ok[2] = {0, 0};
+    for (uint32_t i = 0; i < idx->nentries && !rc; i++) {
+        if ((uint32_t)idx->entries[i].rank != rank)
+            continue;
+        rc = guard_entry(&g, f, &idx->entries[i], group_ok, err);
+        if (!rc)
             rc = check_entry(f, idx, &idx->entries[i], err);
+    }
     if (rc && rc != CKPT_ENOMEM)
         ckpt__err_prefix(err, "%s", path);
     H5Fclose(f);
     H5Eclear2(H5E_DEFAULT);
+    ckpt__h5_guard_close(&g);
     return rc;
 }

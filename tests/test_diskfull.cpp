@@ -27,7 +27,7 @@ constexpr uint64_t kDiskBytes = 8u << 20;
 // into holes of the file, where only the write itself can run out of space.
 struct Model {
     std::vector<float> big = std::vector<float>(1600 * 256);
-    std::vector<std::vector<float>> small = std::vector<std::vector<float>>(8, std::vector<float>(8192));
+    std::vector<std::vector<float>> small{8, std::vector<float>(8192)};
     void fill_for(int64_t step)
     {
         fill(big.data(), big.size() * 4, (uint64_t)step);
@@ -36,9 +36,10 @@ struct Model {
     }
     bool holds(int64_t step) const
     {
-        bool ok = matches(big.data(), big.size() * 4, (uint64_t)step);
+        uint64_t s = (uint64_t)step;
+        bool ok = matches(big.data(), big.size() * 4, s);
         for (size_t i = 0; i < small.size(); i++)
-            ok = ok && matches(small[i].data(), small[i].size() * 4, (uint64_t)step * 100 + i);
+            ok = ok && matches(small[i].data(), small[i].size() * 4, s * 100 + i);
         return ok;
     }
     void scramble()
@@ -56,8 +57,8 @@ uint64_t blocks_of(const std::string &path)
     return stat(path.c_str(), &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0;
 }
 
-
-class DiskFull : public WriterTest {
+class DiskFull : public WriterTest
+{
   protected:
     TempDir tmp;
     std::string mnt, dir, filler;
@@ -77,7 +78,8 @@ class DiskFull : public WriterTest {
         std::string opts = "size=" + std::to_string(kDiskBytes) + ",mode=0700";
         if (mount("tmpfs", mnt.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, opts.c_str()) != 0) {
             int e = errno;
-            GTEST_SKIP() << "cannot mount a tmpfs (needs root or CAP_SYS_ADMIN): " << strerror(e);
+            GTEST_SKIP() << "cannot mount a tmpfs (needs root or CAP_SYS_ADMIN): "
+                         << strerror(e);
         }
         mounted = true;
         // Filling must never reach another file system.
@@ -96,7 +98,8 @@ class DiskFull : public WriterTest {
         ASSERT_EQ(ckpt_register(ctx, "big", model.big.data(), CKPT_F32, 1, sb), 0);
         for (size_t i = 0; i < model.small.size(); i++) {
             std::string n = "small" + std::to_string(i);
-            ASSERT_EQ(ckpt_register(ctx, n.c_str(), model.small[i].data(), CKPT_F32, 1, ss), 0);
+            ASSERT_EQ(ckpt_register(ctx, n.c_str(), model.small[i].data(), CKPT_F32, 1, ss),
+                      0);
         }
         model.fill_for(1);
         ASSERT_EQ(save_wait(ctx, 1), 0) << ckpt_last_error(ctx);

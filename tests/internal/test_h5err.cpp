@@ -81,8 +81,8 @@ TEST(H5Err, ADriverErrnoDecidesTheCodeAndItsTextEndsTheLine)
 {
     struct {
         int errnum, code;
-    } cases[] = {{ENOSPC, CKPT_ENOSPC}, {EDQUOT, CKPT_ENOSPC}, {EIO, CKPT_EIO},
-                 {EACCES, CKPT_EPERM}};
+    } cases[] = {
+        {ENOSPC, CKPT_ENOSPC}, {EDQUOT, CKPT_ENOSPC}, {EIO, CKPT_EIO}, {EACCES, CKPT_EPERM}};
     for (const auto &c : cases) {
         ckpt__h5_enter();
         push_write_failure(c.errnum);
