@@ -49,6 +49,8 @@ int ckpt__err_append(ckpt__err *e, int code, const char *fmt, ...) CKPT__PRINTF(
 void ckpt__err_keep(ckpt__err *dst, const ckpt__err *src);
 /* Maps an errno value to a CKPT_E* code. */
 int ckpt__code_from_errno(int errnum);
+/* The negative CKPT_E* code whose ckpt_err_name is name[0..len), else 0. */
+int ckpt__code_from_name(const char *name, size_t len);
 
 /* The calling thread's buffer for errors of calls without a context. */
 ckpt__err *ckpt__thread_err(void);

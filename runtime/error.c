@@ -98,6 +98,17 @@ int ckpt__code_from_errno(int errnum)
     }
 }
 
+int ckpt__code_from_name(const char *name, size_t len)
+{
+#define CKPT_X_FIND(n, value, msg)                                              \
+    if ((value) < 0 && len == sizeof("CKPT_" #n) - 1 &&                        \
+        memcmp(name, "CKPT_" #n, len) == 0)                                     \
+        return value;
+    CKPT_ERRORS(CKPT_X_FIND)
+#undef CKPT_X_FIND
+    return 0;
+}
+
 int ckpt__err_errno(ckpt__err *e, int errnum, const char *fmt, ...)
 {
     int code = ckpt__code_from_errno(errnum);
