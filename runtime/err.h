@@ -6,7 +6,11 @@
  * does without including anything else of runtime/.
  *
  * Invariants: a ckpt__err with code 0 has an empty message; helpers return
- * the code they stored so callers can `return ckpt__err_set(...)`.
+ * the code they stored so callers can `return ckpt__err_set(...)`; a
+ * message is one line of at most CKPT__ERR_MSG - 1 bytes: a longer one (a
+ * 4 KiB path) loses a piece of its middle, cut at a '/' or blank and
+ * marked "...", so that what failed (its start) and why (its end, the
+ * errno text) both stay.
  */
 #ifndef CKPT_RUNTIME_ERR_H
 #define CKPT_RUNTIME_ERR_H

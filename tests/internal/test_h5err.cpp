@@ -77,6 +77,30 @@ TEST(H5Err, LongLinesLoseTheDescriptionThenCutTheHeadAtAWord)
     EXPECT_TRUE(head[kept.size()] == '/' || head[kept.size()] == ' ') << m;
 }
 
+// Not HDF5's, but the same promise for every message: a long path loses
+// a piece of its middle, never the errno text at the end, and no word is
+// cut in two (runtime/error.c).
+TEST(H5Err, TooLongAMessageLosesItsMiddleNotItsEnd)
+{
+    std::string path = "/data";
+    for (int i = 0; i < 100; i++)
+        path += "/run-" + std::to_string(i);
+    path += "/manifest.h5";
+    ckpt__err err;
+    EXPECT_EQ(ckpt__err_errno(&err, ENOSPC, "write %s", path.c_str()), CKPT_ENOSPC);
+    ckpt__err_prefix(&err, "save step %d", 12);
+    std::string m = err.msg;
+    EXPECT_LT(m.size(), (size_t)CKPT__ERR_MSG);
+    EXPECT_EQ(m.rfind("save step 12: write /data/run-0/", 0), 0u) << m;
+    const std::string end = "/manifest.h5: No space left on device";
+    ASSERT_GT(m.size(), end.size());
+    EXPECT_EQ(m.substr(m.size() - end.size()), end) << m;
+    size_t dots = m.find("...");
+    ASSERT_NE(dots, std::string::npos) << m;
+    EXPECT_EQ(m[dots - 1], '/') << m; // cut after a whole component
+    EXPECT_EQ(m[dots + 3], '/') << m; // and resumed at the next one
+}
+
 TEST(H5Err, ADriverErrnoDecidesTheCodeAndItsTextEndsTheLine)
 {
     struct {
