@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "io/h5mirror.h"
+#include "io/h5util.h"
 
 #define COPY_BUF (1u << 20)
 
@@ -59,41 +60,83 @@ static int is_sec2(hid_t f)
     return drv >= 0 && drv == H5FD_SEC2;
 }
 
-int ckpt__h5_mirror_begin(ckpt__h5_mirror *m, hid_t f, const char *path, ckpt__err *err)
+/* Points HDF5's descriptor of h at a memfd holding what HDF5 wrote so far
+ * (it may read it back); *mem gets our own descriptor of what HDF5 writes
+ * to from now on: the memfd, or (without memfd) HDF5's scratch file when
+ * `scratch`, else -1 (HDF5 then writes the file itself).  0 or an errno. */
+static int to_memory(hid_t h, int scratch, int *mem)
 {
-    m->mem = m->file = -1;
+    *mem = -1;
     int *fd = NULL;
-    if (!is_sec2(f) || H5Fget_vfd_handle(f, H5P_DEFAULT, (void **)&fd) < 0 || !fd ||
+    if (!is_sec2(h) || H5Fget_vfd_handle(h, H5P_DEFAULT, (void **)&fd) < 0 || !fd ||
         *fd < 0) {
         H5Eclear2(H5E_DEFAULT);
-        return 0;
+        return scratch ? EINVAL : 0; /* the scratch file would be lost */
     }
-    int mem = memfd_create("ckpt-h5-mirror", MFD_CLOEXEC);
-    if (mem < 0)
-        return 0; /* no memory files here: HDF5 writes the file itself */
-    int file = fcntl(*fd, F_DUPFD_CLOEXEC, 0);
+    int m = memfd_create("ckpt-h5-mirror", MFD_CLOEXEC);
+    if (m < 0) {
+        *mem = scratch ? fcntl(*fd, F_DUPFD_CLOEXEC, 0) : -1;
+        return scratch && *mem < 0 ? errno : 0;
+    }
     struct stat st;
-    int e = file < 0 || fstat(file, &st) != 0 ? errno : 0;
+    int e = fstat(*fd, &st) != 0 ? errno : 0;
     const char *what = "read";
     uint64_t at = 0;
     uint8_t *buf = e ? NULL : malloc(COPY_BUF);
     if (!e && !buf)
         e = ENOMEM;
-    /* What H5Fcreate wrote (the superblock) goes first: HDF5 may read it. */
     if (!e)
-        e = copy_range(file, mem, 0, (uint64_t)st.st_size, buf, &what, &at);
+        e = copy_range(*fd, m, 0, (uint64_t)st.st_size, buf, &what, &at);
     free(buf);
-    if (!e && dup2(mem, *fd) < 0)
+    if (!e && dup2(m, *fd) < 0)
         e = errno;
     if (e) {
-        close(mem);
-        if (file >= 0)
-            close(file);
-        return ckpt__err_errno(err, e, "%s: copying HDF5's first bytes to memory (%s)", path,
-                               what);
+        close(m);
+        return e;
     }
-    m->mem = mem;
+    *mem = m;
+    return 0;
+}
+
+int ckpt__h5_mirror_create(ckpt__h5_mirror *m, const char *path, hid_t fcpl, hid_t fapl,
+                           hid_t *out, ckpt__err *err)
+{
+    m->mem = m->file = -1;
+    *out = H5I_INVALID_HID;
+    /* The file on disk: ours, new (Inv. 6 of commit.c), never through a link. */
+    int file = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (file < 0)
+        return ckpt__err_errno(err, errno, "create %s", path);
+    /* HDF5 writes its superblock at creation: into a scratch file in
+     * memory, removed at once, so that a full disk cannot fail H5Fcreate
+     * (HDF5 1.10 leaks on that failure).  Without /dev/shm it creates the
+     * file itself. */
+    char scratch[] = "/dev/shm/ckpt-h5-XXXXXX";
+    int sfd = mkostemp(scratch, O_CLOEXEC);
+    hid_t h = H5I_INVALID_HID;
+    if (sfd >= 0) {
+        close(sfd);
+        h = H5Fcreate(scratch, H5F_ACC_TRUNC, fcpl, fapl);
+        unlink(scratch);
+        if (h < 0)
+            H5Eclear2(H5E_DEFAULT);
+    }
+    int on_scratch = h >= 0;
+    if (h < 0)
+        h = H5Fcreate(path, H5F_ACC_TRUNC, fcpl, fapl);
+    if (h < 0) {
+        close(file);
+        return ckpt__h5_fail(err, CKPT_EIO, "create %s", path);
+    }
+    int e = to_memory(h, on_scratch, &m->mem);
+    if (e) {
+        H5Fclose(h);
+        H5Eclear2(H5E_DEFAULT);
+        close(file);
+        return ckpt__err_errno(err, e, "%s: moving HDF5's writes to memory", path);
+    }
     m->file = file;
+    *out = h;
     return 0;
 }
 

@@ -4,12 +4,13 @@
  * runtime.  In HDF5 1.10 one failed write (a full disk) poisons a file:
  * every later flush of it fails ("slist already enabled?"), so does its
  * close, and a file whose close failed crashes the process when the library
- * cleans up at exit.  A mirrored file lets HDF5 meet the disk only in
- * H5Fcreate (whose failure is clean): right after it, the descriptor HDF5
- * writes through is replaced (dup2 onto its number) by an anonymous memory
- * file holding the same bytes, and ckpt__h5_mirror_sync copies what HDF5
- * wrote there into the file with pwrite(2), where a full disk is an errno
- * and an ordinary error.
+ * cleans up at exit; even a failed H5Fcreate loses memory and makes the
+ * library print "infinite loop closing library" at exit.  A mirrored file
+ * never lets HDF5 meet the disk: HDF5 creates it in memory, the descriptor
+ * it writes through is then replaced (dup2 onto its number) by an anonymous
+ * memory file holding the same bytes, and ckpt__h5_mirror_sync copies what
+ * HDF5 wrote there into the file with pwrite(2), where a full disk is an
+ * errno and an ordinary error.
  *
  * Invariants: between begin and end HDF5 reads and writes only the memory
  * file, which holds every byte HDF5 wrote; sync writes those bytes to the
@@ -36,10 +37,17 @@ typedef struct ckpt__range {
     uint64_t off, len;
 } ckpt__range;
 
-/* Mirrors f, an HDF5 file just created through the sec2 driver at path.
- * Without memory files (or for another driver) it leaves f as it is and
- * returns 0 with m->mem = -1: HDF5 then writes the file itself. */
-int ckpt__h5_mirror_begin(ckpt__h5_mirror *m, hid_t f, const char *path, ckpt__err *err);
+/*
+ * Creates the HDF5 file for path as H5Fcreate(path, ..., fcpl, fapl) would
+ * with the sec2 driver, mirrored: *out gets the file.  path is created here
+ * exclusively (never through a link); HDF5 itself writes only to memory
+ * (its superblock at creation into a scratch file of /dev/shm, removed at
+ * once, then a memfd), so no HDF5 call meets the disk.  Without /dev/shm,
+ * HDF5 creates path itself; without memfd, it writes path itself.
+ * 0, or the code with *out invalid.
+ */
+int ckpt__h5_mirror_create(ckpt__h5_mirror *m, const char *path, hid_t fcpl, hid_t fapl,
+                           hid_t *out, ckpt__err *err);
 /* Copies what HDF5 wrote, except skip[0..nskip) (sorted by off, disjoint),
  * into the file and gives it HDF5's length.  Call after H5Fflush or
  * H5Fclose of f.  Errors name path and map errno (ENOSPC -> CKPT_ENOSPC). */

@@ -114,12 +114,7 @@ static int write_hdf5(const char *path, const ckpt__index *idx, const uint8_t *b
         rc = ckpt__h5_fail(err, CKPT_EIO, "%s: property lists", path);
         goto out;
     }
-    f = H5Fcreate(path, H5F_ACC_EXCL, fcpl, fapl);
-    if (f < 0) {
-        rc = ckpt__h5_fail(err, CKPT_EIO, "create %s", path);
-        goto out;
-    }
-    rc = ckpt__h5_mirror_begin(&mirror, f, path, err);
+    rc = ckpt__h5_mirror_create(&mirror, path, fcpl, fapl, &f, err);
     if (rc)
         goto out;
     char uuid[33];

@@ -237,12 +237,7 @@ int ckpt__rankfile_create(const char *path, ckpt__index *idx, uint32_t rank,
         rc = ckpt__h5_fail(err, CKPT_EIO, "%s: property lists", path);
         goto out;
     }
-    rf->file = H5Fcreate(path, H5F_ACC_EXCL, H5P_DEFAULT, fapl);
-    if (rf->file < 0) {
-        rc = ckpt__h5_fail(err, CKPT_EIO, "create %s", path);
-        goto out;
-    }
-    rc = ckpt__h5_mirror_begin(&rf->mirror, rf->file, path, err);
+    rc = ckpt__h5_mirror_create(&rf->mirror, path, H5P_DEFAULT, fapl, &rf->file, err);
     if (rc)
         goto out;
     g1 = H5Gcreate2(rf->file, "tensors", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);

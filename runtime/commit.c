@@ -157,15 +157,24 @@ int ckpt__commit_done_record(const char *partial_path, const ckpt__index *idx, u
     return rc;
 }
 
-/* Writes a failure or abandoned mark: the code's name, then the message,
- * so that the rank reading it reports the same code (a full disk stays
- * CKPT_ENOSPC on every rank). */
-static void write_mark(int fd, const ckpt__err *why)
+/* Writes a failure or abandoned mark `name` into folder ppath (best
+ * effort): the code's name, then the message, so that the rank reading it
+ * reports the same code (a full disk stays CKPT_ENOSPC on every rank).  It
+ * is written under a temporary name and renamed, like a done-record, so a
+ * rank that sees the mark never reads it half written. */
+static void write_mark(const char *ppath, const char *name, const ckpt__err *why)
 {
-    char text[CKPT__ERR_MSG + 32];
-    int n = snprintf(text, sizeof text, "%s: %s", ckpt_err_name(why->code), why->msg);
-    if (n > 0)
-        (void)write_all(fd, (const uint8_t *)text, strnlen(text, sizeof text - 1));
+    char tmp[4300], fin[4300], text[CKPT__ERR_MSG + 32];
+    snprintf(tmp, sizeof tmp, "%s/%s.tmp", ppath, name);
+    snprintf(fin, sizeof fin, "%s/%s", ppath, name);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0)
+        return;
+    snprintf(text, sizeof text, "%s: %s", ckpt_err_name(why->code), why->msg);
+    int w = write_all(fd, (const uint8_t *)text, strlen(text));
+    close(fd);
+    if (w != 0 || renameat2(AT_FDCWD, tmp, AT_FDCWD, fin, RENAME_NOREPLACE) != 0)
+        unlink(tmp);
 }
 
 void ckpt__commit_mark_failed(const char *dir, const char *partial, uint32_t rank,
@@ -178,12 +187,9 @@ void ckpt__commit_mark_failed(const char *dir, const char *partial, uint32_t ran
     struct stat st;
     if (lstat(path, &st) != 0 || !S_ISDIR(st.st_mode))
         return;
-    snprintf(path, sizeof path, "%s/%s/failed-%05u.rec", dir, partial, rank);
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (fd < 0)
-        return;
-    write_mark(fd, why);
-    close(fd);
+    char name[32];
+    snprintf(name, sizeof name, "failed-%05u.rec", rank);
+    write_mark(path, name, why);
 }
 
 static double mono_s(void)
@@ -478,14 +484,9 @@ int ckpt__commit_seal(const char *dir, const char *partial, int64_t step, uint32
 void ckpt__commit_abandon_shared(const char *dir, const char *partial, uint32_t world,
                                  double timeout_s, const ckpt__err *why, ckpt__log *log)
 {
-    char ppath[4200], path[4300];
+    char ppath[4200];
     snprintf(ppath, sizeof ppath, "%s/%s", dir, partial);
-    snprintf(path, sizeof path, "%s/" ABANDONED, ppath);
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (fd >= 0) {
-        write_mark(fd, why);
-        close(fd);
-    }
+    write_mark(ppath, ABANDONED, why);
     /* Inv. 9: the folder goes only when no rank can still create it anew. */
     double t0 = mono_s();
     long ns = 50000;

@@ -118,12 +118,18 @@ TEST(Ranks, AFailingRankMeansNoCommitAndTheNextSaveWorks)
             ckpt_ticket t;
             ASSERT_EQ(ckpt_save(ck, 1, nullptr, &t), 0) << ckpt_last_error(ck);
             ASSERT_EQ(ckpt_fence(ck, nullptr), 0);
-            EXPECT_EQ(ckpt_wait(ck, t, -1), c.code) << "rank " << r << ": "
-                                                    << ckpt_last_error(ck);
+            int rc = ckpt_wait(ck, t, -1);
             std::string msg = ckpt_last_error(ck);
-            EXPECT_NE(msg.find(strerror(c.code == CKPT_ENOSPC ? ENOSPC : EIO)),
-                      std::string::npos)
-                << msg;
+            // Rank 1 reads rank 0's abandoned mark, unless it looks only
+            // after rank 0 removed the folder (which waits for rank 1's
+            // done-record, not for its look): then it cannot know why.
+            bool late = r == 1 && rc == CKPT_EIO && msg.find("did not commit") != std::string::npos;
+            if (!late) {
+                EXPECT_EQ(rc, c.code) << "rank " << r << ": " << msg;
+                EXPECT_NE(msg.find(strerror(c.code == CKPT_ENOSPC ? ENOSPC : EIO)),
+                          std::string::npos)
+                    << msg;
+            }
             if (r == 0) {
                 EXPECT_NE(msg.find("rank 2 failed"), std::string::npos) << msg;
             }
