@@ -16,6 +16,7 @@
 #include "io/h5util.h"
 
 #define COPY_BUF (1u << 20)
+#define RESERVE 4096 /* what H5Fcreate writes: the superblock's page */
 
 /* Copies [off, off + len) from one descriptor to the other; 0, or the
  * errno with *what saying which side failed and *at where. */
@@ -61,23 +62,20 @@ static int is_sec2(hid_t f)
 }
 
 /* Points HDF5's descriptor of h at a memfd holding what HDF5 wrote so far
- * (it may read it back); *mem gets our own descriptor of what HDF5 writes
- * to from now on: the memfd, or (without memfd) HDF5's scratch file when
- * `scratch`, else -1 (HDF5 then writes the file itself).  0 or an errno. */
-static int to_memory(hid_t h, int scratch, int *mem)
+ * (it may read it back); *mem gets our own descriptor of the memfd, or -1
+ * when there is none (HDF5 then writes the file itself).  0 or an errno. */
+static int to_memory(hid_t h, int *mem)
 {
     *mem = -1;
     int *fd = NULL;
     if (!is_sec2(h) || H5Fget_vfd_handle(h, H5P_DEFAULT, (void **)&fd) < 0 || !fd ||
         *fd < 0) {
         H5Eclear2(H5E_DEFAULT);
-        return scratch ? EINVAL : 0; /* the scratch file would be lost */
+        return 0;
     }
     int m = memfd_create("ckpt-h5-mirror", MFD_CLOEXEC);
-    if (m < 0) {
-        *mem = scratch ? fcntl(*fd, F_DUPFD_CLOEXEC, 0) : -1;
-        return scratch && *mem < 0 ? errno : 0;
-    }
+    if (m < 0)
+        return 0;
     struct stat st;
     int e = fstat(*fd, &st) != 0 ? errno : 0;
     const char *what = "read";
@@ -107,28 +105,29 @@ int ckpt__h5_mirror_create(ckpt__h5_mirror *m, const char *path, hid_t fcpl, hid
     int file = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (file < 0)
         return ckpt__err_errno(err, errno, "create %s", path);
-    /* HDF5 writes its superblock at creation: into a scratch file in
-     * memory, removed at once, so that a full disk cannot fail H5Fcreate
-     * (HDF5 1.10 leaks on that failure).  Without /dev/shm it creates the
-     * file itself. */
-    char scratch[] = "/dev/shm/ckpt-h5-XXXXXX";
-    int sfd = mkostemp(scratch, O_CLOEXEC);
-    hid_t h = H5I_INVALID_HID;
-    if (sfd >= 0) {
-        close(sfd);
-        h = H5Fcreate(scratch, H5F_ACC_TRUNC, fcpl, fapl);
-        unlink(scratch);
-        if (h < 0)
-            H5Eclear2(H5E_DEFAULT);
+    /* H5Fcreate writes the superblock, within the first page, and HDF5 1.10
+     * leaks when that write fails.  So the page is taken here first, where
+     * a full disk is an errno; H5Fcreate then truncates the file and writes
+     * into the space it just freed. */
+    static const uint8_t page[RESERVE];
+    size_t done = 0;
+    while (done < sizeof page) {
+        ssize_t w = pwrite(file, page + done, sizeof page - done, (off_t)done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            int e = w < 0 ? errno : ENOSPC;
+            close(file);
+            return ckpt__err_errno(err, e, "create %s", path);
+        }
+        done += (size_t)w;
     }
-    int on_scratch = h >= 0;
-    if (h < 0)
-        h = H5Fcreate(path, H5F_ACC_TRUNC, fcpl, fapl);
+    hid_t h = H5Fcreate(path, H5F_ACC_TRUNC, fcpl, fapl);
     if (h < 0) {
         close(file);
         return ckpt__h5_fail(err, CKPT_EIO, "create %s", path);
     }
-    int e = to_memory(h, on_scratch, &m->mem);
+    int e = to_memory(h, &m->mem);
     if (e) {
         H5Fclose(h);
         H5Eclear2(H5E_DEFAULT);

@@ -6,13 +6,14 @@
  * close, and a file whose close failed crashes the process when the library
  * cleans up at exit; even a failed H5Fcreate loses memory and makes the
  * library print "infinite loop closing library" at exit.  A mirrored file
- * never lets HDF5 meet the disk: HDF5 creates it in memory, the descriptor
- * it writes through is then replaced (dup2 onto its number) by an anonymous
- * memory file holding the same bytes, and ckpt__h5_mirror_sync copies what
- * HDF5 wrote there into the file with pwrite(2), where a full disk is an
- * errno and an ordinary error.
+ * lets HDF5 meet the disk only for the superblock H5Fcreate writes, into a
+ * page taken beforehand; the descriptor HDF5 writes through is then
+ * replaced (dup2 onto its number) by an anonymous memory file holding the
+ * same bytes, and ckpt__h5_mirror_sync copies what HDF5 wrote there into
+ * the file with pwrite(2), where a full disk is an errno and an ordinary
+ * error.
  *
- * Invariants: between begin and end HDF5 reads and writes only the memory
+ * Invariants: between create and end HDF5 reads and writes only the memory
  * file, which holds every byte HDF5 wrote; sync writes those bytes to the
  * file except inside the caller's `skip` ranges (the tensor data its writer
  * puts there), so it never overwrites them, and leaves the file as long as
@@ -40,11 +41,10 @@ typedef struct ckpt__range {
 /*
  * Creates the HDF5 file for path as H5Fcreate(path, ..., fcpl, fapl) would
  * with the sec2 driver, mirrored: *out gets the file.  path is created here
- * exclusively (never through a link); HDF5 itself writes only to memory
- * (its superblock at creation into a scratch file of /dev/shm, removed at
- * once, then a memfd), so no HDF5 call meets the disk.  Without /dev/shm,
- * HDF5 creates path itself; without memfd, it writes path itself.
- * 0, or the code with *out invalid.
+ * exclusively (never through a link) and its first page taken before
+ * H5Fcreate writes the superblock there; after that HDF5 writes only to
+ * memory (without memfd, to path itself).  0, or the code with *out
+ * invalid.
  */
 int ckpt__h5_mirror_create(ckpt__h5_mirror *m, const char *path, hid_t fcpl, hid_t fapl,
                            hid_t *out, ckpt__err *err);
