@@ -22,6 +22,13 @@ void ckpt__h5_enter(void)
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
 
+void ckpt__h5_quiet(void)
+{
+    pthread_mutex_lock(&h5_mu);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    pthread_mutex_unlock(&h5_mu);
+}
+
 void ckpt__h5_leave(void)
 {
     H5Eclear2(H5E_DEFAULT);
@@ -29,19 +36,99 @@ void ckpt__h5_leave(void)
     pthread_mutex_unlock(&h5_mu);
 }
 
-typedef struct walk {
-    char outer[160];
-    char inner[200];
-} walk;
+/* ---- the error stack as one line ------------------------------------------ */
+
+/* What a failure's stack says, walked from the API call down to the file
+ * driver.  HDF5's descriptions carry detail lists ("file write failed:
+ * time = <ctime, with its newline>, filename = ..., errno = 28, error
+ * message = '...', ...") made for a terminal; only the errno is kept of
+ * them, and the words before the list. */
+typedef struct cause {
+    char call[64];  /* the API function that failed, e.g. "H5Fclose" */
+    char what[160]; /* the innermost description, without its detail list */
+    int errnum;     /* the innermost errno a driver recorded; 0: none */
+} cause;
+
+/* The errno in an HDF5 description ("..., errno = 28, ..."), else 0. */
+static int desc_errno(const char *d)
+{
+    const char *p = strstr(d, "errno = ");
+    if (!p)
+        return 0;
+    long v = 0;
+    for (p += 8; *p >= '0' && *p <= '9' && v < 100000; p++)
+        v = v * 10 + (*p - '0');
+    return (int)v;
+}
+
+/* Copies the words of d before its detail list (the first ':' or ',') or
+ * any control character, without trailing blanks. */
+static void desc_words(const char *d, char *out, size_t cap)
+{
+    size_t n = 0;
+    while (d[n] && d[n] != ':' && d[n] != ',' && (unsigned char)d[n] >= 0x20 && n + 1 < cap)
+        n++;
+    while (n > 0 && d[n - 1] == ' ')
+        n--;
+    memcpy(out, d, n);
+    out[n] = '\0';
+}
 
 static herr_t walk_cb(unsigned n, const H5E_error2_t *e, void *data)
 {
-    walk *w = data;
+    cause *c = data;
+    if (n == 0 && e->func_name)
+        snprintf(c->call, sizeof c->call, "%s", e->func_name);
     const char *d = e->desc ? e->desc : "";
-    if (n == 0)
-        snprintf(w->outer, sizeof w->outer, "%s", d);
-    snprintf(w->inner, sizeof w->inner, "%s", d);
+    int en = desc_errno(d);
+    if (en)
+        c->errnum = en;
+    if (d[0])
+        desc_words(d, c->what, sizeof c->what);
     return 0;
+}
+
+/* The tail of the line: ": call", ": what" (when with_what), ": strerror". */
+static void make_tail(char *out, size_t cap, const char *call, const char *what, int errnum,
+                      int with_what)
+{
+    int n = snprintf(out, cap, "%s%s%s%s%s%s", call[0] ? ": " : "", call,
+                     with_what && what[0] ? ": " : "", with_what ? what : "",
+                     errnum ? ": " : "", errnum ? strerror(errnum) : "");
+    if (n < 0 || (size_t)n >= cap)
+        out[0] = '\0';
+    if (!call[0] && !(with_what && what[0]) && !errnum)
+        snprintf(out, cap, " (HDF5 gave no reason)");
+}
+
+void ckpt__h5_format(char *out, size_t cap, const char *head, const char *call,
+                     const char *what, int errnum)
+{
+    if (cap == 0)
+        return;
+    char tail[CKPT__ERR_MSG];
+    make_tail(tail, sizeof tail, call, what, errnum, 1);
+    /* Too long: the innermost description goes first (the failing call and
+     * the errno text say more), then the head is cut. */
+    if (strlen(head) + strlen(tail) >= cap)
+        make_tail(tail, sizeof tail, call, what, errnum, 0);
+    size_t hl = strlen(head), tl = strlen(tail);
+    if (tl >= cap)
+        tl = 0, tail[0] = '\0';
+    size_t room = cap - 1 - tl;
+    if (hl > room) {
+        /* Cut at a blank or '/' and say so: no word is cut in two. */
+        size_t k = room >= 3 ? room - 3 : 0;
+        while (k > 0 && head[k] != ' ' && head[k] != '/')
+            k--;
+        memcpy(out, head, k);
+        memcpy(out + k, "...", room >= 3 ? 3 : 0);
+        hl = k + (room >= 3 ? 3 : 0);
+    } else {
+        memcpy(out, head, hl);
+    }
+    memcpy(out + hl, tail, tl);
+    out[hl + tl] = '\0';
 }
 
 int ckpt__h5_fail(ckpt__err *err, int code, const char *fmt, ...)
@@ -51,14 +138,19 @@ int ckpt__h5_fail(ckpt__err *err, int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(head, sizeof head, fmt, ap);
     va_end(ap);
-    walk w = {{0}, {0}};
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, walk_cb, &w);
+    cause c;
+    memset(&c, 0, sizeof c);
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, walk_cb, &c);
     H5Eclear2(H5E_DEFAULT);
-    if (!w.outer[0])
-        return ckpt__err_set(err, code, "%s (HDF5)", head);
-    if (strcmp(w.outer, w.inner) == 0)
-        return ckpt__err_set(err, code, "%s (HDF5: %s)", head, w.outer);
-    return ckpt__err_set(err, code, "%s (HDF5: %s: %s)", head, w.outer, w.inner);
+    /* The system's reason decides the code: a full disk is CKPT_ENOSPC
+     * whichever HDF5 call met it. */
+    if (c.errnum)
+        code = ckpt__code_from_errno(c.errnum);
+    if (err) {
+        err->code = code;
+        ckpt__h5_format(err->msg, sizeof err->msg, head, c.call, c.what, c.errnum);
+    }
+    return code;
 }
 
 static hid_t custom_float(size_t spos, size_t epos, size_t esize, size_t msize, size_t size,

@@ -18,8 +18,25 @@
 
 void ckpt__h5_enter(void);
 void ckpt__h5_leave(void);
-/* Sets err from the HDF5 error stack (then clears it); returns code. */
+/* Turns HDF5's error printing off for the calling thread for good, outside
+ * enter/leave too: for the project's programs (the CLI, the fuzz targets),
+ * whose messages are the runtime's, so that HDF5 prints nothing even in its
+ * clean-up at exit, which runs on this thread.  The library itself never
+ * calls it: a program's own HDF5 settings are its own. */
+void ckpt__h5_quiet(void);
+/*
+ * Sets err from the calling thread's HDF5 error stack (then clears it) and
+ * returns its code: one line, "<fmt...>: <failing HDF5 call>: <its
+ * innermost message>: <strerror of the errno HDF5 recorded>".  The code is
+ * mapped from that errno (ENOSPC, EDQUOT -> CKPT_ENOSPC, EIO -> CKPT_EIO,
+ * others by ckpt__code_from_errno); without one it is `code`.
+ */
 int ckpt__h5_fail(ckpt__err *err, int code, const char *fmt, ...) CKPT__PRINTF(3, 4);
+/* The line ckpt__h5_fail makes, into out[cap]: no control characters from
+ * HDF5, nothing cut inside a word; when it must be shortened, `what` goes
+ * first, then the end of head is replaced by "...".  For the unit tests. */
+void ckpt__h5_format(char *out, size_t cap, const char *head, const char *call,
+                     const char *what, int errnum);
 /* A new HDF5 type for dtype (close with H5Tclose), or H5I_INVALID_HID. */
 hid_t ckpt__h5_type(ckpt_dtype dtype);
 /* File access list: newest format, no file locking, and for rank files

@@ -21,6 +21,8 @@
 
 #include <xxhash.h>
 
+#include "io/h5guard.h"
+#include "io/h5mirror.h"
 #include "io/h5util.h"
 #include "io/manifest.h"
 
@@ -102,33 +104,29 @@ static int put_attr(hid_t obj, const char *name, hid_t type, hsize_t n, const vo
     return rc;
 }
 
-/* HDF5 builds the file in memory (the core driver) and writes it out in one
- * piece at close, instead of the many small writes of its metadata that
- * the commit latency would pay for. */
+/* HDF5 builds the file in memory (a mirrored file, h5mirror.h) and it is
+ * copied out in a few large writes after the close, instead of the many
+ * small writes of its metadata that the commit latency would pay for; a
+ * full disk is then an errno of that copy, never a failed HDF5 close. */
 static int write_hdf5(const char *path, const ckpt__index *idx, const uint8_t *blob,
                       size_t blen, ckpt__err *err)
 {
-    int rc = 0;
-    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE), fapl = ckpt__h5_fapl(0);
-    if (fapl >= 0 && H5Pset_fapl_core(fapl, 1 << 20, 1) < 0) {
-        H5Pclose(fapl);
-        fapl = H5I_INVALID_HID;
-    }
-    hid_t str = H5Tcopy(H5T_C_S1), f = H5I_INVALID_HID, rt = H5I_INVALID_HID;
     row *rows = calloc(idx->nentries ? idx->nentries : 1, sizeof *rows);
     if (!rows)
         return ckpt__err_set(err, CKPT_ENOMEM, "%s: out of memory", path);
+    int rc = 0;
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE), fapl = ckpt__h5_fapl(0);
+    hid_t str = H5Tcopy(H5T_C_S1), f = H5I_INVALID_HID, rt = H5I_INVALID_HID;
+    ckpt__h5_mirror mirror = {-1, -1};
     if (fcpl < 0 || fapl < 0 || str < 0 || H5Pset_userblock(fcpl, UB_BYTES) < 0 ||
         H5Tset_size(str, H5T_VARIABLE) < 0 || H5Tset_cset(str, H5T_CSET_UTF8) < 0 ||
         (rt = row_type(str)) < 0) {
         rc = ckpt__h5_fail(err, CKPT_EIO, "%s: property lists", path);
         goto out;
     }
-    f = H5Fcreate(path, H5F_ACC_EXCL, fcpl, fapl);
-    if (f < 0) {
-        rc = ckpt__h5_fail(err, CKPT_EIO, "create %s", path);
+    rc = ckpt__h5_mirror_create(&mirror, path, fcpl, fapl, &f, err);
+    if (rc)
         goto out;
-    }
     char uuid[33];
     for (int k = 0; k < 16; k++)
         snprintf(uuid + 2 * k, 3, "%02x", idx->uuid[k]);
@@ -187,6 +185,9 @@ out:
     free(rows);
     if (f >= 0 && H5Fclose(f) < 0 && !rc)
         rc = ckpt__h5_fail(err, CKPT_EIO, "close %s", path);
+    if (f >= 0 && !rc)
+        rc = ckpt__h5_mirror_sync(&mirror, NULL, 0, path, err);
+    ckpt__h5_mirror_end(&mirror);
     if (rt >= 0)
         H5Tclose(rt);
     if (str >= 0)
@@ -342,6 +343,12 @@ static int read_index_blob(const uint8_t *img, size_t len, const char *path, uin
         rc = ckpt__h5_fail(err, CKPT_EIO, "%s: file image", path);
         goto out;
     }
+    /* The image passed its seal; a forged one must still not reach HDF5
+     * with a damaged object header (h5guard.h). */
+    ckpt__h5_guard g;
+    rc = ckpt__h5_guard_image(&g, img, len, UB_BYTES, path, err);
+    if (rc)
+        goto out;
     /* The name only labels the in-memory image; nothing is opened by it. */
     f = H5Fopen("ckpt-manifest-image", H5F_ACC_RDONLY, fapl);
     if (f < 0) {
@@ -354,6 +361,12 @@ static int read_index_blob(const uint8_t *img, size_t len, const char *path, uin
     }
     /* Only bytes inside the verified image: no external link, no external
      * or virtual storage that would make HDF5 read other files. */
+    rc = ckpt__h5_guard_link(&g, f, "index", "dataset /index", err);
+    if (rc) {
+        if (rc != CKPT_ENOMEM)
+            ckpt__err_prefix(err, "%s", path);
+        goto out;
+    }
     dapl = ckpt__h5_dapl();
     ds = dapl >= 0 ? H5Dopen2(f, "index", dapl) : -1;
     sp = ds >= 0 && ckpt__h5_data_is_local(ds) ? H5Dget_space(ds) : -1;

@@ -15,6 +15,8 @@
 
 #include <xxhash.h>
 
+#include "io/h5guard.h"
+#include "io/h5mirror.h"
 #include "io/h5util.h"
 #include "io/names.h"
 #include "io/rankfile.h"
@@ -29,9 +31,36 @@ typedef struct attr_kit {
 
 struct ckpt__rankfile {
     hid_t file;
+    ckpt__h5_mirror mirror; /* HDF5 writes to memory; synced into path */
     attr_kit kit;
     char path[4096];
 };
+
+static int by_off(const void *a, const void *b)
+{
+    const ckpt__range *x = a, *y = b;
+    return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* Copies what HDF5 wrote (in memory) into the file, around the tensor
+ * data of `rank`, which the writer puts there (rankfile.h invariant). */
+static int sync_file(const ckpt__rankfile *rf, const ckpt__index *idx, uint32_t rank,
+                     ckpt__err *err)
+{
+    ckpt__range *skip = malloc((idx->nentries ? idx->nentries : 1) * sizeof *skip);
+    if (!skip)
+        return ckpt__err_set(err, CKPT_ENOMEM, "%s: out of memory", rf->path);
+    size_t n = 0;
+    for (uint32_t i = 0; i < idx->nentries; i++) {
+        const ckpt__entry *e = &idx->entries[i];
+        if ((uint32_t)e->rank == rank && e->kind == CKPT__ENTRY_TENSOR && e->nbytes)
+            skip[n++] = (ckpt__range){e->file_off, e->nbytes};
+    }
+    qsort(skip, n, sizeof *skip, by_off);
+    int rc = ckpt__h5_mirror_sync(&rf->mirror, skip, n, rf->path, err);
+    free(skip);
+    return rc;
+}
 
 static void entry_path(const ckpt__entry *e, char *out, size_t cap)
 {
@@ -217,6 +246,7 @@ int ckpt__rankfile_create(const char *path, ckpt__index *idx, uint32_t rank,
     for (size_t t = 0; t < sizeof tc.t / sizeof tc.t[0]; t++)
         tc.t[t] = H5I_INVALID_HID;
     rf->file = H5I_INVALID_HID;
+    rf->mirror.mem = rf->mirror.file = -1;
     rf->kit.str = rf->kit.scalar = H5I_INVALID_HID;
     /* No access and modification times in the object headers: HDF5 would
      * otherwise rewrite them with every attribute added, and the rank file
@@ -233,11 +263,9 @@ int ckpt__rankfile_create(const char *path, ckpt__index *idx, uint32_t rank,
         rc = ckpt__h5_fail(err, CKPT_EIO, "%s: property lists", path);
         goto out;
     }
-    rf->file = H5Fcreate(path, H5F_ACC_EXCL, H5P_DEFAULT, fapl);
-    if (rf->file < 0) {
-        rc = ckpt__h5_fail(err, CKPT_EIO, "create %s", path);
+    rc = ckpt__h5_mirror_create(&rf->mirror, path, H5P_DEFAULT, fapl, &rf->file, err);
+    if (rc)
         goto out;
-    }
     g1 = H5Gcreate2(rf->file, "tensors", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     g2 = H5Gcreate2(rf->file, "meta", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (g1 < 0 || g2 < 0) {
@@ -259,6 +287,8 @@ int ckpt__rankfile_create(const char *path, ckpt__index *idx, uint32_t rank,
     /* Flush the layout now so that the file on disk describes it. */
     if (!rc && H5Fflush(rf->file, H5F_SCOPE_LOCAL) < 0)
         rc = ckpt__h5_fail(err, CKPT_EIO, "flush %s", path);
+    if (!rc)
+        rc = sync_file(rf, idx, rank, err);
 out:
     for (size_t t = 0; t < sizeof tc.t / sizeof tc.t[0]; t++)
         if (tc.t[t] >= 0)
@@ -331,6 +361,9 @@ int ckpt__rankfile_finish(ckpt__rankfile *rf, const ckpt__index *idx, uint32_t r
     rf->file = H5I_INVALID_HID;
     if (!rc && cl < 0)
         rc = ckpt__h5_fail(err, CKPT_EIO, "close %s", rf->path);
+    if (!rc)
+        rc = sync_file(rf, idx, rank, err);
+    ckpt__h5_mirror_end(&rf->mirror);
     free(rf);
     return rc;
 }
@@ -343,6 +376,7 @@ void ckpt__rankfile_abort(ckpt__rankfile *rf)
     if (rf->file >= 0)
         H5Fclose(rf->file);
     H5Eclear2(H5E_DEFAULT);
+    ckpt__h5_mirror_end(&rf->mirror);
     free(rf);
 }
 
@@ -515,16 +549,38 @@ static int check_entry(hid_t file, const ckpt__index *idx, const ckpt__entry *e,
     return rc;
 }
 
+/* Checks the object header of group /tensors or /meta (kind) and of the
+ * entry's dataset before HDF5 reads them (h5guard.h). */
+static int guard_entry(ckpt__h5_guard *g, hid_t file, const ckpt__entry *e, int *group_ok,
+                       ckpt__err *err)
+{
+    int meta = e->kind == CKPT__ENTRY_META;
+    int rc = 0;
+    if (!group_ok[meta])
+        rc = ckpt__h5_guard_link(g, file, meta ? "meta" : "tensors",
+                                 meta ? "group /meta" : "group /tensors", err);
+    group_ok[meta] = !rc;
+    char path[16 + CKPT__ESCAPED_MAX], what[32 + CKPT_MAX_NAME];
+    entry_path(e, path, sizeof path);
+    snprintf(what, sizeof what, "dataset of '%s'", e->name);
+    return rc ? rc : ckpt__h5_guard_link(g, file, path, what, err);
+}
+
 int ckpt__rankfile_check(const char *path, const ckpt__index *idx, uint32_t rank,
                          ckpt__err *err)
 {
+    ckpt__h5_guard g;
+    int rc = ckpt__h5_guard_open(&g, path, err);
+    if (rc)
+        return rc;
     hid_t fapl = ckpt__h5_fapl(1);
     hid_t f = fapl >= 0 ? H5Fopen(path, H5F_ACC_RDONLY, fapl) : H5I_INVALID_HID;
     if (fapl >= 0)
         H5Pclose(fapl);
-    if (f < 0)
+    if (f < 0) {
+        ckpt__h5_guard_close(&g);
         return ckpt__h5_fail(err, CKPT_ECORRUPT, "%s is not a readable HDF5 file", path);
-    int rc = 0;
+    }
     uint64_t root = 0;
     const ckpt__rankrec *rr = NULL;
     for (uint32_t r = 0; r < idx->nranks; r++)
@@ -533,12 +589,18 @@ int ckpt__rankfile_check(const char *path, const ckpt__index *idx, uint32_t rank
     if (!rr || attr_read_u64(f, "root", &root, 1) < 0 || root != rr->root)
         rc = ckpt__err_set(err, CKPT_ECORRUPT, "%s: root attribute differs from the manifest",
                            path);
-    for (uint32_t i = 0; i < idx->nentries && !rc; i++)
-        if ((uint32_t)idx->entries[i].rank == rank)
+    int group_ok[2] = {0, 0};
+    for (uint32_t i = 0; i < idx->nentries && !rc; i++) {
+        if ((uint32_t)idx->entries[i].rank != rank)
+            continue;
+        rc = guard_entry(&g, f, &idx->entries[i], group_ok, err);
+        if (!rc)
             rc = check_entry(f, idx, &idx->entries[i], err);
+    }
     if (rc && rc != CKPT_ENOMEM)
         ckpt__err_prefix(err, "%s", path);
     H5Fclose(f);
     H5Eclear2(H5E_DEFAULT);
+    ckpt__h5_guard_close(&g);
     return rc;
 }

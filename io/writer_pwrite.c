@@ -6,7 +6,7 @@
  * (ckpt__io_split) into an unaligned head, a 4 KiB-aligned body (O_DIRECT)
  * and a tail, so a write never touches bytes outside its range.  Partial transfers are retried
  * until the request is complete, the device refuses (0 bytes written:
- * ENOSPC) or a read reaches end of file.
+ * -ENOSPC for the request) or a read reaches end of file.
  *
  * Invariants: a request is on the queue or being served by exactly one
  * thread; cb runs exactly once per submitted request; close() only after
@@ -53,8 +53,10 @@ static int64_t xfer(int fd, int op, char *buf, size_t n, uint64_t off)
             return -errno;
         }
         if (r == 0) {
+            /* A write that takes nothing: the device is full, whatever
+             * part of the request it took before. */
             if (op == CKPT__IO_WRITE)
-                return done ? (int64_t)done : -ENOSPC;
+                return -ENOSPC;
             break; /* end of file */
         }
         done += (size_t)r;

@@ -158,8 +158,28 @@ int ckpt__commit_done_record(const char *partial_path, const ckpt__index *idx, u
     return rc;
 }
 
+/* Writes a failure or abandoned mark `name` into folder ppath (best
+ * effort): the code's name, then the message, so that the rank reading it
+ * reports the same code (a full disk stays CKPT_ENOSPC on every rank).  It
+ * is written under a temporary name and renamed, like a done-record, so a
+ * rank that sees the mark never reads it half written. */
+static void write_mark(const char *ppath, const char *name, const ckpt__err *why)
+{
+    char tmp[4300], fin[4300], text[CKPT__ERR_MSG + 32];
+    snprintf(tmp, sizeof tmp, "%s/%s.tmp", ppath, name);
+    snprintf(fin, sizeof fin, "%s/%s", ppath, name);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0)
+        return;
+    snprintf(text, sizeof text, "%s: %s", ckpt_err_name(why->code), why->msg);
+    int w = write_all(fd, (const uint8_t *)text, strlen(text));
+    close(fd);
+    if (w != 0 || renameat2(AT_FDCWD, tmp, AT_FDCWD, fin, RENAME_NOREPLACE) != 0)
+        unlink(tmp);
+}
+
 void ckpt__commit_mark_failed(const char *dir, const char *partial, uint32_t rank,
-                              const char *msg)
+                              const ckpt__err *why)
 {
     char path[4200];
     snprintf(path, sizeof path, "%s/%s", dir, partial);
@@ -168,13 +188,9 @@ void ckpt__commit_mark_failed(const char *dir, const char *partial, uint32_t ran
     struct stat st;
     if (lstat(path, &st) != 0 || !S_ISDIR(st.st_mode))
         return;
-    snprintf(path, sizeof path, "%s/%s/failed-%05u.rec", dir, partial, rank);
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (fd < 0)
-        return;
-    size_t n = strnlen(msg, CKPT__ERR_MSG - 1);
-    (void)write_all(fd, (const uint8_t *)msg, n);
-    close(fd);
+    char name[32];
+    snprintf(name, sizeof name, "failed-%05u.rec", rank);
+    write_mark(path, name, why);
 }
 
 static double mono_s(void)
@@ -193,25 +209,32 @@ static void backoff(long *ns)
     *ns = *ns * 2 > 1000000 ? 1000000 : *ns * 2;
 }
 
-/* The message a failed rank left (its failure mark), or "". */
-static void read_mark(const char *path, char *out, size_t cap)
+/* The message a failed rank left (its failure mark), or "", and its code
+ * (CKPT_EIO when the mark names none). */
+static int read_mark(const char *path, char *out, size_t cap)
 {
     out[0] = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0)
-        return;
+        return CKPT_EIO;
     ssize_t r = read(fd, out, cap - 1);
     close(fd);
     out[r > 0 ? r : 0] = 0;
     for (char *c = out; *c; c++)
         if ((unsigned char)*c < 0x20)
             *c = ' ';
+    const char *colon = strstr(out, ": ");
+    int code = colon ? ckpt__code_from_name(out, (size_t)(colon - out)) : 0;
+    if (!code)
+        return CKPT_EIO;
+    memmove(out, colon + 2, strlen(colon + 2) + 1);
+    return code;
 }
 
 int ckpt__commit_wait_records(const char *partial_path, uint32_t world, double timeout_s,
                               ckpt__err *err)
 {
-    char path[4200], msg[CKPT__ERR_MSG];
+    char path[4200], msg[CKPT__ERR_MSG + 32];
     double t0 = mono_s();
     long ns = 50000;
     uint32_t next = 0; /* ranks below next have their record */
@@ -228,8 +251,8 @@ int ckpt__commit_wait_records(const char *partial_path, uint32_t world, double t
         for (uint32_t r = next; r < world; r++) {
             snprintf(path, sizeof path, "%s/failed-%05u.rec", partial_path, r);
             if (lstat(path, &st) == 0) {
-                read_mark(path, msg, 512);
-                return ckpt__err_set(err, CKPT_EIO, "rank %u failed: %s", r,
+                int code = read_mark(path, msg, sizeof msg);
+                return ckpt__err_set(err, code, "rank %u failed: %s", r,
                                      msg[0] ? msg : "(no message)");
             }
         }
@@ -263,10 +286,10 @@ int ckpt__commit_wait_verdict(const char *dir, const char *partial, int64_t step
             (uint64_t)st.st_dev == id->dev)
             return 0;
         if (!gone && lstat(mark, &st) == 0) {
-            char msg[CKPT__ERR_MSG];
-            read_mark(mark, msg, 512);
-            return ckpt__err_set(err, CKPT_EIO, "rank 0 abandoned step %lld: %s",
-                                 (long long)step, msg[0] ? msg : "(no message)");
+            char msg[CKPT__ERR_MSG + 32];
+            int code = read_mark(mark, msg, sizeof msg);
+            return ckpt__err_set(err, code, "rank 0 abandoned step %lld: %s", (long long)step,
+                                 msg[0] ? msg : "(no message)");
         }
         if (gone)
             return ckpt__err_set(err, CKPT_EIO,
@@ -468,16 +491,11 @@ int ckpt__commit_seal(const char *dir, const char *partial, int64_t step, uint32
 }
 
 void ckpt__commit_abandon_shared(const char *dir, const char *partial, uint32_t world,
-                                 double timeout_s, const char *msg, ckpt__log *log)
+                                 double timeout_s, const ckpt__err *why, ckpt__log *log)
 {
-    char ppath[4200], path[4300];
+    char ppath[4200];
     snprintf(ppath, sizeof ppath, "%s/%s", dir, partial);
-    snprintf(path, sizeof path, "%s/" ABANDONED, ppath);
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (fd >= 0) {
-        (void)write_all(fd, (const uint8_t *)msg, strnlen(msg, CKPT__ERR_MSG - 1));
-        close(fd);
-    }
+    write_mark(ppath, ABANDONED, why);
     /* Inv. 9: the folder goes only when no rank can still create it anew. */
     double t0 = mono_s();
     long ns = 50000;

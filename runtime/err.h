@@ -6,8 +6,12 @@
  * does without including anything else of runtime/.
  *
  * Invariants: a ckpt__err with code 0 has an empty message; helpers return
- * the code they stored so callers can `return ckpt__err_set(...)`.  The
- * helpers (error.c) are pure: each backend library compiles its own copy.
+ * the code they stored so callers can `return ckpt__err_set(...)`; a
+ * message is one line of at most CKPT__ERR_MSG - 1 bytes: a longer one (a
+ * 4 KiB path) loses a piece of its middle, cut at a '/' or blank and
+ * marked "...", so that what failed (its start) and why (its end, the
+ * errno text) both stay.  The helpers (error.c) are pure: each backend
+ * library compiles its own copy.
  */
 #ifndef CKPT_RUNTIME_ERR_H
 #define CKPT_RUNTIME_ERR_H
@@ -50,6 +54,8 @@ int ckpt__err_append(ckpt__err *e, int code, const char *fmt, ...) CKPT__PRINTF(
 void ckpt__err_keep(ckpt__err *dst, const ckpt__err *src);
 /* Maps an errno value to a CKPT_E* code. */
 int ckpt__code_from_errno(int errnum);
+/* The negative CKPT_E* code whose ckpt_err_name is name[0..len), else 0. */
+int ckpt__code_from_name(const char *name, size_t len);
 
 #ifdef __cplusplus
 }

@@ -22,10 +22,47 @@ void ckpt__err_clear(ckpt__err *e)
     }
 }
 
+/* Room for a message before it is fitted into CKPT__ERR_MSG. */
+#define LONG_MSG (3 * 4096)
+
+static int is_sep(char c)
+{
+    return c == '/' || c == ' ';
+}
+
+/* Stores text in e->msg.  Too long a text (paths can be 4 KiB) loses a
+ * piece of its middle, cut at a '/' or blank on both sides and marked
+ * "...": its start says what failed and its end why (the errno text), so
+ * both stay, and no word is cut in two. */
+static void put_line(ckpt__err *e, const char *text)
+{
+    size_t n = strlen(text), cap = sizeof e->msg;
+    if (n < cap) {
+        memcpy(e->msg, text, n + 1);
+        return;
+    }
+    size_t keep = cap - 1 - 3, head = keep / 3, tail = keep - head;
+    /* The head ends with a separator, the tail starts with one. */
+    while (head > 0 && !is_sep(text[head - 1]))
+        head--;
+    size_t from = n - tail;
+    while (from < n && !is_sep(text[from]))
+        from++;
+    if (head == 0 || from == n) { /* no separator: cut where it fits */
+        head = keep / 3;
+        from = n - (keep - head);
+    }
+    memcpy(e->msg, text, head);
+    memcpy(e->msg + head, "...", 3);
+    memcpy(e->msg + head + 3, text + from, n - from + 1);
+}
+
 static void vset(ckpt__err *e, int code, const char *fmt, va_list ap)
 {
+    char text[LONG_MSG];
     e->code = code;
-    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    vsnprintf(text, sizeof text, fmt, ap);
+    put_line(e, text);
 }
 
 int ckpt__err_set(ckpt__err *e, int code, const char *fmt, ...)
@@ -70,33 +107,44 @@ int ckpt__code_from_errno(int errnum)
     }
 }
 
+int ckpt__code_from_name(const char *name, size_t len)
+{
+#define CKPT_X_FIND(n, value, msg)                                              \
+    if ((value) < 0 && len == sizeof("CKPT_" #n) - 1 &&                        \
+        memcmp(name, "CKPT_" #n, len) == 0)                                     \
+        return value;
+    CKPT_ERRORS(CKPT_X_FIND)
+#undef CKPT_X_FIND
+    return 0;
+}
+
 int ckpt__err_errno(ckpt__err *e, int errnum, const char *fmt, ...)
 {
     int code = ckpt__code_from_errno(errnum);
     if (!e)
         return code;
+    char text[LONG_MSG];
     va_list ap;
     va_start(ap, fmt);
-    vset(e, code, fmt, ap);
+    vsnprintf(text, sizeof text - 128, fmt, ap);
     va_end(ap);
-    size_t len = strlen(e->msg);
-    if (len < sizeof e->msg)
-        snprintf(e->msg + len, sizeof e->msg - len, ": %s", strerror(errnum));
+    size_t len = strlen(text);
+    snprintf(text + len, sizeof text - len, ": %s", strerror(errnum));
+    e->code = code;
+    put_line(e, text);
     return code;
 }
 
 int ckpt__err_prefix(ckpt__err *e, const char *fmt, ...)
 {
-    char head[CKPT__ERR_MSG / 2];
-    char old[CKPT__ERR_MSG];
+    char text[LONG_MSG];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(head, sizeof head, fmt, ap);
+    vsnprintf(text, sizeof text - CKPT__ERR_MSG - 2, fmt, ap);
     va_end(ap);
-    memcpy(old, e->msg, sizeof old);
-    int n = snprintf(e->msg, sizeof e->msg, "%s: ", head);
-    if (n > 0 && (size_t)n < sizeof e->msg)
-        snprintf(e->msg + n, sizeof e->msg - (size_t)n, "%s", old);
+    size_t len = strlen(text);
+    snprintf(text + len, sizeof text - len, ": %s", e->msg);
+    put_line(e, text);
     return e->code;
 }
 

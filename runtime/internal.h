@@ -273,27 +273,30 @@ typedef struct ckpt__fileid {
 } ckpt__fileid;
 int ckpt__commit_done_record(const char *partial_path, const ckpt__index *idx, uint32_t rank,
                              ckpt__fault *fault, ckpt__fileid *id, ckpt__err *err);
-/* A rank whose save failed leaves failed-RANK.rec with its message, so
- * rank 0 stops waiting for its done-record (best effort). */
+/* A rank whose save failed leaves failed-RANK.rec with its error ("<code
+ * name>: <message>"), so rank 0 stops waiting for its done-record (best
+ * effort). */
 void ckpt__commit_mark_failed(const char *dir, const char *partial, uint32_t rank,
-                              const char *msg);
+                              const ckpt__err *why);
 /* Rank 0: waits until every rank's done-record is there: CKPT_ETIMEDOUT
- * after timeout_s, CKPT_EIO naming a rank that left a failure mark. */
+ * after timeout_s; the error of a rank that left a failure mark, naming it
+ * (its code; CKPT_EIO for a mark without one). */
 int ckpt__commit_wait_records(const char *partial_path, uint32_t world, double timeout_s,
                               ckpt__err *err);
 /* Ranks > 0: waits for rank 0's verdict on the save: 0 once the committed
- * folder holds this rank's done-record `id`; CKPT_EIO when the partial
- * folder went away without that; CKPT_ETIMEDOUT after timeout_s. */
+ * folder holds this rank's done-record `id`; rank 0's error when it left
+ * its abandoned mark; CKPT_EIO when the partial folder went away without
+ * either; CKPT_ETIMEDOUT after timeout_s. */
 int ckpt__commit_wait_verdict(const char *dir, const char *partial, int64_t step, uint32_t rank,
                               const ckpt__fileid *id, double timeout_s, ckpt__err *err);
 int ckpt__commit_seal(const char *dir, const char *partial, int64_t step, uint32_t world,
                       ckpt__fault *fault, ckpt__log *log, ckpt__err *err);
 void ckpt__commit_abandon(const char *dir, const char *partial, ckpt__log *log);
-/* Rank 0, several ranks: marks the save abandoned (msg says why), waits
- * until every rank left its done-record or failure mark (at most
- * timeout_s), then removes the folder. */
+/* Rank 0, several ranks: marks the save abandoned (why: as for a failure
+ * mark), waits until every rank left its done-record or failure mark (at
+ * most timeout_s), then removes the folder. */
 void ckpt__commit_abandon_shared(const char *dir, const char *partial, uint32_t world,
-                                 double timeout_s, const char *msg, ckpt__log *log);
+                                 double timeout_s, const ckpt__err *why, ckpt__log *log);
 
 /* ---- retention (retention.c) ------------------------------------------------- */
 

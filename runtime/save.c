@@ -418,11 +418,11 @@ static int run_save(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
      * failure mark there instead, so rank 0 stops waiting for it. */
     if (rc && s->partial[0] && ctx->rank == 0 && ctx->world > 1)
         ckpt__commit_abandon_shared(ctx->dir, s->partial, (uint32_t)ctx->world,
-                                    ctx->cfg.commit_timeout_s, err->msg, &ctx->log);
+                                    ctx->cfg.commit_timeout_s, err, &ctx->log);
     else if (rc && s->partial[0] && ctx->rank == 0)
         ckpt__commit_abandon(ctx->dir, s->partial, &ctx->log);
     else if (rc && s->partial[0] && !s->recorded)
-        ckpt__commit_mark_failed(ctx->dir, s->partial, (uint32_t)ctx->rank, err->msg);
+        ckpt__commit_mark_failed(ctx->dir, s->partial, (uint32_t)ctx->rank, err);
     if (s->pipe_ready)
         ckpt__pipe_destroy(&s->pipe);
     ckpt__index_free(&s->idx);

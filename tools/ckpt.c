@@ -37,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "io/h5util.h"
 #include "io/manifest.h"
 #include "runtime/internal.h"
 #include "tools/folder.h"
@@ -1078,6 +1079,8 @@ static int run(const opts *o)
 
 int main(int argc, char **argv)
 {
+    /* Every message is the runtime's, HDF5 prints none (not even at exit). */
+    ckpt__h5_quiet();
     opts o;
     memset(&o, 0, sizeof o);
     o.step = -1;

@@ -17,9 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <hdf5.h>
-
 #include "ckpt/ckpt.h"
+#include "io/h5util.h"
 #include "tests/fuzz/fuzz_util.h"
 
 static char tmp_path[4096];
@@ -60,7 +59,7 @@ const char *fuzz_tmpdir(void)
 
 const char *fuzz_setup(void)
 {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    ckpt__h5_quiet();
     const char *tmp = fuzz_tmpdir();
     if (!tmp)
         abort();

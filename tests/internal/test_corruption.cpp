@@ -306,13 +306,19 @@ class HostileFile : public ::testing::Test {
 
     // Replaces the manifest with one written here: `nstep` and `nworld`
     // values in the step and world_size attributes, /index where `at` says,
-    // and a user block sealed as ckpt__manifest_write seals it.
-    void forge(hsize_t nstep, hsize_t nworld, IndexAt at)
+    // and a user block sealed as ckpt__manifest_write seals it.  In HDF5's
+    // newest format, as ckptrt writes it (a reader refuses older ones
+    // first), unless `oldest`.
+    void forge(hsize_t nstep, hsize_t nworld, IndexAt at, bool oldest = false)
     {
-        hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+        hid_t fcpl = H5Pcreate(H5P_FILE_CREATE), fapl = H5Pcreate(H5P_FILE_ACCESS);
         ASSERT_GE(H5Pset_userblock(fcpl, 512), 0);
-        hid_t f = H5Fcreate(manifest().c_str(), H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
+        if (!oldest) {
+            ASSERT_GE(H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST), 0);
+        }
+        hid_t f = H5Fcreate(manifest().c_str(), H5F_ACC_TRUNC, fcpl, fapl);
         H5Pclose(fcpl);
+        H5Pclose(fapl);
         ASSERT_GE(f, 0);
         attr(f, "step", idx.step, nstep);
         attr(f, "world_size", idx.world_size, nworld);
@@ -391,6 +397,18 @@ TEST_F(HostileFile, ForgedManifestReadsWhenHonest)
     forge(1, 1, IndexAt::kHere);
     std::string msg;
     EXPECT_EQ(read_manifest(&msg), 0) << msg;
+}
+
+// HDF5's oldest format has no checksums in its metadata, and HDF5 1.10
+// loses memory on an object header of it that it cannot decode: a sealed
+// manifest in that format (never written by ckptrt) is refused before HDF5
+// parses it.
+TEST_F(HostileFile, ManifestInHdf5sOldestFormatIsRefused)
+{
+    forge(1, 1, IndexAt::kHere, true);
+    std::string msg;
+    EXPECT_EQ(read_manifest(&msg), CKPT_ECORRUPT);
+    EXPECT_NE(msg.find("superblock of version 2 or 3"), std::string::npos) << msg;
 }
 
 // get_attr_i64 passed a one-value buffer to H5Aread, which stores every
