@@ -2,7 +2,7 @@
 /*
  * ckpt-bench d2h: how fast a snapshot of device tensors reaches the host
  * staging pool, as a fraction of raw pinned cudaMemcpy bandwidth measured
- * in the same run (DESIGN.md, Performance model; issue #5's target is 0.9).
+ * in the same run (docs/ARCHITECTURE.md, Performance model; issue #5's target is 0.9).
  * This file parses the options and reports; d2h_measure (bench_gpu.c, CUDA
  * builds only) measures.
  *

@@ -6,7 +6,7 @@
  * The raw storage baseline of ckpt-bench: a sequential write of N bytes in
  * 4 MiB blocks from 4 KiB-aligned buffers with O_DIRECT, then fsync, and a
  * sequential read of the file back; the limit each checkpoint operation is
- * compared with.  By default one block is in flight at a time (the DESIGN.md
+ * compared with.  By default one block is in flight at a time (the docs/ARCHITECTURE.md
  * baseline); with nthreads > 1 that many threads take the next block in
  * turn, so the file is still written front to back but with several blocks
  * in flight, as the runtime's writer pool does.  Where the file system

@@ -7,7 +7,7 @@
  * walk over every page) for 80% of the step, then ckpt_fence, then the
  * "optimizer" writes every page of every tensor and computes for the rest.
  * The loop runs once without checkpoints (the baseline) and once per busy
- * policy with ckpt_save every --every steps, in DESIGN.md's shape (save,
+ * policy with ckpt_save every --every steps, in the shape of docs/ARCHITECTURE.md (save,
  * forward/backward, fence, optimizer).  Because the work per step is fixed,
  * background copying, hashing and writing show up in the step times on a
  * machine with few cores, as they would in a real job.

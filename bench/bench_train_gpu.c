@@ -6,7 +6,7 @@
  * The state is --state bytes of f32 in three equal kinds, "weight",
  * "adam.m" and "adam.v", each split into tensors (gpu_util.h), plus a
  * gradient buffer the size of the weights that is not checkpointed.  One
- * step, all on one stream, in DESIGN.md's shape:
+ * step, all on one stream, in the shape of docs/ARCHITECTURE.md:
  *
  *   event S; [ckpt_save]; forward/backward kernel (reads the weights,
  *   writes the gradients; iterations calibrated so that it takes 80% of
@@ -31,7 +31,7 @@
  * O_DIRECT write of up to 2 GiB as the storage limit.
  *
  * The default --step-ms makes the compute between save and fence 1.5x the
- * copy time at 50 GB/s (DESIGN.md: pinned D2H is 52-55 GB/s on H100/H200),
+ * copy time at 50 GB/s (cited in docs/ARCHITECTURE.md: pinned D2H is 52-55 GB/s on H100/H200),
  * the condition under which issue #5 expects a stall under 5% of the copy.
  *
  * Invariants: one context per run (opening pins the staging pool, seconds

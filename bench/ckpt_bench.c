@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ckpt-bench: measures the runtime against the limits of the machine it runs
- * on, in the same run and on the same file system (DESIGN.md, Performance
+ * on, in the same run and on the same file system (docs/ARCHITECTURE.md, Performance
  * model).  One subcommand per experiment:
  *
  *   io   a synthetic state of a requested size (tensors of mixed sizes and
@@ -99,8 +99,8 @@ static void io_help(FILE *f)
 "  --io-threads N     writer threads (default: the runtime's choice)\n"
 "  --hash-threads N   hashing threads (default: the runtime's choice)\n"
 "  --raw-threads N    blocks in flight in the raw baseline (default 1: the\n"
-"                     sequential baseline of DESIGN.md; the runtime's writer\n"
-"                     keeps several in flight)\n"
+"                     sequential baseline of docs/ARCHITECTURE.md; the\n"
+"                     runtime's writer keeps several in flight)\n"
 "  --seed N           seed of the sizes, dtypes and contents (default 1)\n"
 "  -h, --help         this text\n"
 "\n"

@@ -15,7 +15,7 @@ int cu_fail(cudaError_t e, const char *call)
 int gpu_open(const char *cmd, gpu_dev *d)
 {
     memset(d, 0, sizeof *d);
-    int count = 0; /* left unset when there is no driver (DESIGN.md) */
+    int count = 0; /* left unset when there is no driver (docs/ARCHITECTURE.md, traps) */
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess) {
         errorf("%s: no usable GPU: cudaGetDeviceCount: %s: %s", cmd, cudaGetErrorName(e),

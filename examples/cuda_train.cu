@@ -10,7 +10,7 @@
  * pointers.  The input noise key and the data loader's position are
  * metadata blobs, as in examples/demo.c.
  *
- * The loop has DESIGN.md's shape, everything on one stream: at step S,
+ * The loop has the shape of docs/ARCHITECTURE.md, everything on one stream: at step S,
  * ckpt_save if due (the event it records on the stream makes the snapshot
  * the state before S's update), forward and backward (they only read the
  * weights), ckpt_fence (the stream waits on the device for the snapshot),

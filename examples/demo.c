@@ -20,7 +20,7 @@
  *   4. a memcmp of every tensor against the reference run, and a restore of
  *      the final checkpoint compared the same way.
  *
- * The loop has DESIGN.md's shape: at step S, save if due (the snapshot
+ * The loop has the shape of docs/ARCHITECTURE.md: at step S, save if due (the snapshot
  * holds the state before S's update), forward and backward (they only read
  * the weights), ckpt_fence, then the Adam update.  A restore to S re-runs
  * step S.  Contexts are opened only after fork(): a context owns threads.
@@ -328,7 +328,7 @@ static int report(run *r, int64_t step)
     return 0;
 }
 
-/* Steps [from, to).  DESIGN.md's loop: save if due, compute, fence, update. */
+/* Steps [from, to).  The loop of docs/ARCHITECTURE.md: save if due, compute, fence, update. */
 static int train_steps(trainer *tr, run *r, int64_t from, int64_t to)
 {
     double loss_sum = 0.0;

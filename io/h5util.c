@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * See h5util.h.  The lock is the one piece of process-wide mutable state in
- * the runtime: HDF5 itself is process-global, so two contexts writing rank
- * files at once must take turns inside it.
+ * See h5util.h.  The lock is process-wide mutable state (one of two pieces
+ * in the library; runtime/policy.c holds the other, for signal handlers):
+ * HDF5 itself is process-global, so two contexts writing rank files at once
+ * must take turns inside it.
  */
 #include <pthread.h>
 #include <stdarg.h>

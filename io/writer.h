@@ -16,7 +16,7 @@
  *   - The backend uses O_DIRECT for the parts of a request whose buffer
  *     address, file offset and length are 4 KiB aligned, and a buffered
  *     descriptor for the rest, so sub-block tails never rewrite bytes
- *     outside [off, off + n) (DESIGN.md: the HDF5 tail trap).
+ *     outside [off, off + n) (docs/ARCHITECTURE.md: the HDF5 tail trap).
  *   - sync() makes every completed write of the file durable (fsync).
  */
 #ifndef CKPT_IO_WRITER_H

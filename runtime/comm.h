@@ -4,7 +4,7 @@
  * ranks.  Backends: comm_single.c (one rank), comm_mpi.c (MPI) and
  * cuda/comm_nccl.c (NCCL).
  *
- * Rule (DESIGN.md): collectives run only on the caller's thread, at points
+ * Rule (docs/ARCHITECTURE.md, threads): collectives run only on the caller's thread, at points
  * every rank reaches in the same order (open, restore, close, an explicit
  * barrier); never from a background thread.
  *

@@ -35,7 +35,8 @@
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the signal counters must be lock-free");
 
 /*
- * The library's only process-wide mutable state (STYLE.md allows no other).
+ * Process-wide mutable state, one of two pieces in the library (the other
+ * is io/h5util.c's lock around the process-global HDF5 library).
  * A signal handler gets no context pointer, so what it records must live in
  * static storage: one counter per signal number.  Besides volatile
  * sig_atomic_t, a lock-free atomic is the only object C11 lets a handler

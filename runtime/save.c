@@ -42,7 +42,7 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* The save's uuid: the same on every rank without talking (DESIGN.md: no
+/* The save's uuid: the same on every rank without talking (docs/ARCHITECTURE.md: no
  * collective in a save), from the run uuid agreed at open and the step
  * (several ranks: a rank that missed one save still names the next one
  * like the others; ckpt_save refuses a step already in flight) or the

@@ -509,7 +509,7 @@ TEST(PolicySync, RefusedCallsDoNotCount)
 }
 
 // ===========================================================================
-// With saves: the loop of DESIGN.md
+// With saves: the loop of docs/ARCHITECTURE.md
 // ===========================================================================
 
 TEST(PolicyLoop, SavesExactlyTheDueSteps)
