@@ -104,6 +104,7 @@ static const char usage_main[] =
     "  gc        delete checkpoints that retention rules no longer keep, only\n"
     "            while a newer one verifies\n"
     "  export    a checkpoint as one safetensors or npz file, tensors whole\n"
+    "  import    safetensors files as a committed checkpoint\n"
     "\n"
     "Every command takes --json (one JSON document on stdout) and --help.\n"
     "Run 'ckpt <command> --help' for its options; 'ckpt --version' for the version.\n"
@@ -1099,6 +1100,8 @@ int main(int argc, char **argv)
     /* export and import parse their own options (tools/interop.h). */
     if (strcmp(a, "export") == 0)
         return export_main(argc - 2, argv + 2);
+    if (strcmp(a, "import") == 0)
+        return import_main(argc - 2, argv + 2);
     const command *c = NULL;
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(a, commands[i].name) == 0)

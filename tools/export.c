@@ -285,16 +285,6 @@ static int is_text(const uint8_t *s, size_t n)
 
 /* ---- arguments --------------------------------------------------------------------------- */
 
-static int push(const char ***v, int *n, const char *s)
-{
-    const char **p = realloc(*v, (size_t)(*n + 1) * sizeof *p);
-    if (!p)
-        return -1;
-    p[(*n)++] = s;
-    *v = p;
-    return 0;
-}
-
 /* 0, 1 after --help, -1 after a usage message. */
 static int parse(int argc, char **argv, xopts *o)
 {
@@ -313,16 +303,8 @@ static int parse(int argc, char **argv, xopts *o)
         } else if (strcmp(a, "--force") == 0) {
             o->force = 1;
         } else if ((r = iop_opt(cmd, argc, argv, &i, "--step", &v)) != 0) {
-            char *end;
-            errno = 0;
-            long long s = r > 0 && *v >= '0' && *v <= '9' ? strtoll(v, &end, 10) : -1;
-            if (r < 0 || s < 0 || errno || *end || s > CKPT__STEP_MAX) {
-                if (r > 0)
-                    iop_usage(cmd, "--step: '%s' is not a whole number in 0..%lld", v,
-                              CKPT__STEP_MAX);
+            if (r < 0 || iop_step(cmd, v, &o->step) != 0)
                 return -1;
-            }
-            o->step = s;
         } else if ((r = iop_opt(cmd, argc, argv, &i, "--format", &v)) != 0) {
             if (r > 0)
                 o->format = strcmp(v, "safetensors") == 0 ? FMT_SAFETENSORS
@@ -345,10 +327,10 @@ static int parse(int argc, char **argv, xopts *o)
                 return -1;
             o->out = v;
         } else if ((r = iop_opt(cmd, argc, argv, &i, "--include", &v)) != 0) {
-            if (r < 0 || push(&o->inc, &o->ninc, v) != 0)
+            if (r < 0 || iop_push(&o->inc, &o->ninc, v) != 0)
                 return -1;
         } else if ((r = iop_opt(cmd, argc, argv, &i, "--exclude", &v)) != 0) {
-            if (r < 0 || push(&o->exc, &o->nexc, v) != 0)
+            if (r < 0 || iop_push(&o->exc, &o->nexc, v) != 0)
                 return -1;
         } else {
             iop_usage(cmd, "export: unknown option '%s'", a);

@@ -159,3 +159,26 @@ int iop_pwrite(int fd, const void *buf, size_t n, uint64_t off, const char *path
     }
     return 0;
 }
+
+int iop_push(const char ***v, int *n, const char *s)
+{
+    const char **p = realloc(*v, (size_t)(*n + 1) * sizeof *p);
+    if (!p)
+        return -1;
+    p[(*n)++] = s;
+    *v = p;
+    return 0;
+}
+
+int iop_step(const char *cmd, const char *v, int64_t *step)
+{
+    char *end = NULL;
+    errno = 0;
+    long long s = *v >= '0' && *v <= '9' ? strtoll(v, &end, 10) : -1;
+    if (s < 0 || errno || *end || s > 999999999999LL) {
+        iop_usage(cmd, "--step: '%s' is not a whole number in 0..999999999999", v);
+        return -1;
+    }
+    *step = s;
+    return 0;
+}

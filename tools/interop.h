@@ -41,6 +41,11 @@ void iop_vusage(const char *cmd, const char *fmt, va_list ap) CKPT__PRINTF(2, 0)
  * is another option, -1 after a usage message (missing value). */
 int iop_opt(const char *cmd, int argc, char **argv, int *i, const char *name, const char **val);
 
+/* Appends s to the array *v of *n strings; -1 when out of memory. */
+int iop_push(const char ***v, int *n, const char *s);
+/* --step's value: a decimal step in 0..999999999999; -1 after a message. */
+int iop_step(const char *cmd, const char *v, int64_t *step);
+
 /* A file written under a temporary name in the folder of its final path. */
 typedef struct iop_out {
     char path[4200]; /* the final name */

@@ -21,6 +21,45 @@ export PYTHONPATH=$here
 "$ckpt" export "$dir/ck" --step 7 --format npz --out "$dir/m.npz"
 "$py" "$here/check_export.py" "$dir/m.safetensors" "$dir/m.npz" 7
 
+# ckpt import of that file: a one-rank checkpoint that restores bit-equal on
+# 2 ranks; a job that registers BYTES where the file holds U8 gets today's
+# CKPT_EMISMATCH.
+"$ckpt" import --from "$dir/m.safetensors" "$dir/im" --step 7
+"$ckpt" verify "$dir/im" >/dev/null
+"${mpirun[@]}" -np 2 "$job" check-imported "$dir/im" 7
+rc=0
+out=$("${mpirun[@]}" -np 2 "$job" check "$dir/im" 7 2>&1) || rc=$?
+[ "$rc" -ne 0 ] && grep -q "tensor 'blob' is u8 in the checkpoint, registered as bytes" <<<"$out" ||
+  fail "mismatch after import: $out"
+rc=0; "$ckpt" import --from "$dir/m.safetensors" "$dir/im" --step 7 2>/dev/null || rc=$?
+[ "$rc" -eq 2 ] || fail "import over an existing step: exit $rc"
+"$ckpt" import --from "$dir/m.safetensors" "$dir/im2" --rename w.f32=renamed.w
+"$py" -c 'import ckptrt,sys; t=ckptrt.open(sys.argv[1]).tensors(); assert "renamed.w" in t and "w.f32" not in t' "$dir/im2"
+# Malformed files: exit 2, nothing committed.
+"$py" - "$dir" <<'PY'
+import json, struct, sys
+d = sys.argv[1]
+def write(name, header, data, hlen=None):
+    h = json.dumps(header).encode()
+    with open(f"{d}/{name}", "wb") as f:
+        f.write(struct.pack("<Q", len(h) if hlen is None else hlen) + h + data)
+t = lambda dt, shape, a, b: {"dtype": dt, "shape": shape, "data_offsets": [a, b]}
+write("bad-len.st", {"a": t("F32", [1], 0, 4)}, b"\0" * 4, hlen=1 << 40)
+write("bad-overlap.st", {"a": t("F32", [2], 0, 8), "b": t("F32", [1], 4, 8)}, b"\0" * 8)
+write("bad-dtype.st", {"a": t("U32", [1], 0, 4)}, b"\0" * 4)
+write("bad-size.st", {"a": t("F32", [2], 0, 4)}, b"\0" * 4)
+write("bad-beyond.st", {"a": t("F32", [1], 4, 8)}, b"\0" * 4)
+write("bad-hole.st", {"a": t("F32", [1], 4, 8)}, b"\0" * 8)
+write("bad-member.st", {"a": dict(t("F32", [1], 0, 4), extra=1)}, b"\0" * 4)
+PY
+for f in "$dir"/bad-*.st; do
+  rc=0; out=$("$ckpt" import --from "$f" "$dir/bad" 2>&1) || rc=$?
+  [ "$rc" -eq 2 ] || fail "import $f: exit $rc: $out"
+  grep -q "^ckpt import: .*$(basename "$f")" <<<"$out" || fail "import $f: $out"
+done
+[ ! -e "$dir/bad" ] || [ -z "$(ls "$dir/bad")" ] || fail "a malformed import committed: $(ls "$dir/bad")"
+rm -rf "$dir/bad" "$dir"/bad-*.st
+
 # Usage errors: exit 2 with a message, nothing written.
 expect2() {
   local rc=0 out
@@ -85,6 +124,6 @@ out=$("$ckpt" export "$dir/ck" --format safetensors --out "$dir/bad.safetensors"
 [ "$rc" -eq 1 ] || fail "damaged chunk: exit $rc, not 1: $out"
 grep -q "rank-00001.h5: tensor 'u8' chunk 1 failed its checksum" <<<"$out" ||
   fail "damaged chunk: message does not name it: $out"
-[ -z "$(ls -A "$dir" | grep -v '^ck$\|^m\.\|^keep\.\|^sel\.')" ] ||
+[ -z "$(ls -A "$dir" | grep -v '^ck$\|^im2\?$\|^m\.\|^keep\.\|^sel\.')" ] ||
   fail "files left behind: $(ls -A "$dir")"
 echo "export.sh: ok"
