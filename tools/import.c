@@ -427,15 +427,12 @@ static int parse(int argc, char **argv, iopts *o)
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         int r;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
-            return 1;
-        if (a[0] != '-' || a[1] == '\0') {
-            if (o->dir) {
-                iop_usage(cmd, "unexpected argument '%s' (DIR is already '%s')", a, o->dir);
-                return -1;
-            }
-            o->dir = a;
-        } else if ((r = iop_opt(cmd, argc, argv, &i, "--from", &v)) != 0) {
+        int k = iop_plain(cmd, a, &o->dir);
+        if (k != 0 && k != 2)
+            return k;
+        if (k == 2)
+            continue;
+        if ((r = iop_opt(cmd, argc, argv, &i, "--from", &v)) != 0) {
             if (r < 0 || iop_push(&o->from, &o->nfrom, v))
                 return -1;
         } else if ((r = iop_opt(cmd, argc, argv, &i, "--rename", &v)) != 0) {

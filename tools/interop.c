@@ -65,6 +65,20 @@ void iop_usage(const char *cmd, const char *fmt, ...)
     va_end(ap);
 }
 
+int iop_plain(const char *cmd, const char *a, const char **dir)
+{
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+        return 1;
+    if (a[0] == '-' && a[1] != '\0')
+        return 0;
+    if (*dir) {
+        iop_usage(cmd, "unexpected argument '%s' (DIR is already '%s')", a, *dir);
+        return -1;
+    }
+    *dir = a;
+    return 2;
+}
+
 int iop_opt(const char *cmd, int argc, char **argv, int *i, const char *name, const char **val)
 {
     const char *a = argv[*i], *eq = strchr(a, '=');

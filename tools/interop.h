@@ -36,6 +36,11 @@ void iop_usage(const char *cmd, const char *fmt, ...) CKPT__PRINTF(2, 3);
 /* The same from a va_list; cmd NULL leaves out the hint. */
 void iop_vusage(const char *cmd, const char *fmt, va_list ap) CKPT__PRINTF(2, 0);
 
+/* An argument that is not an option of the command's own: 1 for --help or
+ * -h, 2 when it is DIR (*dir set), -1 after a usage message (a second
+ * DIR), 0 when it is an option. */
+int iop_plain(const char *cmd, const char *a, const char **dir);
+
 /* Option scanning: at argv[*i], option `name` (exact, or "name=value");
  * 1 with *val set (taking the next argument when needed), 0 when argv[*i]
  * is another option, -1 after a usage message (missing value). */

@@ -21,6 +21,8 @@ fp8_e4m3 and fp8_e5m2 as ``ml_dtypes.bfloat16`` / ``float8_e4m3fn`` /
 bits as ``uint16`` / ``uint8`` arrays; ``meta(name).dtype`` and
 ``tensors()`` always say the saved dtype.  ``bytes`` tensors are uint8.
 """
+import errno
+import mmap
 import os
 import re
 import stat
@@ -55,6 +57,33 @@ TensorInfo = namedtuple("TensorInfo", "name dtype shape")
 
 _STEP = re.compile(r"step-(\d{12})\Z")
 
+_PIECE = 32 << 20  # bytes one thread reads and hashes at a time
+_ALIGN = 4096      # O_DIRECT: offsets, lengths and addresses
+_DIRECT_MIN = 1 << 20  # smaller reads go through the page cache
+
+
+def _empty(shape, dtype):
+    """np.empty, page-aligned (anonymous mmap) when large, so that O_DIRECT
+    can read into it."""
+    n = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    if n < _DIRECT_MIN:
+        return np.empty(shape, dtype=dtype)
+    m = mmap.mmap(-1, n)
+    if hasattr(m, "madvise") and hasattr(mmap, "MADV_HUGEPAGE"):
+        m.madvise(mmap.MADV_HUGEPAGE)  # fewer page faults on first touch
+    return np.frombuffer(m, dtype=dtype).reshape(shape)
+_POOL = []
+
+
+def _pool():
+    """The reader threads, made on first use (one process-wide pool: the
+    threads hold no state of any checkpoint)."""
+    if not _POOL:
+        from concurrent.futures import ThreadPoolExecutor
+        _POOL.append(ThreadPoolExecutor(max_workers=min(8, 2 * (os.cpu_count() or 1)),
+                                        thread_name_prefix="ckptrt-read"))
+    return _POOL[0]
+
 
 def numpy_dtype(ckpt_dtype, raw=False):
     """The numpy dtype arrays of a ckpt dtype ("bf16", ...) load as."""
@@ -78,7 +107,7 @@ class _Checkpoint:
         self.idx = _format.read_manifest(os.path.join(self.dir, _format.MANIFEST))
         if self.idx.step != step:
             raise CorruptError(f"{self.dir}: manifest records step {self.idx.step}")
-        self._fds = {}
+        self._fds, self._dfds = {}, {}
         self.tensors = {}
         for e in self.idx.entries:
             if e.kind == KIND_TENSOR:
@@ -109,9 +138,10 @@ class _Checkpoint:
                 raise CorruptError(f"{self.dir}: tensor '{name}': slices do not cover it")
 
     def close(self):
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds = {}
+        for fd in list(self._fds.values()) + list(self._dfds.values()):
+            if fd is not None:
+                os.close(fd)
+        self._fds, self._dfds = {}, {}
 
     def fd(self, rank):
         if rank not in self._fds:
@@ -128,39 +158,96 @@ class _Checkpoint:
                 os.close(fd)
                 raise CorruptError(f"{path} is {st.st_size} bytes, the manifest says {want} "
                                    "(truncated or replaced)")
+            if hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)  # larger readahead
             self._fds[rank] = fd
         return self._fds[rank]
 
+    def dfd(self, rank):
+        """The rank file opened with O_DIRECT (the same inode as fd(rank)),
+        or None where the file system refuses it."""
+        if rank not in self._dfds:
+            fd = self.fd(rank)
+            d = None
+            if hasattr(os, "O_DIRECT"):
+                try:
+                    d = os.open(os.path.join(self.dir, f"rank-{rank:05d}.h5"),
+                                os.O_RDONLY | os.O_DIRECT | os.O_NOFOLLOW | os.O_NONBLOCK |
+                                os.O_CLOEXEC)
+                    if os.fstat(d).st_ino != os.fstat(fd).st_ino:
+                        os.close(d)
+                        d = None
+                except OSError:
+                    d = None
+            self._dfds[rank] = d
+        return self._dfds[rank]
+
     def read_chunks(self, e, c0, c1, out, verify):
         """Chunks [c0, c1) of entry e into the writable buffer out (their
-        bytes), each hashed against its leaf."""
+        bytes), each hashed against its leaf.  Large ranges are read and
+        hashed in pieces by a few threads (os.preadv and xxhash release the
+        GIL), as the C runtime keeps several reads in flight."""
         cb = self.idx.chunk_bytes
-        fd = self.fd(e.rank)
-        off = c0 * cb
-        n = min(c1 * cb, e.nbytes) - off
         mv = memoryview(out).cast("B")
+        fds = (self.fd(e.rank), self.dfd(e.rank) if mv.nbytes >= _DIRECT_MIN else None,
+               np.frombuffer(mv, np.uint8).ctypes.data if mv.nbytes else 0)
+        per = max(1, _PIECE // cb)
+        jobs = [(c, min(c + per, c1)) for c in range(c0, c1, per)]
+        if len(jobs) == 1:
+            self._read_piece(fds, e, c0, jobs[0][0], jobs[0][1], mv, verify)
+            return
+        futures = [_pool().submit(self._read_piece, fds, e, c0, a, b, mv, verify)
+                   for a, b in jobs]
+        for f in futures:  # every piece finishes before out is handed back
+            f.exception()
+        for f in futures:
+            f.result()
+
+    def _read_piece(self, fds, e, c0, a, b, mv, verify):
+        fd, dfd, base = fds
+        cb = self.idx.chunk_bytes
+        lo, hi = (a - c0) * cb, min(b * cb, e.nbytes) - c0 * cb
+        off = e.file_off + c0 * cb
         got = 0
-        while got < n:
-            r = os.preadv(fd, [mv[got:n]], e.file_off + off + got)
+        # O_DIRECT for the aligned part, as the C restore reads (no page
+        # cache copy); the unaligned tail and any refusal go buffered.
+        if dfd is not None and (off + lo) % _ALIGN == 0 and (base + lo) % _ALIGN == 0:
+            n = (hi - lo) // _ALIGN * _ALIGN
+            try:
+                while got < n:
+                    r = os.preadv(dfd, [mv[lo + got:lo + n]], off + lo + got)
+                    if r <= 0 or r % _ALIGN:
+                        got += max(r, 0)
+                        break
+                    got += r
+            except OSError as ex:
+                if ex.errno != errno.EINVAL:
+                    raise
+        while lo + got < hi:
+            r = os.preadv(fd, [mv[lo + got:hi]], off + lo + got)
             if r == 0:
                 raise CorruptError(f"{self.dir}/rank-{e.rank:05d}.h5: tensor '{e.name}' is "
                                    "cut short")
             got += r
         if verify:
-            for c in range(c0, c1):
-                a = (c - c0) * cb
-                b = min(a + cb, n)
-                if xxh3_64(mv[a:b]) != self.idx.hashes[e.chunk0 + c]:
+            for c in range(a, b):
+                x = (c - c0) * cb
+                if xxh3_64(mv[x:min(x + cb, hi)]) != self.idx.hashes[e.chunk0 + c]:
                     kind = "metadata" if e.kind == KIND_META else "tensor"
                     raise CorruptError(f"{self.dir}/rank-{e.rank:05d}.h5: {kind} '{e.name}' "
                                        f"chunk {c} failed its checksum")
 
-    def read_box(self, name, start, count, verify, raw=False):
+    def read_box(self, name, start, count, verify, raw=False, out=None):
         es = self.tensors[name]
         e0 = es[0]
         dt = numpy_dtype(e0.dtype_name, raw)
         esz = _format.DTYPES[e0.dtype][1]
-        out = np.empty(tuple(count), dtype=dt)
+        if out is None:
+            out = _empty(tuple(count), dt)
+        elif out.shape != tuple(count) or out.dtype.itemsize != esz or \
+                not out.flags.c_contiguous or not out.flags.writeable:
+            raise ValueError(f"out['{name}'] must be a writable C-contiguous array of shape "
+                             f"{tuple(count)} with {esz}-byte elements")
         want = (tuple(start), tuple(count))
         cb = self.idx.chunk_bytes
         for e in es:
@@ -176,7 +263,7 @@ class _Checkpoint:
             lo = _flat(pst, e.start, e.count) * esz
             hi = (_flat([s + c - 1 for s, c in zip(pst, pcnt)], e.start, e.count) + 1) * esz
             c0, c1 = lo // cb, -(-hi // cb)
-            buf = np.empty(e.nbytes, dtype=np.uint8)  # untouched pages cost nothing
+            buf = _empty((e.nbytes,), np.uint8)  # untouched pages cost nothing
             self.read_chunks(e, c0, c1, buf[c0 * cb:min(c1 * cb, e.nbytes)], verify)
             src = buf.view(dt).reshape(e.count)
             out[tuple(slice(s - ws, s - ws + c) for s, ws, c in zip(pst, start, pcnt))] = \
@@ -275,19 +362,23 @@ class Folder:
         return {n: TensorInfo(n, es[0].dtype_name, tuple(es[0].shape))
                 for n, es in ck.tensors.items()}
 
-    def load(self, step=None, names=None, verify=True, _raw=False):
+    def load(self, step=None, names=None, verify=True, out=None, _raw=False):
         """{name: numpy array} of every tensor (or those named), whole.
-        step None: the newest checkpoint whose manifest verifies."""
+        step None: the newest checkpoint whose manifest verifies.  out: a
+        dict of arrays to read into (as ckpt_restore fills registered
+        memory) for the tensors it names, instead of new ones; each must be
+        C-contiguous, writable, of the tensor's shape and element size."""
         ck = self._open(step)
         try:
             want = list(ck.tensors) if names is None else list(names)
-            out = {}
+            res = {}
             for n in want:
                 if n not in ck.tensors:
                     raise KeyError(f"{ck.dir}: no tensor '{n}'")
                 shape = ck.tensors[n][0].shape
-                out[n] = ck.read_box(n, (0,) * len(shape), shape, verify, _raw)
-            return out
+                res[n] = ck.read_box(n, (0,) * len(shape), shape, verify, _raw,
+                                     out.get(n) if out else None)
+            return res
         finally:
             ck.close()
 

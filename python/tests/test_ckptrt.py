@@ -193,3 +193,14 @@ def test_load_torch(saved):
         x = t[name].contiguous()
         b = x.view(torch.uint8).numpy().tobytes() if x.numel() else b""
         assert b == E.tensor_bytes(name, STEP), name
+
+
+def test_load_into_existing_arrays(saved):
+    f = ckptrt.open(saved[4])
+    first = f.load(names=["w.bf16", "u8"])
+    into = {k: np.zeros_like(a) for k, a in first.items()}
+    got = f.load(names=["w.bf16", "u8"], out=into)
+    for k in into:
+        assert got[k] is into[k] and into[k].tobytes() == E.tensor_bytes(k, STEP), k
+    with pytest.raises(ValueError, match="C-contiguous"):
+        f.load(names=["u8"], out={"u8": np.zeros((301, 1000), np.uint8).T})
