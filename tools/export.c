@@ -887,6 +887,13 @@ static int run_export(xctx *x)
         if (nmeta)
             fprintf(stderr, "ckpt export: npz holds no metadata: left out %u metadata "
                             "entr%s\n", nmeta, nmeta == 1 ? "y" : "ies");
+        uint32_t nraw = 0;
+        for (uint32_t i = 0; i < x->nt; i++)
+            nraw += x->t[i].dst == CKPT_BF16 || x->t[i].dst == CKPT_FP8_E4M3 ||
+                    x->t[i].dst == CKPT_FP8_E5M2;
+        if (nraw)
+            fprintf(stderr, "ckpt export: numpy has no bf16 or fp8: %u tensor(s) stored as "
+                            "their raw uint16 / uint8 bits (--dtype f32 converts)\n", nraw);
     }
     for (uint32_t i = 0; i < x->nt && !rc; i++)
         rc = write_tensor(x, &x->t[i]);
