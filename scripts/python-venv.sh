@@ -21,8 +21,9 @@ if [ ! -e "$stamp" ]; then
   "$py" -m venv --system-site-packages "$venv"
   np=$("$py" -c 'import numpy; print(numpy.__version__)')
   echo "numpy==$np" >"$venv/constraints.txt"
+  # setuptools builds the package below (a venv of Python >= 3.12 has none).
   "$venv/bin/pip" install -q --disable-pip-version-check -c "$venv/constraints.txt" \
-    safetensors pytest xxhash
+    safetensors pytest xxhash setuptools
   touch "$stamp"
   echo "python-venv: made $venv in $((SECONDS - start)) s"
 fi

@@ -108,6 +108,26 @@ assert np.array_equal(t["w.f16"].ravel(), h, equal_nan=True), "f16 -> f32 is exa
 print("selection and --dtype f32: ok")
 PY
 
+# --dtype bf16 rounds to nearest even (checked against numpy's own rounding
+# of the f32 bits; NaNs stay NaN).
+"$ckpt" export "$dir/ck" --format npz --out "$dir/sel.npz" --include w.f32 --include i32 \
+  --dtype bf16
+"$py" - "$dir/sel.npz" <<'PY'
+import sys
+import numpy as np
+import expected as E
+z = np.load(sys.argv[1])
+assert z["i32"].tobytes() == E.tensor_bytes("i32", 7), "integers are kept"
+f = np.frombuffer(E.tensor_bytes("w.f32", 7), np.uint32)
+nan = (f & 0x7FFFFFFF) > 0x7F800000
+want = ((f.astype(np.uint64) + 0x7FFF + ((f >> 16) & 1)) >> 16).astype(np.uint16)
+got = z["w.f32"].ravel()
+assert z["w.f32"].dtype == np.uint16 and z["w.f32"].shape == E.MODEL["w.f32"][1]
+assert np.array_equal(got[~nan], want[~nan]), "bf16 rounding"
+assert (((got[nan] >> 7) & 0xFF) == 0xFF).all() and ((got[nan] & 0x7F) != 0).all(), "NaN"
+print("--dtype bf16: ok")
+PY
+
 # A damaged chunk: exit 1, tensor and chunk named, no FILE, no temp file.
 "$py" - "$dir/ck/step-000000000007/rank-00001.h5" <<'PY'
 import sys, h5py
