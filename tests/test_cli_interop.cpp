@@ -156,6 +156,7 @@ TEST_F(Interop, BadArgumentsExit2WithAMessageAndWriteNothing)
         "export " + quote(dir) + " " + quote(dir) + " --format npz --out " + x,
         "export " + quote(tmp.sub("none")) + " --format npz --out " + x,
         "export " + quote(dir) + " --format npz --out",
+        "export " + quote(dir) + " --format npz --out " + x + " --include 'nothing*'",
         "import " + quote(tmp.sub("im")),
         "import --from " + x + " " + quote(tmp.sub("im")),
         "import --from " + x + " " + quote(tmp.sub("im")) + " --rename a",

@@ -854,6 +854,9 @@ static int run_export(xctx *x)
     int rc = pick(x);
     if (!rc)
         rc = plan(x);
+    if (!rc && x->nt == 0 && (o->ninc || o->nexc))
+        rc = ckpt__err_set(&x->err, CKPT_ENOTFOUND,
+                           "no tensor of %s matches --include / --exclude", x->stepdir);
     if (rc)
         return rc;
     x->fds = malloc((x->idx.world_size ? x->idx.world_size : 1) * sizeof *x->fds);
