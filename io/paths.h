@@ -37,7 +37,7 @@ extern "C" {
 #define CKPT__STEP_MAX 999999999999LL
 
 /* Bytes of a buffer for any one name below, NUL included (the longest,
- * "step-NNNNNNNNNNNN.partial-HEX32", has 58). */
+ * "step-NNNNNNNNNNNN.partial-HEX32", has 58 and the NUL). */
 #define CKPT__FNAME_MAX 64
 /* Bytes of a uuid's hex text, NUL included. */
 #define CKPT__UUID_HEX 33
