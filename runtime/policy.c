@@ -30,6 +30,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "io/paths.h"
 #include "runtime/internal.h"
 
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the signal counters must be lock-free");

@@ -30,6 +30,7 @@
 
 #include "io/assemble.h"
 #include "io/manifest.h"
+#include "io/paths.h"
 #include "runtime/internal.h"
 #include "tools/interop.h"
 
@@ -91,7 +92,7 @@ typedef struct xctx {
     const xopts *o;
     ckpt__index idx;
     int have_idx;
-    char stepdir[4200];
+    char stepdir[CKPT__PATH_MAX];
     uint32_t *order; /* tensor entries sorted by (name, rank) */
     xtensor *t;
     uint32_t nt;
@@ -425,8 +426,9 @@ static int meta_json(xctx *x, sbuf *b)
         const ckpt__entry *e = &idx->entries[i];
         if (e->kind != CKPT__ENTRY_META)
             continue;
-        char path[4300];
-        snprintf(path, sizeof path, "%s/rank-%05d.h5", x->stepdir, e->rank);
+        char path[CKPT__PATH_MAX], fname[CKPT__FNAME_MAX];
+        ckpt__rank_file_name((uint32_t)e->rank, fname);
+        rc = ckpt__path_join(path, x->stepdir, fname, &x->err);
         uint64_t got;
         for (uint32_t c = 0; !rc && c < e->nchunks; c++)
             rc = ckpt__chunk_read(x->fds[e->rank], idx, e, c, 1,
@@ -762,11 +764,15 @@ static int sink_piece(void *user, uint64_t dof, const uint8_t *src, uint64_t len
     return 0;
 }
 
-static int open_rank(xctx *x, int32_t rank, char *path, size_t cap)
+/* Opens rank file `rank` (once) into x->fds, its path in
+ * path[CKPT__PATH_MAX]: a regular file of the size the manifest records. */
+static int open_rank(xctx *x, int32_t rank, char *path)
 {
-    snprintf(path, cap, "%s/rank-%05d.h5", x->stepdir, rank);
-    if (x->fds[rank] >= 0)
-        return 0;
+    char fname[CKPT__FNAME_MAX];
+    ckpt__rank_file_name((uint32_t)rank, fname);
+    int rc = ckpt__path_join(path, x->stepdir, fname, &x->err);
+    if (rc || x->fds[rank] >= 0)
+        return rc;
     const ckpt__rankrec *rr = NULL;
     for (uint32_t r = 0; r < x->idx.nranks; r++)
         if (x->idx.ranks[r].rank == (uint32_t)rank)
@@ -800,10 +806,10 @@ static int write_tensor(xctx *x, const xtensor *t)
     for (int d = 0; d < t->ndim; d++)
         whole.count[d] = t->shape[d];
     int rc = 0;
-    char path[4300];
+    char path[CKPT__PATH_MAX];
     for (uint32_t k = 0; k < t->n && !rc; k++) {
         const ckpt__entry *e = &x->idx.entries[x->order[t->first + k]];
-        rc = open_rank(x, e->rank, path, sizeof path);
+        rc = open_rank(x, e->rank, path);
         xsink s = {x, t, e, x->fds[e->rank], path};
         if (!rc)
             rc = ckpt__overlap_copy(&x->idx, e, &whole, x->chunk, &fns, &s, &x->err);
@@ -832,11 +838,14 @@ static int pick(xctx *x)
                          : ckpt__err_set(&x->err, CKPT_ENOTFOUND,
                                          "no committed checkpoint for step %lld in %s",
                                          (long long)o->step, o->dir);
-    char name[32], path[4300];
+    char name[CKPT__FNAME_MAX], path[CKPT__PATH_MAX];
     if (!rc) {
         ckpt__step_name(step, name);
-        snprintf(x->stepdir, sizeof x->stepdir, "%s/%s", o->dir, name);
-        snprintf(path, sizeof path, "%s/%s", x->stepdir, CKPT__MANIFEST_NAME);
+        rc = ckpt__path_step(x->stepdir, o->dir, step, NULL, &x->err);
+    }
+    if (!rc)
+        rc = ckpt__path_join(path, x->stepdir, CKPT__MANIFEST_NAME, &x->err);
+    if (!rc) {
         rc = ckpt__manifest_read(path, &x->idx, &x->err);
         x->have_idx = rc == 0;
     }
@@ -873,10 +882,10 @@ static int run_export(xctx *x)
         x->fds[r] = -1;
     /* Every rank file with metadata is opened (and its size checked) for
      * the header. */
-    char path[4300];
+    char path[CKPT__PATH_MAX];
     for (uint32_t i = 0; i < x->idx.nentries && !rc; i++)
         if (x->idx.entries[i].kind == CKPT__ENTRY_META)
-            rc = open_rank(x, x->idx.entries[i].rank, path, sizeof path);
+            rc = open_rank(x, x->idx.entries[i].rank, path);
     if (!rc)
         rc = iop_out_open(&x->out, o->out, &x->err);
     uint64_t data_off = 0;

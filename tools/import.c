@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "io/names.h"
+#include "io/paths.h"
 #include "runtime/internal.h"
 #include "tools/interop.h"
 
@@ -492,10 +493,11 @@ static int apply_renames(const iopts *o, iset *s, ckpt__err *err)
 
 static int save_all(const iopts *o, iset *s, ckpt__err *err)
 {
-    char name[32], path[4300];
+    char path[CKPT__PATH_MAX];
     struct stat st;
-    ckpt__step_name(o->step, name);
-    snprintf(path, sizeof path, "%s/%s", o->dir, name);
+    int rc = ckpt__path_step(path, o->dir, o->step, NULL, err);
+    if (rc)
+        return rc;
     if (lstat(path, &st) == 0)
         return ckpt__err_set(err, CKPT_EEXIST, "%s exists; import does not replace it", path);
     ckpt_config cfg;
@@ -506,7 +508,7 @@ static int save_all(const iopts *o, iset *s, ckpt__err *err)
     cfg.max_age_hours = 0;
     cfg.log_level = CKPT_LOG_WARN;
     ckpt_ctx *ck = NULL;
-    int rc = ckpt_open(&cfg, NULL, &ck);
+    rc = ckpt_open(&cfg, NULL, &ck);
     if (rc)
         return ckpt__err_set(err, rc, "%s", ckpt_last_error(NULL));
     for (size_t i = 0; i < s->nt && !rc; i++) {

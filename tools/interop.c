@@ -137,7 +137,7 @@ int iop_out_commit(iop_out *o, int force, ckpt__err *err)
     if (r != 0)
         return ckpt__err_errno(err, errno, "rename %s to %s", o->tmp, o->path);
     o->tmp[0] = '\0';
-    char dir[4200];
+    char dir[CKPT__PATH_MAX];
     const char *slash = strrchr(o->path, '/');
     snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - o->path) + 1 : 1,
              slash ? o->path : ".");
@@ -189,8 +189,9 @@ int iop_step(const char *cmd, const char *v, int64_t *step)
     char *end = NULL;
     errno = 0;
     long long s = *v >= '0' && *v <= '9' ? strtoll(v, &end, 10) : -1;
-    if (s < 0 || errno || *end || s > 999999999999LL) {
-        iop_usage(cmd, "--step: '%s' is not a whole number in 0..999999999999", v);
+    if (s < 0 || errno || *end || s > CKPT__STEP_MAX) {
+        iop_usage(cmd, "--step: '%s' is not a whole number in 0..%lld", v,
+                  CKPT__STEP_MAX);
         return -1;
     }
     *step = s;

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "ckpt/ckpt.h"
+#include "io/paths.h"
 #include "runtime/err.h"
 
 enum { IOP_EXIT_OK = 0, IOP_EXIT_CORRUPT = 1, IOP_EXIT_ERROR = 2 };
@@ -53,8 +54,8 @@ int iop_step(const char *cmd, const char *v, int64_t *step);
 
 /* A file written under a temporary name in the folder of its final path. */
 typedef struct iop_out {
-    char path[4200]; /* the final name */
-    char tmp[4200];  /* the temporary name while open */
+    char path[CKPT__PATH_MAX]; /* the final name */
+    char tmp[CKPT__PATH_MAX];  /* the temporary name while open */
     int fd;
 } iop_out;
 
