@@ -287,54 +287,57 @@ static int is_text(const uint8_t *s, size_t n)
 /* ---- arguments --------------------------------------------------------------------------- */
 
 /* 0, 1 after --help, -1 after a usage message. */
+/* One option of the command at argv[*i] (iop_parse's callback). */
+static int option(void *user, const char *cmd, int argc, char **argv, int *i)
+{
+    xopts *o = user;
+    const char *a = argv[*i], *v;
+    int r;
+    if (strcmp(a, "--force") == 0) {
+        o->force = 1;
+    } else if ((r = iop_opt(cmd, argc, argv, i, "--step", &v)) != 0) {
+        if (r < 0 || iop_step(cmd, v, &o->step) != 0)
+            return -1;
+    } else if ((r = iop_opt(cmd, argc, argv, i, "--format", &v)) != 0) {
+        if (r > 0)
+            o->format = strcmp(v, "safetensors") == 0 ? FMT_SAFETENSORS
+                        : strcmp(v, "npz") == 0       ? FMT_NPZ
+                                                      : 0;
+        if (r > 0 && !o->format)
+            iop_usage(cmd, "--format: '%s' is not safetensors or npz", v);
+        if (r < 0 || !o->format)
+            return -1;
+    } else if ((r = iop_opt(cmd, argc, argv, i, "--dtype", &v)) != 0) {
+        int ok = r > 0 && (strcmp(v, "keep") == 0 || strcmp(v, "f32") == 0 ||
+                           strcmp(v, "bf16") == 0);
+        if (r > 0 && !ok)
+            iop_usage(cmd, "--dtype: '%s' is not keep, f32 or bf16", v);
+        if (!ok)
+            return -1;
+        o->dtype = v[0] == 'k' ? DT_KEEP : v[0] == 'f' ? DT_F32 : DT_BF16;
+    } else if ((r = iop_opt(cmd, argc, argv, i, "--out", &v)) != 0) {
+        if (r < 0)
+            return -1;
+        o->out = v;
+    } else if ((r = iop_opt(cmd, argc, argv, i, "--include", &v)) != 0) {
+        if (r < 0 || iop_push(&o->inc, &o->ninc, v) != 0)
+            return -1;
+    } else if ((r = iop_opt(cmd, argc, argv, i, "--exclude", &v)) != 0) {
+        if (r < 0 || iop_push(&o->exc, &o->nexc, v) != 0)
+            return -1;
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+/* 0, 1 after --help, -1 after a usage message. */
 static int parse(int argc, char **argv, xopts *o)
 {
-    const char *cmd = "export", *v;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        int r;
-        int k = iop_plain(cmd, a, &o->dir);
-        if (k != 0 && k != 2)
-            return k;
-        if (k == 2)
-            continue;
-        if (strcmp(a, "--force") == 0) {
-            o->force = 1;
-        } else if ((r = iop_opt(cmd, argc, argv, &i, "--step", &v)) != 0) {
-            if (r < 0 || iop_step(cmd, v, &o->step) != 0)
-                return -1;
-        } else if ((r = iop_opt(cmd, argc, argv, &i, "--format", &v)) != 0) {
-            if (r > 0)
-                o->format = strcmp(v, "safetensors") == 0 ? FMT_SAFETENSORS
-                            : strcmp(v, "npz") == 0       ? FMT_NPZ
-                                                          : 0;
-            if (r > 0 && !o->format)
-                iop_usage(cmd, "--format: '%s' is not safetensors or npz", v);
-            if (r < 0 || !o->format)
-                return -1;
-        } else if ((r = iop_opt(cmd, argc, argv, &i, "--dtype", &v)) != 0) {
-            int ok = r > 0 && (strcmp(v, "keep") == 0 || strcmp(v, "f32") == 0 ||
-                               strcmp(v, "bf16") == 0);
-            if (r > 0 && !ok)
-                iop_usage(cmd, "--dtype: '%s' is not keep, f32 or bf16", v);
-            if (!ok)
-                return -1;
-            o->dtype = v[0] == 'k' ? DT_KEEP : v[0] == 'f' ? DT_F32 : DT_BF16;
-        } else if ((r = iop_opt(cmd, argc, argv, &i, "--out", &v)) != 0) {
-            if (r < 0)
-                return -1;
-            o->out = v;
-        } else if ((r = iop_opt(cmd, argc, argv, &i, "--include", &v)) != 0) {
-            if (r < 0 || iop_push(&o->inc, &o->ninc, v) != 0)
-                return -1;
-        } else if ((r = iop_opt(cmd, argc, argv, &i, "--exclude", &v)) != 0) {
-            if (r < 0 || iop_push(&o->exc, &o->nexc, v) != 0)
-                return -1;
-        } else {
-            iop_usage(cmd, "export: unknown option '%s'", a);
-            return -1;
-        }
-    }
+    const char *cmd = "export";
+    int k = iop_parse(cmd, argc, argv, &o->dir, option, o);
+    if (k != 0)
+        return k;
     if (!o->dir)
         iop_usage(cmd, "export: missing DIR");
     else if (!o->format)

@@ -422,35 +422,38 @@ typedef struct iopts {
     int64_t step;
 } iopts;
 
-static int parse(int argc, char **argv, iopts *o)
+/* One option of the command at argv[*i] (iop_parse's callback). */
+static int option(void *user, const char *cmd, int argc, char **argv, int *i)
 {
-    const char *cmd = "import", *v;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        int r;
-        int k = iop_plain(cmd, a, &o->dir);
-        if (k != 0 && k != 2)
-            return k;
-        if (k == 2)
-            continue;
-        if ((r = iop_opt(cmd, argc, argv, &i, "--from", &v)) != 0) {
-            if (r < 0 || iop_push(&o->from, &o->nfrom, v))
-                return -1;
-        } else if ((r = iop_opt(cmd, argc, argv, &i, "--rename", &v)) != 0) {
-            if (r > 0 && (!strchr(v, '=') || v[0] == '=' || !strchr(v, '=')[1])) {
-                iop_usage(cmd, "--rename: '%s' is not FROM=TO", v);
-                return -1;
-            }
-            if (r < 0 || iop_push(&o->rename, &o->nrename, v))
-                return -1;
-        } else if ((r = iop_opt(cmd, argc, argv, &i, "--step", &v)) != 0) {
-            if (r < 0 || iop_step(cmd, v, &o->step) != 0)
-                return -1;
-        } else {
-            iop_usage(cmd, "import: unknown option '%s'", a);
+    iopts *o = user;
+    const char *v;
+    int r;
+    if ((r = iop_opt(cmd, argc, argv, i, "--from", &v)) != 0) {
+        if (r < 0 || iop_push(&o->from, &o->nfrom, v))
+            return -1;
+    } else if ((r = iop_opt(cmd, argc, argv, i, "--rename", &v)) != 0) {
+        if (r > 0 && (!strchr(v, '=') || v[0] == '=' || !strchr(v, '=')[1])) {
+            iop_usage(cmd, "--rename: '%s' is not FROM=TO", v);
             return -1;
         }
+        if (r < 0 || iop_push(&o->rename, &o->nrename, v))
+            return -1;
+    } else if ((r = iop_opt(cmd, argc, argv, i, "--step", &v)) != 0) {
+        if (r < 0 || iop_step(cmd, v, &o->step) != 0)
+            return -1;
+    } else {
+        return 0;
     }
+    return 1;
+}
+
+/* 0, 1 after --help, -1 after a usage message. */
+static int parse(int argc, char **argv, iopts *o)
+{
+    const char *cmd = "import";
+    int k = iop_parse(cmd, argc, argv, &o->dir, option, o);
+    if (k != 0)
+        return k;
     if (!o->dir)
         iop_usage(cmd, "import: missing DIR");
     else if (!o->nfrom)

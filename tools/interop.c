@@ -65,18 +65,30 @@ void iop_usage(const char *cmd, const char *fmt, ...)
     va_end(ap);
 }
 
-int iop_plain(const char *cmd, const char *a, const char **dir)
+int iop_parse(const char *cmd, int argc, char **argv, const char **dir, iop_option_fn fn,
+              void *user)
 {
-    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
-        return 1;
-    if (a[0] == '-' && a[1] != '\0')
-        return 0;
-    if (*dir) {
-        iop_usage(cmd, "unexpected argument '%s' (DIR is already '%s')", a, *dir);
-        return -1;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+            return 1;
+        if (a[0] != '-' || a[1] == '\0') {
+            if (*dir) {
+                iop_usage(cmd, "unexpected argument '%s' (DIR is already '%s')", a, *dir);
+                return -1;
+            }
+            *dir = a;
+            continue;
+        }
+        int r = fn(user, cmd, argc, argv, &i);
+        if (r < 0)
+            return -1;
+        if (r == 0) {
+            iop_usage(cmd, "%s: unknown option '%s'", cmd, a);
+            return -1;
+        }
     }
-    *dir = a;
-    return 2;
+    return 0;
 }
 
 int iop_opt(const char *cmd, int argc, char **argv, int *i, const char *name, const char **val)

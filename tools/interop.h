@@ -37,10 +37,14 @@ void iop_usage(const char *cmd, const char *fmt, ...) CKPT__PRINTF(2, 3);
 /* The same from a va_list; cmd NULL leaves out the hint. */
 void iop_vusage(const char *cmd, const char *fmt, va_list ap) CKPT__PRINTF(2, 0);
 
-/* An argument that is not an option of the command's own: 1 for --help or
- * -h, 2 when it is DIR (*dir set), -1 after a usage message (a second
- * DIR), 0 when it is an option. */
-int iop_plain(const char *cmd, const char *a, const char **dir);
+/* One option of a command at argv[*i] (advancing *i past its value): 1
+ * taken, 0 not one of the command's, -1 after a usage message. */
+typedef int (*iop_option_fn)(void *user, const char *cmd, int argc, char **argv, int *i);
+/* Scans a command's arguments: --help or -h (returns 1), one DIR (*dir),
+ * every option through fn; an unknown option or a second DIR is a usage
+ * error (-1 after the message).  0 when all were taken. */
+int iop_parse(const char *cmd, int argc, char **argv, const char **dir, iop_option_fn fn,
+              void *user);
 
 /* Option scanning: at argv[*i], option `name` (exact, or "name=value");
  * 1 with *val set (taking the next argument when needed), 0 when argv[*i]
