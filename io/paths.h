@@ -27,7 +27,7 @@
 
 #include <stdint.h>
 
-#include "runtime/err.h"
+#include "base/err.h"
 
 #ifdef __cplusplus
 extern "C" {

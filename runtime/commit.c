@@ -198,13 +198,6 @@ void ckpt__commit_mark_failed(const char *dir, const char *partial, uint32_t ran
     write_mark(path, name, why);
 }
 
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* Sleeps a little longer each time, up to 1 ms: the commit follows the
  * last done-record within a few milliseconds without spinning. */
 static void backoff(long *ns)
@@ -240,7 +233,7 @@ int ckpt__commit_wait_records(const char *partial_path, uint32_t world, double t
                               ckpt__err *err)
 {
     char name[CKPT__FNAME_MAX], path[CKPT__PATH_MAX], msg[CKPT__ERR_MSG + 32];
-    double t0 = mono_s();
+    double t0 = ckpt__now_s();
     long ns = 50000;
     uint32_t next = 0; /* ranks below next have their record */
     for (;;) {
@@ -269,7 +262,7 @@ int ckpt__commit_wait_records(const char *partial_path, uint32_t world, double t
         }
         if (lstat(partial_path, &st) != 0)
             return ckpt__err_errno(err, errno, "the partial folder %s went away", partial_path);
-        if (mono_s() - t0 > timeout_s)
+        if (ckpt__now_s() - t0 > timeout_s)
             return ckpt__err_set(err, CKPT_ETIMEDOUT,
                                  "rank %u's done-record did not arrive within %.1f s "
                                  "(commit_timeout_s)",
@@ -290,7 +283,7 @@ int ckpt__commit_wait_verdict(const char *dir, const char *partial, int64_t step
         rc = ckpt__path_join(mark, ppath, CKPT__ABANDONED_NAME, err);
     if (rc)
         return rc;
-    double t0 = mono_s();
+    double t0 = ckpt__now_s();
     long ns = 50000;
     for (;;) {
         struct stat st;
@@ -310,7 +303,7 @@ int ckpt__commit_wait_verdict(const char *dir, const char *partial, int64_t step
             return ckpt__err_set(err, CKPT_EIO,
                                  "rank 0 did not commit step %lld (its log or ticket says why)",
                                  (long long)step);
-        if (mono_s() - t0 > timeout_s)
+        if (ckpt__now_s() - t0 > timeout_s)
             return ckpt__err_set(err, CKPT_ETIMEDOUT,
                                  "no commit of step %lld by rank 0 within %.1f s "
                                  "(commit_timeout_s)",
@@ -518,7 +511,7 @@ void ckpt__commit_abandon_shared(const char *dir, const char *partial, uint32_t 
     }
     write_mark(ppath, CKPT__ABANDONED_NAME, why);
     /* Inv. 9: the folder goes only when no rank can still create it anew. */
-    double t0 = mono_s();
+    double t0 = ckpt__now_s();
     long ns = 50000;
     for (uint32_t r = 1; r < world;) {
         struct stat st;
@@ -531,7 +524,7 @@ void ckpt__commit_abandon_shared(const char *dir, const char *partial, uint32_t 
             r++;
             continue;
         }
-        if (mono_s() - t0 > timeout_s) {
+        if (ckpt__now_s() - t0 > timeout_s) {
             ckpt__logf(log, CKPT_LOG_WARN,
                        "rank %u did not finish the abandoned save in %s within %.1f s", r,
                        partial, timeout_s);

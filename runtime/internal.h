@@ -28,9 +28,10 @@
 #include "io/index.h"
 #include "io/strmap.h"
 #include "runtime/comm.h"
-#include "runtime/err.h"
+#include "base/clock.h"
+#include "base/err.h"
 #include "runtime/fault.h"
-#include "runtime/log.h"
+#include "base/log.h"
 #include "runtime/pipeline.h"
 #include "runtime/verify.h"
 
@@ -235,7 +236,6 @@ void ckpt__ticket_finish(ckpt_ctx *ctx, uint64_t ticket, int result, const char 
 void ckpt__note_unobserved(ckpt_ctx *ctx, const ckpt__err *e);
 
 /* events.c */
-uint64_t ckpt__now_ns(void);
 void ckpt__emit(ckpt_ctx *ctx, ckpt__job *job, ckpt_event_kind kind, int error,
                 const char *message);
 

@@ -3,6 +3,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "io/rankfile.h"
 #include "tools/folder.h"
 
@@ -131,13 +132,6 @@ int scan_leftovers(const char *dir, leftover **out, size_t *n,
 
 /* ---- full verification ---------------------------------------------------------- */
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* Progress across the rank files of one checkpoint: each rank's pipeline
  * counts from zero again, so a drop in `done` means the next file began. */
 typedef struct progress {
@@ -211,9 +205,9 @@ void verify_one(const char *dir, int64_t step, ckpt__log *log, vresult *v)
         v->rep.progress = on_progress;
         v->rep.progress_user = &pr;
     }
-    double t0 = now_s();
+    double t0 = ckpt__now_s();
     v->rc = ckpt__verify_step(&eng, dir, step, &v->rep, &v->err);
-    v->seconds = now_s() - t0;
+    v->seconds = ckpt__now_s() - t0;
     ckpt__engine_close(&eng);
     /* The report lists bad chunks in the order reads finished. */
     if (v->rep.nbads > 1)

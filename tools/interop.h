@@ -20,7 +20,7 @@
 
 #include "ckpt/ckpt.h"
 #include "io/paths.h"
-#include "runtime/err.h"
+#include "base/err.h"
 
 enum { IOP_EXIT_OK = 0, IOP_EXIT_CORRUPT = 1, IOP_EXIT_ERROR = 2 };
 

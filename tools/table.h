@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "runtime/err.h"
+#include "base/err.h"
 
 #define TABLE_MAX_COLS 16
 
