@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include "ckpt/ckpt.h"
+#include "runtime/backend.h"
 #include "runtime/internal.h"
 
 #include "bench/bench_gpu.h"
@@ -718,7 +719,7 @@ static int cmd_io(int argc, char **argv)
 
     /* --writer all measures what this machine allows: io_uring may be refused. */
     ckpt__err why;
-    if (!rc && o->nw > 1 && ckpt__uring_probe(&why) != 0) {
+    if (!rc && o->nw > 1 && ckpt__writer_probe(&ckpt__writer_uring, &why) != 0) {
         fprintf(stderr, "%s io: skipping the uring writer: %s\n", prog, why.msg);
         memmove(&b.o.w[0], &b.o.w[1], (size_t)(o->nw - 1) * sizeof b.o.w[0]);
         b.o.nw--;

@@ -31,7 +31,8 @@
 extern "C" {
 #endif
 
-#define CKPT__WRITER_VERSION 1
+/* 2: a probe method. */
+#define CKPT__WRITER_VERSION 2
 #define CKPT__DIO_ALIGN 4096u
 
 typedef struct ckpt__writer ckpt__writer;
@@ -69,6 +70,11 @@ typedef struct ckpt__writer_config {
 typedef struct ckpt__writer_methods {
     int version;
     const char *name;
+    /* 0 when the backend can run here, else CKPT_EUNSUPPORTED and why
+     * (io_uring: EPERM under seccomp or io_uring_disabled, ENOSYS, ENOMEM;
+     * the environment variable CKPT_TEST_URING_PROBE=<errno name> makes it
+     * fail as if the kernel had refused, so tests can check the fallback). */
+    int (*probe)(ckpt__err *err);
     int (*open)(const ckpt__writer_config *cfg, ckpt__writer **out, ckpt__err *err);
     /* Every request must have completed. */
     void (*close)(ckpt__writer *w);
@@ -96,12 +102,6 @@ typedef struct ckpt__writer_methods {
 
 extern const ckpt__writer_methods ckpt__writer_pwrite;
 extern const ckpt__writer_methods ckpt__writer_uring;
-
-/* Whether io_uring can be used here: 0, or CKPT_EUNSUPPORTED with the
- * reason (EPERM under seccomp or io_uring_disabled, ENOSYS, ENOMEM).  The
- * environment variable CKPT_TEST_URING_PROBE=<errno name> makes the probe
- * fail as if the kernel had refused, so tests can check the fallback. */
-int ckpt__uring_probe(ckpt__err *err);
 
 /* How a request splits: an unaligned head and tail go through the buffered
  * descriptor, the 4 KiB-aligned body through the O_DIRECT one (when the

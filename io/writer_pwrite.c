@@ -216,6 +216,13 @@ static int pw_allocate(ckpt__writer *w, ckpt__wfile *f, uint64_t off, uint64_t l
                            (unsigned long long)off);
 }
 
+/* pwrite and pread run everywhere. */
+static int pw_probe(ckpt__err *err)
+{
+    (void)err;
+    return 0;
+}
+
 static int pw_is_direct(const ckpt__wfile *f)
 {
     return f->fd_direct >= 0;
@@ -224,6 +231,7 @@ static int pw_is_direct(const ckpt__wfile *f)
 const ckpt__writer_methods ckpt__writer_pwrite = {
     .version = CKPT__WRITER_VERSION,
     .name = "pwrite",
+    .probe = pw_probe,
     .open = pw_open,
     .close = pw_close,
     .file_open = pw_file_open,

@@ -27,6 +27,7 @@
 
 #include "io/manifest.h"
 #include "io/names.h"
+#include "runtime/backend.h"
 #include "runtime/internal.h"
 
 #define MAX_TICKETS 4096
@@ -170,7 +171,7 @@ static void destroy(ckpt_ctx *ctx)
         free(ctx->tickets[i].msg);
     free(ctx->tickets);
     if (ctx->comm)
-        ctx->comm->m->destroy(ctx->comm);
+        ckpt__comm_destroy(ctx->comm);
     pthread_cond_destroy(&ctx->cv);
     pthread_mutex_destroy(&ctx->mu);
     pthread_mutex_destroy(&ctx->ev_mu);
@@ -199,7 +200,7 @@ static int comm_refused(ckpt_comm *comm, ckpt__err *err)
     if (!comm->err.code)
         return 0;
     int rc = ckpt__err_set(err, comm->err.code, "ckpt_open: %s", comm->err.msg);
-    comm->m->destroy(comm);
+    ckpt__comm_destroy(comm);
     return rc;
 }
 
@@ -213,19 +214,19 @@ int ckpt_open(const ckpt_config *cfg, ckpt_comm *comm, ckpt_ctx **out)
         return err->code;
     if (!out || !cfg) {
         if (comm)
-            comm->m->destroy(comm);
+            ckpt__comm_destroy(comm);
         return ckpt__err_set(err, CKPT_EINVAL, "ckpt_open: %s is NULL", out ? "cfg" : "out");
     }
     int rc = ckpt__config_validate(cfg, err);
     if (rc) {
         if (comm)
-            comm->m->destroy(comm);
+            ckpt__comm_destroy(comm);
         return rc;
     }
     ckpt_ctx *ctx = calloc(1, sizeof *ctx);
     if (!ctx) {
         if (comm)
-            comm->m->destroy(comm);
+            ckpt__comm_destroy(comm);
         return ckpt__err_set(err, CKPT_ENOMEM, "ckpt_open: out of memory");
     }
     pthread_mutex_init(&ctx->mu, NULL);
@@ -246,8 +247,8 @@ int ckpt_open(const ckpt_config *cfg, ckpt_comm *comm, ckpt_ctx **out)
         destroy(ctx);
         return ckpt__err_set(err, CKPT_ENOMEM, "ckpt_open: out of memory");
     }
-    ctx->rank = ctx->comm->m->rank(ctx->comm);
-    ctx->world = ctx->comm->m->size(ctx->comm);
+    ctx->rank = ckpt__comm_rank(ctx->comm);
+    ctx->world = ckpt__comm_size(ctx->comm);
     ctx->running_step = -1;
     ctx->restored_step = -1;
 
@@ -292,14 +293,14 @@ int ckpt_open(const ckpt_config *cfg, ckpt_comm *comm, ckpt_ctx **out)
     /* Open is a collective point: every rank reaches both collectives, so a
      * failure on one rank fails the open on all (no rank left waiting). */
     int64_t bad = rc ? 1 : 0;
-    int crc = ctx->comm->m->allreduce_i64(ctx->comm, &bad, 1, CKPT__MAX, err);
+    int crc = ckpt__comm_allreduce(ctx->comm, &ctx->fault, &bad, 1, CKPT__MAX, err);
     if (!crc && !rc && bad)
         rc = ckpt__err_set(err, CKPT_ECOMM, "another rank failed to open %s", cfg->dir);
     if (!rc && crc)
         rc = crc;
     /* Every rank learns rank 0's run uuid. */
     if (!rc)
-        rc = ctx->comm->m->bcast(ctx->comm, ctx->run_uuid, 16, 0, err);
+        rc = ckpt__comm_bcast(ctx->comm, &ctx->fault, ctx->run_uuid, 16, 0, err);
     /* Every rank gets here with the same rc, so all or none agree on the
      * save policy (a collective of its own). */
     if (!rc)
@@ -375,7 +376,7 @@ static int add_tensor(ckpt_ctx *ctx, const char *fn, const char *name, void *ptr
                                 &ctx->err);
     if (!rc && ctx->reg.v[ctx->reg.n - 1].nbytes) {
         const ckpt__tensor *t = &ctx->reg.v[ctx->reg.n - 1];
-        rc = ctx->eng.dm->check_tensor(ctx->eng.dev, t->ptr, (size_t)t->nbytes, &ctx->err);
+        rc = ckpt__device_check_tensor(&ctx->eng, t->ptr, (size_t)t->nbytes, &ctx->err);
         if (rc) {
             ckpt__err keep = ctx->err;
             ckpt__registry_remove(&ctx->reg, name, &ctx->err);
@@ -519,7 +520,7 @@ int ckpt_save(ckpt_ctx *ctx, int64_t step, void *stream, ckpt_ticket *ticket)
                 drop_ticket(ctx, i);
                 break;
             }
-    rc = ctx->eng.dm->save_begin(ctx->eng.dev, stream, &ctx->err);
+    rc = ckpt__device_save_begin(&ctx->eng, stream, &ctx->err);
     if (rc) {
         pthread_mutex_unlock(&ctx->mu);
         ckpt__job_free(job);
@@ -564,7 +565,7 @@ int ckpt_fence(ckpt_ctx *ctx, void *stream)
     while (on_host ? ctx->snap_pending > 0 : ctx->snap_unqueued > 0)
         pthread_cond_wait(&ctx->cv, &ctx->mu);
     pthread_mutex_unlock(&ctx->mu);
-    int rc = ctx->eng.dm->fence(ctx->eng.dev, stream, &ctx->err);
+    int rc = ckpt__device_fence(&ctx->eng, stream, &ctx->err);
     if (rc)
         return rc; /* the fence's own error first; a pending report waits */
     pthread_mutex_lock(&ctx->mu);
@@ -705,15 +706,10 @@ int ckpt_list(ckpt_ctx *ctx, ckpt_info *out, size_t cap, size_t *count)
 
 int ckpt__fault_arm(ckpt_ctx *ctx, int site, int64_t nth, int action)
 {
-    if (!ctx || site < 0 || site >= CKPT__FAULT_NSITES)
-        return CKPT_EINVAL;
-    ckpt__fault_set(&ctx->fault, site, nth, action);
-    return 0;
+    return ctx ? ckpt__fault_arm_table(&ctx->fault, site, nth, action) : CKPT_EINVAL;
 }
 
 int ckpt__fault_fired(ckpt_ctx *ctx, int site)
 {
-    if (!ctx || site < 0 || site >= CKPT__FAULT_NSITES)
-        return 0;
-    return atomic_load(&ctx->fault.fired[site]);
+    return ctx ? ckpt__fault_fired_table(&ctx->fault, site) : 0;
 }

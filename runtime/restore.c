@@ -50,6 +50,7 @@
 
 #include "io/manifest.h"
 #include "io/shard.h"
+#include "runtime/backend.h"
 #include "runtime/internal.h"
 
 static void shape_str(int ndim, const int64_t *shape, char *out, size_t cap)
@@ -341,7 +342,7 @@ static int read_overlap(ckpt_ctx *ctx, const ckpt__index *idx, const ckpt__entry
             if (c != loaded) {
                 /* Copies pending from the old chunk go before it is reused. */
                 if (nops)
-                    rc = ctx->eng.dm->copy_in(ctx->eng.dev, ops, nops, stream, err);
+                    rc = ckpt__device_copy_in(&ctx->eng, ops, nops, stream, err);
                 nops = 0;
                 if (!rc)
                     rc = read_chunk(ctx, fd, idx, e, c, buf, &have_n, path, err);
@@ -353,7 +354,7 @@ static int read_overlap(ckpt_ctx *ctx, const ckpt__index *idx, const ckpt__entry
             uint64_t piece = have_n - in < len ? have_n - in : len;
             ops[nops++] = (ckpt__copy){(uint8_t *)t->ptr + dof, buf + in, (size_t)piece};
             if (nops == NOPS) {
-                rc = ctx->eng.dm->copy_in(ctx->eng.dev, ops, nops, stream, err);
+                rc = ckpt__device_copy_in(&ctx->eng, ops, nops, stream, err);
                 nops = 0;
             }
             so += piece;
@@ -362,7 +363,7 @@ static int read_overlap(ckpt_ctx *ctx, const ckpt__index *idx, const ckpt__entry
         }
     }
     if (!rc && nops)
-        rc = ctx->eng.dm->copy_in(ctx->eng.dev, ops, nops, stream, err);
+        rc = ckpt__device_copy_in(&ctx->eng, ops, nops, stream, err);
     return rc;
 }
 
@@ -385,7 +386,7 @@ static int read_whole(ckpt_ctx *ctx, ckpt__index *idx, const plan *p, uint32_t r
     }
     ckpt__wfile *wf = NULL;
     if (!rc && nids)
-        rc = ctx->eng.wm->file_open(ctx->eng.w, path, CKPT__WF_READ, &wf, err);
+        rc = ckpt__writer_file_open(&ctx->eng, path, CKPT__WF_READ, &wf, err);
     if (!rc && nids) {
         ckpt__pipe pipe;
         rc = ckpt__pipe_init(&pipe, CKPT__PIPE_LOAD, &ctx->eng, idx, ptrs, ids, nids, what, err);
@@ -400,7 +401,7 @@ static int read_whole(ckpt_ctx *ctx, ckpt__index *idx, const plan *p, uint32_t r
         ckpt__pipe_destroy(&pipe);
     }
     if (wf)
-        ctx->eng.wm->file_close(ctx->eng.w, wf);
+        ckpt__writer_file_close(&ctx->eng, wf);
     free(ptrs);
     free(ids);
     return rc;
@@ -547,7 +548,7 @@ static int agree(ckpt_ctx *ctx, int rc, int fatal, ckpt__err *err, int *fatal_ou
     int64_t key = rc ? (int64_t)(fatal ? 0 : 1) * ctx->world + ctx->rank : INT64_MAX;
     ckpt__err cerr;
     ckpt__err_clear(&cerr);
-    int crc = ctx->comm->m->allreduce_i64(ctx->comm, &key, 1, CKPT__MIN, &cerr);
+    int crc = ckpt__comm_allreduce(ctx->comm, &ctx->fault, &key, 1, CKPT__MIN, &cerr);
     if (crc) {
         *err = cerr;
         *fatal_out = 1;
@@ -567,7 +568,7 @@ static int agree(ckpt_ctx *ctx, int rc, int fatal, ckpt__err *err, int *fatal_ou
         snprintf(m.msg, sizeof m.msg, "%s", err->msg);
     }
     if (ctx->world > 1) {
-        crc = ctx->comm->m->bcast(ctx->comm, &m, sizeof m, who, &cerr);
+        crc = ckpt__comm_bcast(ctx->comm, &ctx->fault, &m, sizeof m, who, &cerr);
         if (crc) {
             *err = cerr;
             *fatal_out = 1;
@@ -659,7 +660,7 @@ int ckpt__restore(ckpt_ctx *ctx, int64_t step, void *stream, int64_t *step_out)
             i++;
         int64_t prop = i < n ? steps[i] : -1;
         ckpt__err cerr;
-        rc = ctx->comm->m->allreduce_i64(ctx->comm, &prop, 1, CKPT__MIN, &cerr);
+        rc = ckpt__comm_allreduce(ctx->comm, &ctx->fault, &prop, 1, CKPT__MIN, &cerr);
         if (rc) {
             *err = cerr;
             break;

@@ -25,6 +25,7 @@
 #include "io/h5util.h"
 #include "io/names.h"
 #include "io/rankfile.h"
+#include "runtime/backend.h"
 #include "runtime/internal.h"
 
 void ckpt__job_free(ckpt__job *job)
@@ -294,14 +295,14 @@ static int write_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__e
     if (rc)
         return rc;
     hash_meta(&s->idx, (const void *const *)s->ptrs);
-    rc = ctx->eng.wm->file_open(ctx->eng.w, s->path, CKPT__WF_WRITE, &s->wf, err);
+    rc = ckpt__writer_file_open(&ctx->eng, s->path, CKPT__WF_WRITE, &s->wf, err);
     /* Reserve the big datasets: their O_DIRECT writes then never extend the
      * file, and a full disk fails here, before any data moves.  Small ones
      * stay sparse-friendly (they share HDF5's blocks with metadata). */
     for (uint32_t i = 0; !rc && i < s->idx.nentries; i++) {
         const ckpt__entry *e = &s->idx.entries[i];
-        if (e->kind == CKPT__ENTRY_TENSOR && e->nbytes >= CKPT__H5_ALIGN_THRESHOLD &&
-            ctx->eng.wm->allocate(ctx->eng.w, s->wf, e->file_off, e->nbytes, err) != 0)
+        if (e->kind == CKPT__ENTRY_TENSOR && ckpt__rankfile_data_aligned(e->nbytes) &&
+            ckpt__writer_allocate(&ctx->eng, s->wf, e->file_off, e->nbytes, err) != 0)
             rc = ckpt__err_prefix(err, "%s", s->path);
     }
     if (rc)
@@ -327,9 +328,7 @@ static int finish_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__
         s->rf = NULL;
     }
     double t1 = now_s();
-    if (!rc)
-        rc = ckpt__fault_check(&ctx->fault, CKPT__FAULT_SYNC, "fsync rank file", err);
-    if (!rc && ctx->eng.wm->sync(ctx->eng.w, s->wf, err) != 0)
+    if (!rc && ckpt__writer_sync(&ctx->eng, s->wf, err) != 0)
         rc = ckpt__err_prefix(err, "%s", s->path);
     struct stat st;
     if (!rc && stat(s->path, &st) != 0)
@@ -413,7 +412,7 @@ static int run_save(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
         ckpt__h5_leave();
     }
     if (s->wf)
-        ctx->eng.wm->file_close(ctx->eng.w, s->wf);
+        ckpt__writer_file_close(&ctx->eng, s->wf);
     /* Rank 0 removes a failed save's folder; another rank leaves its
      * failure mark there instead, so rank 0 stops waiting for it. */
     if (rc && s->partial[0] && ctx->rank == 0 && ctx->world > 1)
