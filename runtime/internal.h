@@ -248,11 +248,8 @@ int ckpt__restore_tensors(ckpt_ctx *ctx, const char *const *names, size_t n, voi
 
 /* ---- folders (catalog.c) ---------------------------------------------------- */
 
-#define CKPT__STEP_MAX 999999999999LL
-
 /* Committed step folders of dir, newest first (*steps malloc'd). */
 int ckpt__catalog_scan(const char *dir, int64_t **steps, size_t *n, ckpt__err *err);
-void ckpt__step_name(int64_t step, char out[32]);
 /* Removes leftovers of crashed saves and deletions (rank 0 at open). */
 int ckpt__catalog_cleanup(const char *dir, ckpt__log *log, ckpt__err *err);
 /* Removes dir/name recursively without following symlinks. */

@@ -30,6 +30,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "io/paths.h"
 #include "runtime/backend.h"
 #include "runtime/internal.h"
 

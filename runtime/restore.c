@@ -49,6 +49,7 @@
 #include <xxhash.h>
 
 #include "io/manifest.h"
+#include "io/paths.h"
 #include "io/shard.h"
 #include "runtime/backend.h"
 #include "runtime/internal.h"
@@ -447,8 +448,8 @@ static int read_parts(ckpt_ctx *ctx, const ckpt__index *idx, const plan *p, uint
 /* One checkpoint being restored on this rank: what steps 1-4 found, for
  * step 5. */
 typedef struct attempt {
-    char name[32];
-    char dir[4096];
+    char name[CKPT__FNAME_MAX];
+    char dir[CKPT__PATH_MAX];
     ckpt__index idx;
     int have_idx;
     plan p;
@@ -470,11 +471,13 @@ static void attempt_free(attempt *a)
 static int attempt_check(ckpt_ctx *ctx, int64_t step, restore_req *req, attempt *a,
                          ckpt__err *err)
 {
-    char path[4200];
+    char path[CKPT__PATH_MAX], fname[CKPT__FNAME_MAX];
     ckpt__step_name(step, a->name);
-    snprintf(a->dir, sizeof a->dir, "%s/%s", ctx->dir, a->name);
-    snprintf(path, sizeof path, "%s/%s", a->dir, CKPT__MANIFEST_NAME);
-    int rc = ckpt__manifest_read(path, &a->idx, err);
+    int rc = ckpt__path_step(a->dir, ctx->dir, step, NULL, err);
+    if (!rc)
+        rc = ckpt__path_join(path, a->dir, CKPT__MANIFEST_NAME, err);
+    if (!rc)
+        rc = ckpt__manifest_read(path, &a->idx, err);
     if (rc)
         return rc;
     a->have_idx = 1;
@@ -498,13 +501,17 @@ static int attempt_check(ckpt_ctx *ctx, int64_t step, restore_req *req, attempt 
         if (!a->p.need[r] && !(a->mine && r == (uint32_t)ctx->rank))
             continue;
         const ckpt__rankrec *rr = rank_rec(idx, r);
-        snprintf(path, sizeof path, "%s/rank-%05u.h5", a->dir, r);
-        rc = rr ? check_rank_file(path, rr->file_bytes, err)
-                : ckpt__err_set(err, CKPT_ECORRUPT, "%s: no record of rank %u", a->name, r);
+        ckpt__rank_file_name(r, fname);
+        rc = ckpt__path_join(path, a->dir, fname, err);
+        if (!rc)
+            rc = rr ? check_rank_file(path, rr->file_bytes, err)
+                    : ckpt__err_set(err, CKPT_ECORRUPT, "%s: no record of rank %u", a->name, r);
     }
     if (!rc && a->mine) {
-        snprintf(path, sizeof path, "%s/rank-%05d.h5", a->dir, ctx->rank);
-        rc = read_meta(ctx, idx, path, &a->meta, err);
+        ckpt__rank_file_name((uint32_t)ctx->rank, fname);
+        rc = ckpt__path_join(path, a->dir, fname, err);
+        if (!rc)
+            rc = read_meta(ctx, idx, path, &a->meta, err);
     }
     return rc;
 }
@@ -513,15 +520,16 @@ static int attempt_check(ckpt_ctx *ctx, int64_t step, restore_req *req, attempt 
 static int attempt_read(ckpt_ctx *ctx, attempt *a, void *stream, restore_req *req,
                         ckpt__err *err)
 {
-    char path[4200], fname[32], what[128];
+    char path[CKPT__PATH_MAX], fname[CKPT__FNAME_MAX], what[128];
     int rc = 0;
     for (uint32_t r = 0; !rc && r < a->idx.world_size; r++) {
         if (!a->p.need[r])
             continue;
-        snprintf(fname, sizeof fname, "rank-%05u.h5", r);
-        snprintf(path, sizeof path, "%s/%s", a->dir, fname);
+        ckpt__rank_file_name(r, fname);
         snprintf(what, sizeof what, "%s/%s", a->name, fname);
-        rc = read_whole(ctx, &a->idx, &a->p, r, path, what, stream, err);
+        rc = ckpt__path_join(path, a->dir, fname, err);
+        if (!rc)
+            rc = read_whole(ctx, &a->idx, &a->p, r, path, what, stream, err);
         if (!rc)
             rc = read_parts(ctx, &a->idx, &a->p, r, path, stream, err);
     }
@@ -754,10 +762,10 @@ int ckpt__restore_tensors(ckpt_ctx *ctx, const char *const *names, size_t n, voi
         rc = quiesce(ctx, "ckpt_restore_tensors", err);
     if (!rc)
         rc = select_names(ctx, names, n, sel, err);
-    char name[32], dir[4096];
+    char dir[CKPT__PATH_MAX];
     struct stat st;
-    ckpt__step_name(step < 0 ? 0 : step, name);
-    snprintf(dir, sizeof dir, "%s/%s", ctx->dir, name);
+    if (!rc)
+        rc = ckpt__path_step(dir, ctx->dir, step < 0 ? 0 : step, NULL, err);
     if (!rc && n && lstat(dir, &st) != 0)
         rc = errno == ENOENT ? ckpt__err_set(err, CKPT_ENOTFOUND,
                                              "ckpt_restore_tensors: %s, which ckpt_restore "

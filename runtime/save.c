@@ -24,6 +24,7 @@
 
 #include "io/h5util.h"
 #include "io/names.h"
+#include "io/paths.h"
 #include "io/rankfile.h"
 #include "runtime/backend.h"
 #include "runtime/internal.h"
@@ -70,10 +71,10 @@ typedef struct save_state {
     ckpt__pipe pipe;
     int pipe_ready;
     int recorded;       /* this rank's done-record is written */
-    char partial[96];
-    char ppath[4096];
-    char path[4200];
-    char fname[32];
+    char partial[CKPT__FNAME_MAX];
+    char ppath[CKPT__PATH_MAX];
+    char path[CKPT__PATH_MAX];
+    char fname[CKPT__FNAME_MAX];
     ckpt__rankfile *rf;
     ckpt__wfile *wf;
 } save_state;
@@ -279,9 +280,11 @@ static int write_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__e
                                 sizeof s->partial, err);
     if (rc)
         return rc;
-    snprintf(s->ppath, sizeof s->ppath, "%s/%s", ctx->dir, s->partial);
-    snprintf(s->path, sizeof s->path, "%s/%s", s->ppath, s->fname);
-    rc = ckpt__fault_check(&ctx->fault, CKPT__FAULT_LAYOUT, "create rank file layout", err);
+    rc = ckpt__path_join(s->ppath, ctx->dir, s->partial, err);
+    if (!rc)
+        rc = ckpt__path_join(s->path, s->ppath, s->fname, err);
+    if (!rc)
+        rc = ckpt__fault_check(&ctx->fault, CKPT__FAULT_LAYOUT, "create rank file layout", err);
     if (rc)
         return rc;
     uint64_t data_end; /* unused: big datasets are reserved one by one */
@@ -378,7 +381,7 @@ static int run_save(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
     save_state *s = calloc(1, sizeof *s);
     if (!s)
         return ckpt__err_set(err, CKPT_ENOMEM, "out of memory");
-    snprintf(s->fname, sizeof s->fname, "rank-%05d.h5", ctx->rank);
+    ckpt__rank_file_name((uint32_t)ctx->rank, s->fname);
     int rc = build_index(ctx, job, s, err);
     ckpt__emit(ctx, job, CKPT_EVENT_STARTED, 0, NULL);
     if (!rc) {
