@@ -28,9 +28,9 @@
  * Exit status: 0 success, 1 a failed API call, I/O error or verification
  * failure, 2 a usage error.
  *
- * The bench links the static library and reads two things the public API
- * does not expose (runtime/internal.h): the writer backend a context picked,
- * and the catalog helpers that list and delete step folders safely.
+ * The bench links the static library and uses two things the public API
+ * does not expose: the writer probe (runtime/backend.h), and the catalog
+ * helpers that list and delete step folders safely (runtime/catalog.h).
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -46,7 +46,7 @@
 #include "ckpt/ckpt.h"
 #include "io/paths.h"
 #include "runtime/backend.h"
-#include "runtime/internal.h"
+#include "runtime/catalog.h"
 
 #include "bench/bench_gpu.h"
 #include "bench/bench_train.h"

@@ -32,7 +32,7 @@
 
 #include "io/paths.h"
 #include "runtime/backend.h"
-#include "runtime/internal.h"
+#include "runtime/context.h"
 
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the signal counters must be lock-free");
 

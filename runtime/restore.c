@@ -52,7 +52,9 @@
 #include "io/paths.h"
 #include "io/shard.h"
 #include "runtime/backend.h"
-#include "runtime/internal.h"
+#include "runtime/catalog.h"
+#include "runtime/context.h"
+#include "runtime/pipeline.h"
 
 static void shape_str(int ndim, const int64_t *shape, char *out, size_t cap)
 {
@@ -595,9 +597,10 @@ static int quiesce(ckpt_ctx *ctx, const char *fn, ckpt__err *err)
 {
     pthread_mutex_lock(&ctx->mu);
     int busy = ctx->inflight;
-    if (!busy)
-        ckpt__wait_janitor(ctx);
     pthread_mutex_unlock(&ctx->mu);
+    /* Only this thread queues saves, so none starts before the wait. */
+    if (!busy)
+        ckpt__janitor_wait(&ctx->jan);
     if (busy)
         return ckpt__err_set(err, CKPT_ESTATE, "%s: %d save(s) in flight; wait for them first",
                              fn, busy);

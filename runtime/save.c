@@ -27,7 +27,9 @@
 #include "io/paths.h"
 #include "io/rankfile.h"
 #include "runtime/backend.h"
-#include "runtime/internal.h"
+#include "runtime/commit.h"
+#include "runtime/context.h"
+#include "runtime/pipeline.h"
 
 void ckpt__job_free(ckpt__job *job)
 {
@@ -434,40 +436,7 @@ static int run_save(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
     return rc;
 }
 
-static void apply_retention(ckpt_ctx *ctx, int64_t step)
-{
-    ckpt__retention rules = {ctx->cfg.keep_last, ctx->cfg.keep_every,
-                             ctx->cfg.max_age_hours};
-    ckpt__err e;
-    ckpt__err_clear(&e);
-    if (ckpt__retention_apply(ctx->dir, &rules, step, &ctx->log, NULL, &e) != 0)
-        ckpt__logf(&ctx->log, CKPT_LOG_WARN, "retention after step %lld: %s", (long long)step,
-                   e.msg);
-}
 
-/* The janitor: applies retention after each commit, one at a time, in
- * order of the requests (a newer request replaces one not yet started). */
-void *ckpt__janitor_main(void *arg)
-{
-    ckpt_ctx *ctx = arg;
-    pthread_mutex_lock(&ctx->mu);
-    for (;;) {
-        while (!ctx->jan_req && !ctx->stop)
-            pthread_cond_wait(&ctx->cv, &ctx->mu);
-        if (!ctx->jan_req)
-            break;
-        int64_t step = ctx->jan_step;
-        ctx->jan_req = 0;
-        ctx->jan_busy = 1;
-        pthread_mutex_unlock(&ctx->mu);
-        apply_retention(ctx, step);
-        pthread_mutex_lock(&ctx->mu);
-        ctx->jan_busy = 0;
-        pthread_cond_broadcast(&ctx->cv);
-    }
-    pthread_mutex_unlock(&ctx->mu);
-    return NULL;
-}
 
 void *ckpt__coordinator_main(void *arg)
 {
@@ -493,7 +462,7 @@ void *ckpt__coordinator_main(void *arg)
              * next ckpt_save or ckpt_fence reports it (ckpt.h). */
             if (!job->wanted) {
                 pthread_mutex_lock(&ctx->mu);
-                ckpt__note_unobserved(ctx, &job->err);
+                ckpt__tickets_note_unobserved(&ctx->tix, &job->err);
                 pthread_mutex_unlock(&ctx->mu);
             }
             ckpt__emit(ctx, job, CKPT_EVENT_FAILED, rc, job->err.msg);
@@ -507,11 +476,9 @@ void *ckpt__coordinator_main(void *arg)
          * janitor thread, so it neither delays this ticket nor the next
          * save's snapshot. */
         pthread_mutex_lock(&ctx->mu);
-        if (!rc && ctx->rank == 0) {
-            ctx->jan_step = job->step;
-            ctx->jan_req = 1;
-        }
-        ckpt__ticket_finish(ctx, job->ticket, rc, job->err.msg);
+        if (!rc && ctx->rank == 0)
+            ckpt__janitor_request(&ctx->jan, job->step);
+        ckpt__tickets_finish(&ctx->tix, job->ticket, rc, job->err.msg);
         ctx->inflight--;
         ctx->running_step = -1;
         pthread_cond_broadcast(&ctx->cv);

@@ -23,7 +23,10 @@
 #include "io/shard.h"
 #include "io/rankfile.h"
 #include "runtime/backend.h"
-#include "runtime/internal.h"
+#include "runtime/catalog.h"
+#include "runtime/engine.h"
+#include "runtime/pipeline.h"
+#include "runtime/verify.h"
 
 void ckpt__verify_report_free(ckpt__verify_report *r)
 {

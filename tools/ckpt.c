@@ -40,7 +40,10 @@
 #include "io/h5util.h"
 #include "io/manifest.h"
 #include "io/paths.h"
-#include "runtime/internal.h"
+#include "runtime/catalog.h"
+#include "runtime/log.h"
+#include "runtime/retention.h"
+#include "runtime/verify.h"
 #include "tools/folder.h"
 #include "tools/table.h"
 

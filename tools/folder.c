@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "io/rankfile.h"
+#include "runtime/engine.h"
 #include "tools/folder.h"
 
 #define MIB (1024ull * 1024ull)
