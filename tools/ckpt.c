@@ -45,6 +45,7 @@
 #include "runtime/retention.h"
 #include "runtime/verify.h"
 #include "tools/folder.h"
+#include "tools/interop.h"
 #include "tools/table.h"
 
 enum { EXIT_VALID = 0, EXIT_CORRUPT = 1, EXIT_ERROR = 2 };
@@ -106,6 +107,8 @@ static const char usage_main[] =
     "  inspect   a checkpoint's header and its table of tensors\n"
     "  gc        delete checkpoints that retention rules no longer keep, only\n"
     "            while a newer one verifies\n"
+    "  export    a checkpoint as one safetensors or npz file, tensors whole\n"
+    "  import    safetensors files as a committed checkpoint\n"
     "\n"
     "Every command takes --json (one JSON document on stdout) and --help.\n"
     "Run 'ckpt <command> --help' for its options; 'ckpt --version' for the version.\n"
@@ -184,13 +187,9 @@ static void usage_error(const opts *o, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("ckpt: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputs("\n", stderr);
+    iop_vusage(o && o->cmd_name ? o->cmd_name : NULL, fmt, ap);
     va_end(ap);
-    if (o && o->cmd_name)
-        fprintf(stderr, "Try 'ckpt %s --help'.\n", o->cmd_name);
-    else
+    if (!o || !o->cmd_name)
         fputs(usage_main, stderr);
 }
 
@@ -1102,6 +1101,11 @@ int main(int argc, char **argv)
                CKPT_VERSION_MINOR, CKPT_VERSION_PATCH, CKPT__FORMAT_MAJOR, CKPT__FORMAT_MINOR);
         return EXIT_VALID;
     }
+    /* export and import parse their own options (tools/interop.h). */
+    if (strcmp(a, "export") == 0)
+        return export_main(argc - 2, argv + 2);
+    if (strcmp(a, "import") == 0)
+        return import_main(argc - 2, argv + 2);
     const command *c = NULL;
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(a, commands[i].name) == 0)
