@@ -13,6 +13,7 @@
 
 #include "bench/gpu_util.h"
 #include "io/paths.h"
+#include "runtime/catalog.h"
 
 /* The runtime's events of the save of each repetition (runtime thread). */
 typedef struct d2h_watch {

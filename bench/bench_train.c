@@ -49,6 +49,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "runtime/catalog.h"
+
 #include "bench/bench_gpu.h"
 #include "bench/bench_raw.h"
 #include "bench/bench_state.h"

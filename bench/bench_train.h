@@ -10,7 +10,7 @@
 #include <pthread.h>
 #include <stdio.h>
 
-#include "runtime/internal.h"
+#include "ckpt/ckpt.h"
 
 #include "bench/bench_world.h"
 

@@ -28,9 +28,9 @@
  * Exit status: 0 success, 1 a failed API call, I/O error or verification
  * failure, 2 a usage error.
  *
- * The bench links the static library and reads two things the public API
- * does not expose (runtime/internal.h): the writer backend a context picked,
- * and the catalog helpers that list and delete step folders safely.
+ * The bench links the static library and uses two things the public API
+ * does not expose: the writer probe (runtime/backend.h), and the catalog
+ * helpers that list and delete step folders safely (runtime/catalog.h).
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -45,7 +45,8 @@
 
 #include "ckpt/ckpt.h"
 #include "io/paths.h"
-#include "runtime/internal.h"
+#include "runtime/backend.h"
+#include "runtime/catalog.h"
 
 #include "bench/bench_gpu.h"
 #include "bench/bench_train.h"
@@ -721,7 +722,7 @@ static int cmd_io(int argc, char **argv)
 
     /* --writer all measures what this machine allows: io_uring may be refused. */
     ckpt__err why;
-    if (!rc && o->nw > 1 && ckpt__uring_probe(&why) != 0) {
+    if (!rc && o->nw > 1 && ckpt__writer_probe(&ckpt__writer_uring, &why) != 0) {
         fprintf(stderr, "%s io: skipping the uring writer: %s\n", prog, why.msg);
         memmove(&b.o.w[0], &b.o.w[1], (size_t)(o->nw - 1) * sizeof b.o.w[0]);
         b.o.nw--;

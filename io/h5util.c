@@ -263,14 +263,14 @@ static herr_t grow_cache(hid_t fapl)
     return H5Pset_mdc_config(fapl, &c);
 }
 
-hid_t ckpt__h5_fapl(int aligned)
+hid_t ckpt__h5_fapl(uint64_t align_min)
 {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     if (fapl < 0)
         return fapl;
     if (H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST) < 0 ||
-        (aligned && H5Pset_alignment(fapl, CKPT__H5_ALIGN_THRESHOLD, 4096) < 0) ||
-        (aligned && H5Pset_small_data_block_size(fapl, 1 << 20) < 0) ||
+        (align_min && H5Pset_alignment(fapl, (hsize_t)align_min, 4096) < 0) ||
+        (align_min && H5Pset_small_data_block_size(fapl, 1 << 20) < 0) ||
         H5Pset_file_locking(fapl, 0, 1) < 0 || grow_cache(fapl) < 0) {
         H5Pclose(fapl);
         return H5I_INVALID_HID;

@@ -40,9 +40,10 @@ void ckpt__h5_format(char *out, size_t cap, const char *head, const char *call,
 /* A new HDF5 type for dtype (close with H5Tclose), or H5I_INVALID_HID. */
 hid_t ckpt__h5_type(ckpt_dtype dtype);
 /* File access list: newest format, no file locking, and for rank files
- * (aligned = 1) 4 KiB-aligned big datasets.  The rank file's metadata
- * block size is set by its creator (ckpt__rankfile_meta_block). */
-hid_t ckpt__h5_fapl(int aligned);
+ * (align_min nonzero) datasets of at least align_min bytes 4 KiB-aligned
+ * (rankfile.h owns that rule).  The rank file's metadata block size is set
+ * by its creator (ckpt__rankfile_meta_block). */
+hid_t ckpt__h5_fapl(uint64_t align_min);
 
 /* Dataset access list for reading files we did not just write: following an
  * external link fails instead of opening the file it names, so a hostile
@@ -53,6 +54,5 @@ hid_t ckpt__h5_dapl(void);
  * other files) and without external storage files; else 0. */
 int ckpt__h5_data_is_local(hid_t ds);
 
-#define CKPT__H5_ALIGN_THRESHOLD 65536 /* datasets this big start 4 KiB-aligned */
 
 #endif

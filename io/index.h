@@ -83,6 +83,13 @@ typedef struct ckpt__index {
     ckpt__strmap map; /* (name, kind << 24 | rank) -> entry index */
 } ckpt__index;
 
+/* A chunk of an index entry (index into entries[], chunk number): one
+ * that failed verification, in the pipeline's and verify's reports. */
+typedef struct ckpt__bad_chunk {
+    uint32_t entry;
+    uint32_t chunk;
+} ckpt__bad_chunk;
+
 /* Encodes idx; *buf is malloc'd, owned by the caller. */
 int ckpt__index_encode(const ckpt__index *idx, uint8_t **buf, size_t *len, ckpt__err *err);
 /* Decodes and validates (CKPT_ECORRUPT with a reason on any defect,

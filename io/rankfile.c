@@ -239,7 +239,7 @@ int ckpt__rankfile_create(const char *path, ckpt__index *idx, uint32_t rank,
         return ckpt__err_set(err, CKPT_ENOMEM, "%s: out of memory", path);
     snprintf(rf->path, sizeof rf->path, "%s", path);
     int rc = 0;
-    hid_t fapl = ckpt__h5_fapl(1);
+    hid_t fapl = ckpt__h5_fapl(CKPT__RANKFILE_ALIGN_MIN);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
     hid_t g1 = H5I_INVALID_HID, g2 = H5I_INVALID_HID;
@@ -573,7 +573,7 @@ int ckpt__rankfile_check(const char *path, const ckpt__index *idx, uint32_t rank
     int rc = ckpt__h5_guard_open(&g, path, err);
     if (rc)
         return rc;
-    hid_t fapl = ckpt__h5_fapl(1);
+    hid_t fapl = ckpt__h5_fapl(CKPT__RANKFILE_ALIGN_MIN);
     hid_t f = fapl >= 0 ? H5Fopen(path, H5F_ACC_RDONLY, fapl) : H5I_INVALID_HID;
     if (fapl >= 0)
         H5Pclose(fapl);

@@ -28,6 +28,15 @@
 
 typedef struct ckpt__rankfile ckpt__rankfile;
 
+/* Layout rule: the data of an entry of at least this many bytes starts
+ * 4 KiB-aligned in its rank file (HDF5's alignment property), so its
+ * writes can take the O_DIRECT path; smaller ones are packed tightly. */
+#define CKPT__RANKFILE_ALIGN_MIN 65536u
+static inline int ckpt__rankfile_data_aligned(uint64_t nbytes)
+{
+    return nbytes >= CKPT__RANKFILE_ALIGN_MIN;
+}
+
 /*
  * Creates `path` (which must not exist) with a dataset per entry of `rank`
  * in idx, writes metadata entries' bytes (meta_data[i] for entry i) through

@@ -34,7 +34,8 @@
 extern "C" {
 #endif
 
-#define CKPT__WRITER_VERSION 1
+/* 2: a probe method. */
+#define CKPT__WRITER_VERSION 2
 #define CKPT__DIO_ALIGN 4096u
 
 typedef struct ckpt__writer ckpt__writer;
@@ -72,6 +73,11 @@ typedef struct ckpt__writer_config {
 typedef struct ckpt__writer_methods {
     int version;
     const char *name;
+    /* 0 when the backend can run here, else CKPT_EUNSUPPORTED and why
+     * (io_uring: EPERM under seccomp or io_uring_disabled, ENOSYS, ENOMEM;
+     * the environment variable CKPT_TEST_URING_PROBE=<errno name> makes it
+     * fail as if the kernel had refused, so tests can check the fallback). */
+    int (*probe)(ckpt__err *err);
     int (*open)(const ckpt__writer_config *cfg, ckpt__writer **out, ckpt__err *err);
     /* Every request must have completed. */
     void (*close)(ckpt__writer *w);
@@ -99,12 +105,6 @@ typedef struct ckpt__writer_methods {
 
 extern const ckpt__writer_methods ckpt__writer_pwrite;
 extern const ckpt__writer_methods ckpt__writer_uring;
-
-/* Whether io_uring can be used here: 0, or CKPT_EUNSUPPORTED with the
- * reason (EPERM under seccomp or io_uring_disabled, ENOSYS, ENOMEM).  The
- * environment variable CKPT_TEST_URING_PROBE=<errno name> makes the probe
- * fail as if the kernel had refused, so tests can check the fallback. */
-int ckpt__uring_probe(ckpt__err *err);
 
 /* A file open for a writer: what both backends hold.  fd is buffered;
  * fd_direct is an O_DIRECT descriptor of the same file, or -1 where the

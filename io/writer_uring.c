@@ -62,7 +62,7 @@ typedef struct sync_wait {
     int done, res;
 } sync_wait;
 
-int ckpt__uring_probe(ckpt__err *err)
+static int ur_probe(ckpt__err *err)
 {
     const char *fake = getenv("CKPT_TEST_URING_PROBE");
     if (fake && *fake) {
@@ -297,7 +297,7 @@ static int ur_open(const ckpt__writer_config *cfg, ckpt__writer **out, ckpt__err
     if (cfg->queue_depth < 1 || cfg->queue_depth > 4096)
         return ckpt__err_set(err, CKPT_EINVAL, "io_uring writer: queue depth %d (1..4096)",
                              cfg->queue_depth);
-    int rc = ckpt__uring_probe(err);
+    int rc = ur_probe(err);
     if (rc)
         return rc;
     ckpt__writer *w = calloc(1, sizeof *w);
@@ -365,6 +365,7 @@ static int ur_file_open(ckpt__writer *w, const char *path, int mode, ckpt__wfile
 const ckpt__writer_methods ckpt__writer_uring = {
     .version = CKPT__WRITER_VERSION,
     .name = "uring",
+    .probe = ur_probe,
     .open = ur_open,
     .close = ur_close,
     .file_open = ur_file_open,

@@ -24,7 +24,7 @@
 #include <unistd.h>
 
 #include "io/paths.h"
-#include "runtime/internal.h"
+#include "runtime/catalog.h"
 
 #define MAX_DEPTH 8
 

@@ -68,7 +68,9 @@
 #include "io/manifest.h"
 #include "io/paths.h"
 #include "io/shard.h"
-#include "runtime/internal.h"
+#include "runtime/catalog.h"
+#include "runtime/commit.h"
+#include "runtime/events.h"
 
 #ifndef RENAME_NOREPLACE
 #define RENAME_NOREPLACE (1 << 0)

@@ -11,7 +11,10 @@
 #include <string.h>
 
 #include "io/paths.h"
-#include "runtime/internal.h"
+#include "runtime/config.h"
+#include "runtime/error_codes.h"
+#include "base/log.h"
+#include "runtime/policy.h"
 
 #define MIB (1ull << 20)
 

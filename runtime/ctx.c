@@ -1,19 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The public API's entry points: argument checks, the context's lifecycle,
- * registration, metadata, and the save/fence/ticket bookkeeping shared with
- * the coordinator thread (save.c).  Restore lives in restore.c.
- *
- * Ticket table invariant (ctx->mu): a ticket is in the table from
- * ckpt_save until it is consumed by ckpt_wait (wanted) or until its save
- * ends (not wanted).  Tickets are issued in increasing order, so a ticket
- * below next_ticket that is not in the table was consumed already.
- *
- * Unreported failures (ctx->mu): a save without a ticket that fails is
- * noted in ctx->unobserved (the first) and ctx->nunobserved by the
- * coordinator before its FAILED event; the next ckpt_save or ckpt_fence
- * that succeeds hands it to the caller and clears it, so ckpt_close
- * returns only what no call reported (ckpt.h conventions).
+ * registration, metadata, and the save/fence/poll/wait entry points, which
+ * queue jobs for the coordinator thread (save.c) and consult the ticket
+ * table (tickets.c, which states its invariants).  Restore lives in
+ * restore.c.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -28,9 +19,10 @@
 #include "io/manifest.h"
 #include "io/names.h"
 #include "io/paths.h"
-#include "runtime/internal.h"
-
-#define MAX_TICKETS 4096
+#include "runtime/backend.h"
+#include "runtime/catalog.h"
+#include "runtime/config.h"
+#include "runtime/context.h"
 
 /* ---- helpers ---------------------------------------------------------------- */
 
@@ -65,90 +57,7 @@ static int make_dirs(const char *path, ckpt__err *err)
     return 0;
 }
 
-static ckpt__ticketrec *find_ticket(ckpt_ctx *ctx, uint64_t t, size_t *pos)
-{
-    for (size_t i = 0; i < ctx->ntickets; i++)
-        if (ctx->tickets[i].ticket == t) {
-            if (pos)
-                *pos = i;
-            return &ctx->tickets[i];
-        }
-    return NULL;
-}
-
-static void drop_ticket(ckpt_ctx *ctx, size_t i)
-{
-    free(ctx->tickets[i].msg);
-    memmove(&ctx->tickets[i], &ctx->tickets[i + 1],
-            (ctx->ntickets - i - 1) * sizeof *ctx->tickets);
-    ctx->ntickets--;
-}
-
-void ckpt__note_unobserved(ckpt_ctx *ctx, const ckpt__err *e)
-{
-    ckpt__err_keep(&ctx->unobserved, e);
-    ctx->nunobserved++;
-}
-
-/* Hands the caller the unreported failures (ctx->mu held): once, as
- * CKPT_ESAVEFAILED with the failed save's step, code and message on
- * ctx->err; 0 when there are none. */
-static int report_unobserved(ckpt_ctx *ctx)
-{
-    const ckpt__err *u = &ctx->unobserved;
-    if (!u->code)
-        return 0;
-    if (ctx->nunobserved > 1)
-        ckpt__err_set(&ctx->err, CKPT_ESAVEFAILED,
-                      "%u earlier saves without a ticket failed; the first (%s): %s",
-                      ctx->nunobserved, ckpt_err_name(u->code), u->msg);
-    else
-        ckpt__err_set(&ctx->err, CKPT_ESAVEFAILED,
-                      "an earlier save without a ticket failed (%s): %s",
-                      ckpt_err_name(u->code), u->msg);
-    ckpt__err_clear(&ctx->unobserved);
-    ctx->nunobserved = 0;
-    return CKPT_ESAVEFAILED;
-}
-
-void ckpt__ticket_finish(ckpt_ctx *ctx, uint64_t ticket, int result, const char *msg)
-{
-    size_t i;
-    /* A failure without a ticket was noted before its event (save.c). */
-    ckpt__ticketrec *r = find_ticket(ctx, ticket, &i);
-    if (!r)
-        return;
-    if (!r->wanted) {
-        drop_ticket(ctx, i);
-        return;
-    }
-    r->done = 1;
-    r->result = result;
-    r->msg = result ? strdup(msg) : NULL;
-}
-
-/* Returns the ticket's state for poll/wait, or an error for a bad ticket. */
-static int ticket_lookup(ckpt_ctx *ctx, ckpt_ticket t, const char *fn, ckpt__ticketrec **out,
-                         size_t *pos)
-{
-    *out = find_ticket(ctx, t, pos);
-    if (*out)
-        return 0;
-    if (t == 0 || t > ctx->next_ticket)
-        return ckpt__err_set(&ctx->err, CKPT_EINVAL, "%s: ticket %llu was never issued", fn,
-                             (unsigned long long)t);
-    return ckpt__err_set(&ctx->err, CKPT_ESTATE,
-                         "%s: ticket %llu was already waited for (or not kept)", fn,
-                         (unsigned long long)t);
-}
-
 /* ---- lifecycle ---------------------------------------------------------------- */
-
-void ckpt__wait_janitor(ckpt_ctx *ctx)
-{
-    while (ctx->jan_req || ctx->jan_busy)
-        pthread_cond_wait(&ctx->cv, &ctx->mu);
-}
 
 static void destroy(ckpt_ctx *ctx)
 {
@@ -160,18 +69,15 @@ static void destroy(ckpt_ctx *ctx)
      * janitor, which finishes a pending pass before it sees stop. */
     if (ctx->coord_running)
         pthread_join(ctx->coord, NULL);
-    if (ctx->janitor_running)
-        pthread_join(ctx->janitor, NULL);
+    ckpt__janitor_stop(&ctx->jan);
     ckpt__policy_close(ctx);
     ckpt__engine_close(&ctx->eng);
     ckpt__registry_free(&ctx->reg);
     ckpt__meta_free(&ctx->meta);
     ckpt__providers_free(&ctx->prov);
-    for (size_t i = 0; i < ctx->ntickets; i++)
-        free(ctx->tickets[i].msg);
-    free(ctx->tickets);
+    ckpt__tickets_free(&ctx->tix);
     if (ctx->comm)
-        ctx->comm->m->destroy(ctx->comm);
+        ckpt__comm_destroy(ctx->comm);
     pthread_cond_destroy(&ctx->cv);
     pthread_mutex_destroy(&ctx->mu);
     pthread_mutex_destroy(&ctx->ev_mu);
@@ -200,7 +106,7 @@ static int comm_refused(ckpt_comm *comm, ckpt__err *err)
     if (!comm->err.code)
         return 0;
     int rc = ckpt__err_set(err, comm->err.code, "ckpt_open: %s", comm->err.msg);
-    comm->m->destroy(comm);
+    ckpt__comm_destroy(comm);
     return rc;
 }
 
@@ -214,19 +120,19 @@ int ckpt_open(const ckpt_config *cfg, ckpt_comm *comm, ckpt_ctx **out)
         return err->code;
     if (!out || !cfg) {
         if (comm)
-            comm->m->destroy(comm);
+            ckpt__comm_destroy(comm);
         return ckpt__err_set(err, CKPT_EINVAL, "ckpt_open: %s is NULL", out ? "cfg" : "out");
     }
     int rc = ckpt__config_validate(cfg, err);
     if (rc) {
         if (comm)
-            comm->m->destroy(comm);
+            ckpt__comm_destroy(comm);
         return rc;
     }
     ckpt_ctx *ctx = calloc(1, sizeof *ctx);
     if (!ctx) {
         if (comm)
-            comm->m->destroy(comm);
+            ckpt__comm_destroy(comm);
         return ckpt__err_set(err, CKPT_ENOMEM, "ckpt_open: out of memory");
     }
     pthread_mutex_init(&ctx->mu, NULL);
@@ -247,8 +153,8 @@ int ckpt_open(const ckpt_config *cfg, ckpt_comm *comm, ckpt_ctx **out)
         destroy(ctx);
         return ckpt__err_set(err, CKPT_ENOMEM, "ckpt_open: out of memory");
     }
-    ctx->rank = ctx->comm->m->rank(ctx->comm);
-    ctx->world = ctx->comm->m->size(ctx->comm);
+    ctx->rank = ckpt__comm_rank(ctx->comm);
+    ctx->world = ckpt__comm_size(ctx->comm);
     ctx->running_step = -1;
     ctx->restored_step = -1;
 
@@ -284,23 +190,21 @@ int ckpt_open(const ckpt_config *cfg, ckpt_comm *comm, ckpt_ctx **out)
             ctx->coord_running = 1;
     }
     if (!rc) {
-        int e = pthread_create(&ctx->janitor, NULL, ckpt__janitor_main, ctx);
-        if (e)
-            rc = ckpt__err_errno(err, e, "ckpt_open: pthread_create");
-        else
-            ctx->janitor_running = 1;
+        ckpt__retention rules = {ctx->cfg.keep_last, ctx->cfg.keep_every,
+                                 ctx->cfg.max_age_hours};
+        rc = ckpt__janitor_start(&ctx->jan, ctx->dir, &rules, &ctx->log, err);
     }
     /* Open is a collective point: every rank reaches both collectives, so a
      * failure on one rank fails the open on all (no rank left waiting). */
     int64_t bad = rc ? 1 : 0;
-    int crc = ctx->comm->m->allreduce_i64(ctx->comm, &bad, 1, CKPT__MAX, err);
+    int crc = ckpt__comm_allreduce(ctx->comm, &ctx->fault, &bad, 1, CKPT__MAX, err);
     if (!crc && !rc && bad)
         rc = ckpt__err_set(err, CKPT_ECOMM, "another rank failed to open %s", cfg->dir);
     if (!rc && crc)
         rc = crc;
     /* Every rank learns rank 0's run uuid. */
     if (!rc)
-        rc = ctx->comm->m->bcast(ctx->comm, ctx->run_uuid, 16, 0, err);
+        rc = ckpt__comm_bcast(ctx->comm, &ctx->fault, ctx->run_uuid, 16, 0, err);
     /* Every rank gets here with the same rc, so all or none agree on the
      * save policy (a collective of its own). */
     if (!rc)
@@ -323,12 +227,10 @@ int ckpt_close(ckpt_ctx *ctx)
     pthread_mutex_lock(&ctx->mu);
     while (ctx->inflight > 0)
         pthread_cond_wait(&ctx->cv, &ctx->mu);
-    ckpt__wait_janitor(ctx);
-    ckpt__err unobserved = ctx->unobserved;
-    if (ctx->nunobserved > 1)
-        ckpt__err_prefix(&unobserved, "%u saves without a ticket failed; the first",
-                         ctx->nunobserved);
+    ckpt__err unobserved;
+    ckpt__tickets_unreported(&ctx->tix, &unobserved);
     pthread_mutex_unlock(&ctx->mu);
+    ckpt__janitor_wait(&ctx->jan);
     destroy(ctx);
     if (unobserved.code)
         *ckpt__thread_err() = unobserved;
@@ -376,7 +278,7 @@ static int add_tensor(ckpt_ctx *ctx, const char *fn, const char *name, void *ptr
                                 &ctx->err);
     if (!rc && ctx->reg.v[ctx->reg.n - 1].nbytes) {
         const ckpt__tensor *t = &ctx->reg.v[ctx->reg.n - 1];
-        rc = ctx->eng.dm->check_tensor(ctx->eng.dev, t->ptr, (size_t)t->nbytes, &ctx->err);
+        rc = ckpt__device_check_tensor(&ctx->eng, t->ptr, (size_t)t->nbytes, &ctx->err);
         if (rc) {
             ckpt__err keep = ctx->err;
             ckpt__registry_remove(&ctx->reg, name, &ctx->err);
@@ -502,36 +404,20 @@ int ckpt_save(ckpt_ctx *ctx, int64_t step, void *stream, ckpt_ticket *ticket)
         return ckpt__err_set(&ctx->err, CKPT_ESTATE,
                              "ckpt_save: step %lld is already being saved", (long long)step);
     }
-    if (ctx->ntickets == ctx->cap_tickets) {
-        size_t cap = ctx->cap_tickets ? ctx->cap_tickets * 2 : 16;
-        ckpt__ticketrec *v = realloc(ctx->tickets, cap * sizeof *v);
-        if (!v) {
-            pthread_mutex_unlock(&ctx->mu);
-            ckpt__job_free(job);
-            return ckpt__err_set(&ctx->err, CKPT_ENOMEM, "ckpt_save: out of memory");
-        }
-        ctx->tickets = v;
-        ctx->cap_tickets = cap;
-    }
-    /* Bound the table: forget the oldest finished ticket nobody collected. */
-    if (ctx->ntickets >= MAX_TICKETS)
-        for (size_t i = 0; i < ctx->ntickets; i++)
-            if (ctx->tickets[i].done) {
-                drop_ticket(ctx, i);
-                break;
-            }
-    rc = ctx->eng.dm->save_begin(ctx->eng.dev, stream, &ctx->err);
+    rc = ckpt__tickets_reserve(&ctx->tix, &ctx->err);
     if (rc) {
         pthread_mutex_unlock(&ctx->mu);
         ckpt__job_free(job);
         return rc;
     }
-    ckpt_ticket t = job->ticket = ++ctx->next_ticket;
+    rc = ckpt__device_save_begin(&ctx->eng, stream, &ctx->err);
+    if (rc) {
+        pthread_mutex_unlock(&ctx->mu);
+        ckpt__job_free(job);
+        return rc;
+    }
+    ckpt_ticket t = job->ticket = ckpt__tickets_issue(&ctx->tix, ticket != NULL);
     job->seq = ++ctx->seq;
-    ckpt__ticketrec *r = &ctx->tickets[ctx->ntickets++];
-    memset(r, 0, sizeof *r);
-    r->ticket = job->ticket;
-    r->wanted = ticket != NULL;
     ctx->inflight++;
     ctx->snap_pending++;
     ctx->snap_unqueued++;
@@ -542,7 +428,7 @@ int ckpt_save(ckpt_ctx *ctx, int64_t step, void *stream, ckpt_ticket *ticket)
     ctx->qtail = job;
     /* After the wait for a slot: a failure of the save this one waited for
      * is reported now, not one call later. */
-    rc = report_unobserved(ctx);
+    rc = ckpt__tickets_report_unobserved(&ctx->tix, &ctx->err);
     pthread_mutex_unlock(&ctx->mu);
     /* Signalled after unlocking, so the coordinator does not wake up only to
      * block on the mutex this thread still holds. */
@@ -565,11 +451,11 @@ int ckpt_fence(ckpt_ctx *ctx, void *stream)
     while (on_host ? ctx->snap_pending > 0 : ctx->snap_unqueued > 0)
         pthread_cond_wait(&ctx->cv, &ctx->mu);
     pthread_mutex_unlock(&ctx->mu);
-    int rc = ctx->eng.dm->fence(ctx->eng.dev, stream, &ctx->err);
+    int rc = ckpt__device_fence(&ctx->eng, stream, &ctx->err);
     if (rc)
         return rc; /* the fence's own error first; a pending report waits */
     pthread_mutex_lock(&ctx->mu);
-    rc = report_unobserved(ctx);
+    rc = ckpt__tickets_report_unobserved(&ctx->tix, &ctx->err);
     pthread_mutex_unlock(&ctx->mu);
     return rc;
 }
@@ -580,7 +466,7 @@ int ckpt_poll(ckpt_ctx *ctx, ckpt_ticket ticket)
         return no_ctx("ckpt_poll");
     ckpt__ticketrec *r;
     pthread_mutex_lock(&ctx->mu);
-    int rc = ticket_lookup(ctx, ticket, "ckpt_poll", &r, NULL);
+    int rc = ckpt__tickets_lookup(&ctx->tix, ticket, "ckpt_poll", &r, NULL, &ctx->err);
     if (!rc) {
         rc = r->done ? r->result : CKPT_INPROGRESS;
         if (r->done && r->result)
@@ -611,7 +497,7 @@ int ckpt_wait(ckpt_ctx *ctx, ckpt_ticket ticket, int64_t timeout_ms)
     ckpt__ticketrec *r;
     size_t pos = 0;
     pthread_mutex_lock(&ctx->mu);
-    int rc = ticket_lookup(ctx, ticket, "ckpt_wait", &r, &pos);
+    int rc = ckpt__tickets_lookup(&ctx->tix, ticket, "ckpt_wait", &r, &pos, &ctx->err);
     while (!rc && !r->done) {
         if (timeout_ms < 0) {
             pthread_cond_wait(&ctx->cv, &ctx->mu);
@@ -621,13 +507,13 @@ int ckpt_wait(ckpt_ctx *ctx, ckpt_ticket ticket, int64_t timeout_ms)
                                (unsigned long long)ticket, (long long)timeout_ms);
             break;
         }
-        r = find_ticket(ctx, ticket, &pos); /* the table may have moved */
+        r = ckpt__tickets_find(&ctx->tix, ticket, &pos); /* the table may have moved */
     }
     if (!rc) {
         rc = r->result;
         if (rc)
             ckpt__err_set(&ctx->err, rc, "%s", r->msg ? r->msg : "");
-        drop_ticket(ctx, pos);
+        ckpt__tickets_drop(&ctx->tix, pos);
     }
     pthread_mutex_unlock(&ctx->mu);
     return rc;
@@ -658,9 +544,7 @@ int ckpt_list(ckpt_ctx *ctx, ckpt_info *out, size_t cap, size_t *count)
                              count ? "out" : "count");
     *count = 0;
     /* List what retention leaves, not what it is deleting. */
-    pthread_mutex_lock(&ctx->mu);
-    ckpt__wait_janitor(ctx);
-    pthread_mutex_unlock(&ctx->mu);
+    ckpt__janitor_wait(&ctx->jan);
     int64_t *steps;
     size_t n;
     int rc = ckpt__catalog_scan(ctx->dir, &steps, &n, &ctx->err);
@@ -705,15 +589,10 @@ int ckpt_list(ckpt_ctx *ctx, ckpt_info *out, size_t cap, size_t *count)
 
 int ckpt__fault_arm(ckpt_ctx *ctx, int site, int64_t nth, int action)
 {
-    if (!ctx || site < 0 || site >= CKPT__FAULT_NSITES)
-        return CKPT_EINVAL;
-    ckpt__fault_set(&ctx->fault, site, nth, action);
-    return 0;
+    return ctx ? ckpt__fault_arm_table(&ctx->fault, site, nth, action) : CKPT_EINVAL;
 }
 
 int ckpt__fault_fired(ckpt_ctx *ctx, int site)
 {
-    if (!ctx || site < 0 || site >= CKPT__FAULT_NSITES)
-        return 0;
-    return atomic_load(&ctx->fault.fired[site]);
+    return ctx ? ckpt__fault_fired_table(&ctx->fault, site) : 0;
 }

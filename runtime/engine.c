@@ -12,7 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "runtime/pipeline.h"
+#include "runtime/backend.h"
+#include "runtime/engine.h"
 
 static int pick_writer(const ckpt__engine_config *cfg, ckpt__log *log,
                        const ckpt__writer_methods **out, ckpt__err *err)
@@ -23,14 +24,14 @@ static int pick_writer(const ckpt__engine_config *cfg, ckpt__log *log,
         *out = &ckpt__writer_pwrite;
         return 0;
     case CKPT_IO_URING:
-        if (ckpt__uring_probe(err) != 0)
+        if (ckpt__writer_probe(&ckpt__writer_uring, err) != 0)
             return ckpt__err_prefix(err, "io=uring");
         *out = &ckpt__writer_uring;
         return 0;
     case CKPT_IO_AUTO:
     default:
         ckpt__err_clear(&why);
-        if (ckpt__uring_probe(&why) == 0) {
+        if (ckpt__writer_probe(&ckpt__writer_uring, &why) == 0) {
             *out = &ckpt__writer_uring;
             ckpt__logf(log, CKPT_LOG_INFO, "writer: uring (auto)");
         } else {
@@ -52,7 +53,7 @@ static int pick_writer(const ckpt__engine_config *cfg, ckpt__log *log,
 static int cuda_load(ckpt__engine *eng, ckpt__err *why)
 {
     int rc = ckpt__plugin_load(CUDA_PLUGIN, CUDA_PLUGIN_ENV, &eng->plugin, why);
-    if (!rc && (rc = eng->plugin.m->probe(why)) != 0)
+    if (!rc && (rc = ckpt__device_probe(eng->plugin.m, why)) != 0)
         ckpt__plugin_unload(&eng->plugin);
     return rc;
 }
@@ -110,20 +111,20 @@ int ckpt__engine_open(ckpt__engine *eng, const ckpt__engine_config *cfg, ckpt__l
         .direct = !cfg->buffered,
     };
     int nh = cfg->hash_threads ? cfg->hash_threads : (cores() < 4 ? cores() : 4);
-    rc = eng->wm->open(&wc, &eng->w, err);
+    rc = ckpt__writer_open(eng, &wc, err);
     if (!rc)
-        rc = eng->dm->open(&eng->dev, err);
+        rc = ckpt__device_open(eng, err);
     if (!rc)
         rc = ckpt__workers_open(nh, &eng->hashers, err);
     if (!rc)
         rc = ckpt__staging_init(&eng->staging, cfg->staging_bytes, err);
     if (!rc)
-        rc = eng->dm->register_staging(eng->dev, eng->staging.base, eng->staging.bytes, err);
-    if (!rc && eng->wm->register_buffers) {
+        rc = ckpt__device_register_staging(eng, eng->staging.base, eng->staging.bytes, err);
+    if (!rc) {
         ckpt__err why;
         ckpt__err_clear(&why);
-        if (eng->wm->register_buffers(eng->w, eng->staging.base, eng->staging.bytes,
-                                      CKPT__STAGE_ALIGN, &why) != 0)
+        if (ckpt__writer_register_buffers(eng, eng->staging.base, eng->staging.bytes,
+                                          CKPT__STAGE_ALIGN, &why) != 0)
             ckpt__logf(log, CKPT_LOG_INFO, "%s", why.msg);
     }
     if (rc)
@@ -135,9 +136,9 @@ void ckpt__engine_close(ckpt__engine *eng)
 {
     ckpt__workers_close(eng->hashers);
     if (eng->dev)
-        eng->dm->close(eng->dev);
+        ckpt__device_close(eng);
     if (eng->w)
-        eng->wm->close(eng->w);
+        ckpt__writer_close(eng);
     ckpt__staging_destroy(&eng->staging);
     ckpt__plugin_unload(&eng->plugin); /* after its device is closed */
     memset(eng, 0, sizeof *eng);

@@ -7,7 +7,7 @@
  * no shared mutable state.  The backend libraries never reach it: a comm
  * factory's failure travels on the comm it returns (comm.h).
  */
-#include "runtime/internal.h"
+#include "runtime/error_codes.h"
 
 const char *ckpt_strerror(int code)
 {

@@ -8,7 +8,7 @@
  */
 #include <time.h>
 
-#include "runtime/internal.h"
+#include "runtime/context.h"
 
 static const char *const names[] = {"?", "started", "snapshot taken", "durable", "committed",
                                     "failed"};

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdlib.h>
 
 #include "runtime/fault.h"
 
@@ -55,36 +56,30 @@ int ckpt__fault_check(ckpt__fault *f, int site, const char *what, ckpt__err *err
     }
 }
 
-void ckpt__fault_submit(ckpt__fault *f, const ckpt__writer_methods *wm, ckpt__writer *w,
-                        ckpt__ioreq *req)
+ckpt__fault *ckpt__fault_new(void)
 {
-    int site = req->op == CKPT__IO_WRITE ? CKPT__FAULT_WRITE : CKPT__FAULT_READ;
-    switch (ckpt__fault_hit(f, site)) {
-    case CKPT__FAIL_EIO:
-        req->res = -EIO;
-        break;
-    case CKPT__FAIL_ENOSPC:
-        req->res = -ENOSPC;
-        break;
-    case CKPT__FAIL_SHORT:
-        req->res = (int64_t)(req->n / 2);
-        break;
-    default:
-        wm->submit(w, req);
-        return;
-    }
-    req->cb(req);
+    ckpt__fault *f = malloc(sizeof *f);
+    if (f)
+        ckpt__fault_init(f);
+    return f;
 }
 
-void ckpt__fault_copy_out(ckpt__fault *f, const ckpt__device_methods *dm, ckpt__device *dev,
-                          ckpt__copyreq *req)
+int ckpt__fault_arm_table(ckpt__fault *f, int site, int64_t nth, int action)
 {
-    if (ckpt__fault_hit(f, CKPT__FAULT_COPY) == CKPT__FAIL_NONE) {
-        dm->copy_out(dev, req);
-        return;
-    }
-    ckpt__err e;
-    ckpt__err_set(&e, CKPT_EDEVICE, "%s copy_out of %zu copies: injected fault", dm->name,
-                  req->nops);
-    req->cb(req, &e);
+    if (!f || site < 0 || site >= CKPT__FAULT_NSITES)
+        return CKPT_EINVAL;
+    ckpt__fault_set(f, site, nth, action);
+    return 0;
+}
+
+int ckpt__fault_fired_table(ckpt__fault *f, int site)
+{
+    if (!f || site < 0 || site >= CKPT__FAULT_NSITES)
+        return 0;
+    return atomic_load(&f->fired[site]);
+}
+
+void ckpt__fault_free(ckpt__fault *f)
+{
+    free(f);
 }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The fault sites and actions, and the two test hooks that arm them on a
- * context.  Separate from fault.h (which holds the C11 atomic counters) so
+ * The fault sites and actions, and the test hooks that arm them on a
+ * context (or on a table of their own).  Separate from fault.h (which holds the C11 atomic counters) so
  * that C++ tests can include it.  Not installed; not part of the API.
  */
 #ifndef CKPT_RUNTIME_FAULT_HOOKS_H
@@ -24,12 +24,16 @@ enum ckpt__fault_site {
     CKPT__FAULT_RENAME,    /* the commit rename */
     CKPT__FAULT_DIRSYNC,   /* fsync of DIR after the rename */
     CKPT__FAULT_COPY,      /* a snapshot copy request handed to the device */
+    CKPT__FAULT_BARRIER,   /* a comm barrier */
+    CKPT__FAULT_ALLREDUCE, /* a comm allreduce (open, policy agreement, restore) */
+    CKPT__FAULT_BCAST,     /* a comm bcast (open, restore's agreed error) */
+    CKPT__FAULT_GATHER,    /* a comm gather */
     CKPT__FAULT_NSITES
 };
 
 enum ckpt__fault_action {
     CKPT__FAIL_NONE = 0,
-    CKPT__FAIL_EIO,
+    CKPT__FAIL_EIO,    /* comm sites: any action but CRASH fails with CKPT_ECOMM */
     CKPT__FAIL_ENOSPC,
     CKPT__FAIL_SHORT, /* I/O sites: completes with half the bytes */
     CKPT__FAIL_CRASH  /* raise(SIGKILL) at the site */
@@ -41,6 +45,15 @@ struct ckpt_ctx;
 int ckpt__fault_arm(struct ckpt_ctx *ctx, int site, int64_t nth, int action);
 /* How many times the site fired since it was armed. */
 int ckpt__fault_fired(struct ckpt_ctx *ctx, int site);
+
+/* A fault table without a context, for tests that call the comm wrappers
+ * of backend.h directly: new (NULL when out of memory), arm and fired as
+ * above, free (NULL is a no-op). */
+struct ckpt__fault;
+struct ckpt__fault *ckpt__fault_new(void);
+int ckpt__fault_arm_table(struct ckpt__fault *f, int site, int64_t nth, int action);
+int ckpt__fault_fired_table(struct ckpt__fault *f, int site);
+void ckpt__fault_free(struct ckpt__fault *f);
 
 #ifdef __cplusplus
 }

@@ -5,12 +5,14 @@
  */
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <xxhash.h>
 
-#include "io/h5util.h"
+#include "io/rankfile.h"
+#include "runtime/backend.h"
 #include "runtime/pipeline.h"
 
 enum { EV_FILLED = 1, EV_HASHED, EV_DRAINED };
@@ -72,8 +74,8 @@ int ckpt__pipe_init(ckpt__pipe *p, int dir, ckpt__engine *eng, ckpt__index *idx,
     ckpt__batch *b = NULL;
     for (uint32_t i = 0; i < n; i++) {
         const ckpt__entry *e = &idx->entries[entries[i]];
-        /* Entries this big start 4 KiB-aligned in the file (h5util.c). */
-        int big = e->nbytes >= CKPT__H5_ALIGN_THRESHOLD;
+        /* Big entries start 4 KiB-aligned in the file (rankfile.h). */
+        int big = ckpt__rankfile_data_aligned(e->nbytes);
         for (uint32_t c = 0; c < e->nchunks; c++, k++) {
             ckpt__extent *x = &p->ext[k];
             x->entry = entries[i];
@@ -210,7 +212,7 @@ static void submit_runs(ckpt__pipe *p, ckpt__batch *b)
     atomic_store(&b->io_failed, 0);
     for (uint32_t r = b->run0; r < b->run0 + b->nruns; r++) {
         p->runs[r].buf = slab + p->run_slab_off[r];
-        ckpt__fault_submit(p->eng->fault, p->eng->wm, p->eng->w, &p->runs[r]);
+        ckpt__writer_submit(p->eng, &p->runs[r]);
     }
 }
 
@@ -234,7 +236,7 @@ static void start_batch(ckpt__pipe *p, ckpt__batch *b, uint64_t off)
     b->creq.nops = b->count;
     b->creq.cb = on_copied;
     b->creq.user = b;
-    ckpt__fault_copy_out(p->eng->fault, p->eng->dm, p->eng->dev, &b->creq);
+    ckpt__device_copy_out(p->eng, &b->creq);
 }
 
 /* Finds room for len bytes at the ring's head: 1 and *off, or 0 when the
@@ -431,7 +433,7 @@ static void drain_load(ckpt__pipe *p, ckpt__batch *b)
     }
     ckpt__err e;
     ckpt__err_clear(&e);
-    if (nops && p->eng->dm->copy_in(p->eng->dev, ops, nops, p->stream, &e) != 0)
+    if (nops && ckpt__device_copy_in(p->eng, ops, nops, p->stream, &e) != 0)
         ckpt__pipe_fail(p, &e);
 }
 

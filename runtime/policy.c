@@ -31,7 +31,8 @@
 #include <unistd.h>
 
 #include "io/paths.h"
-#include "runtime/internal.h"
+#include "runtime/backend.h"
+#include "runtime/context.h"
 
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the signal counters must be lock-free");
 
@@ -174,7 +175,7 @@ int ckpt__policy_open(ckpt_ctx *ctx, ckpt__err *err)
     };
     ckpt__err cerr;
     ckpt__err_clear(&cerr);
-    int crc = ctx->comm->m->allreduce_i64(ctx->comm, v, 6, CKPT__MAX, &cerr);
+    int crc = ckpt__comm_allreduce(ctx->comm, &ctx->fault, v, 6, CKPT__MAX, &cerr);
     if (rc)
         return rc;
     if (crc) {
@@ -269,7 +270,7 @@ static int agree(ckpt_ctx *ctx, int *why)
         (p->pending & CKPT__DUE_SIGNAL) != 0,
         (p->pending & CKPT__DUE_FILE) != 0,
     };
-    int rc = ctx->comm->m->allreduce_i64(ctx->comm, v, 3, CKPT__MAX, &ctx->err);
+    int rc = ckpt__comm_allreduce(ctx->comm, &ctx->fault, v, 3, CKPT__MAX, &ctx->err);
     if (rc)
         return ckpt__err_prefix(&ctx->err, "ckpt_policy_due: agreeing across ranks");
     *why |= (v[0] ? CKPT__DUE_TIME : 0) | (v[1] ? CKPT__DUE_SIGNAL : 0) |

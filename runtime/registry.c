@@ -15,7 +15,8 @@
 #include <string.h>
 
 #include "io/names.h"
-#include "runtime/internal.h"
+#include "io/index.h"
+#include "runtime/registry.h"
 
 static int grow(void **v, uint32_t *cap, size_t elem)
 {

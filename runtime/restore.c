@@ -50,7 +50,10 @@
 #include "io/manifest.h"
 #include "io/paths.h"
 #include "io/shard.h"
-#include "runtime/internal.h"
+#include "runtime/backend.h"
+#include "runtime/catalog.h"
+#include "runtime/context.h"
+#include "runtime/pipeline.h"
 
 static void shape_str(int ndim, const int64_t *shape, char *out, size_t cap)
 {
@@ -297,7 +300,7 @@ static int sink_load(void *user, uint32_t c, uint8_t *buf, uint64_t *n, ckpt__er
 static int sink_flush(void *user, ckpt__err *err)
 {
     overlap_sink *s = user;
-    int rc = s->nops ? s->ctx->eng.dm->copy_in(s->ctx->eng.dev, s->ops, s->nops, s->stream, err)
+    int rc = s->nops ? ckpt__device_copy_in(&s->ctx->eng, s->ops, s->nops, s->stream, err)
                      : 0;
     s->nops = 0;
     return rc;
@@ -343,7 +346,7 @@ static int read_whole(ckpt_ctx *ctx, ckpt__index *idx, const plan *p, uint32_t r
     }
     ckpt__wfile *wf = NULL;
     if (!rc && nids)
-        rc = ctx->eng.wm->file_open(ctx->eng.w, path, CKPT__WF_READ, &wf, err);
+        rc = ckpt__writer_file_open(&ctx->eng, path, CKPT__WF_READ, &wf, err);
     if (!rc && nids) {
         ckpt__pipe pipe;
         rc = ckpt__pipe_init(&pipe, CKPT__PIPE_LOAD, &ctx->eng, idx, ptrs, ids, nids, what, err);
@@ -358,7 +361,7 @@ static int read_whole(ckpt_ctx *ctx, ckpt__index *idx, const plan *p, uint32_t r
         ckpt__pipe_destroy(&pipe);
     }
     if (wf)
-        ctx->eng.wm->file_close(ctx->eng.w, wf);
+        ckpt__writer_file_close(&ctx->eng, wf);
     free(ptrs);
     free(ids);
     return rc;
@@ -512,7 +515,7 @@ static int agree(ckpt_ctx *ctx, int rc, int fatal, ckpt__err *err, int *fatal_ou
     int64_t key = rc ? (int64_t)(fatal ? 0 : 1) * ctx->world + ctx->rank : INT64_MAX;
     ckpt__err cerr;
     ckpt__err_clear(&cerr);
-    int crc = ctx->comm->m->allreduce_i64(ctx->comm, &key, 1, CKPT__MIN, &cerr);
+    int crc = ckpt__comm_allreduce(ctx->comm, &ctx->fault, &key, 1, CKPT__MIN, &cerr);
     if (crc) {
         *err = cerr;
         *fatal_out = 1;
@@ -532,7 +535,7 @@ static int agree(ckpt_ctx *ctx, int rc, int fatal, ckpt__err *err, int *fatal_ou
         snprintf(m.msg, sizeof m.msg, "%s", err->msg);
     }
     if (ctx->world > 1) {
-        crc = ctx->comm->m->bcast(ctx->comm, &m, sizeof m, who, &cerr);
+        crc = ckpt__comm_bcast(ctx->comm, &ctx->fault, &m, sizeof m, who, &cerr);
         if (crc) {
             *err = cerr;
             *fatal_out = 1;
@@ -551,9 +554,10 @@ static int quiesce(ckpt_ctx *ctx, const char *fn, ckpt__err *err)
 {
     pthread_mutex_lock(&ctx->mu);
     int busy = ctx->inflight;
-    if (!busy)
-        ckpt__wait_janitor(ctx);
     pthread_mutex_unlock(&ctx->mu);
+    /* Only this thread queues saves, so none starts before the wait. */
+    if (!busy)
+        ckpt__janitor_wait(&ctx->jan);
     if (busy)
         return ckpt__err_set(err, CKPT_ESTATE, "%s: %d save(s) in flight; wait for them first",
                              fn, busy);
@@ -624,7 +628,7 @@ int ckpt__restore(ckpt_ctx *ctx, int64_t step, void *stream, int64_t *step_out)
             i++;
         int64_t prop = i < n ? steps[i] : -1;
         ckpt__err cerr;
-        rc = ctx->comm->m->allreduce_i64(ctx->comm, &prop, 1, CKPT__MIN, &cerr);
+        rc = ckpt__comm_allreduce(ctx->comm, &ctx->fault, &prop, 1, CKPT__MIN, &cerr);
         if (rc) {
             *err = cerr;
             break;

@@ -26,7 +26,10 @@
 #include "io/names.h"
 #include "io/paths.h"
 #include "io/rankfile.h"
-#include "runtime/internal.h"
+#include "runtime/backend.h"
+#include "runtime/commit.h"
+#include "runtime/context.h"
+#include "runtime/pipeline.h"
 
 void ckpt__job_free(ckpt__job *job)
 {
@@ -290,14 +293,14 @@ static int write_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__e
     if (rc)
         return rc;
     hash_meta(&s->idx, (const void *const *)s->ptrs);
-    rc = ctx->eng.wm->file_open(ctx->eng.w, s->path, CKPT__WF_WRITE, &s->wf, err);
+    rc = ckpt__writer_file_open(&ctx->eng, s->path, CKPT__WF_WRITE, &s->wf, err);
     /* Reserve the big datasets: their O_DIRECT writes then never extend the
      * file, and a full disk fails here, before any data moves.  Small ones
      * stay sparse-friendly (they share HDF5's blocks with metadata). */
     for (uint32_t i = 0; !rc && i < s->idx.nentries; i++) {
         const ckpt__entry *e = &s->idx.entries[i];
-        if (e->kind == CKPT__ENTRY_TENSOR && e->nbytes >= CKPT__H5_ALIGN_THRESHOLD &&
-            ctx->eng.wm->allocate(ctx->eng.w, s->wf, e->file_off, e->nbytes, err) != 0)
+        if (e->kind == CKPT__ENTRY_TENSOR && ckpt__rankfile_data_aligned(e->nbytes) &&
+            ckpt__writer_allocate(&ctx->eng, s->wf, e->file_off, e->nbytes, err) != 0)
             rc = ckpt__err_prefix(err, "%s", s->path);
     }
     if (rc)
@@ -323,9 +326,7 @@ static int finish_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__
         s->rf = NULL;
     }
     double t1 = ckpt__now_s();
-    if (!rc)
-        rc = ckpt__fault_check(&ctx->fault, CKPT__FAULT_SYNC, "fsync rank file", err);
-    if (!rc && ctx->eng.wm->sync(ctx->eng.w, s->wf, err) != 0)
+    if (!rc && ckpt__writer_sync(&ctx->eng, s->wf, err) != 0)
         rc = ckpt__err_prefix(err, "%s", s->path);
     struct stat st;
     if (!rc && stat(s->path, &st) != 0)
@@ -409,7 +410,7 @@ static int run_save(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
         ckpt__h5_leave();
     }
     if (s->wf)
-        ctx->eng.wm->file_close(ctx->eng.w, s->wf);
+        ckpt__writer_file_close(&ctx->eng, s->wf);
     /* Rank 0 removes a failed save's folder; another rank leaves its
      * failure mark there instead, so rank 0 stops waiting for it. */
     if (rc && s->partial[0] && ctx->rank == 0 && ctx->world > 1)
@@ -428,40 +429,7 @@ static int run_save(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
     return rc;
 }
 
-static void apply_retention(ckpt_ctx *ctx, int64_t step)
-{
-    ckpt__retention rules = {ctx->cfg.keep_last, ctx->cfg.keep_every,
-                             ctx->cfg.max_age_hours};
-    ckpt__err e;
-    ckpt__err_clear(&e);
-    if (ckpt__retention_apply(ctx->dir, &rules, step, &ctx->log, NULL, &e) != 0)
-        ckpt__logf(&ctx->log, CKPT_LOG_WARN, "retention after step %lld: %s", (long long)step,
-                   e.msg);
-}
 
-/* The janitor: applies retention after each commit, one at a time, in
- * order of the requests (a newer request replaces one not yet started). */
-void *ckpt__janitor_main(void *arg)
-{
-    ckpt_ctx *ctx = arg;
-    pthread_mutex_lock(&ctx->mu);
-    for (;;) {
-        while (!ctx->jan_req && !ctx->stop)
-            pthread_cond_wait(&ctx->cv, &ctx->mu);
-        if (!ctx->jan_req)
-            break;
-        int64_t step = ctx->jan_step;
-        ctx->jan_req = 0;
-        ctx->jan_busy = 1;
-        pthread_mutex_unlock(&ctx->mu);
-        apply_retention(ctx, step);
-        pthread_mutex_lock(&ctx->mu);
-        ctx->jan_busy = 0;
-        pthread_cond_broadcast(&ctx->cv);
-    }
-    pthread_mutex_unlock(&ctx->mu);
-    return NULL;
-}
 
 void *ckpt__coordinator_main(void *arg)
 {
@@ -487,7 +455,7 @@ void *ckpt__coordinator_main(void *arg)
              * next ckpt_save or ckpt_fence reports it (ckpt.h). */
             if (!job->wanted) {
                 pthread_mutex_lock(&ctx->mu);
-                ckpt__note_unobserved(ctx, &job->err);
+                ckpt__tickets_note_unobserved(&ctx->tix, &job->err);
                 pthread_mutex_unlock(&ctx->mu);
             }
             ckpt__emit(ctx, job, CKPT_EVENT_FAILED, rc, job->err.msg);
@@ -501,11 +469,9 @@ void *ckpt__coordinator_main(void *arg)
          * janitor thread, so it neither delays this ticket nor the next
          * save's snapshot. */
         pthread_mutex_lock(&ctx->mu);
-        if (!rc && ctx->rank == 0) {
-            ctx->jan_step = job->step;
-            ctx->jan_req = 1;
-        }
-        ckpt__ticket_finish(ctx, job->ticket, rc, job->err.msg);
+        if (!rc && ctx->rank == 0)
+            ckpt__janitor_request(&ctx->jan, job->step);
+        ckpt__tickets_finish(&ctx->tix, job->ticket, rc, job->err.msg);
         ctx->inflight--;
         ctx->running_step = -1;
         pthread_cond_broadcast(&ctx->cv);

@@ -22,7 +22,11 @@
 #include "io/paths.h"
 #include "io/shard.h"
 #include "io/rankfile.h"
-#include "runtime/internal.h"
+#include "runtime/backend.h"
+#include "runtime/catalog.h"
+#include "runtime/engine.h"
+#include "runtime/pipeline.h"
+#include "runtime/verify.h"
 
 void ckpt__verify_report_free(ckpt__verify_report *r)
 {
@@ -91,7 +95,7 @@ static int verify_rank(ckpt__engine *eng, const char *sdir, ckpt__verify_report 
     ckpt__wfile *wf = NULL;
     ckpt__err e2;
     ckpt__err_clear(&e2);
-    int orc = eng->wm->file_open(eng->w, path, CKPT__WF_READ, &wf, &e2);
+    int orc = ckpt__writer_file_open(eng, path, CKPT__WF_READ, &wf, &e2);
     if (orc) {
         free(ids);
         ckpt__err_keep(err, &e2);
@@ -111,7 +115,7 @@ static int verify_rank(ckpt__engine *eng, const char *sdir, ckpt__verify_report 
         e2 = p.err;
     }
     ckpt__pipe_destroy(&p);
-    eng->wm->file_close(eng->w, wf);
+    ckpt__writer_file_close(eng, wf);
     free(ids);
     /* A bad chunk names the damage more precisely than a structure error. */
     if (prc == CKPT_ECORRUPT && rep->nbads) {

@@ -17,12 +17,6 @@ extern "C" {
 
 typedef struct ckpt__engine ckpt__engine;
 
-/* A chunk that failed verification: entry (index into idx) and chunk. */
-typedef struct ckpt__bad_chunk {
-    uint32_t entry;
-    uint32_t chunk;
-} ckpt__bad_chunk;
-
 typedef struct ckpt__verify_report {
     int64_t step;
     uint64_t bytes;           /* data bytes read and hashed */

@@ -73,10 +73,10 @@ self_test() {
   check "$repo" || { echo "check-layers: self-test: the tree itself fails" >&2; return 1; }
   tmp=$(mktemp -d "${TMPDIR:-/tmp}/ckpt-layers-XXXXXX")
   trap 'rm -rf "$tmp"' RETURN
-  for plant in "base/err.h:io/index.h" "base/clock.h:runtime/device.h" "io/writer.h:runtime/internal.h" \
-    "io/index.h:cuda/x.h" "cuda/device_cuda.c:runtime/internal.h" "runtime/save.c:tools/folder.h" \
+  for plant in "base/err.h:io/index.h" "base/clock.h:runtime/device.h" "io/writer.h:runtime/context.h" \
+    "io/index.h:cuda/x.h" "cuda/device_cuda.c:runtime/context.h" "runtime/save.c:tools/folder.h" \
     "runtime/ctx.c:bench/bench_util.h" "tools/folder.c:bench/bench_util.h" \
-    "examples/demo.c:runtime/internal.h" "include/ckpt/ckpt.h:base/err.h" "io/index.c:../runtime/err.h" \
+    "examples/demo.c:runtime/context.h" "include/ckpt/ckpt.h:base/err.h" "io/index.c:../runtime/err.h" \
     "base/log.c:nosuchfile.h"; do
     rm -rf "$tmp/tree" && mkdir "$tmp/tree"
     (cd "$repo" && cp -r include base io cuda runtime tools bench examples "$tmp/tree/")

@@ -28,10 +28,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "io/assemble.h"
 #include "io/manifest.h"
 #include "io/paths.h"
-#include "runtime/internal.h"
+#include "runtime/catalog.h"
 #include "tools/interop.h"
 
 #define WINDOW (64u << 20) /* a tensor up to this size is assembled in memory */
@@ -693,9 +694,7 @@ static void progress(xctx *x, const char *name, int last)
 {
     if (!x->tty)
         return;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    double now = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    double now = ckpt__now_s();
     if (!last && now - x->last_progress < 0.2)
         return;
     x->last_progress = now;

@@ -5,6 +5,7 @@
 
 #include "base/clock.h"
 #include "io/rankfile.h"
+#include "runtime/engine.h"
 #include "tools/folder.h"
 
 #define MIB (1024ull * 1024ull)

@@ -25,7 +25,8 @@
 
 #include "io/manifest.h"
 #include "io/paths.h"
-#include "runtime/internal.h"
+#include "runtime/catalog.h"
+#include "base/log.h"
 #include "runtime/verify.h"
 
 /* A leftover folder: "step-N.partial-HEX32" or "step-N.trash-HEX32". */

@@ -30,7 +30,7 @@
 
 #include "io/names.h"
 #include "io/paths.h"
-#include "runtime/internal.h"
+#include "io/index.h"
 #include "tools/interop.h"
 
 #define HEADER_MAX (100u << 20) /* safetensors' own limit */

@@ -9,6 +9,8 @@
 
 #include <cstdint>
 #include <cstring>
+#include <functional>
+#include <thread>
 #include <vector>
 
 #include "runtime/comm.h"
@@ -114,6 +116,17 @@ inline ckpt_comm *make(Shared *sh, int rank)
     ckpt_comm *c = new ckpt_comm;
     ckpt__comm_init(c, &methods, new Impl{sh, rank});
     return c;
+}
+
+// Runs body(rank, comm) on n threads sharing one loopback comm.
+inline void on_ranks(int n, const std::function<void(int, ckpt_comm *)> &body)
+{
+    Shared sh(n);
+    std::vector<std::thread> ts;
+    for (int r = 0; r < n; r++)
+        ts.emplace_back([&, r] { body(r, make(&sh, r)); });
+    for (auto &t : ts)
+        t.join();
 }
 
 } // namespace ckl

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The commit protocol (commit.c, whose opening comment holds its state
+ * diagram and invariants): partial folder, done-records, failure and
+ * abandoned marks, the manifest and the rename.
+ */
+#ifndef CKPT_RUNTIME_COMMIT_H
+#define CKPT_RUNTIME_COMMIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "io/index.h"
+#include "base/err.h"
+#include "runtime/fault.h"
+#include "base/log.h"
+
+/* shared: another rank may have made the folder already (world > 1). */
+int ckpt__commit_begin(const char *dir, int64_t step, const uint8_t uuid[16], int shared,
+                       char *partial, size_t cap, ckpt__err *err);
+/* Identity of a done-record, to recognise it after the folder's rename. */
+typedef struct ckpt__fileid {
+    uint64_t dev, ino;
+} ckpt__fileid;
+int ckpt__commit_done_record(const char *partial_path, const ckpt__index *idx, uint32_t rank,
+                             ckpt__fault *fault, ckpt__fileid *id, ckpt__err *err);
+/* A rank whose save failed leaves failed-RANK.rec with its error ("<code
+ * name>: <message>"), so rank 0 stops waiting for its done-record (best
+ * effort). */
+void ckpt__commit_mark_failed(const char *dir, const char *partial, uint32_t rank,
+                              const ckpt__err *why);
+/* Rank 0: waits until every rank's done-record is there: CKPT_ETIMEDOUT
+ * after timeout_s; the error of a rank that left a failure mark, naming it
+ * (its code; CKPT_EIO for a mark without one). */
+int ckpt__commit_wait_records(const char *partial_path, uint32_t world, double timeout_s,
+                              ckpt__err *err);
+/* Ranks > 0: waits for rank 0's verdict on the save: 0 once the committed
+ * folder holds this rank's done-record `id`; rank 0's error when it left
+ * its abandoned mark; CKPT_EIO when the partial folder went away without
+ * either; CKPT_ETIMEDOUT after timeout_s. */
+int ckpt__commit_wait_verdict(const char *dir, const char *partial, int64_t step, uint32_t rank,
+                              const ckpt__fileid *id, double timeout_s, ckpt__err *err);
+int ckpt__commit_seal(const char *dir, const char *partial, int64_t step, uint32_t world,
+                      ckpt__fault *fault, ckpt__log *log, ckpt__err *err);
+void ckpt__commit_abandon(const char *dir, const char *partial, ckpt__log *log);
+/* Rank 0, several ranks: marks the save abandoned (why: as for a failure
+ * mark), waits until every rank left its done-record or failure mark (at
+ * most timeout_s), then removes the folder. */
+void ckpt__commit_abandon_shared(const char *dir, const char *partial, uint32_t world,
+                                 double timeout_s, const ckpt__err *why, ckpt__log *log);
+
+#endif

@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The context (struct ckpt_ctx, whose lifecycle and public entry points
+ * are ctx.c) and the context-level calls the runtime's files make on it:
+ * restore (restore.c).
+ * Each part it holds has its own header: registry.h, tickets.h, save.h
+ * (jobs, coordinator), retention.h (janitor), policy.h, engine.h.
+ * Internal to runtime/; the CLI and the bench need none of it.
+ *
+ * Threads and ownership of a context:
+ *   - the caller's thread runs every public function;
+ *   - one coordinator thread per context runs saves, one at a time, in
+ *     submission order (save.c);
+ *   - the janitor applies retention after commits (retention.c);
+ *   - backend threads (copy, hash, I/O) only touch what a request hands
+ *     them (pipeline.h).
+ * ctx->mu guards the job queue, the ticket table (tickets.h), inflight,
+ * snap_pending and stop; everything else of the context belongs to the
+ * caller's thread, except the registry, which the coordinator reads while
+ * saves are in flight and which is therefore frozen then (ckpt_register ->
+ * CKPT_ESTATE).
+ */
+#ifndef CKPT_RUNTIME_CONTEXT_H
+#define CKPT_RUNTIME_CONTEXT_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "ckpt/ckpt.h"
+#include "runtime/comm.h"
+#include "runtime/engine.h"
+#include "base/err.h"
+#include "runtime/events.h"
+#include "runtime/error_codes.h"
+#include "runtime/fault.h"
+#include "base/log.h"
+#include "runtime/policy.h"
+#include "runtime/registry.h"
+#include "runtime/retention.h"
+#include "runtime/save.h"
+#include "runtime/tickets.h"
+
+struct ckpt_ctx {
+    ckpt_config cfg; /* cfg.dir points at dir, cfg.policy_request_file at pol.file */
+    char *dir;
+    ckpt__err err;   /* last error of a call on this context */
+    ckpt__log log;
+    ckpt_comm *comm;
+    int rank, world;
+    ckpt__fault fault;
+    ckpt__engine eng;
+    ckpt__registry reg;
+    ckpt__metastore meta;
+    ckpt__providers prov;      /* ckpt_set_meta_fn */
+    int64_t restored_step;     /* the last ckpt_restore's step, or -1 */
+    uint8_t restored_uuid[16]; /* and its checkpoint's uuid */
+    uint8_t run_uuid[16];
+    uint64_t seq;
+
+    pthread_mutex_t ev_mu; /* one event at a time (events.c) */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t coord;
+    int coord_running;
+    int stop;
+    ckpt__job *qhead, *qtail;
+    int inflight;     /* accepted saves not finished */
+    int64_t running_step; /* the step the coordinator is saving, or -1 */
+    ckpt__janitor jan;    /* applies retention after commits (retention.c) */
+    int snap_pending; /* accepted saves whose snapshot is not complete */
+    int snap_unqueued; /* accepted saves whose snapshot copies are not all
+                          queued (fence on the device waits for these) */
+    ckpt__tickets tix;    /* ctx->mu (tickets.c) */
+    ckpt__policy pol;     /* ckpt_policy_due (policy.c) */
+};
+
+/* restore.c */
+int ckpt__restore(ckpt_ctx *ctx, int64_t step, void *stream, int64_t *step_out);
+int ckpt__restore_tensors(ckpt_ctx *ctx, const char *const *names, size_t n, void *stream);
+
+#endif

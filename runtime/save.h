@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Save jobs and the coordinator thread that runs them, one at a time, in
+ * submission order (save.c).  ckpt_save (ctx.c) queues a job under
+ * ctx->mu; the coordinator takes it, moves the snapshot through the
+ * pipeline, commits, finishes its ticket and frees it.
+ */
+#ifndef CKPT_RUNTIME_SAVE_H
+#define CKPT_RUNTIME_SAVE_H
+
+#include <stdint.h>
+
+#include "ckpt/ckpt.h"
+#include "base/err.h"
+#include "runtime/registry.h"
+
+typedef struct ckpt__job {
+    struct ckpt__job *next;
+    ckpt_ctx *ctx;
+    uint64_t ticket;
+    int64_t step;
+    uint64_t seq;
+    ckpt__metastore meta; /* captured at ckpt_save */
+    int wanted;           /* the caller holds the ticket */
+    int snap_done;        /* ctx->mu */
+    int snap_queued;      /* ctx->mu: every snapshot copy is queued */
+    ckpt__err err;
+    uint64_t bytes;       /* set by the coordinator before the copies start */
+    uint64_t t_save_ns;   /* when ckpt_save was called */
+    uint64_t t_stage_ns;  /* the previous event (ctx->ev_mu) */
+} ckpt__job;
+
+/* The coordinator thread of a context (arg: the context). */
+void *ckpt__coordinator_main(void *ctx);
+void ckpt__job_free(ckpt__job *job);
+
+#endif
