@@ -27,6 +27,8 @@
  *     to the device, the stream's earlier work runs and the source is read
  *     before the call returns; to pageable memory, and host to host, the
  *     call returns once the copy is done; the rest is asynchronous.
+ *   - cudaFree, cudaFreeHost and cudaHostUnregister wait for every
+ *     stream's queued work first, as the real ones synchronize.
  *   - Destroyed or unknown streams and events are
  *     cudaErrorInvalidResourceHandle.
  *   - CUDASIM_ERROR=no_device or insufficient_driver makes every call fail
@@ -122,8 +124,8 @@ static __thread cudaError_t last_err;
 static int ndevices(void)
 {
     const char *e = getenv("CUDASIM_DEVICES");
-    int n = e ? atoi(e) : 4;
-    return n > 0 ? n : 4;
+    int n = e ? atoi(e) : 8;
+    return n > 0 ? n : 8;
 }
 
 static uint64_t splitmix(uint64_t *x)
@@ -183,6 +185,8 @@ static cudaError_t gate(void)
 }
 
 /* ---- memory --------------------------------------------------------------- */
+
+static void drain_locked(void);
 
 static region *find_locked(const void *p)
 {
@@ -323,6 +327,7 @@ API cudaError_t cudaFree(void *devPtr)
         return cudaSuccess;
     pthread_mutex_lock(&G.mu);
     cudaError_t e = gate_locked();
+    drain_locked(); /* cudaFree synchronizes: queued copies land first */
     region *r = unlink_locked(devPtr, MEM_DEVICE);
     if (!r)
         r = unlink_locked(devPtr, MEM_MANAGED);
@@ -345,6 +350,7 @@ API cudaError_t cudaFreeHost(void *ptr)
         return cudaSuccess;
     pthread_mutex_lock(&G.mu);
     cudaError_t e = gate_locked();
+    drain_locked();
     region *r = unlink_locked(ptr, MEM_HOSTALLOC);
     pthread_mutex_unlock(&G.mu);
     if (!r)
@@ -378,6 +384,7 @@ API cudaError_t cudaHostUnregister(void *ptr)
 {
     pthread_mutex_lock(&G.mu);
     cudaError_t e = gate_locked();
+    drain_locked();
     region *r = unlink_locked(ptr, MEM_REGISTERED);
     pthread_mutex_unlock(&G.mu);
     if (!r)
@@ -545,12 +552,16 @@ static void *worker(void *arg)
         pthread_mutex_unlock(&G.mu);
         if (o->kind != OP_WAIT)
             nap(s);
-        if (o->kind == OP_FN)
+        if (o->kind == OP_FN) {
             o->fn(o->arg, run);
-        else if (run && o->kind == OP_COPY)
-            memmove(o->dst, o->src, o->n);
-        else if (run)
-            memset(o->dst, o->val, o->n);
+        } else if (run) {
+            cudasim__lock_memory();
+            if (o->kind == OP_COPY)
+                memmove(o->dst, o->src, o->n);
+            else
+                memset(o->dst, o->val, o->n);
+            cudasim__unlock_memory();
+        }
         free(o->owned);
         pthread_mutex_lock(&G.mu);
         s->head = o->next;
@@ -568,6 +579,13 @@ static void wait_pos_locked(sstream *s, uint64_t seq)
 {
     while (s->completed < seq)
         pthread_cond_wait(&G.cv, &G.mu);
+}
+
+/* Waits for every stream's queued work. */
+static void drain_locked(void)
+{
+    for (sstream *s = G.streams; s; s = s->next_all)
+        wait_pos_locked(s, s->submitted);
 }
 
 API cudaError_t cudaStreamCreateWithFlags(cudaStream_t *pStream, unsigned int flags)
@@ -755,9 +773,8 @@ API cudaError_t cudaDeviceSynchronize(void)
 {
     pthread_mutex_lock(&G.mu);
     cudaError_t e = gate_locked();
-    for (sstream *s = G.streams; s && !e; s = s->next_all)
-        if (s->live)
-            wait_pos_locked(s, s->submitted);
+    if (!e)
+        drain_locked();
     if (!e)
         e = G.sticky;
     pthread_mutex_unlock(&G.mu);
@@ -973,6 +990,22 @@ API const char *cudaGetErrorString(cudaError_t error)
 
 /* ---- for the NCCL stand-in (cudasim_internal.h) ------------------------------- */
 
+/* Streams racing on the same device bytes is a GPU-level race the tests
+ * provoke on purpose (the fence test without its fence): the stand-in moves
+ * bytes under this lock, so ThreadSanitizer reports only host-side races,
+ * such as the host touching pinned memory a stream is still copying. */
+static pthread_mutex_t memory_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void cudasim__lock_memory(void)
+{
+    pthread_mutex_lock(&memory_mu);
+}
+
+void cudasim__unlock_memory(void)
+{
+    pthread_mutex_unlock(&memory_mu);
+}
+
 int cudasim__device(void)
 {
     return cur_dev;
@@ -1055,8 +1088,11 @@ API int cudasim_read(void *host, const void *dev, size_t n)
     cudaError_t e = resolve_locked(dev, n, &p, &kind);
     if (!e && kind != MEM_DEVICE)
         e = cudaErrorInvalidValue;
-    if (!e)
+    if (!e) {
+        cudasim__lock_memory();
         memcpy(host, p, n);
+        cudasim__unlock_memory();
+    }
     pthread_mutex_unlock(&G.mu);
     return e ? -1 : 0;
 }

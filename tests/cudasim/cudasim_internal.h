@@ -19,4 +19,8 @@ cudaError_t cudasim__resolve_device(const void *p, size_t n, char **out);
  * a sticky fault (fn must still release arg). */
 cudaError_t cudasim__enqueue_fn(cudaStream_t stream, void (*fn)(void *arg, int run), void *arg);
 
+/* Held while the stand-in moves device bytes (see cudasim.c). */
+void cudasim__lock_memory(void);
+void cudasim__unlock_memory(void);
+
 #endif

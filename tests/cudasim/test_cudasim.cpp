@@ -371,7 +371,6 @@ TEST_F(CudaSim, ACopyFaultAtEachCopyOfASave)
     uint64_t per_save = cudasim_copies() - before;
     ASSERT_EQ(ckpt_close(ctx), 0);
     ASSERT_GE(per_save, 4u);
-    std::printf("copies per save: %llu\n", (unsigned long long)per_save);
     for (uint64_t k = 1; k <= per_save; k++) {
         SCOPED_TRACE("fault at copy " + std::to_string(k) + " of " + std::to_string(per_save));
         ctx = open_registered();
@@ -399,6 +398,37 @@ TEST_F(CudaSim, ACopyFaultAtEachCopyOfASave)
         ASSERT_EQ(ckpt_close(ctx), 0);
         ASSERT_EQ(run("rm -rf " + quote(step_dir(dir, 3))), 0);
     }
+}
+
+// Bad input that reaches the device backend: a shape larger than the
+// device allocation behind the pointer.  The runtime API cannot tell an
+// allocation's size at ckpt_register, so the save fails with the CUDA
+// call named, nothing is committed, and the context keeps working.
+TEST_F(CudaSim, AShapeLargerThanTheAllocationFailsTheSaveCleanly)
+{
+    add("ok", CKPT_U8, {5000}, 81);
+    ckpt_ctx *ctx = open_registered();
+    ASSERT_NE(ctx, nullptr);
+    ASSERT_EQ(save_wait(ctx, 1), 0) << ckpt_last_error(ctx);
+    void *small = nullptr;
+    ASSERT_EQ(cudaMalloc(&small, 1000), cudaSuccess);
+    int64_t shape[] = {4000};
+    int rc = ckpt_register(ctx, "too_big", small, CKPT_U8, 1, shape);
+    if (rc == 0) {
+        ckpt_ticket tk = 0;
+        ASSERT_EQ(ckpt_save(ctx, 2, nullptr, &tk), 0) << ckpt_last_error(ctx);
+        (void)ckpt_fence(ctx, nullptr);
+        EXPECT_EQ(ckpt_wait(ctx, tk, -1), CKPT_EDEVICE);
+        std::string why = ckpt_last_error(ctx);
+        EXPECT_NE(why.find("cudaMemcpyAsync: cudaErrorInvalidValue"), std::string::npos) << why;
+        EXPECT_FALSE(exists(step_dir(dir, 2)));
+        ASSERT_EQ(ckpt_unregister(ctx, "too_big"), 0);
+    } else {
+        EXPECT_EQ(rc, CKPT_EINVAL) << ckpt_last_error(ctx);
+    }
+    ASSERT_EQ(save_wait(ctx, 3), 0) << ckpt_last_error(ctx);
+    EXPECT_EQ(ckpt_close(ctx), 0);
+    EXPECT_EQ(cudaFree(small), cudaSuccess);
 }
 
 // The machines CI has: no driver, or an old one.  device=cuda names the

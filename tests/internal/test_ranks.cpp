@@ -13,16 +13,7 @@
 
 namespace {
 
-// Runs body(rank, comm) on n threads sharing one loopback comm.
-void on_ranks(int n, const std::function<void(int, ckpt_comm *)> &body)
-{
-    ckl::Shared sh(n);
-    std::vector<std::thread> ts;
-    for (int r = 0; r < n; r++)
-        ts.emplace_back([&, r] { body(r, ckl::make(&sh, r)); });
-    for (auto &t : ts)
-        t.join();
-}
+using ckl::on_ranks;
 
 // Opens dir on this thread's rank and registers its part of the n-rank
 // model into m; nullptr (with a test failure) when the open fails.
