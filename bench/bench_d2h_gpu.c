@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "bench/gpu_util.h"
+#include "io/paths.h"
 
 /* The runtime's events of the save of each repetition (runtime thread). */
 typedef struct d2h_watch {

@@ -158,3 +158,13 @@ void settle(const char *dir)
     syncfs(fd);
     close(fd);
 }
+
+void raw_file_path(char *out, const char *dir, int rank)
+{
+    char name[CKPT__FNAME_MAX];
+    if (rank >= 0)
+        snprintf(name, sizeof name, "ckpt-bench-raw.%d.%ld.tmp", rank, (long)getpid());
+    else
+        snprintf(name, sizeof name, "ckpt-bench-raw.%ld.tmp", (long)getpid());
+    ckpt__path_join(out, dir, name, NULL);
+}

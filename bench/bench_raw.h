@@ -12,6 +12,9 @@
  * in flight, as the runtime's writer pool does.  Where the file system
  * refuses O_DIRECT (tmpfs) the baseline is buffered and says so.
  *
+ * The baseline's file is DIR/ckpt-bench-raw[.RANK].PID.tmp (raw_file_path),
+ * a name the runtime treats as foreign.
+ *
  * Also here: settle(), which commits what earlier phases left to the file
  * system before a timed phase starts.  Used by `io` (ckpt_bench.c) and
  * by `train` (bench_train.c: every rank's share at once).
@@ -23,6 +26,7 @@
 #include <unistd.h>
 
 #include "bench/bench_util.h"
+#include "io/paths.h"
 
 #define RAW_BLOCK (4 * MIB)
 #define RAW_ALIGN 4096u
@@ -45,5 +49,9 @@ typedef struct raw_thread {
 int raw_write(const char *path, uint64_t bytes, uint8_t *buf, int nthreads, int *direct, double *secs);
 int raw_read(const char *path, uint64_t bytes, uint8_t *const *bufs, int nthreads, int direct, double *secs);
 void settle(const char *dir);
+/* out[CKPT__PATH_MAX] = the raw file of this process in dir, with the
+ * rank in its name when rank >= 0 (several ranks share dir); "" when dir
+ * is too long (the open then fails). */
+void raw_file_path(char *out, const char *dir, int rank);
 
 #endif

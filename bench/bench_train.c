@@ -608,9 +608,8 @@ static int checkpointed(const train_opts *o, bench_world *bw, state *st, const s
 static int raw_limit(const train_opts *o, bench_world *bw, uint64_t bytes, double *secs,
                      uint64_t *raw_bytes, int *direct)
 {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/ckpt-bench-raw.%d.%ld.tmp", o->dir, bw->rank,
-             (long)getpid());
+    char path[CKPT__PATH_MAX];
+    raw_file_path(path, o->dir, bw->rank);
     *raw_bytes = (bytes + RAW_ALIGN - 1) / RAW_ALIGN * RAW_ALIGN;
     void *buf = NULL;
     int rc = posix_memalign(&buf, RAW_ALIGN, RAW_BLOCK) == 0 ? 0 : 1;

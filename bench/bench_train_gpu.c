@@ -281,8 +281,8 @@ static int raw_limit(gtrain *g)
 {
     uint64_t b = gpu_state_bytes(&g->st);
     g->raw_bytes = (b < RAW_MAX ? b : RAW_MAX) / RAW_ALIGN * RAW_ALIGN;
-    char path[4200];
-    snprintf(path, sizeof path, "%s/ckpt-bench-raw.%ld.tmp", g->o->dir, (long)getpid());
+    char path[CKPT__PATH_MAX];
+    raw_file_path(path, g->o->dir, -1);
     void *buf = NULL;
     if (posix_memalign(&buf, RAW_ALIGN, RAW_BLOCK) != 0) {
         errorf("out of memory");

@@ -2,22 +2,20 @@
 /* See bench_util.h. */
 #include "bench/bench_util.h"
 
+#include "base/clock.h"
+
 const char *prog = "ckpt-bench";
 
 double now_s(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    return ckpt__now_s();
 }
 
 /* CPU time of the calling thread: set against wall time, it tells work
  * from waiting (for a lock, or for a core on a busy machine). */
 double thread_cpu_s(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    return ckpt__thread_cpu_s();
 }
 
 void errorf(const char *fmt, ...)

@@ -18,7 +18,7 @@
 #include <time.h>
 
 #include "ckpt/ckpt.h"
-#include "runtime/err.h"
+#include "base/err.h"
 #include "tools/table.h" /* json_str */
 
 #define KIB ((uint64_t)1 << 10)

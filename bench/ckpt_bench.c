@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include "ckpt/ckpt.h"
+#include "io/paths.h"
 #include "runtime/internal.h"
 
 #include "bench/bench_gpu.h"
@@ -211,7 +212,7 @@ typedef struct io_sample {
 typedef struct io_bench {
     io_opts o;
     state st;
-    char raw_path[4200];
+    char raw_path[CKPT__PATH_MAX];
     int raw_exists;
     int raw_direct;
     uint64_t raw_bytes;
@@ -303,9 +304,9 @@ static int remove_step(io_bench *b, int64_t step)
  * otherwise still be cached). */
 static void drop_step_cache(const io_bench *b, int64_t step)
 {
-    char name[32], path[4200];
-    ckpt__step_name(step, name);
-    snprintf(path, sizeof path, "%s/%s", b->o.dir, name);
+    char path[CKPT__PATH_MAX];
+    if (ckpt__path_step(path, b->o.dir, step, NULL, NULL) != 0)
+        return;
     DIR *d = opendir(path);
     if (!d)
         return;
@@ -650,8 +651,7 @@ static int io_writer(io_bench *b)
         const char *label = o->w[b->wi].label;
         snprintf(b->writer, sizeof b->writer, "%s",
                  strcmp(label, "auto") == 0 ? ckpt_writer_name(b->save_ctx) : label);
-        snprintf(b->raw_path, sizeof b->raw_path, "%s/ckpt-bench-raw.%ld.tmp", o->dir,
-                 (long)getpid());
+        raw_file_path(b->raw_path, o->dir, -1);
         rc = first_free_step(b, &step0);
     }
     for (int i = 0; !rc && i < o->repeat; i++) {
@@ -683,8 +683,11 @@ static int io_writer(io_bench *b)
                 fprintf(stdout, "{\"bench\": \"io\", \"writers\": [\n");
             print_json(stdout, b, &r);
         }
-        if (keep >= 0)
-            fprintf(out, "kept %s/step-%012lld\n", o->dir, (long long)keep);
+        char kept[CKPT__FNAME_MAX];
+        if (keep >= 0) {
+            ckpt__step_name(keep, kept);
+            fprintf(out, "kept %s/%s\n", o->dir, kept);
+        }
     }
     return rc;
 }

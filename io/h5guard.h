@@ -27,7 +27,7 @@
 
 #include <hdf5.h>
 
-#include "runtime/err.h"
+#include "base/err.h"
 
 typedef struct ckpt__h5_guard {
     int fd;             /* the file, or -1 for an image in memory */

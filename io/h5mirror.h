@@ -27,7 +27,7 @@
 
 #include <hdf5.h>
 
-#include "runtime/err.h"
+#include "base/err.h"
 
 typedef struct ckpt__h5_mirror {
     int mem;  /* the memory file (ours); -1: not mirrored */

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * See h5util.h.  The lock is process-wide mutable state (one of two pieces
- * in the library; runtime/policy.c holds the other, for signal handlers):
- * HDF5 itself is process-global, so two contexts writing rank files at once
- * must take turns inside it.
+ * See h5util.h.  The lock and the saved HDF5 error handler are
+ * process-wide mutable state (runtime/policy.c lists every piece the
+ * library has): HDF5 itself is process-global, so two contexts writing
+ * rank files at once must take turns inside it.
  */
 #include <pthread.h>
 #include <stdarg.h>

@@ -14,7 +14,7 @@
 
 #include <hdf5.h>
 
-#include "runtime/err.h"
+#include "base/err.h"
 
 void ckpt__h5_enter(void);
 void ckpt__h5_leave(void);

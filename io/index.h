@@ -29,7 +29,7 @@
 #include <stdint.h>
 
 #include "io/strmap.h"
-#include "runtime/err.h"
+#include "base/err.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -25,6 +25,7 @@
 #include "io/h5mirror.h"
 #include "io/h5util.h"
 #include "io/manifest.h"
+#include "io/paths.h"
 
 #define UB_BYTES 512u
 #define UB_VERSION 1u
@@ -127,9 +128,8 @@ static int write_hdf5(const char *path, const ckpt__index *idx, const uint8_t *b
     rc = ckpt__h5_mirror_create(&mirror, path, fcpl, fapl, &f, err);
     if (rc)
         goto out;
-    char uuid[33];
-    for (int k = 0; k < 16; k++)
-        snprintf(uuid + 2 * k, 3, "%02x", idx->uuid[k]);
+    char uuid[CKPT__UUID_HEX];
+    ckpt__uuid_hex(idx->uuid, uuid);
     const char *uuidp = uuid, *lib = "ckptrt " CKPT__STR(CKPT_VERSION_MAJOR) "." CKPT__STR(
                                           CKPT_VERSION_MINOR) "." CKPT__STR(CKPT_VERSION_PATCH);
     int32_t ver[2] = {CKPT__FORMAT_MAJOR, idx->minor};

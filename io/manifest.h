@@ -22,12 +22,12 @@
 #define CKPT_IO_MANIFEST_H
 
 #include "io/index.h"
+#include "io/paths.h" /* CKPT__MANIFEST_NAME */
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define CKPT__MANIFEST_NAME "manifest.h5"
 #define CKPT__MANIFEST_MAX (1ull << 30) /* bytes; a larger file is refused */
 
 /* Creates path (must not exist), writes it and makes it durable (fsync). */

@@ -14,7 +14,7 @@
 
 #include <stddef.h>
 
-#include "runtime/err.h"
+#include "base/err.h"
 
 #ifdef __cplusplus
 extern "C" {

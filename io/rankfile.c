@@ -19,6 +19,7 @@
 #include "io/h5mirror.h"
 #include "io/h5util.h"
 #include "io/names.h"
+#include "io/paths.h"
 #include "io/rankfile.h"
 
 /* Attribute types and the scalar dataspace, made once per file: a save
@@ -33,7 +34,7 @@ struct ckpt__rankfile {
     hid_t file;
     ckpt__h5_mirror mirror; /* HDF5 writes to memory; synced into path */
     attr_kit kit;
-    char path[4096];
+    char path[CKPT__PATH_MAX];
 };
 
 static int by_off(const void *a, const void *b)
@@ -342,9 +343,8 @@ int ckpt__rankfile_finish(ckpt__rankfile *rf, const ckpt__index *idx, uint32_t r
     for (uint32_t r = 0; r < idx->nranks; r++)
         if (idx->ranks[r].rank == rank)
             rr = &idx->ranks[r];
-    char uuid[33];
-    for (int k = 0; k < 16; k++)
-        snprintf(uuid + 2 * k, 3, "%02x", idx->uuid[k]);
+    char uuid[CKPT__UUID_HEX];
+    ckpt__uuid_hex(idx->uuid, uuid);
     int32_t ver[2] = {CKPT__FORMAT_MAJOR, CKPT__FORMAT_MINOR};
     const attr_kit *kit = &rf->kit;
     if (!rc &&

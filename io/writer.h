@@ -2,7 +2,9 @@
 /*
  * The writer interface: positioned reads and writes of rank files, with
  * completions delivered asynchronously, plus durable sync.  Backends:
- * writer_pwrite.c (thread pool of pwrite/pread) and, later, io_uring.
+ * writer_pwrite.c (the worker pool of base/workers.h doing pwrite/pread)
+ * and writer_uring.c (io_uring, one completion thread); the file methods
+ * they share are in writer.c.
  *
  * Shape (after sqlite3_io_methods and libuv's fs layer):
  *   - A writer is opened once per context; files are opened through it.
@@ -25,7 +27,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "runtime/err.h"
+#include "base/err.h"
+#include "base/workers.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -50,7 +53,7 @@ struct ckpt__ioreq {
     void (*cb)(ckpt__ioreq *req); /* completion, on a backend thread */
     void *user;
     int64_t res;                  /* set before cb: bytes or -errno */
-    ckpt__ioreq *next;            /* backend's use while queued */
+    ckpt__task task;              /* backend's use while queued */
     /* Backend's use while in flight: the pieces of the request (unaligned
      * head, O_DIRECT body, tail) and their progress. */
     struct ckpt__iopart {
@@ -102,6 +105,24 @@ extern const ckpt__writer_methods ckpt__writer_uring;
  * environment variable CKPT_TEST_URING_PROBE=<errno name> makes the probe
  * fail as if the kernel had refused, so tests can check the fallback. */
 int ckpt__uring_probe(ckpt__err *err);
+
+/* A file open for a writer: what both backends hold.  fd is buffered;
+ * fd_direct is an O_DIRECT descriptor of the same file, or -1 where the
+ * file system refuses O_DIRECT (tmpfs) or the writer was opened without. */
+struct ckpt__wfile {
+    int fd;
+    int fd_direct;
+};
+
+/* The file methods both backends share (writer.c): open an existing file
+ * (never creating it, refusing a symlink; a FIFO planted under the name
+ * does not block), close it, reserve space, tell O_DIRECT. */
+int ckpt__wfile_open(const char *path, int mode, int direct, ckpt__wfile **out,
+                     ckpt__err *err);
+void ckpt__wfile_close(ckpt__writer *w, ckpt__wfile *f);
+int ckpt__wfile_allocate(ckpt__writer *w, ckpt__wfile *f, uint64_t off, uint64_t len,
+                         ckpt__err *err);
+int ckpt__wfile_is_direct(const ckpt__wfile *f);
 
 /* How a request splits: an unaligned head and tail go through the buffered
  * descriptor, the 4 KiB-aligned body through the O_DIRECT one (when the

@@ -15,7 +15,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -24,19 +24,11 @@
 
 #define MAX_THREADS 64
 
+/* The requests wait in the one worker pool (base/workers.h), whose
+ * threads serve them; the pool keeps the FIFO and the shutdown rule. */
 struct ckpt__writer {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    ckpt__ioreq *head, *tail;
-    int stop;
-    int nthreads;
+    ckpt__workers *pool;
     int direct;
-    pthread_t threads[MAX_THREADS];
-};
-
-struct ckpt__wfile {
-    int fd;
-    int fd_direct; /* -1 when O_DIRECT is unavailable */
 };
 
 /* Transfers exactly n bytes unless the device stops; returns bytes or -errno. */
@@ -83,41 +75,18 @@ static int64_t serve(ckpt__ioreq *q)
     return total;
 }
 
-static void *worker(void *arg)
+static void serve_task(ckpt__task *t)
 {
-    ckpt__writer *w = arg;
-    pthread_mutex_lock(&w->mu);
-    for (;;) {
-        while (!w->head && !w->stop)
-            pthread_cond_wait(&w->cv, &w->mu);
-        if (!w->head)
-            break;
-        ckpt__ioreq *q = w->head;
-        w->head = q->next;
-        if (!w->head)
-            w->tail = NULL;
-        pthread_mutex_unlock(&w->mu);
-        q->next = NULL;
-        q->res = serve(q);
-        q->cb(q);
-        pthread_mutex_lock(&w->mu);
-    }
-    pthread_mutex_unlock(&w->mu);
-    return NULL;
+    ckpt__ioreq *q = (ckpt__ioreq *)((char *)t - offsetof(ckpt__ioreq, task));
+    q->res = serve(q);
+    q->cb(q);
 }
 
 static void pw_close(ckpt__writer *w)
 {
     if (!w)
         return;
-    pthread_mutex_lock(&w->mu);
-    w->stop = 1;
-    pthread_cond_broadcast(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-    for (int i = 0; i < w->nthreads; i++)
-        pthread_join(w->threads[i], NULL);
-    pthread_cond_destroy(&w->cv);
-    pthread_mutex_destroy(&w->mu);
+    ckpt__workers_close(w->pool);
     free(w);
 }
 
@@ -130,16 +99,10 @@ static int pw_open(const ckpt__writer_config *cfg, ckpt__writer **out, ckpt__err
     ckpt__writer *w = calloc(1, sizeof *w);
     if (!w)
         return ckpt__err_set(err, CKPT_ENOMEM, "pwrite writer: out of memory");
-    pthread_mutex_init(&w->mu, NULL);
-    pthread_cond_init(&w->cv, NULL);
     w->direct = cfg->direct;
-    for (int i = 0; i < cfg->threads; i++) {
-        int rc = pthread_create(&w->threads[i], NULL, worker, w);
-        if (rc) {
-            pw_close(w);
-            return ckpt__err_errno(err, rc, "pwrite writer: pthread_create");
-        }
-        w->nthreads++;
+    if (ckpt__workers_open(cfg->threads, &w->pool, err)) {
+        free(w);
+        return ckpt__err_prefix(err, "pwrite writer");
     }
     *out = w;
     return 0;
@@ -148,50 +111,13 @@ static int pw_open(const ckpt__writer_config *cfg, ckpt__writer **out, ckpt__err
 static int pw_file_open(ckpt__writer *w, const char *path, int mode, ckpt__wfile **out,
                         ckpt__err *err)
 {
-    *out = NULL;
-    /* O_NONBLOCK only matters for a FIFO planted under the name: no hang. */
-    int acc = mode == CKPT__WF_WRITE ? O_RDWR : O_RDONLY | O_NONBLOCK;
-    int fd = open(path, acc | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return ckpt__err_errno(err, errno, "open %s", path);
-    int fdd = -1;
-    if (w->direct)
-        fdd = open(path, acc | O_CLOEXEC | O_NOFOLLOW | O_DIRECT); /* EINVAL on tmpfs */
-    ckpt__wfile *f = malloc(sizeof *f);
-    if (!f) {
-        close(fd);
-        if (fdd >= 0)
-            close(fdd);
-        return ckpt__err_set(err, CKPT_ENOMEM, "open %s: out of memory", path);
-    }
-    f->fd = fd;
-    f->fd_direct = fdd;
-    *out = f;
-    return 0;
-}
-
-static void pw_file_close(ckpt__writer *w, ckpt__wfile *f)
-{
-    (void)w;
-    if (!f)
-        return;
-    close(f->fd);
-    if (f->fd_direct >= 0)
-        close(f->fd_direct);
-    free(f);
+    return ckpt__wfile_open(path, mode, w->direct, out, err);
 }
 
 static void pw_submit(ckpt__writer *w, ckpt__ioreq *req)
 {
-    req->next = NULL;
-    pthread_mutex_lock(&w->mu);
-    if (w->tail)
-        w->tail->next = req;
-    else
-        w->head = req;
-    w->tail = req;
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
+    req->task.fn = serve_task;
+    ckpt__workers_submit(w->pool, &req->task);
 }
 
 static int pw_sync(ckpt__writer *w, ckpt__wfile *f, ckpt__err *err)
@@ -202,35 +128,16 @@ static int pw_sync(ckpt__writer *w, ckpt__wfile *f, ckpt__err *err)
     return 0;
 }
 
-static int pw_allocate(ckpt__writer *w, ckpt__wfile *f, uint64_t off, uint64_t len,
-                       ckpt__err *err)
-{
-    (void)w;
-    if (len == 0)
-        return 0;
-    if (fallocate(f->fd, 0, (off_t)off, (off_t)len) == 0)
-        return 0;
-    if (errno == EOPNOTSUPP || errno == ENOSYS)
-        return 0;
-    return ckpt__err_errno(err, errno, "reserve %llu bytes at %llu", (unsigned long long)len,
-                           (unsigned long long)off);
-}
-
-static int pw_is_direct(const ckpt__wfile *f)
-{
-    return f->fd_direct >= 0;
-}
-
 const ckpt__writer_methods ckpt__writer_pwrite = {
     .version = CKPT__WRITER_VERSION,
     .name = "pwrite",
     .open = pw_open,
     .close = pw_close,
     .file_open = pw_file_open,
-    .file_close = pw_file_close,
+    .file_close = ckpt__wfile_close,
     .submit = pw_submit,
     .sync = pw_sync,
-    .allocate = pw_allocate,
-    .is_direct = pw_is_direct,
+    .allocate = ckpt__wfile_allocate,
+    .is_direct = ckpt__wfile_is_direct,
     .register_buffers = NULL,
 };

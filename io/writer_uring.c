@@ -55,11 +55,6 @@ struct ckpt__writer {
     int npieces;
 };
 
-struct ckpt__wfile {
-    int fd;
-    int fd_direct;
-};
-
 /* A durability request waited for by the caller of sync(). */
 typedef struct sync_wait {
     pthread_mutex_t mu;
@@ -364,51 +359,7 @@ static int ur_register(ckpt__writer *w, void *base, size_t len, size_t unit, ckp
 static int ur_file_open(ckpt__writer *w, const char *path, int mode, ckpt__wfile **out,
                         ckpt__err *err)
 {
-    *out = NULL;
-    int acc = mode == CKPT__WF_WRITE ? O_RDWR : O_RDONLY | O_NONBLOCK;
-    int fd = open(path, acc | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return ckpt__err_errno(err, errno, "open %s", path);
-    int fdd = w->direct ? open(path, acc | O_CLOEXEC | O_NOFOLLOW | O_DIRECT) : -1;
-    ckpt__wfile *f = malloc(sizeof *f);
-    if (!f) {
-        close(fd);
-        if (fdd >= 0)
-            close(fdd);
-        return ckpt__err_set(err, CKPT_ENOMEM, "open %s: out of memory", path);
-    }
-    f->fd = fd;
-    f->fd_direct = fdd;
-    *out = f;
-    return 0;
-}
-
-static void ur_file_close(ckpt__writer *w, ckpt__wfile *f)
-{
-    (void)w;
-    if (!f)
-        return;
-    close(f->fd);
-    if (f->fd_direct >= 0)
-        close(f->fd_direct);
-    free(f);
-}
-
-static int ur_allocate(ckpt__writer *w, ckpt__wfile *f, uint64_t off, uint64_t len,
-                       ckpt__err *err)
-{
-    (void)w;
-    if (len == 0 || fallocate(f->fd, 0, (off_t)off, (off_t)len) == 0)
-        return 0;
-    if (errno == EOPNOTSUPP || errno == ENOSYS)
-        return 0;
-    return ckpt__err_errno(err, errno, "reserve %llu bytes at %llu", (unsigned long long)len,
-                           (unsigned long long)off);
-}
-
-static int ur_is_direct(const ckpt__wfile *f)
-{
-    return f->fd_direct >= 0;
+    return ckpt__wfile_open(path, mode, w->direct, out, err);
 }
 
 const ckpt__writer_methods ckpt__writer_uring = {
@@ -417,10 +368,10 @@ const ckpt__writer_methods ckpt__writer_uring = {
     .open = ur_open,
     .close = ur_close,
     .file_open = ur_file_open,
-    .file_close = ur_file_close,
+    .file_close = ckpt__wfile_close,
     .submit = ur_submit,
     .sync = ur_sync,
-    .allocate = ur_allocate,
-    .is_direct = ur_is_direct,
+    .allocate = ckpt__wfile_allocate,
+    .is_direct = ckpt__wfile_is_direct,
     .register_buffers = ur_register,
 };

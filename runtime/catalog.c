@@ -3,11 +3,9 @@
  * The checkpoint folder's directory: which entries are committed
  * checkpoints, which are leftovers, and how either is removed.
  *
- * Names (docs/FORMAT.md):
- *   step-NNNNNNNNNNNN                 committed (12 decimal digits)
- *   step-NNNNNNNNNNNN.partial-HEX32   a save in progress or abandoned
- *   step-NNNNNNNNNNNN.trash-HEX32     a checkpoint being deleted
- * Anything else in DIR is foreign and never touched (here; policy.c
+ * Which name is which is io/paths.h's rule (ckpt__folder_parse): a
+ * committed step, a partial save, a trash folder, or foreign.
+ * Anything foreign in DIR is never touched (here; policy.c
  * removes the request file an application names).  A symlink is never
  * followed: a symlink named like a checkpoint is skipped by the scan, and
  * removal unlinks the link itself.  All removal happens through file
@@ -25,51 +23,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "io/paths.h"
 #include "runtime/internal.h"
 
 #define MAX_DEPTH 8
 
-void ckpt__step_name(int64_t step, char out[32])
-{
-    snprintf(out, 32, "step-%012lld", (long long)step);
-}
-
-/* Parses "step-" + 12 digits at the start of s; returns the step, else -1. */
-static int64_t parse_step(const char *s, const char **rest)
-{
-    if (strncmp(s, "step-", 5) != 0)
-        return -1;
-    int64_t v = 0;
-    for (int i = 5; i < 17; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    *rest = s + 17;
-    return v;
-}
-
-static int is_hex32(const char *s)
-{
-    size_t n = strlen(s);
-    if (n != 32)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return 0;
-    return 1;
-}
-
 static int is_leftover(const char *name)
 {
-    const char *rest;
-    if (parse_step(name, &rest) < 0)
-        return 0;
-    if (strncmp(rest, ".partial-", 9) == 0)
-        return is_hex32(rest + 9);
-    if (strncmp(rest, ".trash-", 7) == 0)
-        return is_hex32(rest + 7);
-    return 0;
+    int64_t step;
+    ckpt__folder_kind k = ckpt__folder_parse(name, &step);
+    return k == CKPT__FOLDER_PARTIAL || k == CKPT__FOLDER_TRASH;
 }
 
 static int cmp_desc(const void *a, const void *b)
@@ -95,9 +58,8 @@ int ckpt__catalog_scan(const char *dir, int64_t **steps, size_t *n, ckpt__err *e
     int rc = 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
-        const char *rest;
-        int64_t step = parse_step(de->d_name, &rest);
-        if (step < 0 || *rest != '\0')
+        int64_t step;
+        if (ckpt__folder_parse(de->d_name, &step) != CKPT__FOLDER_COMMITTED)
             continue;
         struct stat st;
         if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode))
@@ -237,14 +199,12 @@ int ckpt__catalog_cleanup(const char *dir, ckpt__log *log, ckpt__err *err)
 
 int ckpt__catalog_delete(const char *dir, int64_t step, ckpt__err *err)
 {
-    char name[32], trash[96];
+    char name[CKPT__FNAME_MAX], trash[CKPT__FNAME_MAX];
     uint8_t r[16];
     ckpt__step_name(step, name);
     if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
         return ckpt__err_errno(err, errno, "getrandom");
-    int k = snprintf(trash, sizeof trash, "%s.trash-", name);
-    for (int i = 0; i < 16; i++)
-        k += snprintf(trash + k, sizeof trash - (size_t)k, "%02x", r[i]);
+    ckpt__trash_name(step, r, trash);
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
         return ckpt__err_errno(err, errno, "open folder %s", dir);

@@ -24,7 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "runtime/err.h"
+#include "base/err.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -66,6 +66,7 @@
 #include <unistd.h>
 
 #include "io/manifest.h"
+#include "io/paths.h"
 #include "io/shard.h"
 #include "runtime/internal.h"
 
@@ -77,22 +78,18 @@
 #endif
 
 #define MAX_RECORD (1ull << 31) /* bytes of one done-record */
-#define ABANDONED "abandoned.rec"    /* rank 0 gave the save up (why) */
-
-static void hex(const uint8_t *b, size_t n, char *out)
-{
-    for (size_t i = 0; i < n; i++)
-        snprintf(out + 2 * i, 3, "%02x", b[i]);
-}
 
 int ckpt__commit_begin(const char *dir, int64_t step, const uint8_t uuid[16], int shared,
                        char *partial, size_t cap, ckpt__err *err)
 {
-    char name[32], h[33], path[4096];
-    ckpt__step_name(step, name);
-    hex(uuid, 16, h);
-    snprintf(partial, cap, "%s.partial-%s", name, h);
-    snprintf(path, sizeof path, "%s/%s", dir, partial);
+    char name[CKPT__FNAME_MAX], path[CKPT__PATH_MAX];
+    ckpt__partial_name(step, uuid, name);
+    snprintf(partial, cap, "%s", name);
+    int rc = ckpt__path_join(path, dir, name, err);
+    if (rc) {
+        partial[0] = 0;
+        return rc;
+    }
     /* Inv. 6: mkdir fails if anything already has this name; with several
      * ranks only a real folder (made by another rank) is accepted. */
     if (mkdir(path, 0755) == 0)
@@ -122,10 +119,14 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 int ckpt__commit_done_record(const char *partial_path, const ckpt__index *idx, uint32_t rank,
                              ckpt__fault *fault, ckpt__fileid *id, ckpt__err *err)
 {
-    char tmp[4200], fin[4200];
-    snprintf(tmp, sizeof tmp, "%s/done-%05u.tmp", partial_path, rank);
-    snprintf(fin, sizeof fin, "%s/done-%05u.rec", partial_path, rank);
+    char name[CKPT__FNAME_MAX], tmp[CKPT__PATH_MAX], fin[CKPT__PATH_MAX];
     int rc = ckpt__fault_check(fault, CKPT__FAULT_DONE, "write done-record", err);
+    ckpt__done_tmp_name(rank, name);
+    if (!rc)
+        rc = ckpt__path_join(tmp, partial_path, name, err);
+    ckpt__done_name(rank, name);
+    if (!rc)
+        rc = ckpt__path_join(fin, partial_path, name, err);
     if (rc)
         return rc;
     uint8_t *buf;
@@ -165,9 +166,12 @@ int ckpt__commit_done_record(const char *partial_path, const ckpt__index *idx, u
  * rank that sees the mark never reads it half written. */
 static void write_mark(const char *ppath, const char *name, const ckpt__err *why)
 {
-    char tmp[4300], fin[4300], text[CKPT__ERR_MSG + 32];
-    snprintf(tmp, sizeof tmp, "%s/%s.tmp", ppath, name);
-    snprintf(fin, sizeof fin, "%s/%s", ppath, name);
+    char tmpname[CKPT__FNAME_MAX], tmp[CKPT__PATH_MAX], fin[CKPT__PATH_MAX];
+    char text[CKPT__ERR_MSG + 32];
+    ckpt__mark_tmp_name(name, tmpname);
+    if (ckpt__path_join(tmp, ppath, tmpname, NULL) != 0 ||
+        ckpt__path_join(fin, ppath, name, NULL) != 0)
+        return;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (fd < 0)
         return;
@@ -181,23 +185,17 @@ static void write_mark(const char *ppath, const char *name, const ckpt__err *why
 void ckpt__commit_mark_failed(const char *dir, const char *partial, uint32_t rank,
                               const ckpt__err *why)
 {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/%s", dir, partial);
+    char path[CKPT__PATH_MAX];
+    if (ckpt__path_join(path, dir, partial, NULL) != 0)
+        return;
     if (mkdir(path, 0755) != 0 && errno != EEXIST)
         return;
     struct stat st;
     if (lstat(path, &st) != 0 || !S_ISDIR(st.st_mode))
         return;
-    char name[32];
-    snprintf(name, sizeof name, "failed-%05u.rec", rank);
+    char name[CKPT__FNAME_MAX];
+    ckpt__failed_name(rank, name);
     write_mark(path, name, why);
-}
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 /* Sleeps a little longer each time, up to 1 ms: the commit follows the
@@ -234,14 +232,17 @@ static int read_mark(const char *path, char *out, size_t cap)
 int ckpt__commit_wait_records(const char *partial_path, uint32_t world, double timeout_s,
                               ckpt__err *err)
 {
-    char path[4200], msg[CKPT__ERR_MSG + 32];
-    double t0 = mono_s();
+    char name[CKPT__FNAME_MAX], path[CKPT__PATH_MAX], msg[CKPT__ERR_MSG + 32];
+    double t0 = ckpt__now_s();
     long ns = 50000;
     uint32_t next = 0; /* ranks below next have their record */
     for (;;) {
         struct stat st;
         while (next < world) {
-            snprintf(path, sizeof path, "%s/done-%05u.rec", partial_path, next);
+            ckpt__done_name(next, name);
+            int rc = ckpt__path_join(path, partial_path, name, err);
+            if (rc)
+                return rc;
             if (lstat(path, &st) != 0)
                 break;
             next++;
@@ -249,7 +250,10 @@ int ckpt__commit_wait_records(const char *partial_path, uint32_t world, double t
         if (next == world)
             return 0;
         for (uint32_t r = next; r < world; r++) {
-            snprintf(path, sizeof path, "%s/failed-%05u.rec", partial_path, r);
+            ckpt__failed_name(r, name);
+            int rc = ckpt__path_join(path, partial_path, name, err);
+            if (rc)
+                return rc;
             if (lstat(path, &st) == 0) {
                 int code = read_mark(path, msg, sizeof msg);
                 return ckpt__err_set(err, code, "rank %u failed: %s", r,
@@ -258,7 +262,7 @@ int ckpt__commit_wait_records(const char *partial_path, uint32_t world, double t
         }
         if (lstat(partial_path, &st) != 0)
             return ckpt__err_errno(err, errno, "the partial folder %s went away", partial_path);
-        if (mono_s() - t0 > timeout_s)
+        if (ckpt__now_s() - t0 > timeout_s)
             return ckpt__err_set(err, CKPT_ETIMEDOUT,
                                  "rank %u's done-record did not arrive within %.1f s "
                                  "(commit_timeout_s)",
@@ -270,12 +274,16 @@ int ckpt__commit_wait_records(const char *partial_path, uint32_t world, double t
 int ckpt__commit_wait_verdict(const char *dir, const char *partial, int64_t step, uint32_t rank,
                               const ckpt__fileid *id, double timeout_s, ckpt__err *err)
 {
-    char name[32], rec[4200], ppath[4200], mark[4300];
-    ckpt__step_name(step, name);
-    snprintf(rec, sizeof rec, "%s/%s/done-%05u.rec", dir, name, rank);
-    snprintf(ppath, sizeof ppath, "%s/%s", dir, partial);
-    snprintf(mark, sizeof mark, "%s/" ABANDONED, ppath);
-    double t0 = mono_s();
+    char name[CKPT__FNAME_MAX], rec[CKPT__PATH_MAX], ppath[CKPT__PATH_MAX], mark[CKPT__PATH_MAX];
+    ckpt__done_name(rank, name);
+    int rc = ckpt__path_step(rec, dir, step, name, err);
+    if (!rc)
+        rc = ckpt__path_join(ppath, dir, partial, err);
+    if (!rc)
+        rc = ckpt__path_join(mark, ppath, CKPT__ABANDONED_NAME, err);
+    if (rc)
+        return rc;
+    double t0 = ckpt__now_s();
     long ns = 50000;
     for (;;) {
         struct stat st;
@@ -295,7 +303,7 @@ int ckpt__commit_wait_verdict(const char *dir, const char *partial, int64_t step
             return ckpt__err_set(err, CKPT_EIO,
                                  "rank 0 did not commit step %lld (its log or ticket says why)",
                                  (long long)step);
-        if (mono_s() - t0 > timeout_s)
+        if (ckpt__now_s() - t0 > timeout_s)
             return ckpt__err_set(err, CKPT_ETIMEDOUT,
                                  "no commit of step %lld by rank 0 within %.1f s "
                                  "(commit_timeout_s)",
@@ -366,8 +374,8 @@ static int merge(ckpt__index *m, const ckpt__index *r, ckpt__err *err)
 
 /* Moves partial to the committed name; *replaced is set when an older
  * checkpoint of the same step now sits under the partial name. */
-static int publish(const char *dir, const char *partial, const char *committed, int *replaced,
-                   ckpt__err *err)
+static int publish(const char *dir, const char *partial, int64_t step, const char *committed,
+                   int *replaced, ckpt__err *err)
 {
     *replaced = 0;
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -392,7 +400,6 @@ static int publish(const char *dir, const char *partial, const char *committed, 
             e = errno;
             if (e == ENOTEMPTY || e == EEXIST) {
                 ckpt__err sub;
-                int64_t step = strtoll(committed + 5, NULL, 10);
                 if (ckpt__catalog_delete(dir, step, &sub) != 0)
                     rc = ckpt__err_set(err, sub.code, "replace %s: %s", committed, sub.msg);
                 else if (renameat(dfd, partial, dfd, committed) != 0)
@@ -411,16 +418,19 @@ static int publish(const char *dir, const char *partial, const char *committed, 
 int ckpt__commit_seal(const char *dir, const char *partial, int64_t step, uint32_t world,
                       ckpt__fault *fault, ckpt__log *log, ckpt__err *err)
 {
-    char ppath[4096], path[4200], committed[32];
-    snprintf(ppath, sizeof ppath, "%s/%s", dir, partial);
+    char ppath[CKPT__PATH_MAX], path[CKPT__PATH_MAX], committed[CKPT__FNAME_MAX];
+    char name[CKPT__FNAME_MAX];
     ckpt__step_name(step, committed);
     ckpt__index m;
     memset(&m, 0, sizeof m);
-    int rc = 0;
+    int rc = ckpt__path_join(ppath, dir, partial, err);
     uint64_t t0 = ckpt__now_ns(), t1 = t0, t2 = t0, t3 = t0;
     for (uint32_t r = 0; r < world && !rc; r++) {
         ckpt__index rec;
-        snprintf(path, sizeof path, "%s/done-%05u.rec", ppath, r);
+        ckpt__done_name(r, name);
+        rc = ckpt__path_join(path, ppath, name, err);
+        if (rc)
+            break;
         rc = read_record(path, &rec, err);
         if (rc)
             break;
@@ -456,7 +466,8 @@ int ckpt__commit_seal(const char *dir, const char *partial, int64_t step, uint32
         rc = ckpt__layout_check(&m, CKPT_EMISMATCH, committed, err);
     if (!rc)
         rc = ckpt__fault_check(fault, CKPT__FAULT_MANIFEST, "write manifest", err);
-    snprintf(path, sizeof path, "%s/%s", ppath, CKPT__MANIFEST_NAME);
+    if (!rc)
+        rc = ckpt__path_join(path, ppath, CKPT__MANIFEST_NAME, err);
     t1 = ckpt__now_ns();
     if (!rc)
         rc = ckpt__manifest_write(path, &m, err);
@@ -470,7 +481,7 @@ int ckpt__commit_seal(const char *dir, const char *partial, int64_t step, uint32
         rc = ckpt__fault_check(fault, CKPT__FAULT_RENAME, "commit rename", err);
     int replaced = 0;
     if (!rc)
-        rc = publish(dir, partial, committed, &replaced, err);
+        rc = publish(dir, partial, step, committed, &replaced, err);
     if (rc)
         return rc;
     /* Inv. 4: the new name is durable before anyone is told. */
@@ -493,22 +504,27 @@ int ckpt__commit_seal(const char *dir, const char *partial, int64_t step, uint32
 void ckpt__commit_abandon_shared(const char *dir, const char *partial, uint32_t world,
                                  double timeout_s, const ckpt__err *why, ckpt__log *log)
 {
-    char ppath[4200];
-    snprintf(ppath, sizeof ppath, "%s/%s", dir, partial);
-    write_mark(ppath, ABANDONED, why);
+    char ppath[CKPT__PATH_MAX];
+    if (ckpt__path_join(ppath, dir, partial, NULL) != 0) {
+        ckpt__commit_abandon(dir, partial, log);
+        return;
+    }
+    write_mark(ppath, CKPT__ABANDONED_NAME, why);
     /* Inv. 9: the folder goes only when no rank can still create it anew. */
-    double t0 = mono_s();
+    double t0 = ckpt__now_s();
     long ns = 50000;
     for (uint32_t r = 1; r < world;) {
         struct stat st;
-        char done[4300], failed[4300];
-        snprintf(done, sizeof done, "%s/done-%05u.rec", ppath, r);
-        snprintf(failed, sizeof failed, "%s/failed-%05u.rec", ppath, r);
+        char name[CKPT__FNAME_MAX], done[CKPT__PATH_MAX], failed[CKPT__PATH_MAX];
+        ckpt__done_name(r, name);
+        ckpt__path_join(done, ppath, name, NULL);
+        ckpt__failed_name(r, name);
+        ckpt__path_join(failed, ppath, name, NULL);
         if (lstat(done, &st) == 0 || lstat(failed, &st) == 0) {
             r++;
             continue;
         }
-        if (mono_s() - t0 > timeout_s) {
+        if (ckpt__now_s() - t0 > timeout_s) {
             ckpt__logf(log, CKPT_LOG_WARN,
                        "rank %u did not finish the abandoned save in %s within %.1f s", r,
                        partial, timeout_s);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/paths.h"
 #include "runtime/internal.h"
 
 #define MIB (1ull << 20)
@@ -156,7 +157,7 @@ static int policy_validate(const ckpt_config *c, ckpt__err *err)
             BAD("config: policy_request_file '%.64s' must be a plain name inside dir "
                 "(no '/', not . or ..)",
                 f);
-        if (strncmp(f, "step-", 5) == 0)
+        if (ckpt__folder_reserved(f))
             BAD("config: policy_request_file '%.64s' starts with step-, which names "
                 "checkpoints",
                 f);
@@ -173,8 +174,9 @@ int ckpt__config_validate(const ckpt_config *c, ckpt__err *err)
 #define BAD(...) return ckpt__err_set(err, CKPT_EINVAL, __VA_ARGS__)
     if (!c->dir || !c->dir[0])
         BAD("config: dir is not set (cfg.dir or CKPT_DIR)");
-    if (strlen(c->dir) > 3000)
-        BAD("config: dir is longer than 3000 bytes");
+    /* Every path the runtime builds in dir fits CKPT__PATH_MAX (io/paths.h). */
+    if (ckpt__path_dir_check(c->dir, err) != 0)
+        return ckpt__err_prefix(err, "config");
     if (c->keep_last < 0)
         BAD("config: keep_last is %d", c->keep_last);
     if (c->keep_every < 0)

@@ -27,6 +27,7 @@
 
 #include "io/manifest.h"
 #include "io/names.h"
+#include "io/paths.h"
 #include "runtime/internal.h"
 
 #define MAX_TICKETS 4096
@@ -40,7 +41,7 @@ static int no_ctx(const char *fn)
 
 static int make_dirs(const char *path, ckpt__err *err)
 {
-    char buf[4096];
+    char buf[CKPT__PATH_MAX];
     size_t n = strlen(path);
     if (n >= sizeof buf)
         return ckpt__err_set(err, CKPT_EINVAL, "folder path too long");
@@ -666,12 +667,12 @@ int ckpt_list(ckpt_ctx *ctx, ckpt_info *out, size_t cap, size_t *count)
     if (rc)
         return rc;
     for (size_t i = 0; i < n; i++) {
-        char path[4200], name[32];
+        char path[CKPT__PATH_MAX], name[CKPT__FNAME_MAX];
         ckpt__step_name(steps[i], name);
-        snprintf(path, sizeof path, "%s/%s/%s", ctx->dir, name, CKPT__MANIFEST_NAME);
         ckpt__index idx;
         ckpt__err e;
-        if (ckpt__manifest_read(path, &idx, &e) != 0) {
+        if (ckpt__path_step(path, ctx->dir, steps[i], CKPT__MANIFEST_NAME, &e) != 0 ||
+            ckpt__manifest_read(path, &idx, &e) != 0) {
             ckpt__logf(&ctx->log, CKPT_LOG_INFO, "list: skipping %s: %s", name, e.msg);
             continue;
         }
@@ -691,8 +692,7 @@ int ckpt_list(ckpt_ctx *ctx, ckpt_info *out, size_t cap, size_t *count)
                 o->nbytes += idx.entries[k].nbytes;
                 o->ntensors += idx.entries[k].kind == CKPT__ENTRY_TENSOR;
             }
-            for (int k = 0; k < 16; k++)
-                snprintf(o->uuid + 2 * k, 3, "%02x", idx.uuid[k]);
+            ckpt__uuid_hex(idx.uuid, o->uuid);
         }
         (*count)++;
         ckpt__index_free(&idx);

@@ -33,7 +33,8 @@
 
 #include <stddef.h>
 
-#include "runtime/err.h"
+#include "base/err.h"
+#include "base/workers.h"
 
 /* 2: copy callbacks receive the error message, not only its code.
  * 3: a probe method; backends other than host are plugins. */
@@ -57,7 +58,7 @@ struct ckpt__copyreq {
      * naming the failing call.  Borrowed: valid only during the call. */
     void (*cb)(ckpt__copyreq *req, const ckpt__err *err);
     void *user;
-    ckpt__copyreq *next; /* backend's use while queued */
+    ckpt__task task; /* backend's use while queued */
 };
 
 typedef struct ckpt__device_methods {

@@ -9,41 +9,24 @@
  * Invariants: requests are served strictly in submission order by the one
  * copy thread; each request's callback runs exactly once.
  */
-#include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "runtime/device.h"
 
+/* The copies wait in a worker pool (base/workers.h) of one thread, which
+ * serves them in submission order. */
 struct ckpt__device {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    ckpt__copyreq *head, *tail;
-    int stop;
-    pthread_t thread;
+    ckpt__workers *copier;
 };
 
-static void *copier(void *arg)
+static void copy_task(ckpt__task *t)
 {
-    ckpt__device *d = arg;
-    pthread_mutex_lock(&d->mu);
-    for (;;) {
-        while (!d->head && !d->stop)
-            pthread_cond_wait(&d->cv, &d->mu);
-        if (!d->head)
-            break;
-        ckpt__copyreq *r = d->head;
-        d->head = r->next;
-        if (!d->head)
-            d->tail = NULL;
-        pthread_mutex_unlock(&d->mu);
-        for (size_t i = 0; i < r->nops; i++)
-            memcpy(r->ops[i].dst, r->ops[i].src, r->ops[i].n);
-        r->cb(r, NULL); /* memcpy cannot fail */
-        pthread_mutex_lock(&d->mu);
-    }
-    pthread_mutex_unlock(&d->mu);
-    return NULL;
+    ckpt__copyreq *r = (ckpt__copyreq *)((char *)t - offsetof(ckpt__copyreq, task));
+    for (size_t i = 0; i < r->nops; i++)
+        memcpy(r->ops[i].dst, r->ops[i].src, r->ops[i].n);
+    r->cb(r, NULL); /* memcpy cannot fail */
 }
 
 static int host_open(ckpt__device **out, ckpt__err *err)
@@ -52,14 +35,9 @@ static int host_open(ckpt__device **out, ckpt__err *err)
     ckpt__device *d = calloc(1, sizeof *d);
     if (!d)
         return ckpt__err_set(err, CKPT_ENOMEM, "host device: out of memory");
-    pthread_mutex_init(&d->mu, NULL);
-    pthread_cond_init(&d->cv, NULL);
-    int rc = pthread_create(&d->thread, NULL, copier, d);
-    if (rc) {
-        pthread_cond_destroy(&d->cv);
-        pthread_mutex_destroy(&d->mu);
+    if (ckpt__workers_open(1, &d->copier, err)) {
         free(d);
-        return ckpt__err_errno(err, rc, "host device: pthread_create");
+        return ckpt__err_prefix(err, "host device");
     }
     *out = d;
     return 0;
@@ -75,13 +53,7 @@ static void host_close(ckpt__device *d)
 {
     if (!d)
         return;
-    pthread_mutex_lock(&d->mu);
-    d->stop = 1;
-    pthread_cond_signal(&d->cv);
-    pthread_mutex_unlock(&d->mu);
-    pthread_join(d->thread, NULL);
-    pthread_cond_destroy(&d->cv);
-    pthread_mutex_destroy(&d->mu);
+    ckpt__workers_close(d->copier);
     free(d);
 }
 
@@ -107,15 +79,8 @@ static int host_save_begin(ckpt__device *d, void *stream, ckpt__err *err)
 
 static void host_copy_out(ckpt__device *d, ckpt__copyreq *req)
 {
-    req->next = NULL;
-    pthread_mutex_lock(&d->mu);
-    if (d->tail)
-        d->tail->next = req;
-    else
-        d->head = req;
-    d->tail = req;
-    pthread_cond_signal(&d->cv);
-    pthread_mutex_unlock(&d->mu);
+    req->task.fn = copy_task;
+    ckpt__workers_submit(d->copier, &req->task);
 }
 
 static int host_fence(ckpt__device *d, void *stream, ckpt__err *err)

@@ -13,13 +13,6 @@
 static const char *const names[] = {"?", "started", "snapshot taken", "durable", "committed",
                                     "failed"};
 
-uint64_t ckpt__now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 void ckpt__emit(ckpt_ctx *ctx, ckpt__job *job, ckpt_event_kind kind, int error,
                 const char *message)
 {

@@ -18,7 +18,7 @@
 #include "io/writer.h"
 #include "runtime/device.h"
 #include "runtime/fault_hooks.h"
-#include "runtime/err.h"
+#include "base/err.h"
 
 typedef struct ckpt__fault {
     _Atomic int64_t nth[CKPT__FAULT_NSITES]; /* -1: disarmed */

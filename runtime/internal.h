@@ -28,9 +28,10 @@
 #include "io/index.h"
 #include "io/strmap.h"
 #include "runtime/comm.h"
-#include "runtime/err.h"
+#include "base/clock.h"
+#include "base/err.h"
 #include "runtime/fault.h"
-#include "runtime/log.h"
+#include "base/log.h"
 #include "runtime/pipeline.h"
 #include "runtime/verify.h"
 
@@ -235,7 +236,6 @@ void ckpt__ticket_finish(ckpt_ctx *ctx, uint64_t ticket, int result, const char 
 void ckpt__note_unobserved(ckpt_ctx *ctx, const ckpt__err *e);
 
 /* events.c */
-uint64_t ckpt__now_ns(void);
 void ckpt__emit(ckpt_ctx *ctx, ckpt__job *job, ckpt_event_kind kind, int error,
                 const char *message);
 
@@ -248,11 +248,8 @@ int ckpt__restore_tensors(ckpt_ctx *ctx, const char *const *names, size_t n, voi
 
 /* ---- folders (catalog.c) ---------------------------------------------------- */
 
-#define CKPT__STEP_MAX 999999999999LL
-
 /* Committed step folders of dir, newest first (*steps malloc'd). */
 int ckpt__catalog_scan(const char *dir, int64_t **steps, size_t *n, ckpt__err *err);
-void ckpt__step_name(int64_t step, char out[32]);
 /* Removes leftovers of crashed saves and deletions (rank 0 at open). */
 int ckpt__catalog_cleanup(const char *dir, ckpt__log *log, ckpt__err *err);
 /* Removes dir/name recursively without following symlinks. */

@@ -48,10 +48,10 @@
 #include "runtime/device.h"
 #include "runtime/device_plugin.h"
 #include "runtime/fault.h"
-#include "runtime/log.h"
+#include "base/log.h"
 #include "runtime/staging.h"
 #include "runtime/verify.h"
-#include "runtime/workers.h"
+#include "base/workers.h"
 
 /* I/O machinery shared by saves, restores, verification and the bench. */
 typedef struct ckpt__engine {

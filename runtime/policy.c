@@ -30,13 +30,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "io/paths.h"
 #include "runtime/internal.h"
 
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the signal counters must be lock-free");
 
 /*
- * Process-wide mutable state, one of two pieces in the library (the other
- * is io/h5util.c's lock around the process-global HDF5 library).
+ * Process-wide mutable state.  The library has three pieces of it: these
+ * signal counters and holders, io/h5util.c's lock (and saved error
+ * handler) around the process-global HDF5 library, and the per-thread
+ * last-error buffer of runtime/error_codes.c.  Everything else lives in a
+ * context.
  * A signal handler gets no context pointer, so what it records must live in
  * static storage: one counter per signal number.  Besides volatile
  * sig_atomic_t, a lock-free atomic is the only object C11 lets a handler

@@ -46,9 +46,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <xxhash.h>
-
+#include "io/assemble.h"
 #include "io/manifest.h"
+#include "io/paths.h"
 #include "io/shard.h"
 #include "runtime/internal.h"
 
@@ -211,22 +211,6 @@ static int make_plan(ckpt_ctx *ctx, const ckpt__index *idx, const char *what,
     return 0;
 }
 
-static int read_exact(int fd, void *buf, size_t n, uint64_t off)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = pread(fd, (char *)buf + got, n - got, (off_t)(off + got));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return -errno;
-        if (r == 0)
-            return -ENODATA;
-        got += (size_t)r;
-    }
-    return 0;
-}
-
 /* Step 4: this rank's metadata blobs, verified, into *out. */
 static int read_meta(ckpt_ctx *ctx, const ckpt__index *idx, const char *path,
                      ckpt__metastore *out, ckpt__err *err)
@@ -246,20 +230,10 @@ static int read_meta(ckpt_ctx *ctx, const ckpt__index *idx, const char *path,
             rc = ckpt__err_set(err, CKPT_ENOMEM, "metadata '%s': out of memory", e->name);
             break;
         }
-        int r = e->nbytes ? read_exact(fd, buf, e->nbytes, e->file_off) : 0;
-        if (r == -ENODATA)
-            rc = ckpt__err_set(err, CKPT_ECORRUPT, "%s: metadata '%s' is cut short", path,
-                               e->name);
-        else if (r < 0)
-            rc = ckpt__err_errno(err, -r, "read metadata '%s' from %s", e->name, path);
         for (uint32_t c = 0; !rc && c < e->nchunks; c++) {
-            uint64_t off = (uint64_t)c * idx->chunk_bytes;
-            uint64_t n = e->nbytes - off < idx->chunk_bytes ? e->nbytes - off : idx->chunk_bytes;
-            if (ctx->cfg.verify &&
-                XXH3_64bits(buf + off, n) != idx->hashes[e->chunk0 + c])
-                rc = ckpt__err_set(err, CKPT_ECORRUPT,
-                                   "%s: metadata '%s' chunk %u failed its checksum", path,
-                                   e->name, c);
+            uint64_t n;
+            rc = ckpt__chunk_read(fd, idx, e, c, ctx->cfg.verify,
+                                  buf + (uint64_t)c * idx->chunk_bytes, &n, path, err);
         }
         if (!rc)
             rc = ckpt__meta_put(out, e->name, buf, (size_t)e->nbytes, err);
@@ -296,24 +270,45 @@ static const ckpt__rankrec *rank_rec(const ckpt__index *idx, uint32_t rank)
     return NULL;
 }
 
-/* Reads chunk c of entry e from fd and checks its leaf. */
-static int read_chunk(ckpt_ctx *ctx, int fd, const ckpt__index *idx, const ckpt__entry *e,
-                      uint32_t c, uint8_t *buf, uint64_t *n, const char *path, ckpt__err *err)
+/* Step 5, resharding: one saved entry's chunks, verified, and the copies
+ * of their overlap with a registered tensor, handed to the device backend
+ * in batches. */
+typedef struct overlap_sink {
+    ckpt_ctx *ctx;
+    int fd;
+    const ckpt__index *idx;
+    const ckpt__entry *e;
+    const char *path;
+    const ckpt__tensor *t;
+    void *stream;
+    ckpt__copy ops[256];
+    size_t nops;
+} overlap_sink;
+
+static int sink_load(void *user, uint32_t c, uint8_t *buf, uint64_t *n, ckpt__err *err)
 {
-    uint64_t off = (uint64_t)c * idx->chunk_bytes;
-    *n = e->nbytes - off < idx->chunk_bytes ? e->nbytes - off : idx->chunk_bytes;
-    int rc = ckpt__fault_check(&ctx->fault, CKPT__FAULT_READ, "read", err);
+    overlap_sink *s = user;
+    int rc = ckpt__fault_check(&s->ctx->fault, CKPT__FAULT_READ, "read", err);
     if (rc)
-        return ckpt__err_prefix(err, "%s", path);
-    int r = read_exact(fd, buf, (size_t)*n, e->file_off + off);
-    if (r == -ENODATA)
-        return ckpt__err_set(err, CKPT_ECORRUPT, "%s: tensor '%s' is cut short", path, e->name);
-    if (r < 0)
-        return ckpt__err_errno(err, -r, "read tensor '%s' from %s", e->name, path);
-    if (ctx->cfg.verify && XXH3_64bits(buf, (size_t)*n) != idx->hashes[e->chunk0 + c])
-        return ckpt__err_set(err, CKPT_ECORRUPT, "%s: tensor '%s' chunk %u failed its checksum",
-                             path, e->name, c);
-    return 0;
+        return ckpt__err_prefix(err, "%s", s->path);
+    return ckpt__chunk_read(s->fd, s->idx, s->e, c, s->ctx->cfg.verify, buf, n, s->path, err);
+}
+
+static int sink_flush(void *user, ckpt__err *err)
+{
+    overlap_sink *s = user;
+    int rc = s->nops ? s->ctx->eng.dm->copy_in(s->ctx->eng.dev, s->ops, s->nops, s->stream, err)
+                     : 0;
+    s->nops = 0;
+    return rc;
+}
+
+static int sink_piece(void *user, uint64_t dof, const uint8_t *src, uint64_t len,
+                      ckpt__err *err)
+{
+    overlap_sink *s = user;
+    s->ops[s->nops++] = (ckpt__copy){(uint8_t *)s->t->ptr + dof, src, (size_t)len};
+    return s->nops == sizeof s->ops / sizeof s->ops[0] ? sink_flush(s, err) : 0;
 }
 
 /* Step 5, resharding: copies the part of saved entry e that overlaps the
@@ -322,48 +317,11 @@ static int read_overlap(ckpt_ctx *ctx, const ckpt__index *idx, const ckpt__entry
                         const char *path, const ckpt__tensor *t, uint8_t *buf, void *stream,
                         ckpt__err *err)
 {
-    ckpt__box want, have, part;
+    static const ckpt__overlap_fns fns = {sink_load, sink_flush, sink_piece};
+    overlap_sink s = {ctx, fd, idx, e, path, t, stream, {{0}}, 0};
+    ckpt__box want;
     box_of_tensor(t, &want);
-    ckpt__box_of_entry(e, &have);
-    if (!ckpt__box_intersect(&want, &have, &part) || ckpt__box_volume(&part) == 0)
-        return 0;
-    ckpt__runs runs;
-    ckpt__runs_init(&runs, &part, &have, &want, ckpt_dtype_size(t->dtype));
-    enum { NOPS = 256 };
-    ckpt__copy ops[NOPS];
-    size_t nops = 0;
-    uint32_t loaded = NONE;
-    uint64_t have_n = 0, so, dof, len;
-    int rc = 0;
-    while (!rc && ckpt__runs_next(&runs, &so, &dof, &len)) {
-        while (!rc && len > 0) {
-            uint32_t c = (uint32_t)(so / idx->chunk_bytes);
-            if (c != loaded) {
-                /* Copies pending from the old chunk go before it is reused. */
-                if (nops)
-                    rc = ctx->eng.dm->copy_in(ctx->eng.dev, ops, nops, stream, err);
-                nops = 0;
-                if (!rc)
-                    rc = read_chunk(ctx, fd, idx, e, c, buf, &have_n, path, err);
-                loaded = rc ? NONE : c;
-                if (rc)
-                    break;
-            }
-            uint64_t in = so - (uint64_t)c * idx->chunk_bytes;
-            uint64_t piece = have_n - in < len ? have_n - in : len;
-            ops[nops++] = (ckpt__copy){(uint8_t *)t->ptr + dof, buf + in, (size_t)piece};
-            if (nops == NOPS) {
-                rc = ctx->eng.dm->copy_in(ctx->eng.dev, ops, nops, stream, err);
-                nops = 0;
-            }
-            so += piece;
-            dof += piece;
-            len -= piece;
-        }
-    }
-    if (!rc && nops)
-        rc = ctx->eng.dm->copy_in(ctx->eng.dev, ops, nops, stream, err);
-    return rc;
+    return ckpt__overlap_copy(idx, e, &want, buf, &fns, &s, err);
 }
 
 /* Step 5, whole slices of one rank file, through the pipeline. */
@@ -446,8 +404,8 @@ static int read_parts(ckpt_ctx *ctx, const ckpt__index *idx, const plan *p, uint
 /* One checkpoint being restored on this rank: what steps 1-4 found, for
  * step 5. */
 typedef struct attempt {
-    char name[32];
-    char dir[4096];
+    char name[CKPT__FNAME_MAX];
+    char dir[CKPT__PATH_MAX];
     ckpt__index idx;
     int have_idx;
     plan p;
@@ -469,11 +427,13 @@ static void attempt_free(attempt *a)
 static int attempt_check(ckpt_ctx *ctx, int64_t step, restore_req *req, attempt *a,
                          ckpt__err *err)
 {
-    char path[4200];
+    char path[CKPT__PATH_MAX], fname[CKPT__FNAME_MAX];
     ckpt__step_name(step, a->name);
-    snprintf(a->dir, sizeof a->dir, "%s/%s", ctx->dir, a->name);
-    snprintf(path, sizeof path, "%s/%s", a->dir, CKPT__MANIFEST_NAME);
-    int rc = ckpt__manifest_read(path, &a->idx, err);
+    int rc = ckpt__path_step(a->dir, ctx->dir, step, NULL, err);
+    if (!rc)
+        rc = ckpt__path_join(path, a->dir, CKPT__MANIFEST_NAME, err);
+    if (!rc)
+        rc = ckpt__manifest_read(path, &a->idx, err);
     if (rc)
         return rc;
     a->have_idx = 1;
@@ -497,13 +457,17 @@ static int attempt_check(ckpt_ctx *ctx, int64_t step, restore_req *req, attempt 
         if (!a->p.need[r] && !(a->mine && r == (uint32_t)ctx->rank))
             continue;
         const ckpt__rankrec *rr = rank_rec(idx, r);
-        snprintf(path, sizeof path, "%s/rank-%05u.h5", a->dir, r);
-        rc = rr ? check_rank_file(path, rr->file_bytes, err)
-                : ckpt__err_set(err, CKPT_ECORRUPT, "%s: no record of rank %u", a->name, r);
+        ckpt__rank_file_name(r, fname);
+        rc = ckpt__path_join(path, a->dir, fname, err);
+        if (!rc)
+            rc = rr ? check_rank_file(path, rr->file_bytes, err)
+                    : ckpt__err_set(err, CKPT_ECORRUPT, "%s: no record of rank %u", a->name, r);
     }
     if (!rc && a->mine) {
-        snprintf(path, sizeof path, "%s/rank-%05d.h5", a->dir, ctx->rank);
-        rc = read_meta(ctx, idx, path, &a->meta, err);
+        ckpt__rank_file_name((uint32_t)ctx->rank, fname);
+        rc = ckpt__path_join(path, a->dir, fname, err);
+        if (!rc)
+            rc = read_meta(ctx, idx, path, &a->meta, err);
     }
     return rc;
 }
@@ -512,15 +476,16 @@ static int attempt_check(ckpt_ctx *ctx, int64_t step, restore_req *req, attempt 
 static int attempt_read(ckpt_ctx *ctx, attempt *a, void *stream, restore_req *req,
                         ckpt__err *err)
 {
-    char path[4200], fname[32], what[128];
+    char path[CKPT__PATH_MAX], fname[CKPT__FNAME_MAX], what[128];
     int rc = 0;
     for (uint32_t r = 0; !rc && r < a->idx.world_size; r++) {
         if (!a->p.need[r])
             continue;
-        snprintf(fname, sizeof fname, "rank-%05u.h5", r);
-        snprintf(path, sizeof path, "%s/%s", a->dir, fname);
+        ckpt__rank_file_name(r, fname);
         snprintf(what, sizeof what, "%s/%s", a->name, fname);
-        rc = read_whole(ctx, &a->idx, &a->p, r, path, what, stream, err);
+        rc = ckpt__path_join(path, a->dir, fname, err);
+        if (!rc)
+            rc = read_whole(ctx, &a->idx, &a->p, r, path, what, stream, err);
         if (!rc)
             rc = read_parts(ctx, &a->idx, &a->p, r, path, stream, err);
     }
@@ -753,10 +718,10 @@ int ckpt__restore_tensors(ckpt_ctx *ctx, const char *const *names, size_t n, voi
         rc = quiesce(ctx, "ckpt_restore_tensors", err);
     if (!rc)
         rc = select_names(ctx, names, n, sel, err);
-    char name[32], dir[4096];
+    char dir[CKPT__PATH_MAX];
     struct stat st;
-    ckpt__step_name(step < 0 ? 0 : step, name);
-    snprintf(dir, sizeof dir, "%s/%s", ctx->dir, name);
+    if (!rc)
+        rc = ckpt__path_step(dir, ctx->dir, step < 0 ? 0 : step, NULL, err);
     if (!rc && n && lstat(dir, &st) != 0)
         rc = errno == ENOENT ? ckpt__err_set(err, CKPT_ENOTFOUND,
                                              "ckpt_restore_tensors: %s, which ckpt_restore "

@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "io/paths.h"
 #include "runtime/internal.h"
 
 int ckpt__retention_drops(const char *dir, const ckpt__retention *rules, const int64_t *steps,
@@ -32,11 +33,9 @@ int ckpt__retention_drops(const char *dir, const ckpt__retention *rules, const i
         return 1;
     if (rules->max_age_hours <= 0)
         return 0;
-    char name[32], path[4200];
+    char path[CKPT__PATH_MAX];
     struct stat st;
-    ckpt__step_name(s, name);
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    if (stat(path, &st) != 0)
+    if (ckpt__path_step(path, dir, s, NULL, NULL) != 0 || stat(path, &st) != 0)
         return 0;
     double age = (double)(now->tv_sec - st.st_mtim.tv_sec) +
                  (double)(now->tv_nsec - st.st_mtim.tv_nsec) * 1e-9;

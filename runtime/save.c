@@ -24,6 +24,7 @@
 
 #include "io/h5util.h"
 #include "io/names.h"
+#include "io/paths.h"
 #include "io/rankfile.h"
 #include "runtime/internal.h"
 
@@ -33,13 +34,6 @@ void ckpt__job_free(ckpt__job *job)
         return;
     ckpt__meta_free(&job->meta);
     free(job);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 /* The save's uuid: the same on every rank without talking (docs/ARCHITECTURE.md: no
@@ -69,10 +63,10 @@ typedef struct save_state {
     ckpt__pipe pipe;
     int pipe_ready;
     int recorded;       /* this rank's done-record is written */
-    char partial[96];
-    char ppath[4096];
-    char path[4200];
-    char fname[32];
+    char partial[CKPT__FNAME_MAX];
+    char ppath[CKPT__PATH_MAX];
+    char path[CKPT__PATH_MAX];
+    char fname[CKPT__FNAME_MAX];
     ckpt__rankfile *rf;
     ckpt__wfile *wf;
 } save_state;
@@ -278,19 +272,21 @@ static int write_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__e
                                 sizeof s->partial, err);
     if (rc)
         return rc;
-    snprintf(s->ppath, sizeof s->ppath, "%s/%s", ctx->dir, s->partial);
-    snprintf(s->path, sizeof s->path, "%s/%s", s->ppath, s->fname);
-    rc = ckpt__fault_check(&ctx->fault, CKPT__FAULT_LAYOUT, "create rank file layout", err);
+    rc = ckpt__path_join(s->ppath, ctx->dir, s->partial, err);
+    if (!rc)
+        rc = ckpt__path_join(s->path, s->ppath, s->fname, err);
+    if (!rc)
+        rc = ckpt__fault_check(&ctx->fault, CKPT__FAULT_LAYOUT, "create rank file layout", err);
     if (rc)
         return rc;
     uint64_t data_end; /* unused: big datasets are reserved one by one */
-    double t0 = now_s();
+    double t0 = ckpt__now_s();
     ckpt__h5_enter();
     rc = ckpt__rankfile_create(s->path, &s->idx, (uint32_t)ctx->rank,
                                (const void *const *)s->ptrs, &data_end, &s->rf, err);
     ckpt__h5_leave();
     ckpt__logf(&ctx->log, CKPT_LOG_DEBUG, "step %lld: layout of %u entries in %.3f s",
-               (long long)job->step, s->idx.nentries, now_s() - t0);
+               (long long)job->step, s->idx.nentries, ckpt__now_s() - t0);
     if (rc)
         return rc;
     hash_meta(&s->idx, (const void *const *)s->ptrs);
@@ -319,14 +315,14 @@ static int finish_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__
                                                                      idx->entries[i].chunk0);
     idx->ranks[0].root = ckpt__rank_root(idx, (uint32_t)ctx->rank);
     int rc = ckpt__fault_check(&ctx->fault, CKPT__FAULT_FINISH, "write hash attributes", err);
-    double t0 = now_s();
+    double t0 = ckpt__now_s();
     if (!rc) {
         ckpt__h5_enter();
         rc = ckpt__rankfile_finish(s->rf, idx, (uint32_t)ctx->rank, err);
         ckpt__h5_leave();
         s->rf = NULL;
     }
-    double t1 = now_s();
+    double t1 = ckpt__now_s();
     if (!rc)
         rc = ckpt__fault_check(&ctx->fault, CKPT__FAULT_SYNC, "fsync rank file", err);
     if (!rc && ctx->eng.wm->sync(ctx->eng.w, s->wf, err) != 0)
@@ -334,7 +330,7 @@ static int finish_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__
     struct stat st;
     if (!rc && stat(s->path, &st) != 0)
         rc = ckpt__err_errno(err, errno, "stat %s", s->path);
-    double th0 = now_s();
+    double th0 = ckpt__now_s();
     if (!rc) {
         /* After HDF5 closed the file: the bytes hashed are its final ones,
          * read back from the page cache. */
@@ -344,21 +340,21 @@ static int finish_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__
                                       &h, err);
         idx->ranks[0].meta_hash = ckpt__meta_hash_tag(h);
     }
-    double th1 = now_s();
+    double th1 = ckpt__now_s();
     ckpt__fileid id;
     if (!rc) {
         rc = ckpt__commit_done_record(s->ppath, idx, (uint32_t)ctx->rank, &ctx->fault, &id,
                                       err);
         s->recorded = !rc;
     }
-    double t2 = now_s(), t3 = t2;
+    double t2 = ckpt__now_s(), t3 = t2;
     if (!rc)
         ckpt__emit(ctx, job, CKPT_EVENT_DURABLE, 0, NULL);
     if (!rc && ctx->rank == 0) {
         if (ctx->world > 1)
             rc = ckpt__commit_wait_records(s->ppath, (uint32_t)ctx->world,
                                            ctx->cfg.commit_timeout_s, err);
-        t3 = now_s();
+        t3 = ckpt__now_s();
         if (!rc)
             rc = ckpt__commit_seal(ctx->dir, s->partial, job->step, (uint32_t)ctx->world,
                                    &ctx->fault, &ctx->log, err);
@@ -370,7 +366,7 @@ static int finish_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__
                "step %lld: hash attributes %.3f s, metadata hash %.3f s, fsync + done-record "
                "%.3f s, waiting for ranks %.3f s, commit %.3f s",
                (long long)job->step, t1 - t0, th1 - th0, (t2 - t1) - (th1 - th0), t3 - t2,
-               now_s() - t3);
+               ckpt__now_s() - t3);
     return rc;
 }
 
@@ -379,7 +375,7 @@ static int run_save(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
     save_state *s = calloc(1, sizeof *s);
     if (!s)
         return ckpt__err_set(err, CKPT_ENOMEM, "out of memory");
-    snprintf(s->fname, sizeof s->fname, "rank-%05d.h5", ctx->rank);
+    ckpt__rank_file_name((uint32_t)ctx->rank, s->fname);
     int rc = build_index(ctx, job, s, err);
     ckpt__emit(ctx, job, CKPT_EVENT_STARTED, 0, NULL);
     if (!rc) {
@@ -396,10 +392,10 @@ static int run_save(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
         rc = write_rank_file(ctx, job, s, err);
         if (rc)
             ckpt__pipe_fail(&s->pipe, err);
-        double t0 = now_s();
+        double t0 = ckpt__now_s();
         int prc = ckpt__pipe_run(&s->pipe);
         ckpt__logf(&ctx->log, CKPT_LOG_DEBUG, "step %lld: data pipeline %.3f s",
-                   (long long)job->step, now_s() - t0);
+                   (long long)job->step, ckpt__now_s() - t0);
         if (!rc && prc) {
             *err = s->pipe.err;
             rc = prc;

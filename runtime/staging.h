@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "runtime/err.h"
+#include "base/err.h"
 
 #define CKPT__STAGE_ALIGN 4096u
 

@@ -19,6 +19,7 @@
 
 #include "io/h5util.h"
 #include "io/manifest.h"
+#include "io/paths.h"
 #include "io/shard.h"
 #include "io/rankfile.h"
 #include "runtime/internal.h"
@@ -48,9 +49,11 @@ static int verify_rank(ckpt__engine *eng, const char *sdir, ckpt__verify_report 
                        const ckpt__rankrec *rr, ckpt__err *err)
 {
     ckpt__index *idx = &rep->idx;
-    char fname[32], path[4200];
-    snprintf(fname, sizeof fname, "rank-%05u.h5", rr->rank);
-    snprintf(path, sizeof path, "%s/%s", sdir, fname);
+    char fname[CKPT__FNAME_MAX], path[CKPT__PATH_MAX];
+    ckpt__rank_file_name(rr->rank, fname);
+    int rc = ckpt__path_join(path, sdir, fname, err);
+    if (rc)
+        return rc;
     struct stat st;
     if (lstat(path, &st) != 0)
         return errno == ENOENT ? ckpt__err_set(err, CKPT_ECORRUPT, "%s is missing", path)
@@ -58,7 +61,6 @@ static int verify_rank(ckpt__engine *eng, const char *sdir, ckpt__verify_report 
     if (!S_ISREG(st.st_mode))
         return ckpt__err_set(err, CKPT_ECORRUPT, "%s is not a regular file", path);
     int truncated = (uint64_t)st.st_size != rr->file_bytes;
-    int rc = 0;
     if (truncated)
         rc = ckpt__err_set(err, CKPT_ECORRUPT, "%s is %lld bytes, the manifest says %llu", path,
                            (long long)st.st_size, (unsigned long long)rr->file_bytes);
@@ -132,11 +134,13 @@ int ckpt__verify_step(ckpt__engine *eng, const char *dir, int64_t step,
     rep->progress = progress;
     rep->progress_user = pu;
     rep->step = step;
-    char name[32], sdir[4096], path[4200];
+    char name[CKPT__FNAME_MAX], sdir[CKPT__PATH_MAX], path[CKPT__PATH_MAX];
     ckpt__step_name(step, name);
-    snprintf(sdir, sizeof sdir, "%s/%s", dir, name);
-    snprintf(path, sizeof path, "%s/%s", sdir, CKPT__MANIFEST_NAME);
-    int rc = ckpt__manifest_read(path, &rep->idx, err);
+    int rc = ckpt__path_step(sdir, dir, step, NULL, err);
+    if (!rc)
+        rc = ckpt__path_join(path, sdir, CKPT__MANIFEST_NAME, err);
+    if (!rc)
+        rc = ckpt__manifest_read(path, &rep->idx, err);
     if (rc)
         return rc;
     if (rep->idx.step != step)
@@ -199,12 +203,12 @@ void ckpt__verifier_close(ckpt__verifier *v)
 
 int ckpt__verify(const char *dir, int64_t step, ckpt__verify_report *rep, ckpt__err *err)
 {
-    char name[32], path[4200];
-    ckpt__step_name(step, name);
-    snprintf(path, sizeof path, "%s/%s/%s", dir, name, CKPT__MANIFEST_NAME);
+    char path[CKPT__PATH_MAX];
     /* The engine's slabs must hold one chunk of this checkpoint. */
     ckpt__index idx;
-    int rc = ckpt__manifest_read(path, &idx, err);
+    int rc = ckpt__path_step(path, dir, step, CKPT__MANIFEST_NAME, err);
+    if (!rc)
+        rc = ckpt__manifest_read(path, &idx, err);
     if (rc) {
         memset(rep, 0, sizeof *rep);
         rep->step = step;

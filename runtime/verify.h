@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #include "io/index.h"
-#include "runtime/err.h"
+#include "base/err.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -6,7 +6,8 @@
 set -euo pipefail
 # clang and libclang-rt-14-dev (libFuzzer, which clang only recommends) serve scripts/fuzz.sh.
 pkgs=(build-essential cmake pkg-config libhdf5-dev hdf5-tools liburing-dev libxxhash-dev
-      libgtest-dev python3 python3-h5py python3-numpy clang libclang-rt-14-dev
+      libgtest-dev python3 python3-h5py python3-numpy python3-venv clang
+      libclang-rt-14-dev
       libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -39,8 +39,10 @@
 
 #include "io/h5util.h"
 #include "io/manifest.h"
+#include "io/paths.h"
 #include "runtime/internal.h"
 #include "tools/folder.h"
+#include "tools/interop.h"
 #include "tools/table.h"
 
 enum { EXIT_VALID = 0, EXIT_CORRUPT = 1, EXIT_ERROR = 2 };
@@ -102,6 +104,8 @@ static const char usage_main[] =
     "  inspect   a checkpoint's header and its table of tensors\n"
     "  gc        delete checkpoints that retention rules no longer keep, only\n"
     "            while a newer one verifies\n"
+    "  export    a checkpoint as one safetensors or npz file, tensors whole\n"
+    "  import    safetensors files as a committed checkpoint\n"
     "\n"
     "Every command takes --json (one JSON document on stdout) and --help.\n"
     "Run 'ckpt <command> --help' for its options; 'ckpt --version' for the version.\n"
@@ -180,13 +184,9 @@ static void usage_error(const opts *o, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("ckpt: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputs("\n", stderr);
+    iop_vusage(o && o->cmd_name ? o->cmd_name : NULL, fmt, ap);
     va_end(ap);
-    if (o && o->cmd_name)
-        fprintf(stderr, "Try 'ckpt %s --help'.\n", o->cmd_name);
-    else
+    if (!o || !o->cmd_name)
         fputs(usage_main, stderr);
 }
 
@@ -403,7 +403,7 @@ typedef struct row {
     int64_t created_unix;
     uint64_t bytes;
     uint32_t world_size, ntensors;
-    char uuid[33];
+    char uuid[CKPT__UUID_HEX];
     char why[CKPT__ERR_MSG]; /* why a committed folder failed its check */
 } row;
 
@@ -435,16 +435,16 @@ static void check_row(const char *dir, int verify, ckpt__log *log, row *r)
         r->rc = quick_check(dir, r->step, &idx, &r->hashed, &err);
     }
     if (r->rc) {
-        char sdir[PATH_CAP];
+        char sdir[CKPT__PATH_MAX];
         const char *why = err.msg;
-        if (step_path(sdir, dir, r->step, NULL, NULL) == 0)
+        if (ckpt__path_step(sdir, dir, r->step, NULL, NULL) == 0)
             why = relative(err.msg, sdir);
         snprintf(r->why, sizeof r->why, "%s", why);
     } else {
         r->created_unix = idx.created_unix;
         r->world_size = idx.world_size;
         totals(&idx, &r->bytes, &r->ntensors);
-        uuid_hex(idx.uuid, r->uuid);
+        ckpt__uuid_hex(idx.uuid, r->uuid);
     }
     if (verify)
         ckpt__verify_report_free(&v.rep);
@@ -701,11 +701,11 @@ static int cmd_verify(const opts *o, ckpt__log *log)
 
 static void inspect_json(FILE *f, const ckpt__index *idx)
 {
-    char uuid[33], shape[CKPT_MAX_NDIM * 24 + 4];
+    char uuid[CKPT__UUID_HEX], shape[CKPT_MAX_NDIM * 24 + 4];
     uint64_t bytes;
     uint32_t nt;
     totals(idx, &bytes, &nt);
-    uuid_hex(idx->uuid, uuid);
+    ckpt__uuid_hex(idx->uuid, uuid);
     fprintf(f, "{\"step\":%lld,\"uuid\":\"%s\",\"created_unix\":%lld,\"world_size\":%u,"
                "\"chunk_bytes\":%llu,\"bytes\":%llu,\"entries\":[",
             (long long)idx->step, uuid, (long long)idx->created_unix, idx->world_size,
@@ -726,11 +726,11 @@ static void inspect_json(FILE *f, const ckpt__index *idx)
 
 static int inspect_text(FILE *f, const ckpt__index *idx)
 {
-    char uuid[33], when[32], chunk[32], size[32];
+    char uuid[CKPT__UUID_HEX], when[32], chunk[32], size[32];
     uint64_t bytes;
     uint32_t nt;
     totals(idx, &bytes, &nt);
-    uuid_hex(idx->uuid, uuid);
+    ckpt__uuid_hex(idx->uuid, uuid);
     local_time(idx->created_unix, when);
     human(idx->chunk_bytes, chunk);
     human(bytes, size);
@@ -774,11 +774,11 @@ static int cmd_inspect(const opts *o)
     free(steps);
     if (rc)
         return rc;
-    char path[PATH_CAP];
+    char path[CKPT__PATH_MAX];
     ckpt__index idx;
     ckpt__err err;
     ckpt__err_clear(&err);
-    if (step_path(path, o->dir, step, CKPT__MANIFEST_NAME, &err) != 0 ||
+    if (ckpt__path_step(path, o->dir, step, CKPT__MANIFEST_NAME, &err) != 0 ||
         ckpt__manifest_read(path, &idx, &err) != 0) {
         fprintf(stderr, "ckpt inspect: step %lld: %s\n", (long long)step, err.msg);
         return EXIT_ERROR;
@@ -831,10 +831,10 @@ static int find_protected(const opts *o, ckpt__log *log, const int64_t *steps, s
             g->hashed = v.rep.nunhashed == 0;
         } else if (rc == CKPT_ECORRUPT) {
             unverified *u = &g->bad[g->nbad++];
-            char sdir[PATH_CAP];
+            char sdir[CKPT__PATH_MAX];
             u->step = steps[i];
             snprintf(u->why, sizeof u->why, "%s",
-                     step_path(sdir, o->dir, steps[i], NULL, NULL) == 0
+                     ckpt__path_step(sdir, o->dir, steps[i], NULL, NULL) == 0
                          ? relative(v.err.msg, sdir)
                          : v.err.msg);
         } else {
@@ -1098,6 +1098,11 @@ int main(int argc, char **argv)
                CKPT_VERSION_MINOR, CKPT_VERSION_PATCH, CKPT__FORMAT_MAJOR, CKPT__FORMAT_MINOR);
         return EXIT_VALID;
     }
+    /* export and import parse their own options (tools/interop.h). */
+    if (strcmp(a, "export") == 0)
+        return export_main(argc - 2, argv + 2);
+    if (strcmp(a, "import") == 0)
+        return import_main(argc - 2, argv + 2);
     const command *c = NULL;
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(a, commands[i].name) == 0)

@@ -3,25 +3,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "io/rankfile.h"
 #include "tools/folder.h"
 
 #define MIB (1024ull * 1024ull)
 #define STAGING_BYTES (64 * MIB)
 #define PROGRESS_MIN_BYTES (256 * MIB)
-
-/* out = dir/step-N[/file]; CKPT_EINVAL when it does not fit PATH_CAP. */
-int step_path(char *out, const char *dir, int64_t step, const char *file,
-                            ckpt__err *err)
-{
-    char name[32];
-    ckpt__step_name(step, name);
-    int n = file ? snprintf(out, PATH_CAP, "%s/%s/%s", dir, name, file)
-                 : snprintf(out, PATH_CAP, "%s/%s", dir, name);
-    if (n < 0 || n >= PATH_CAP)
-        return ckpt__err_set(err, CKPT_EINVAL, "path %s/%s is too long", dir, name);
-    return 0;
-}
 
 /*
  * The cheap checks `list` reports: the manifest reads and validates and
@@ -33,23 +21,23 @@ int step_path(char *out, const char *dir, int64_t step, const char *file,
  */
 int quick_check(const char *dir, int64_t step, ckpt__index *idx, int *hashed, ckpt__err *err)
 {
-    char path[PATH_CAP];
+    char path[CKPT__PATH_MAX];
     memset(idx, 0, sizeof *idx);
     *hashed = 0;
-    int rc = step_path(path, dir, step, CKPT__MANIFEST_NAME, err);
+    int rc = ckpt__path_step(path, dir, step, CKPT__MANIFEST_NAME, err);
     if (!rc)
         rc = ckpt__manifest_read(path, idx, err);
     if (rc)
         return rc;
     *hashed = idx->minor >= CKPT__MINOR_META_HASH;
     if (idx->step != step)
-        rc = ckpt__err_set(err, CKPT_ECORRUPT, "manifest.h5 records step %lld",
+        rc = ckpt__err_set(err, CKPT_ECORRUPT, "%s records step %lld", CKPT__MANIFEST_NAME,
                            (long long)idx->step);
     for (uint32_t r = 0; !rc && r < idx->nranks; r++) {
-        char file[32];
+        char file[CKPT__FNAME_MAX];
         struct stat st;
-        snprintf(file, sizeof file, "rank-%05u.h5", idx->ranks[r].rank);
-        rc = step_path(path, dir, step, file, err);
+        ckpt__rank_file_name(idx->ranks[r].rank, file);
+        rc = ckpt__path_step(path, dir, step, file, err);
         if (rc)
             break;
         int h;
@@ -82,34 +70,16 @@ void totals(const ckpt__index *idx, uint64_t *bytes, uint32_t *ntensors)
 }
 
 
-static int is_hex32(const char *s)
-{
-    for (int i = 0; i < 32; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return 0;
-    return s[32] == '\0';
-}
-
 /* 1 and *out when name is a leftover folder's, else 0. */
 int parse_leftover(const char *name, leftover *out)
 {
-    if (strncmp(name, "step-", 5) != 0)
+    int64_t step;
+    ckpt__folder_kind k = ckpt__folder_parse(name, &step);
+    if (k != CKPT__FOLDER_PARTIAL && k != CKPT__FOLDER_TRASH)
         return 0;
-    int64_t step = 0;
-    for (int i = 5; i < 17; i++) {
-        if (name[i] < '0' || name[i] > '9')
-            return 0;
-        step = step * 10 + (name[i] - '0');
-    }
-    const char *rest = name + 17;
-    int trash = strncmp(rest, ".trash-", 7) == 0;
-    if (!trash && strncmp(rest, ".partial-", 9) != 0)
-        return 0;
-    if (!is_hex32(rest + (trash ? 7 : 9)))
-        return 0;
-    memcpy(out->name, name, strlen(name) + 1); /* at most 58 bytes, checked above */
+    memcpy(out->name, name, strlen(name) + 1); /* fits: a leftover's name has 56 or 58 bytes */
     out->step = step;
-    out->trash = trash;
+    out->trash = k == CKPT__FOLDER_TRASH;
     return 1;
 }
 
@@ -162,13 +132,6 @@ int scan_leftovers(const char *dir, leftover **out, size_t *n,
 
 /* ---- full verification ---------------------------------------------------------- */
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* Progress across the rank files of one checkpoint: each rank's pipeline
  * counts from zero again, so a drop in `done` means the next file began. */
 typedef struct progress {
@@ -213,9 +176,9 @@ void verify_one(const char *dir, int64_t step, ckpt__log *log, vresult *v)
 {
     memset(v, 0, sizeof *v);
     v->step = step;
-    char path[PATH_CAP];
+    char path[CKPT__PATH_MAX];
     ckpt__index idx;
-    v->rc = step_path(path, dir, step, CKPT__MANIFEST_NAME, &v->err);
+    v->rc = ckpt__path_step(path, dir, step, CKPT__MANIFEST_NAME, &v->err);
     if (!v->rc)
         v->rc = ckpt__manifest_read(path, &idx, &v->err);
     if (v->rc)
@@ -242,9 +205,9 @@ void verify_one(const char *dir, int64_t step, ckpt__log *log, vresult *v)
         v->rep.progress = on_progress;
         v->rep.progress_user = &pr;
     }
-    double t0 = now_s();
+    double t0 = ckpt__now_s();
     v->rc = ckpt__verify_step(&eng, dir, step, &v->rep, &v->err);
-    v->seconds = now_s() - t0;
+    v->seconds = ckpt__now_s() - t0;
     ckpt__engine_close(&eng);
     /* The report lists bad chunks in the order reads finished. */
     if (v->rep.nbads > 1)

@@ -1,12 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The checkpoint folder as the `ckpt` tool sees it: paths of step folders,
- * the quick health check that `list` reports, the full verification that
+ * The checkpoint folder as the `ckpt` tool sees it: the quick health check that `list` reports, the full verification that
  * `verify`, `list --verify` and `gc` run (verify_one), and the partial and
  * trash folders that saves and deletions leave behind.
  * Committed folders are found by the runtime's own catalog scan
  * (ckpt__catalog_scan); this file only adds what the runtime does not
- * expose. 
+ * expose; names and paths come from io/paths.h.
  *
  * Invariants: nothing here writes to the folder; a damaged checkpoint is
  * reported as CKPT_ECORRUPT and anything else that stops a check (a
@@ -25,14 +24,13 @@
 #include <sys/stat.h>
 
 #include "io/manifest.h"
+#include "io/paths.h"
 #include "runtime/internal.h"
 #include "runtime/verify.h"
 
-#define PATH_CAP 4200
-
 /* A leftover folder: "step-N.partial-HEX32" or "step-N.trash-HEX32". */
 typedef struct leftover {
-    char name[64];
+    char name[CKPT__FNAME_MAX];
     int64_t step;
     int trash;
 } leftover;
@@ -47,7 +45,6 @@ typedef struct vresult {
 } vresult;
 
 
-int step_path(char *out, const char *dir, int64_t step, const char *file, ckpt__err *err);
 int quick_check(const char *dir, int64_t step, ckpt__index *idx, int *hashed, ckpt__err *err);
 void verify_one(const char *dir, int64_t step, ckpt__log *log, vresult *v);
 void totals(const ckpt__index *idx, uint64_t *bytes, uint32_t *ntensors);

@@ -82,12 +82,6 @@ void local_time(int64_t unix_s, char out[32])
         snprintf(out, 32, "@%lld", (long long)unix_s);
 }
 
-void uuid_hex(const uint8_t uuid[16], char out[33])
-{
-    for (int i = 0; i < 16; i++)
-        snprintf(out + 2 * i, 3, "%02x", uuid[i]);
-}
-
 /* "[1024, 768]"; "[]" for a scalar.  Also valid JSON. */
 void shape_text(int ndim, const int64_t *shape, char *out, size_t cap)
 {

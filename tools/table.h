@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "runtime/err.h"
+#include "base/err.h"
 
 #define TABLE_MAX_COLS 16
 
@@ -37,7 +37,6 @@ size_t columns(const char *s);
 void json_str(FILE *f, const char *s);
 void human(uint64_t n, char out[32]);
 void local_time(int64_t unix_s, char out[32]);
-void uuid_hex(const uint8_t uuid[16], char out[33]);
 void shape_text(int ndim, const int64_t *shape, char *out, size_t cap);
 int cell(table *t, const char *fmt, ...) CKPT__PRINTF(2, 3);
 void table_free(table *t);

@@ -79,7 +79,7 @@ TEST(H5Err, LongLinesLoseTheDescriptionThenCutTheHeadAtAWord)
 
 // Not HDF5's, but the same promise for every message: a long path loses
 // a piece of its middle, never the errno text at the end, and no word is
-// cut in two (runtime/error.c).
+// cut in two (base/error.c).
 TEST(H5Err, TooLongAMessageLosesItsMiddleNotItsEnd)
 {
     std::string path = "/data";

@@ -1,19 +1,22 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Two small concurrency pieces of the pipeline:
- *   - ckpt__workers: a fixed pool of threads running caller-owned tasks
- *     (hashing); a task struct is embedded in the caller's data, so
- *     submitting never allocates and never fails.
+ * The two concurrency pieces every layer uses (base/ includes nothing of
+ * io/, runtime/ or cuda/):
+ *   - ckpt__workers: a fixed pool of threads running caller-owned tasks in
+ *     FIFO order (the pipeline's hash threads, the pwrite writer's I/O
+ *     threads, the host device's copy thread: one thread serves strictly
+ *     in submission order); a task struct is embedded in the caller's
+ *     data, so submitting never allocates and never fails.
  *   - ckpt__mbox: the pipeline coordinator's inbox.  Events are intrusive
  *     nodes too; a node may be posted again only after it was taken.
  */
-#ifndef CKPT_RUNTIME_WORKERS_H
-#define CKPT_RUNTIME_WORKERS_H
+#ifndef CKPT_BASE_WORKERS_H
+#define CKPT_BASE_WORKERS_H
 
 #include <pthread.h>
 #include <stdint.h>
 
-#include "runtime/err.h"
+#include "base/err.h"
 
 typedef struct ckpt__task ckpt__task;
 struct ckpt__task {

@@ -6,7 +6,7 @@
  */
 #include <stdlib.h>
 
-#include "runtime/workers.h"
+#include "base/workers.h"
 
 #define MAX_WORKERS 64
 

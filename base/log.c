@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "runtime/log.h"
+#include "base/log.h"
 
 static const char *names[] = {"debug", "info", "warn", "error", "off"};
 

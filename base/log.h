@@ -3,12 +3,12 @@
  * Logging: level filter, user callback or "ckpt: [level] ..." lines on
  * stderr.  Safe from every runtime thread (one lock per logger).
  */
-#ifndef CKPT_RUNTIME_LOG_H
-#define CKPT_RUNTIME_LOG_H
+#ifndef CKPT_BASE_LOG_H
+#define CKPT_BASE_LOG_H
 
 #include <pthread.h>
 
-#include "runtime/err.h"
+#include "base/err.h"
 
 typedef struct ckpt__log {
     ckpt_log_level level;

@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "runtime/err.h"
+#include "base/err.h"
 
 void ckpt__err_clear(ckpt__err *e)
 {
