@@ -5,10 +5,11 @@
  *
  * NCCL moves device memory only, so every collective stages through one
  * device buffer (`dbuf`, SCRATCH bytes, allocated at creation on the
- * communicator's device): the host bytes go in with cudaMemcpyAsync on the
- * comm's stream, the collective runs on the same stream, the result comes
- * back the same way, and the calling thread waits for the stream.  Larger
- * payloads go in pieces.
+ * communicator's device) and its pinned host mirror (`hbuf`, same layout):
+ * the host bytes go into hbuf, in with cudaMemcpyAsync on the comm's
+ * stream, the collective runs on the same stream, the result comes back
+ * into hbuf the same way, the calling thread waits for the stream, and
+ * only then copies the result out.  Larger payloads go in pieces.
  *
  * Built as libckpt_nccl, which needs no symbol of libckpt (comm.h): a
  * failure of ckpt_comm_nccl travels on the failed comm it returns.
@@ -22,7 +23,10 @@
  *   3. Waiting polls the stream and ncclCommGetAsyncError: an asynchronous
  *      NCCL failure (a peer gone, a network error) aborts the split
  *      communicator and returns CKPT_ECOMM instead of hanging in a
- *      synchronize.  After that every collective fails at once.
+ *      synchronize.  After that every collective fails at once.  So no CUDA
+ *      call of a collective may block on the stream: copies touch pinned
+ *      hbuf only (a copy to pageable memory returns only once it is done,
+ *      which would wait for a collective that never ends).
  *   4. Every CUDA and NCCL result is checked and reported with the call's
  *      name and the library's message.
  */
@@ -52,6 +56,7 @@ typedef struct nccl_comm {
     int rank, size;
     int broken; /* Inv. 3: the communicator was aborted */
     unsigned char *dbuf;
+    unsigned char *hbuf; /* pinned, SCRATCH bytes: dbuf's host side (Inv. 3) */
 } nccl_comm;
 
 static nccl_comm *impl(const ckpt_comm *c)
@@ -156,11 +161,14 @@ static int nc_allreduce(ckpt_comm *c, int64_t *vals, int count, int op, ckpt__er
     if (rc)
         return rc;
     size_t nbytes = (size_t)count * sizeof *vals;
-    CUDA_TRY(cudaMemcpyAsync(n->dbuf, vals, nbytes, cudaMemcpyHostToDevice, n->stream));
+    memcpy(n->hbuf, vals, nbytes);
+    CUDA_TRY(cudaMemcpyAsync(n->dbuf, n->hbuf, nbytes, cudaMemcpyHostToDevice, n->stream));
     NCCL_TRY(n, ncclAllReduce(n->dbuf, n->dbuf, (size_t)count, ncclInt64,
                               op == CKPT__MIN ? ncclMin : ncclMax, n->comm, n->stream));
-    CUDA_TRY(cudaMemcpyAsync(vals, n->dbuf, nbytes, cudaMemcpyDeviceToHost, n->stream));
+    CUDA_TRY(cudaMemcpyAsync(n->hbuf, n->dbuf, nbytes, cudaMemcpyDeviceToHost, n->stream));
     rc = wait_stream(n, err);
+    if (!rc)
+        memcpy(vals, n->hbuf, nbytes);
 out:
     leave(n, prev);
     return rc;
@@ -173,12 +181,14 @@ static int nc_barrier(ckpt_comm *c, ckpt__err *err)
 }
 
 /* Runs one(n, arg, off, piece) for each piece of at most `most` bytes of
- * nbytes, waiting for the stream after each (the next piece reuses dbuf),
- * with the comm's device current (Inv. 2). */
+ * nbytes, waits for the stream after each, then land(...) copies the
+ * piece's result out of hbuf (the next piece reuses both buffers), with
+ * the comm's device current (Inv. 2). */
 typedef int (*piece_fn)(nccl_comm *n, void *arg, size_t off, size_t piece, ckpt__err *err);
+typedef void (*land_fn)(nccl_comm *n, void *arg, size_t off, size_t piece);
 
-static int in_pieces(nccl_comm *n, size_t nbytes, size_t most, piece_fn one, void *arg,
-                     ckpt__err *err)
+static int in_pieces(nccl_comm *n, size_t nbytes, size_t most, piece_fn one, land_fn land,
+                     void *arg, ckpt__err *err)
 {
     int prev, rc = enter(n, &prev, err);
     for (size_t off = 0; !rc && off < nbytes;) {
@@ -186,6 +196,8 @@ static int in_pieces(nccl_comm *n, size_t nbytes, size_t most, piece_fn one, voi
         rc = one(n, arg, off, piece, err);
         if (!rc)
             rc = wait_stream(n, err);
+        if (!rc)
+            land(n, arg, off, piece);
         off += piece;
     }
     leave(n, prev);
@@ -201,15 +213,22 @@ static int bcast_piece(nccl_comm *n, void *arg, size_t off, size_t piece, ckpt__
 {
     bcast_arg *a = arg;
     int rc = 0;
-    if (n->rank == a->root)
-        CUDA_TRY(cudaMemcpyAsync(n->dbuf, a->buf + off, piece, cudaMemcpyHostToDevice,
-                                 n->stream));
+    if (n->rank == a->root) {
+        memcpy(n->hbuf, a->buf + off, piece);
+        CUDA_TRY(cudaMemcpyAsync(n->dbuf, n->hbuf, piece, cudaMemcpyHostToDevice, n->stream));
+    }
     NCCL_TRY(n, ncclBroadcast(n->dbuf, n->dbuf, piece, ncclUint8, a->root, n->comm, n->stream));
     if (n->rank != a->root)
-        CUDA_TRY(cudaMemcpyAsync(a->buf + off, n->dbuf, piece, cudaMemcpyDeviceToHost,
-                                 n->stream));
+        CUDA_TRY(cudaMemcpyAsync(n->hbuf, n->dbuf, piece, cudaMemcpyDeviceToHost, n->stream));
 out:
     return rc;
+}
+
+static void bcast_land(nccl_comm *n, void *arg, size_t off, size_t piece)
+{
+    bcast_arg *a = arg;
+    if (n->rank != a->root)
+        memcpy(a->buf + off, n->hbuf, piece);
 }
 
 static int nc_bcast(ckpt_comm *c, void *buf, size_t nbytes, int root, ckpt__err *err)
@@ -218,7 +237,7 @@ static int nc_bcast(ckpt_comm *c, void *buf, size_t nbytes, int root, ckpt__err 
     if (root < 0 || root >= n->size)
         return ckpt__err_set(err, CKPT_EINVAL, "bcast from rank %d of %d", root, n->size);
     bcast_arg a = {buf, root};
-    return in_pieces(n, nbytes, SCRATCH, bcast_piece, &a, err);
+    return in_pieces(n, nbytes, SCRATCH, bcast_piece, bcast_land, &a, err);
 }
 
 typedef struct gather_arg {
@@ -235,13 +254,22 @@ static int gather_piece(nccl_comm *n, void *arg, size_t off, size_t piece, ckpt_
     gather_arg *a = arg;
     unsigned char *all = n->dbuf + a->slot;
     int rc = 0;
-    CUDA_TRY(cudaMemcpyAsync(n->dbuf, a->send + off, piece, cudaMemcpyHostToDevice, n->stream));
+    memcpy(n->hbuf, a->send + off, piece);
+    CUDA_TRY(cudaMemcpyAsync(n->dbuf, n->hbuf, piece, cudaMemcpyHostToDevice, n->stream));
     NCCL_TRY(n, ncclAllGather(n->dbuf, all, piece, ncclUint8, n->comm, n->stream));
-    for (int r = 0; n->rank == a->root && r < n->size; r++)
-        CUDA_TRY(cudaMemcpyAsync(a->recv + (size_t)r * a->nbytes + off, all + (size_t)r * piece,
-                                 piece, cudaMemcpyDeviceToHost, n->stream));
+    if (n->rank == a->root)
+        CUDA_TRY(cudaMemcpyAsync(n->hbuf + a->slot, all, (size_t)n->size * piece,
+                                 cudaMemcpyDeviceToHost, n->stream));
 out:
     return rc;
+}
+
+static void gather_land(nccl_comm *n, void *arg, size_t off, size_t piece)
+{
+    gather_arg *a = arg;
+    for (int r = 0; n->rank == a->root && r < n->size; r++)
+        memcpy(a->recv + (size_t)r * a->nbytes + off, n->hbuf + a->slot + (size_t)r * piece,
+               piece);
 }
 
 static int nc_gather(ckpt_comm *c, const void *send, size_t nbytes, void *recv, int root,
@@ -255,7 +283,7 @@ static int nc_gather(ckpt_comm *c, const void *send, size_t nbytes, void *recv, 
     if (slot == 0)
         return ckpt__err_set(err, CKPT_EINVAL, "gather over %d ranks", n->size);
     gather_arg a = {send, recv, nbytes, slot, root};
-    return in_pieces(n, nbytes, slot, gather_piece, &a, err);
+    return in_pieces(n, nbytes, slot, gather_piece, gather_land, &a, err);
 }
 
 static void nc_destroy(ckpt_comm *c)
@@ -270,6 +298,8 @@ static void nc_destroy(ckpt_comm *c)
         ncclCommDestroy(n->comm);
     if (n->dbuf)
         cudaFree(n->dbuf);
+    if (n->hbuf)
+        cudaFreeHost(n->hbuf);
     if (n->own_stream && n->stream)
         cudaStreamDestroy(n->stream);
     if (prev != n->dev)
@@ -326,6 +356,7 @@ ckpt_comm *ckpt_comm_nccl(ncclComm_t comm, cudaStream_t stream)
         n->own_stream = 1;
     }
     CUDA_TRY(cudaMalloc((void **)&n->dbuf, SCRATCH));
+    CUDA_TRY(cudaMallocHost((void **)&n->hbuf, SCRATCH));
 out:
     if (prev >= 0 && prev != n->dev)
         cudaSetDevice(prev);

@@ -2,6 +2,7 @@
 # The installed package, as a C project outside the tree would use it
 # (ctest label `install`): installs BUILD into a fresh prefix, then
 #   1. libckpt.so links no CUDA, NCCL or MPI library and exports only ckpt_*;
+#      no installed library is, exports or links the test-only stand-in;
 #   2. builds tests/install/consumer.c through find_package(ckpt CONFIG) and
 #      through `pkg-config --cflags --libs ckpt`, runs both (each saves,
 #      restores and compares its bytes) and checks that neither loads a
@@ -43,6 +44,20 @@ other=$(nm -D --defined-only "$lib/libckpt.so" | awk '{print $3}' | grep -Ev '^c
 [ -z "$other" ] || fail "libckpt.so exports more than the ckpt_* API: $other"
 echo "install test: libckpt.so ($soname): $(nm -D --defined-only "$lib/libckpt.so" | wc -l)" \
   "symbols, all ckpt_*; no CUDA, NCCL or MPI library"
+
+# The CUDA/NCCL stand-in (tests/cudasim) is test-only: no installed file is
+# one of its libraries, and no installed library exports or needs its
+# symbols (all of its own start with cudasim_).
+sim=$(find "$prefix" -name '*cudasim*' -o -name '*_sim.so*' | head -5)
+[ -z "$sim" ] || fail "the stand-in was installed: $sim"
+nlibs=0
+while IFS= read -r so; do
+  nlibs=$((nlibs + 1))
+  bad=$(nm -D "$so" | grep -i 'cudasim' || true)
+  [ -z "$bad" ] || fail "$so carries stand-in symbols: $bad"
+  ! ldd "$so" | grep -q cudasim || fail "$so links the stand-in"
+done < <(find "$prefix" -name '*.so*' -type f)
+echo "install test: none of $nlibs installed libraries carries a cudasim symbol"
 
 # Runs a consumer in a fresh folder and checks what it said.
 run_consumer() {

@@ -8,12 +8,18 @@
 #include <pthread.h>
 
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <thread>
 #include <vector>
 
 #include "runtime/comm.h"
+
+#if CKPT_LOOPBACK_NCCL
+#include <ckpt/ckpt_nccl.h>
+#endif
 
 namespace ckl {
 
@@ -26,6 +32,10 @@ struct Shared {
     int n;
     pthread_barrier_t bar;
     std::vector<std::vector<uint8_t>> slots; // one per rank
+#if CKPT_LOOPBACK_NCCL
+    ncclUniqueId id{};
+    bool have_id = false;
+#endif
 };
 
 struct Impl {
@@ -110,6 +120,29 @@ inline const ckpt__comm_methods methods = {
     lb_bcast,           lb_allreduce, lb_gather, lb_destroy,
 };
 
+#if CKPT_LOOPBACK_NCCL
+// Built for the NCCL stand-in (tests/cudasim): every rank's comm is
+// ckpt_comm_nccl over a communicator of thread ranks, one device each, so
+// the same suites run the NCCL comm backend.
+inline ckpt_comm *make(Shared *sh, int rank)
+{
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&mu); // the first rank here makes the id for all
+    if (!sh->have_id && ncclGetUniqueId(&sh->id) == ncclSuccess)
+        sh->have_id = true;
+    pthread_mutex_unlock(&mu);
+    ncclComm_t app = nullptr;
+    if (cudaSetDevice(rank) != cudaSuccess ||
+        ncclCommInitRank(&app, sh->n, sh->id, rank) != ncclSuccess) {
+        // A null comm would open a single-rank context and hide this.
+        fprintf(stderr, "loopback_comm: no NCCL communicator for rank %d\n", rank);
+        abort();
+    }
+    ckpt_comm *c = ckpt_comm_nccl(app, nullptr);
+    ncclCommDestroy(app); // the backend keeps its own split communicator
+    return c;
+}
+#else
 // A comm for `rank` of the threads sharing `sh`; ckpt_open takes it over.
 inline ckpt_comm *make(Shared *sh, int rank)
 {
@@ -117,6 +150,7 @@ inline ckpt_comm *make(Shared *sh, int rank)
     ckpt__comm_init(c, &methods, new Impl{sh, rank});
     return c;
 }
+#endif
 
 // Runs body(rank, comm) on n threads sharing one loopback comm.
 inline void on_ranks(int n, const std::function<void(int, ckpt_comm *)> &body)
