@@ -13,6 +13,9 @@
  *        (bench_train.c; --device cuda: on the GPU, bench_train_gpu.c).
  *   d2h  the snapshot of device tensors against raw pinned cudaMemcpy
  *        (bench_d2h.c).
+ *   scale  thousands of ranks as threads of this process saving into one
+ *        folder: file-system metadata calls and commit latency per save
+ *        (bench_scale.c, counting in bench_fscount.c).
  *
  * Invariants the bench keeps:
  *   1. It removes only what it created: its raw file, the step folders its
@@ -53,6 +56,7 @@
 #include "bench/bench_util.h"
 #include "bench/bench_state.h"
 #include "bench/bench_raw.h"
+#include "bench/bench_scale.h"
 
 #define MAX_REPEAT 1000
 
@@ -749,6 +753,8 @@ static const command commands[] = {
     {"train", cmd_train, "checkpoint overhead on a synthetic training loop (--device cuda: "
                          "on the GPU)"},
     {"d2h", cmd_d2h, "device-to-host snapshot throughput against raw pinned cudaMemcpy"},
+    {"scale", cmd_scale, "N ranks as threads saving into one folder: metadata calls and commit "
+                         "latency per save"},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
