@@ -146,6 +146,18 @@ else
 fi
 rm -f "$root/.ckpt-fresh-root"
 cp -L /etc/resolv.conf "$root/etc/resolv.conf"
+# The network's trust, as on any machine of this network: where this
+# machine's pip reaches PyPI through a TLS proxy with its own CA (pip.conf
+# naming a CA bundle), the root gets a pip.conf naming a copy of that
+# bundle, kept outside /etc/ssl so that installing ca-certificates in the
+# root does not rewrite it.  Nothing else of this machine's configuration.
+if [ -r /etc/pip.conf ]; then
+  ca=$(sed -n 's/^[[:space:]]*cert[[:space:]]*=[[:space:]]*//p' /etc/pip.conf | head -n 1)
+  if [ -n "$ca" ] && [ -r "$ca" ]; then
+    cp -L "$ca" "$root/etc/pip-ca.crt"
+    printf '[global]\ncert = /etc/pip-ca.crt\n' >"$root/etc/pip.conf"
+  fi
+fi
 mnt "$root/proc" -t proc proc
 mnt "$root/sys" -t sysfs -o ro sysfs
 mnt "$root/dev" --bind /dev
