@@ -21,9 +21,10 @@ if [ ! -e "$stamp" ]; then
   "$py" -m venv --system-site-packages "$venv"
   np=$("$py" -c 'import numpy; print(numpy.__version__)')
   echo "numpy==$np" >"$venv/constraints.txt"
-  # setuptools builds the package below (a venv of Python >= 3.12 has none).
+  # setuptools and wheel build the package below (a venv of Python >= 3.12
+  # has no setuptools; Debian 12 setuptools needs wheel for bdist_wheel).
   "$venv/bin/pip" install -q --disable-pip-version-check -c "$venv/constraints.txt" \
-    safetensors pytest xxhash setuptools
+    safetensors pytest xxhash setuptools wheel
   touch "$stamp"
   echo "python-venv: made $venv in $((SECONDS - start)) s"
 fi
