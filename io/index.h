@@ -12,9 +12,10 @@
  * of that rank's entries in index order; checkpoint root = XXH3-64 over the
  * rank roots in rank order.
  *
- * Format minor versions: 1.0, and 1.1 whose rank records carry the hash of
+ * Format minor versions: 1.0; 1.1 whose rank records carry the hash of
  * the rank file's bytes outside tensor data in the u32 that 1.0 wrote as 0
- * (a 1.0 reader skips it).  The encoder writes idx->minor, so a writer sets
+ * (a 1.0 reader skips it); 1.2, whose index is 1.1's and whose rank files
+ * lose their per-save attributes (CKPT__MINOR_LAYOUT_ONCE).  The encoder writes idx->minor, so a writer sets
  * it to CKPT__FORMAT_MINOR; the decoder reads every 1.x.
  *
  * Invariants of a decoded index: every field range-checked; names valid;
@@ -36,9 +37,13 @@ extern "C" {
 #endif
 
 #define CKPT__FORMAT_MAJOR 1
-#define CKPT__FORMAT_MINOR 1
+#define CKPT__FORMAT_MINOR 2
 /* The first minor version whose rank records carry meta_hash. */
 #define CKPT__MINOR_META_HASH 1
+/* The first minor version whose rank files hold nothing of one save but
+ * its data (no hash, step, uuid or root attributes): their HDF5 metadata is
+ * a function of the layout alone (io/rankfile.h). */
+#define CKPT__MINOR_LAYOUT_ONCE 2
 #define CKPT__NO_OFFSET UINT64_MAX
 
 enum ckpt__entry_kind { CKPT__ENTRY_TENSOR = 1, CKPT__ENTRY_META = 2 };

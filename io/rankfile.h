@@ -4,16 +4,27 @@
  * library.  The layout (one contiguous dataset per entry, allocated early,
  * never filled, big ones 4 KiB-aligned) is created through HDF5; the data
  * is then written by the writer backend at each dataset's file offset;
- * finally the hash attributes are added and HDF5 closes the file.
+ * finally HDF5 closes the file.
  *
- *   /                    ckpt_format_version, step, rank, world_size, uuid,
- *                        chunk_bytes, root
+ *   /                    ckpt_format_version, rank, world_size, chunk_bytes
  *   /tensors/<escaped>   one dataset per tensor: name, ckpt_dtype, shape,
- *                        [start], chunk_hashes, hash
+ *                        [start]
  *   /meta/<escaped>      one u8 dataset per metadata blob, same attributes
  *
+ * Format 1.2: nothing of one save but its data is in the file (the chunk
+ * and entry hashes, the root, step and uuid live in the done-record and the
+ * manifest, which are the authority; 1.0 and 1.1 files also carried them as
+ * attributes, and the structure check still compares those), and no object
+ * header tracks times.  So every byte outside the entries' data ranges is a
+ * function of the layout (the entries' names, kinds, dtypes, shapes,
+ * slices and sizes, the rank, world size and chunk size): the runtime
+ * builds it through HDF5 once, keeps its image (ckpt__rankfile_image_read)
+ * and writes later files of the same layout from it without HDF5
+ * (ckpt__rankfile_image_write), the same bytes HDF5 would write.
+ *
  * Invariant: between create and finish nothing but the writer touches the
- * dataset ranges, and HDF5 writes nothing inside them (fill time NEVER).
+ * tensors' data ranges, and HDF5 writes nothing inside them (fill time
+ * NEVER); an image covers exactly the bytes outside every entry's range.
  *
  * Every byte of a finished rank file is covered by a hash in the index:
  * the bytes of each entry's data range by its chunk hashes, every other
@@ -46,7 +57,8 @@ static inline int ckpt__rankfile_data_aligned(uint64_t nbytes)
 int ckpt__rankfile_create(const char *path, ckpt__index *idx, uint32_t rank,
                           const void *const *meta_data, uint64_t *data_end,
                           ckpt__rankfile **out, ckpt__err *err);
-/* Writes chunk hashes, node hashes and root attributes, then closes. */
+/* Closes the file, HDF5's last metadata copied into it (format 1.2 adds
+ * nothing of the save). */
 int ckpt__rankfile_finish(ckpt__rankfile *rf, const ckpt__index *idx, uint32_t rank,
                           ckpt__err *err);
 /* Closes without finishing (after a failed save). NULL is a no-op. */
@@ -60,6 +72,40 @@ void ckpt__rankfile_abort(ckpt__rankfile *rf);
  */
 int ckpt__rankfile_meta_hash(const char *path, const ckpt__index *idx, uint32_t rank,
                              uint64_t file_bytes, uint64_t *hash, ckpt__err *err);
+/*
+ * The image of a finished rank file: its bytes outside every entry's data
+ * range (what the metadata hash covers) as pieces in file order, pages of
+ * zeros left out (a new file reads zeros there), with the file's size and
+ * its metadata hash.
+ */
+typedef struct ckpt__rankfile_piece {
+    uint64_t off, len;
+} ckpt__rankfile_piece;
+typedef struct ckpt__rankfile_image {
+    uint64_t file_bytes;
+    uint64_t meta_hash;          /* all 64 bits (the index keeps the tag) */
+    ckpt__rankfile_piece *piece; /* sorted, disjoint, outside every data range */
+    size_t npieces;
+    uint8_t *bytes;              /* the pieces' bytes, concatenated */
+    uint64_t nbytes;
+} ckpt__rankfile_image;
+/* Reads path's image (and hashes it, as ckpt__rankfile_meta_hash does: one
+ * pass); *img is the caller's to free with ckpt__rankfile_image_free. */
+int ckpt__rankfile_image_read(const char *path, const ckpt__index *idx, uint32_t rank,
+                              uint64_t file_bytes, ckpt__rankfile_image *img,
+                              ckpt__err *err);
+void ckpt__rankfile_image_free(ckpt__rankfile_image *img);
+/*
+ * Creates `path` (which must not exist; never through a link) holding img,
+ * the bytes of the metadata entries of `rank` (meta_data[i] for entry i, at
+ * their file_off, which idx must hold) and img->file_bytes long; the
+ * tensors' data ranges are left for the writer.  The result is the file
+ * ckpt__rankfile_create + finish would make of idx's layout, once the data
+ * is in.  No HDF5.  Errors name path and map errno (ENOSPC -> CKPT_ENOSPC).
+ */
+int ckpt__rankfile_image_write(const char *path, const ckpt__rankfile_image *img,
+                               const ckpt__index *idx, uint32_t rank,
+                               const void *const *meta_data, ckpt__err *err);
 /* What the index records of that hash (ckpt__rankrec.meta_hash): the low
  * 32 bits, the room a 1.0 reader skips in the rank record. */
 static inline uint32_t ckpt__meta_hash_tag(uint64_t hash)
@@ -82,8 +128,9 @@ int ckpt__rankfile_check_meta(const char *path, const ckpt__index *idx,
 uint64_t ckpt__rankfile_meta_block(const ckpt__index *idx, uint32_t rank);
 /*
  * Checks the HDF5 structure of a finished rank file against idx: every
- * entry's dataset exists with the right type, shape, offset and hash
- * attributes.  Data bytes are not read here.
+ * entry's dataset exists with the right type, shape and offset, and, in a
+ * file older than format 1.2, the hash and root attributes match idx.  Data
+ * bytes are not read here.
  */
 int ckpt__rankfile_check(const char *path, const ckpt__index *idx, uint32_t rank,
                          ckpt__err *err);

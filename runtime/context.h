@@ -33,6 +33,7 @@
 #include "runtime/events.h"
 #include "runtime/error_codes.h"
 #include "runtime/fault.h"
+#include "runtime/layout.h"
 #include "base/log.h"
 #include "runtime/policy.h"
 #include "runtime/registry.h"
@@ -56,6 +57,11 @@ struct ckpt_ctx {
     uint8_t restored_uuid[16]; /* and its checkpoint's uuid */
     uint8_t run_uuid[16];
     uint64_t seq;
+    /* The coordinator's: the layout cache (layout.h) and how many saves
+     * built their rank file through HDF5 or wrote it from the cache (read
+     * by the test hooks between saves). */
+    ckpt__layout *layout;
+    uint64_t layout_built, layout_cached;
 
     pthread_mutex_t ev_mu; /* one event at a time (events.c) */
     pthread_mutex_t mu;

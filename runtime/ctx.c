@@ -72,6 +72,7 @@ static void destroy(ckpt_ctx *ctx)
     ckpt__janitor_stop(&ctx->jan);
     ckpt__policy_close(ctx);
     ckpt__engine_close(&ctx->eng);
+    ckpt__layout_drop(&ctx->layout);
     ckpt__registry_free(&ctx->reg);
     ckpt__meta_free(&ctx->meta);
     ckpt__providers_free(&ctx->prov);
@@ -595,4 +596,15 @@ int ckpt__fault_arm(ckpt_ctx *ctx, int site, int64_t nth, int action)
 int ckpt__fault_fired(ckpt_ctx *ctx, int site)
 {
     return ctx ? ckpt__fault_fired_table(&ctx->fault, site) : 0;
+}
+
+void ckpt__layout_counts(ckpt_ctx *ctx, uint64_t *built, uint64_t *cached)
+{
+    *built = ctx ? ctx->layout_built : 0;
+    *cached = ctx ? ctx->layout_cached : 0;
+}
+
+int ckpt__layout_damage(ckpt_ctx *ctx, int what, uint64_t k)
+{
+    return ctx ? ckpt__layout_test_damage(ctx->layout, what, k) : CKPT_EINVAL;
 }

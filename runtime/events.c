@@ -27,6 +27,7 @@ void ckpt__emit(ckpt_ctx *ctx, ckpt__job *job, ckpt_event_kind kind, int error,
         .stage_s = (double)(now - job->t_stage_ns) * 1e-9,
         .error = error,
         .message = message ? message : "",
+        .layout_cpu_s = job->layout_cpu_s,
     };
     job->t_stage_ns = now;
     if (kind == CKPT_EVENT_FAILED)

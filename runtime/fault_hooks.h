@@ -46,6 +46,18 @@ int ckpt__fault_arm(struct ckpt_ctx *ctx, int site, int64_t nth, int action);
 /* How many times the site fired since it was armed. */
 int ckpt__fault_fired(struct ckpt_ctx *ctx, int site);
 
+/* The layout cache (runtime/layout.h): how many saves of the context built
+ * their rank file through HDF5 (*built) and how many wrote it from the
+ * cache (*cached). */
+void ckpt__layout_counts(struct ckpt_ctx *ctx, uint64_t *built, uint64_t *cached);
+/* Damages the cached layout, to show that a wrong cache never makes a
+ * checkpoint that verifies: what 0 flips the low bit of byte k (modulo its
+ * size) of the cached image, 1 moves the cached file offset of the k-th
+ * entry (modulo their number) with data 8 bytes on, 2 flips the low bit
+ * of the cached metadata hash.  CKPT_ENOTFOUND when nothing is cached. */
+enum { CKPT__LAYOUT_DAMAGE_IMAGE = 0, CKPT__LAYOUT_DAMAGE_OFFSET, CKPT__LAYOUT_DAMAGE_HASH };
+int ckpt__layout_damage(struct ckpt_ctx *ctx, int what, uint64_t k);
+
 /* A fault table without a context, for tests that call the comm wrappers
  * of backend.h directly: new (NULL when out of memory), arm and fired as
  * above, free (NULL is a no-op). */

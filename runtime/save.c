@@ -5,12 +5,15 @@
  *
  *   1. describe the state as an index (tensors, then metadata blobs);
  *   2. start the snapshot copies into staging (they run while 3 happens);
- *   3. make the partial folder and the rank file's HDF5 layout;
+ *   3. make the partial folder and the rank file's HDF5 layout: built
+ *      through HDF5, or, when the layout is the one this context built
+ *      last, written from its cached image without HDF5 (layout.h);
  *   4. run the pipeline: hash each chunk, write it at its dataset offset;
- *   5. finish the rank file (hash attributes), fsync it, hash its bytes
- *      outside tensor data (HDF5's metadata: rankfile.h), write the
- *      done-record; rank 0 seals and commits (commit.c) and applies
- *      retention.
+ *   5. finish the rank file (HDF5 closes a built one), fsync it, hash its
+ *      bytes outside tensor data (HDF5's metadata: rankfile.h; a built
+ *      file is read back once and its image and hash cached, a cached
+ *      one's hash is the cache's), write the done-record; rank 0 seals and
+ *      commits (commit.c) and applies retention.
  * Any failure abandons the partial folder; the ticket keeps the error.
  */
 #include <errno.h>
@@ -29,6 +32,7 @@
 #include "runtime/backend.h"
 #include "runtime/commit.h"
 #include "runtime/context.h"
+#include "runtime/layout.h"
 #include "runtime/pipeline.h"
 
 void ckpt__job_free(ckpt__job *job)
@@ -71,6 +75,7 @@ typedef struct save_state {
     char path[CKPT__PATH_MAX];
     char fname[CKPT__FNAME_MAX];
     ckpt__rankfile *rf;
+    const ckpt__rankfile_image *img; /* the cached layout written, or NULL */
     ckpt__wfile *wf;
 } save_state;
 
@@ -283,15 +288,27 @@ static int write_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__e
     if (rc)
         return rc;
     uint64_t data_end; /* unused: big datasets are reserved one by one */
-    double t0 = ckpt__now_s();
-    ckpt__h5_enter();
-    rc = ckpt__rankfile_create(s->path, &s->idx, (uint32_t)ctx->rank,
-                               (const void *const *)s->ptrs, &data_end, &s->rf, err);
-    ckpt__h5_leave();
-    ckpt__logf(&ctx->log, CKPT_LOG_DEBUG, "step %lld: layout of %u entries in %.3f s",
-               (long long)job->step, s->idx.nentries, ckpt__now_s() - t0);
+    double t0 = ckpt__now_s(), c0 = ckpt__thread_cpu_s();
+    s->img = ckpt__layout_find(ctx->layout, &s->idx, (uint32_t)ctx->rank);
+    if (s->img) {
+        rc = ckpt__rankfile_image_write(s->path, s->img, &s->idx, (uint32_t)ctx->rank,
+                                        (const void *const *)s->ptrs, err);
+    } else {
+        ckpt__h5_enter();
+        rc = ckpt__rankfile_create(s->path, &s->idx, (uint32_t)ctx->rank,
+                                   (const void *const *)s->ptrs, &data_end, &s->rf, err);
+        ckpt__h5_leave();
+    }
+    job->layout_cpu_s += ckpt__thread_cpu_s() - c0;
+    ckpt__logf(&ctx->log, CKPT_LOG_DEBUG, "step %lld: layout of %u entries (%s) in %.3f s",
+               (long long)job->step, s->idx.nentries, s->img ? "cached" : "built",
+               ckpt__now_s() - t0);
     if (rc)
         return rc;
+    if (s->img)
+        ctx->layout_cached++;
+    else
+        ctx->layout_built++;
     hash_meta(&s->idx, (const void *const *)s->ptrs);
     rc = ckpt__writer_file_open(&ctx->eng, s->path, CKPT__WF_WRITE, &s->wf, err);
     /* Reserve the big datasets: their O_DIRECT writes then never extend the
@@ -317,30 +334,47 @@ static int finish_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__
         idx->entries[i].hash = ckpt__entry_hash(&idx->entries[i], idx->hashes +
                                                                      idx->entries[i].chunk0);
     idx->ranks[0].root = ckpt__rank_root(idx, (uint32_t)ctx->rank);
-    int rc = ckpt__fault_check(&ctx->fault, CKPT__FAULT_FINISH, "write hash attributes", err);
-    double t0 = ckpt__now_s();
-    if (!rc) {
+    /* The fault site of the file's last step, on both paths (a cached file
+     * has nothing left to add). */
+    int rc = ckpt__fault_check(&ctx->fault, CKPT__FAULT_FINISH, "finish rank file", err);
+    double t0 = ckpt__now_s(), c0 = ckpt__thread_cpu_s();
+    if (!rc && s->rf) {
         ckpt__h5_enter();
         rc = ckpt__rankfile_finish(s->rf, idx, (uint32_t)ctx->rank, err);
         ckpt__h5_leave();
         s->rf = NULL;
     }
+    double c1 = ckpt__thread_cpu_s();
     double t1 = ckpt__now_s();
     if (!rc && ckpt__writer_sync(&ctx->eng, s->wf, err) != 0)
         rc = ckpt__err_prefix(err, "%s", s->path);
-    struct stat st;
-    if (!rc && stat(s->path, &st) != 0)
-        rc = ckpt__err_errno(err, errno, "stat %s", s->path);
-    double th0 = ckpt__now_s();
-    if (!rc) {
+    double th0 = ckpt__now_s(), c2 = ckpt__thread_cpu_s();
+    if (!rc && s->img) {
+        /* Written from the image: its size and hash are the cache's,
+         * computed from the built file's bytes on disk (layout.h). */
+        idx->ranks[0].file_bytes = s->img->file_bytes;
+        idx->ranks[0].meta_hash = ckpt__meta_hash_tag(s->img->meta_hash);
+    } else if (!rc) {
         /* After HDF5 closed the file: the bytes hashed are its final ones,
-         * read back from the page cache. */
-        uint64_t h;
-        idx->ranks[0].file_bytes = (uint64_t)st.st_size;
-        rc = ckpt__rankfile_meta_hash(s->path, idx, (uint32_t)ctx->rank, (uint64_t)st.st_size,
-                                      &h, err);
-        idx->ranks[0].meta_hash = ckpt__meta_hash_tag(h);
+         * read back from the page cache, and kept as the layout's image. */
+        struct stat st;
+        ckpt__rankfile_image img;
+        if (stat(s->path, &st) != 0)
+            rc = ckpt__err_errno(err, errno, "stat %s", s->path);
+        if (!rc)
+            rc = ckpt__rankfile_image_read(s->path, idx, (uint32_t)ctx->rank,
+                                           (uint64_t)st.st_size, &img, err);
+        if (!rc) {
+            idx->ranks[0].file_bytes = (uint64_t)st.st_size;
+            idx->ranks[0].meta_hash = ckpt__meta_hash_tag(img.meta_hash);
+            ckpt__err e2;
+            ckpt__err_clear(&e2);
+            if (ckpt__layout_keep(&ctx->layout, idx, (uint32_t)ctx->rank, &img, &e2) != 0)
+                ckpt__logf(&ctx->log, CKPT_LOG_WARN, "step %lld: %s (the next save builds "
+                           "its layout again)", (long long)job->step, e2.msg);
+        }
     }
+    job->layout_cpu_s += (c1 - c0) + (ckpt__thread_cpu_s() - c2);
     double th1 = ckpt__now_s();
     ckpt__fileid id;
     if (!rc) {
@@ -364,7 +398,7 @@ static int finish_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__
                                        ctx->cfg.commit_timeout_s, err);
     }
     ckpt__logf(&ctx->log, CKPT_LOG_DEBUG,
-               "step %lld: hash attributes %.3f s, metadata hash %.3f s, fsync + done-record "
+               "step %lld: closing the rank file %.3f s, metadata hash %.3f s, fsync + done-record "
                "%.3f s, waiting for ranks %.3f s, commit %.3f s",
                (long long)job->step, t1 - t0, th1 - th0, (t2 - t1) - (th1 - th0), t3 - t2,
                ckpt__now_s() - t3);

@@ -26,6 +26,8 @@ typedef struct ckpt__job {
     int snap_queued;      /* ctx->mu: every snapshot copy is queued */
     ckpt__err err;
     uint64_t bytes;       /* set by the coordinator before the copies start */
+    double layout_cpu_s;  /* the coordinator's CPU time in the rank file's
+                             layout, close and metadata hash (events) */
     uint64_t t_save_ns;   /* when ckpt_save was called */
     uint64_t t_stage_ns;  /* the previous event (ctx->ev_mu) */
 } ckpt__job;

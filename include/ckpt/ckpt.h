@@ -188,6 +188,11 @@ typedef struct ckpt_event {
     double stage_s;       /* from the previous event of this save */
     int error;            /* FAILED: the CKPT_E* code, else 0 */
     const char *message;  /* FAILED: what failed; else "" (valid during the call) */
+    double layout_cpu_s;  /* DURABLE and later: CPU seconds this rank spent on
+                             its rank file's HDF5 metadata (built through HDF5
+                             on the first save of a set of tensors, written
+                             from a cached image on later ones), its close
+                             and its metadata hash; 0 before */
 } ckpt_event;
 
 /* Called from a runtime thread (never the caller's), one call at a time
