@@ -10,7 +10,8 @@ little-endian bytes that were saved.  The script finds each tensor under
 /tensors (each metadata blob under /meta) of rank-00000.h5 by its `name`
 attribute, reads it the way a user would (ds[()]), turns the values back
 into raw bytes of the stored dtype and compares them; it also reads the
-bytes at the dataset's file offset directly, checks the attributes, the
+bytes at the dataset's file offset directly, checks the attributes (format
+1.2: none of a save's hashes, step or uuid in the rank file), the
 link-name escaping, and manifest.h5's root attributes and /tensors table.
 Exits 0 only when everything matches; prints every difference otherwise.
 """
@@ -138,11 +139,16 @@ def check_rank_file(path, exp, expected_bytes):
         file_bytes = raw_file.read()
     with h5py.File(path, "r") as f:
         a = f.attrs
-        if list(np.asarray(a.get("ckpt_format_version", [])).tolist()) != [1, 1]:
+        if list(np.asarray(a.get("ckpt_format_version", [])).tolist()) != [1, 2]:
             fail("%s: ckpt_format_version %r" % (path, a.get("ckpt_format_version")))
-        for key, want in (("step", exp["step"]), ("rank", 0), ("world_size", exp["world_size"])):
+        for key, want in (("rank", 0), ("world_size", exp["world_size"])):
             if key not in a or int(a[key]) != want:
                 fail("%s: root attribute %s is %r, expected %r" % (path, key, a.get(key), want))
+        # Format 1.2: nothing of one save but its data (the manifest holds
+        # the hashes, step and uuid).
+        for key in ("step", "uuid", "root"):
+            if key in a:
+                fail("%s: per-save root attribute %s in a 1.2 rank file" % (path, key))
         groups = {"tensor": by_name(f["tensors"], "/tensors"), "meta": by_name(f["meta"], "/meta")}
         for kind in ("tensor", "meta"):
             names = {it["name"] for it in exp["items"] if it["kind"] == kind}
@@ -177,16 +183,16 @@ def check_rank_file(path, exp, expected_bytes):
                 else:
                     offsets[name, kind] = off
                     diff(what + " at file offset %d" % off, file_bytes[off:off + len(want)], want)
-                if "chunk_hashes" not in ds.attrs or "hash" not in ds.attrs:
-                    fail("%s: hash attributes missing" % what)
+            if "chunk_hashes" in ds.attrs or "hash" in ds.attrs:
+                fail("%s: hash attributes in a 1.2 rank file" % what)
     return offsets
 
 
 def check_manifest(path, exp, offsets):
     with h5py.File(path, "r") as f:
         a = f.attrs
-        if list(np.asarray(a.get("ckpt_format_version", [])).tolist()) != [1, 1]:
-            fail("%s: ckpt_format_version %r, expected [1, 1]" % (path, a.get("ckpt_format_version")))
+        if list(np.asarray(a.get("ckpt_format_version", [])).tolist()) != [1, 2]:
+            fail("%s: ckpt_format_version %r, expected [1, 2]" % (path, a.get("ckpt_format_version")))
         for key, want in (("step", exp["step"]), ("world_size", exp["world_size"])):
             if key not in a or int(a[key]) != want:
                 fail("%s: root attribute %s is %r, expected %r" % (path, key, a.get(key), want))

@@ -11,8 +11,9 @@
  * (io/rankfile.c): the object headers' own checksums are checked first
  * (io/h5guard.c, since HDF5 1.10 loses memory on a header that fails
  * them, which LeakSanitizer reports: nothing is suppressed), then HDF5
- * opens the file and our code compares every dataset's type, shape, offset
- * and hash attributes with the index.  That is the only part of
+ * opens the file and our code compares every dataset's type, shape and
+ * offset (and, for files older than format 1.2, the hash attributes) with
+ * the index.  That is the only part of
  * ckpt__verify_step that parses the rank file; its
  * size check is trivial and its data pass reads the ranges the verified
  * manifest names (the corruption suites cover damaged data), so it is not

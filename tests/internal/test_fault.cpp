@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Fault injection through the numbered fault sites (runtime/fault.h): ENOSPC,
 // EIO and short writes at every write index of a save; failures at every
-// other step of the save (layout, hash attributes, fsync, done-record,
+// other step of the save (layout, finishing the rank file, fsync, done-record,
 // manifest, rename, folder fsync); a failed snapshot copy; a crash right
 // before the commit rename; read errors during restore.  Each time: a clear
 // error on the ticket, no commit, the previous checkpoint intact, and the
@@ -165,7 +165,7 @@ TEST_P(Fault, EveryOtherStepOfTheSaveAndCommit)
         int site;
         const char *text;
     } sites[] = {{CKPT__FAULT_LAYOUT, "rank file layout"},
-                 {CKPT__FAULT_FINISH, "hash attributes"},
+                 {CKPT__FAULT_FINISH, "finish rank file"},
                  {CKPT__FAULT_SYNC, "fsync rank file"},
                  {CKPT__FAULT_DONE, "done-record"},
                  {CKPT__FAULT_MANIFEST, "manifest"},

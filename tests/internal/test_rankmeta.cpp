@@ -6,8 +6,9 @@
 // every one of those bytes of a small checkpoint, one at a time, and checks
 // what verify, restore and `ckpt gc` make of each.  Also here: the rank
 // file's metadata block sized to its entries (issue 17, 3.7), edits that
-// keep HDF5's own checksums valid, and format 1.0 checkpoints, which still
-// restore and verify.
+// keep HDF5's own checksums valid, and format 1.0 and 1.1 checkpoints (whose
+// rank files carry the save's hashes as attributes), which still restore
+// and verify.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -25,6 +26,7 @@
 #include "two_steps.h"
 
 extern "C" {
+#include "io/paths.h"
 #include "io/rankfile.h"
 }
 
@@ -140,6 +142,89 @@ class SmallCheckpoint : public ::testing::Test {
         H5Oclose(o);
         ASSERT_GE(H5Fclose(f), 0);
     }
+
+    // Makes step 2 a checkpoint of format 1.<minor> (0 or 1) the way those
+    // versions wrote it: the rank file gets the per-save attributes 1.0 and
+    // 1.1 wrote (each entry's hash and chunk_hashes, the root's step, uuid
+    // and root), added through HDF5, and the manifest is written again with
+    // that minor version and, for 1.1, the new file's size and metadata hash
+    // (1.0: none, and a user block without a header hash).
+    void downgrade(uint16_t minor)
+    {
+        Manifest m(manifest(2));
+        ASSERT_EQ(m.idx.minor, CKPT__FORMAT_MINOR);
+        hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+        H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
+        hid_t f = H5Fopen(rank_file(2).c_str(), H5F_ACC_RDWR, fapl);
+        H5Pclose(fapl);
+        ASSERT_GE(f, 0);
+        auto put = [](hid_t obj, const char *name, hid_t type, hsize_t n, const void *v) {
+            hid_t sp = n ? H5Screate_simple(1, &n, nullptr) : H5Screate(H5S_SCALAR);
+            hid_t a = H5Acreate2(obj, name, type, sp, H5P_DEFAULT, H5P_DEFAULT);
+            EXPECT_GE(a, 0) << name;
+            EXPECT_GE(H5Awrite(a, type, v), 0) << name;
+            H5Aclose(a);
+            H5Sclose(sp);
+        };
+        for (uint32_t i = 0; i < m.idx.nentries; i++) {
+            const ckpt__entry &e = m.idx.entries[i];
+            std::string path = std::string(e.kind == CKPT__ENTRY_META ? "/meta/" : "/tensors/") +
+                               e.name;
+            hid_t ds = H5Dopen2(f, path.c_str(), H5P_DEFAULT);
+            ASSERT_GE(ds, 0) << path;
+            put(ds, "hash", H5T_NATIVE_UINT64, 0, &e.hash);
+            if (e.nchunks)
+                put(ds, "chunk_hashes", H5T_NATIVE_UINT64, e.nchunks, m.idx.hashes + e.chunk0);
+            H5Dclose(ds);
+        }
+        char uuid[CKPT__UUID_HEX];
+        ckpt__uuid_hex(m.idx.uuid, uuid);
+        const char *up = uuid;
+        hid_t str = H5Tcopy(H5T_C_S1);
+        H5Tset_size(str, H5T_VARIABLE);
+        put(f, "step", H5T_NATIVE_INT64, 0, &m.idx.step);
+        put(f, "uuid", str, 0, &up);
+        put(f, "root", H5T_NATIVE_UINT64, 0, &m.idx.ranks[0].root);
+        H5Tclose(str);
+        hid_t a = H5Aopen(f, "ckpt_format_version", H5P_DEFAULT);
+        int32_t ver[2] = {1, minor};
+        ASSERT_GE(H5Awrite(a, H5T_NATIVE_INT32, ver), 0);
+        H5Aclose(a);
+        ASSERT_GE(H5Fclose(f), 0);
+        ckpt__err err;
+        ckpt__err_clear(&err);
+        m.idx.minor = minor;
+        m.idx.ranks[0].file_bytes = size_of(rank_file(2));
+        uint64_t h = 0;
+        ASSERT_EQ(ckpt__rankfile_meta_hash(rank_file(2).c_str(), &m.idx, 0,
+                                           m.idx.ranks[0].file_bytes, &h, &err),
+                  0)
+            << err.msg;
+        m.idx.ranks[0].meta_hash = minor >= CKPT__MINOR_META_HASH ? ckpt__meta_hash_tag(h) : 0;
+        ASSERT_EQ(unlink(manifest(2).c_str()), 0);
+        ASSERT_EQ(ckpt__manifest_write(manifest(2).c_str(), &m.idx, &err), 0) << err.msg;
+        if (minor == 0) {
+            std::string b = read_file(manifest(2));
+            memset(&b[12], 0, 4); // 1.0: no flags,
+            memset(&b[32], 0, 8); // no header hash
+            write_file(manifest(2), b);
+        }
+    }
+
+    // Rewrites u64 attribute `name` of the object at `obj` in step 2's rank
+    // file with v (through HDF5, which keeps its own checksums valid).
+    void set_u64(const char *obj, const char *name, uint64_t v)
+    {
+        hid_t f = H5Fopen(rank_file(2).c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+        ASSERT_GE(f, 0);
+        hid_t o = H5Oopen(f, obj, H5P_DEFAULT);
+        hid_t a = o >= 0 ? H5Aopen(o, name, H5P_DEFAULT) : -1;
+        ASSERT_GE(a, 0) << obj << " " << name;
+        ASSERT_GE(H5Awrite(a, H5T_NATIVE_UINT64, &v), 0);
+        H5Aclose(a);
+        H5Oclose(o);
+        ASSERT_GE(H5Fclose(f), 0);
+    }
 };
 
 // Issue 17, 3.7: the rank file reserved 1 MiB for HDF5's metadata whatever
@@ -182,26 +267,26 @@ TEST(RankFileSize, MetadataBlockIsSizedToTheEntries)
 }
 
 // Same-size edits that HDF5 re-checksums itself passed verify (issue 10):
-// the root's step, world_size and ckpt_format_version, a dataset's shape.
+// the root's chunk_bytes, rank, world_size and ckpt_format_version, a
+// dataset's shape.
 TEST_F(SmallCheckpoint, AttributeEditsOfTheSameSizeAreCorruption)
 {
     const std::string copy = tmp.sub("rank.bak");
     write_file(copy, read_file(rank_file(2)));
     struct Edit {
         const char *obj, *name;
-    } edits[] = {{"/", "step"},
+    } edits[] = {{"/", "chunk_bytes"},
+                 {"/", "rank"},
                  {"/", "world_size"},
                  {"/", "ckpt_format_version"},
                  {"/tensors/w", "shape"},
                  {"/tensors/b", "shape"}};
     for (const Edit &e : edits) {
-        // A dataset's attribute written back unchanged leaves the file as it
-        // was (no times are tracked there), so what verify finds below is the
-        // edit.  The root group's modification time changes with any write.
-        if (strcmp(e.obj, "/") != 0) {
-            edit_attr(e.obj, e.name, 0);
-            EXPECT_EQ(verify(2), 0) << e.obj << " " << e.name << " rewritten unchanged";
-        }
+        // An attribute written back unchanged leaves the file as it was (no
+        // object header tracks times, format 1.2), so what verify finds
+        // below is the edit.
+        edit_attr(e.obj, e.name, 0);
+        EXPECT_EQ(verify(2), 0) << e.obj << " " << e.name << " rewritten unchanged";
         edit_attr(e.obj, e.name, 1);
         std::string msg;
         EXPECT_EQ(verify(2, &msg), CKPT_ECORRUPT) << e.obj << " " << e.name;
@@ -358,22 +443,12 @@ TEST_F(SmallCheckpoint, ByteFlipSweepFindsEveryFlip)
 }
 
 // A checkpoint of format 1.0 (no metadata hash, a user block without a
-// header hash) still restores and verifies, by the structure check; made
-// here from a 1.1 one by writing its manifest as 1.0 wrote it.
+// header hash, rank files with hash attributes) still restores and
+// verifies, by the structure check, which still compares the hash
+// attributes; made here from a 1.2 one (downgrade).
 TEST_F(SmallCheckpoint, FormatOneZeroStillRestoresAndVerifies)
 {
-    {
-        Manifest m(manifest(2));
-        m.idx.minor = 0;
-        ASSERT_EQ(unlink(manifest(2).c_str()), 0);
-        ckpt__err err;
-        ckpt__err_clear(&err);
-        ASSERT_EQ(ckpt__manifest_write(manifest(2).c_str(), &m.idx, &err), 0) << err.msg;
-    }
-    std::string m = read_file(manifest(2));
-    memset(&m[12], 0, 4); // 1.0: no flags,
-    memset(&m[32], 0, 8); // no header hash
-    write_file(manifest(2), m);
+    downgrade(0);
     uint32_t unhashed = 0;
     std::string msg;
     ASSERT_EQ(verify(2, &msg, &unhashed), 0) << msg;
@@ -390,6 +465,19 @@ TEST_F(SmallCheckpoint, FormatOneZeroStillRestoresAndVerifies)
     EXPECT_EQ(run(quote(std::string(CKPT_BIN_DIR) + "/ckpt") + " list " + quote(dir), &out), 0)
         << out;
     EXPECT_NE(out.find("manifest ok (format 1.0: metadata not hashed)"), std::string::npos) << out;
+    EXPECT_EQ(expect_h5dump_all(dir), 4);
+    // The hash attributes a 1.0 file carries are still checked.
+    const std::string copy = tmp.sub("rank.bak");
+    write_file(copy, read_file(rank_file(2)));
+    set_u64("/tensors/w", "hash", 12345);
+    EXPECT_EQ(verify(2, &msg), CKPT_ECORRUPT);
+    EXPECT_NE(msg.find("'w': hash attribute differs"), std::string::npos) << msg;
+    write_file(rank_file(2), read_file(copy));
+    set_u64("/", "root", 12345);
+    EXPECT_EQ(verify(2, &msg), CKPT_ECORRUPT);
+    EXPECT_NE(msg.find("root attribute differs"), std::string::npos) << msg;
+    write_file(rank_file(2), read_file(copy));
+    EXPECT_EQ(verify(2, &msg), 0) << msg;
     // Data damage in a 1.0 checkpoint is still found.
     Manifest idx(manifest(2));
     const ckpt__entry *e = ckpt__index_find(&idx.idx, CKPT__ENTRY_TENSOR, 0, "w");
@@ -400,6 +488,33 @@ TEST_F(SmallCheckpoint, FormatOneZeroStillRestoresAndVerifies)
     close(fd);
     EXPECT_EQ(verify(2, &msg), CKPT_ECORRUPT);
     EXPECT_NE(msg.find("'w' chunk 0"), std::string::npos) << msg;
+}
+
+// A checkpoint of format 1.1 (metadata hash, rank files with hash
+// attributes) still restores and verifies; its metadata hash covers the
+// attributes, and so an edited hash attribute is found before HDF5 reads
+// the file.  The manifest's format is the one the tools print.
+TEST_F(SmallCheckpoint, FormatOneOneStillRestoresAndVerifies)
+{
+    downgrade(1);
+    uint32_t unhashed = 9;
+    std::string msg;
+    ASSERT_EQ(verify(2, &msg, &unhashed), 0) << msg;
+    EXPECT_EQ(unhashed, 0u);
+    set(0);
+    int64_t got = -1;
+    ASSERT_EQ(ckpt_restore(ctx, CKPT_LATEST, nullptr, &got), 0) << ckpt_last_error(ctx);
+    EXPECT_EQ(got, 2);
+    EXPECT_TRUE(is(2));
+    std::string out;
+    EXPECT_EQ(run(quote(std::string(CKPT_BIN_DIR) + "/ckpt") + " verify " + quote(dir), &out), 0)
+        << out;
+    EXPECT_EQ(expect_h5dump_all(dir), 4);
+    set_u64("/tensors/b", "hash", 12345);
+    EXPECT_EQ(verify(2, &msg), CKPT_ECORRUPT);
+    EXPECT_NE(msg.find("metadata damaged"), std::string::npos) << msg;
+    // Step 1 (format 1.2) beside it is untouched and verifies.
+    EXPECT_EQ(verify(1, &msg), 0) << msg;
 }
 
 } // namespace
