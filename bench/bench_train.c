@@ -399,6 +399,7 @@ static void on_event(void *user, const ckpt_event *ev)
     pthread_mutex_lock(&r->mu);
     if (ev->kind == CKPT_EVENT_DURABLE) {
         r->durable_s[r->ndurable++] = ev->since_save_s;
+        r->layout_ms[r->nlayout++] = ev->layout_cpu_s * 1e3;
         if (in)
             r->durable_rt[i] = now;
     } else if (ev->kind == CKPT_EVENT_COMMITTED) {
@@ -423,10 +424,12 @@ static int run_init(run *r, const char *label, const train_opts *o)
     r->stall_ms = calloc(n, sizeof(double));
     r->durable_s = calloc(n, sizeof(double));
     r->committed_s = calloc(n, sizeof(double));
+    r->layout_ms = calloc(n, sizeof(double));
     r->accepted_rt = calloc((size_t)r->nsaves, sizeof(double));
     r->durable_rt = calloc((size_t)r->nsaves, sizeof(double));
     r->committed_rt = calloc((size_t)r->nsaves, sizeof(double));
     return r->step_ms && r->call_us && r->stall_ms && r->durable_s && r->committed_s &&
+                   r->layout_ms &&
                    r->accepted_rt && r->durable_rt && r->committed_rt
                ? 0
                : -1;
@@ -439,6 +442,7 @@ static void run_free(run *r)
     free(r->stall_ms);
     free(r->durable_s);
     free(r->committed_s);
+    free(r->layout_ms);
     free(r->accepted_rt);
     free(r->durable_rt);
     free(r->committed_rt);

@@ -51,6 +51,10 @@ typedef struct run {
     pthread_mutex_t mu;
     double *durable_s, *committed_s;
     int ndurable, ncommitted;
+    /* Per durable save, in save order: the rank file's layout CPU time
+     * (ckpt_event.layout_cpu_s), ms; the first is the HDF5 build. */
+    double *layout_ms;
+    int nlayout;
 } run;
 
 /* One rank's figures of one checkpointed run and of the baseline before
@@ -62,6 +66,7 @@ typedef struct rank_figs {
     double call_us_p50, call_us_max;
     double stall_p50, stall_p99, stall_max;
     double durable_p50, committed_p50;
+    double layout_first_ms, layout_p50_ms, layout_max_ms; /* of the saves after the first */
     double restore_s, rss_mib;
     double raw_write_s, raw_bytes;
     double calls, refused, committed;
