@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <time.h>
 
 #include <xxhash.h>
@@ -66,6 +67,7 @@ typedef struct save_state {
     ckpt__pipe pipe;
     int pipe_ready;
     int recorded;       /* this rank's done-record is written */
+    int dfd;            /* the partial folder, open (commit.h); -1 */
     char partial[CKPT__FNAME_MAX];
     char ppath[CKPT__PATH_MAX];
     char path[CKPT__PATH_MAX];
@@ -272,7 +274,7 @@ static void hash_meta(ckpt__index *idx, const void *const *data)
 static int write_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__err *err)
 {
     int rc = ckpt__commit_begin(ctx->dir, job->step, s->idx.uuid, ctx->world > 1, s->partial,
-                                sizeof s->partial, err);
+                                sizeof s->partial, &s->dfd, err);
     if (rc)
         return rc;
     rc = ckpt__path_join(s->ppath, ctx->dir, s->partial, err);
@@ -328,8 +330,8 @@ static int finish_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__
     double t1 = ckpt__now_s();
     if (!rc && ckpt__writer_sync(&ctx->eng, s->wf, err) != 0)
         rc = ckpt__err_prefix(err, "%s", s->path);
-    struct stat st;
-    if (!rc && stat(s->path, &st) != 0)
+    struct stat st; /* of the file the writer holds open: no lookup */
+    if (!rc && fstat(s->wf->fd, &st) != 0)
         rc = ckpt__err_errno(err, errno, "stat %s", s->path);
     double th0 = ckpt__now_s();
     if (!rc) {
@@ -344,7 +346,7 @@ static int finish_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__
     double th1 = ckpt__now_s();
     ckpt__fileid id;
     if (!rc) {
-        rc = ckpt__commit_done_record(s->ppath, idx, (uint32_t)ctx->rank, &ctx->fault, &id,
+        rc = ckpt__commit_done_record(s->dfd, s->ppath, idx, (uint32_t)ctx->rank, &ctx->fault, &id,
                                       err);
         s->recorded = !rc;
     }
@@ -353,14 +355,14 @@ static int finish_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__
         ckpt__emit(ctx, job, CKPT_EVENT_DURABLE, 0, NULL);
     if (!rc && ctx->rank == 0) {
         if (ctx->world > 1)
-            rc = ckpt__commit_wait_records(s->ppath, (uint32_t)ctx->world,
+            rc = ckpt__commit_wait_records(s->dfd, s->ppath, (uint32_t)ctx->world,
                                            ctx->cfg.commit_timeout_s, err);
         t3 = ckpt__now_s();
         if (!rc)
-            rc = ckpt__commit_seal(ctx->dir, s->partial, job->step, (uint32_t)ctx->world,
+            rc = ckpt__commit_seal(s->dfd, ctx->dir, s->partial, job->step, (uint32_t)ctx->world,
                                    &ctx->fault, &ctx->log, err);
     } else if (!rc) {
-        rc = ckpt__commit_wait_verdict(ctx->dir, s->partial, job->step, (uint32_t)ctx->rank, &id,
+        rc = ckpt__commit_wait_verdict(s->dfd, ctx->dir, job->step, (uint32_t)ctx->rank, &id,
                                        ctx->cfg.commit_timeout_s, err);
     }
     ckpt__logf(&ctx->log, CKPT_LOG_DEBUG,
@@ -376,6 +378,7 @@ static int run_save(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
     save_state *s = calloc(1, sizeof *s);
     if (!s)
         return ckpt__err_set(err, CKPT_ENOMEM, "out of memory");
+    s->dfd = -1;
     ckpt__rank_file_name((uint32_t)ctx->rank, s->fname);
     int rc = build_index(ctx, job, s, err);
     ckpt__emit(ctx, job, CKPT_EVENT_STARTED, 0, NULL);
@@ -414,12 +417,14 @@ static int run_save(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
     /* Rank 0 removes a failed save's folder; another rank leaves its
      * failure mark there instead, so rank 0 stops waiting for it. */
     if (rc && s->partial[0] && ctx->rank == 0 && ctx->world > 1)
-        ckpt__commit_abandon_shared(ctx->dir, s->partial, (uint32_t)ctx->world,
+        ckpt__commit_abandon_shared(s->dfd, ctx->dir, s->partial, (uint32_t)ctx->world,
                                     ctx->cfg.commit_timeout_s, err, &ctx->log);
     else if (rc && s->partial[0] && ctx->rank == 0)
         ckpt__commit_abandon(ctx->dir, s->partial, &ctx->log);
     else if (rc && s->partial[0] && !s->recorded)
-        ckpt__commit_mark_failed(ctx->dir, s->partial, (uint32_t)ctx->rank, err);
+        ckpt__commit_mark_failed(s->dfd, (uint32_t)ctx->rank, err);
+    if (s->dfd >= 0)
+        close(s->dfd);
     if (s->pipe_ready)
         ckpt__pipe_destroy(&s->pipe);
     ckpt__index_free(&s->idx);
