@@ -46,9 +46,11 @@
  *   7. Retention runs after invariant 4 and deletes only steps older than
  *      the one just committed (the one checkpoint this rank knows to be
  *      sound: every rank hashed what it wrote), never a newer one.
- *   8. Rank 0 commits only when every rank's done-record is present and
- *      the merged index is a complete layout: every tensor's slices tile it
- *      exactly (io/shard.h).
+ *   8. Rank 0 commits only when every rank's done-record is present, every
+ *      rank registered the same replicated tensors (the hash each record
+ *      carries in created_unix equals rank 0's), and the merged index is a
+ *      complete layout: every tensor's slices tile it exactly (io/shard.h).
+ *      A tensor some rank registered is then never missing from a commit.
  *   9. With several ranks, rank 0 gives a failed save up by writing
  *      abandoned.rec into its folder and removes the folder only once every
  *      rank has left its done-record or failure mark there (or after
@@ -511,7 +513,15 @@ int ckpt__commit_seal(int dfd, const char *dir, const char *partial, int64_t ste
                                "run different ckptrt versions)",
                                path, CKPT__FORMAT_MAJOR, rec.minor, CKPT__FORMAT_MAJOR,
                                CKPT__FORMAT_MINOR);
+        if (!rc && r > 0 && rec.created_unix != m.created_unix)
+            rc = ckpt__err_set(err, CKPT_EMISMATCH,
+                               "rank %u registered other replicated tensors than rank 0 "
+                               "(names, dtypes or shapes differ): ckpt_register must name the "
+                               "same tensors on every rank (ckpt_register_shard for a rank's "
+                               "own), else a tensor would be missing from the checkpoint",
+                               r);
         if (!rc && r == 0) {
+            m.created_unix = rec.created_unix;
             m.minor = rec.minor;
             m.step = rec.step;
             m.world_size = rec.world_size;

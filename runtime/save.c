@@ -94,11 +94,16 @@ static int cmp_size(const void *a, const void *b)
  * replicated ones are spread, the largest first, each to the rank with the
  * fewest replicated bytes so far (ties: the lower rank).  Computed from the
  * registry alone, so ranks with the same registrations agree without
- * talking; rank 0's layout check (commit.c, Inv. 8) catches ranks that
- * registered different tensors. */
-static int assign_writers(const ckpt_ctx *ctx, int32_t *writer, ckpt__err *err)
+ * talking.  Ranks that registered different replicated tensors would not
+ * agree, and a tensor could go to a rank that lacks it, so *set_hash gets
+ * a hash of the replicated tensors' names, dtypes and shapes, which every
+ * rank's done-record carries and rank 0 compares (commit.c, inv. 8);
+ * rank 0's layout check catches slices that do not tile. */
+static int assign_writers(const ckpt_ctx *ctx, int32_t *writer, uint64_t *set_hash,
+                          ckpt__err *err)
 {
     const ckpt__registry *r = &ctx->reg;
+    *set_hash = 0;
     if (ctx->world == 1) {
         for (uint32_t i = 0; i < r->n; i++)
             writer[i] = 0;
@@ -118,6 +123,22 @@ static int assign_writers(const ckpt_ctx *ctx, int32_t *writer, ckpt__err *err)
             v[n++] = (by_size){r->v[i].nbytes, r->v[i].name, i};
     }
     qsort(v, n, sizeof *v, cmp_size);
+    XXH3_state_t *hs = XXH3_createState();
+    if (!hs) {
+        free(v);
+        free(load);
+        return ckpt__err_set(err, CKPT_ENOMEM, "out of memory assigning %u tensors", r->n);
+    }
+    XXH3_64bits_reset(hs);
+    for (uint32_t k = 0; k < n; k++) {
+        const ckpt__tensor *t = &r->v[v[k].i];
+        int32_t head[2] = {(int32_t)t->dtype, t->ndim};
+        XXH3_64bits_update(hs, t->name, strlen(t->name) + 1);
+        XXH3_64bits_update(hs, head, sizeof head);
+        XXH3_64bits_update(hs, t->shape, (size_t)t->ndim * sizeof t->shape[0]);
+    }
+    *set_hash = XXH3_64bits_digest(hs);
+    XXH3_freeState(hs);
     for (uint32_t k = 0; k < n; k++) {
         int best = 0;
         for (int q = 1; q < ctx->world; q++)
@@ -146,7 +167,11 @@ static int build_index(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__err *
     int32_t *writer = malloc((ctx->reg.n ? ctx->reg.n : 1) * sizeof *writer);
     if (!writer)
         return ckpt__err_set(err, CKPT_ENOMEM, "out of memory");
-    int rc = assign_writers(ctx, writer, err);
+    uint64_t set_hash;
+    int rc = assign_writers(ctx, writer, &set_hash, err);
+    /* A done-record's created_unix field is free (the manifest's gets the
+     * time at the commit): it carries the replicated set's hash. */
+    idx->created_unix = (int64_t)set_hash;
     uint32_t n = job->meta.n;
     for (uint32_t i = 0; i < ctx->reg.n; i++)
         n += writer[i] == ctx->rank;
