@@ -37,14 +37,14 @@
 
 typedef struct scale_opts {
     const char *dir;
-    int ranks, tensors, saves, json;
+    int ranks, tensors, saves, restore, json;
 } scale_opts;
 
 typedef struct scale_run {
     scale_opts o;
     ckpt_loopback *lb;
     pthread_barrier_t bar; /* ranks + the main thread, around each save */
-    double *t_save, *t_done; /* [saves][ranks] */
+    double *t_save, *t_done; /* [saves + 1][ranks]: the last row is the restore */
     int *failed;             /* per rank: a call failed */
 } scale_run;
 
@@ -56,11 +56,13 @@ typedef struct rank_arg {
 static void scale_help(FILE *f)
 {
     fprintf(f,
-"usage: %s scale --dir D [--ranks N] [--tensors T] [--saves S] [--json]\n"
+"usage: %s scale --dir D [--ranks N] [--tensors T] [--saves S] [--restore] [--json]\n"
 "  N ranks (threads of this process, default 8, up to 8192) each save T\n"
 "  tensors of 1 KiB (default 4) into D, S times (default 3, up to %d).\n"
 "  Reports per save the file-system metadata calls (all ranks, rank 0),\n"
-"  the commit latency after the last done-record, and the save time.\n",
+"  the commit latency after the last done-record, and the save time.\n"
+"  --restore: then every rank restores the newest step and checks its\n"
+"  bytes; the same figures for the restore.\n",
             prog, MAX_SAVES);
 }
 
@@ -73,6 +75,8 @@ static int scale_args(int argc, char **argv, scale_opts *o)
         int m;
         if (strcmp(argv[i], "--json") == 0) {
             o->json = 1;
+        } else if (strcmp(argv[i], "--restore") == 0) {
+            o->restore = 1;
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             scale_help(stdout);
             exit(0);
@@ -130,11 +134,14 @@ static void *rank_main(void *p)
     int rc = comm ? ckpt_open(&cfg, comm, &ck) : CKPT_ENOMEM;
     if (rc)
         errorf("rank %d: ckpt_open: %s", r, ckpt_last_error(NULL));
-    int64_t shape[1] = {TENSOR_FLOATS};
+    int64_t shape[1] = {TENSOR_FLOATS}, start[1] = {0};
     for (int t = 0; !rc && t < T; t++) {
         char name[64];
         snprintf(name, sizeof name, "r%05d.t%d", r, t);
-        rc = data ? ckpt_register(ck, name, data + (size_t)t * TENSOR_FLOATS, CKPT_F32, 1, shape)
+        /* A rank's own tensors: each the one slice of itself (replicated
+         * tensors are the same on every rank). */
+        rc = data ? ckpt_register_shard(ck, name, data + (size_t)t * TENSOR_FLOATS, CKPT_F32, 1,
+                                        shape, start, shape)
                   : CKPT_ENOMEM;
         if (rc)
             errorf("rank %d: ckpt_register: %s", r, ckpt_last_error(ck));
@@ -156,6 +163,28 @@ static void *rank_main(void *p)
         if (rc && !run->failed[r])
             errorf("rank %d: save %d: %s", r, s + 1, ckpt_last_error(ck));
         run->failed[r] |= rc != 0;
+        pthread_barrier_wait(&run->bar);
+    }
+    if (run->o.restore) {
+        pthread_barrier_wait(&run->bar);
+        size_t row = (size_t)run->o.saves * (size_t)run->o.ranks + (size_t)r;
+        for (size_t i = 0; data && i < (size_t)T * TENSOR_FLOATS; i++)
+            data[i] = -1.0f;
+        int64_t step = -1;
+        run->t_save[row] = now_s();
+        int rrc = rc ? rc : ckpt_restore(ck, CKPT_LATEST, NULL, &step);
+        run->t_done[row] = now_s();
+        if (!rc && rrc)
+            errorf("rank %d: restore: %s", r, ckpt_last_error(ck));
+        else if (!rc && step != run->o.saves)
+            errorf("rank %d: restored step %lld, not %d", r, (long long)step, run->o.saves), rrc = 1;
+        float want = (float)run->o.saves + (float)r;
+        for (size_t i = 0; !rrc && data && i < (size_t)T * TENSOR_FLOATS; i++)
+            if (data[i] != want) {
+                errorf("rank %d: restored bytes differ from the last save's", r);
+                rrc = 1;
+            }
+        run->failed[r] |= rrc != 0;
         pthread_barrier_wait(&run->bar);
     }
     if (ck && ckpt_close(ck) != 0) {
@@ -235,6 +264,16 @@ static int run_scale(scale_run *run, save_fig *fig, int *threads_peak)
         /* now_s and the counters read the same monotonic clock. */
         fig[s].verdict_ms = fig[s].c.last_done_ns ? (last - done_s) * 1e3 : -1;
     }
+    if (run->o.restore) {
+        save_fig *f = &fig[S];
+        fscount_start();
+        pthread_barrier_wait(&run->bar); /* ranks restore */
+        pthread_barrier_wait(&run->bar); /* every rank restored */
+        fscount_stop();
+        fscount_read(&f->c);
+        f->save_s = max_of(&run->t_done[(size_t)S * (size_t)N], N) -
+                    min_of(&run->t_save[(size_t)S * (size_t)N], N);
+    }
     for (int r = 0; r < N; r++) {
         pthread_join(th[r], NULL);
         rc |= run->failed[r];
@@ -289,6 +328,15 @@ static void report(const scale_opts *o, save_fig *f, int threads_peak)
                 printf(" %s %" PRIu64, fscount_kind_name[k], f[s].c.kind[k]);
             printf("), commit %.1f ms, %.3f s\n", f[s].commit_ms, f[s].save_s);
         }
+        if (o->restore) {
+            const save_fig *r = &f[S];
+            printf("  restore of the newest step, bytes checked: %" PRIu64 " calls (%.1f per rank, "
+                   "rank 0 %" PRIu64 ", busiest rank %" PRIu64 ":",
+                   r->c.total, (double)r->c.total / o->ranks, r->c.rank0, r->c.max_rank);
+            for (int k = 0; k < FSC_NKINDS; k++)
+                printf(" %s %" PRIu64, fscount_kind_name[k], r->c.kind[k]);
+            printf("), %.3f s\n", r->save_s);
+        }
         printf("  peak RSS %.0f MiB, peak threads %d\n", (double)ru.ru_maxrss / 1024.0,
                threads_peak + 1);
         return;
@@ -306,7 +354,12 @@ static void report(const scale_opts *o, save_fig *f, int threads_peak)
             printf(", \"%s\": %" PRIu64, fscount_kind_name[k], f[s].c.kind[k]);
         printf(", \"commit_latency_ms\": %.3f, \"save_s\": %.4f}", f[s].commit_ms, f[s].save_s);
     }
-    printf("]}\n");
+    printf("]");
+    if (o->restore)
+        printf(", \"meta_ops_per_restore\": %" PRIu64 ", \"meta_ops_rank0_per_restore\": %" PRIu64
+               ", \"meta_ops_max_rank_per_restore\": %" PRIu64 ", \"restore_s\": %.4f",
+               f[S].c.total, f[S].c.rank0, f[S].c.max_rank, f[S].save_s);
+    printf("}\n");
 }
 
 /* Removes the steps this run committed (1..saves), then the folder if the
@@ -347,9 +400,9 @@ int cmd_scale(int argc, char **argv)
             return 1;
         }
     }
-    save_fig *fig = calloc((size_t)S, sizeof *fig);
-    run.t_save = calloc((size_t)S * (size_t)N, sizeof(double));
-    run.t_done = calloc((size_t)S * (size_t)N, sizeof(double));
+    save_fig *fig = calloc((size_t)S + 1, sizeof *fig); /* + the restore */
+    run.t_save = calloc(((size_t)S + 1) * (size_t)N, sizeof(double));
+    run.t_done = calloc(((size_t)S + 1) * (size_t)N, sizeof(double));
     run.failed = calloc((size_t)N, sizeof(int));
     run.lb = ckpt_loopback_new(N);
     int threads_peak = 0;

@@ -102,6 +102,33 @@ void ckpt__failed_name(uint32_t rank, char *out)
     snprintf(out, CKPT__FNAME_MAX, "failed-%05u.rec", rank);
 }
 
+ckpt__record_kind ckpt__record_parse(const char *name, uint32_t *rank)
+{
+    ckpt__record_kind kind = strncmp(name, "done-", 5) == 0     ? CKPT__RECORD_DONE
+                             : strncmp(name, "failed-", 7) == 0 ? CKPT__RECORD_FAILED
+                                                                : CKPT__RECORD_OTHER;
+    if (kind == CKPT__RECORD_OTHER)
+        return kind;
+    const char *d = name + (kind == CKPT__RECORD_DONE ? 5 : 7);
+    uint64_t r = 0;
+    size_t n = 0;
+    for (; d[n] >= '0' && d[n] <= '9' && n < 10; n++)
+        r = r * 10 + (uint64_t)(d[n] - '0');
+    if (n == 0 || r > UINT32_MAX)
+        return CKPT__RECORD_OTHER;
+    /* Only the canonical spelling: "done-7.rec" or "done-000001.rec" is
+     * somebody else's file. */
+    char canon[CKPT__FNAME_MAX];
+    if (kind == CKPT__RECORD_DONE)
+        ckpt__done_name((uint32_t)r, canon);
+    else
+        ckpt__failed_name((uint32_t)r, canon);
+    if (strcmp(canon, name) != 0)
+        return CKPT__RECORD_OTHER;
+    *rank = (uint32_t)r;
+    return kind;
+}
+
 void ckpt__mark_tmp_name(const char *mark, char *out)
 {
     snprintf(out, CKPT__FNAME_MAX, "%s.tmp", mark);

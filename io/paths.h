@@ -68,6 +68,15 @@ void ckpt__rank_file_name(uint32_t rank, char *out);                      /* ran
 void ckpt__done_name(uint32_t rank, char *out);                           /* done-R.rec */
 void ckpt__done_tmp_name(uint32_t rank, char *out);                       /* done-R.tmp */
 void ckpt__failed_name(uint32_t rank, char *out);                         /* failed-R.rec */
+/* What a name inside a save's folder is to the commit: a rank's
+ * done-record (done-R.rec) or failure mark (failed-R.rec), exactly as the
+ * functions above spell them, with R in *rank; anything else is OTHER. */
+typedef enum ckpt__record_kind {
+    CKPT__RECORD_OTHER = 0,
+    CKPT__RECORD_DONE,
+    CKPT__RECORD_FAILED,
+} ckpt__record_kind;
+ckpt__record_kind ckpt__record_parse(const char *name, uint32_t *rank);
 /* A mark's temporary name while it is written: NAME.tmp. */
 void ckpt__mark_tmp_name(const char *mark, char *out);
 /* A uuid's text into out[CKPT__UUID_HEX]: 32 lowercase hex digits. */

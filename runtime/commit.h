@@ -10,43 +10,59 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "io/index.h"
 #include "base/err.h"
-#include "runtime/fault.h"
 #include "base/log.h"
+#include "io/index.h"
 
-/* shared: another rank may have made the folder already (world > 1). */
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ckpt__fault ckpt__fault; /* runtime/fault.h */
+
+/* Makes (or, shared: another rank may have made it already, world > 1)
+ * the save's partial folder; its name goes to partial, and *dfd gets the
+ * folder open (O_DIRECTORY), which the calls below work through and the
+ * caller closes.  On failure *dfd is -1, and partial is "" unless this
+ * rank made the folder (then it must be removed). */
 int ckpt__commit_begin(const char *dir, int64_t step, const uint8_t uuid[16], int shared,
-                       char *partial, size_t cap, ckpt__err *err);
+                       char *partial, size_t cap, int *dfd, ckpt__err *err);
 /* Identity of a done-record, to recognise it after the folder's rename. */
 typedef struct ckpt__fileid {
     uint64_t dev, ino;
 } ckpt__fileid;
-int ckpt__commit_done_record(const char *partial_path, const ckpt__index *idx, uint32_t rank,
-                             ckpt__fault *fault, ckpt__fileid *id, ckpt__err *err);
+/* partial_path names folder dfd in messages. */
+int ckpt__commit_done_record(int dfd, const char *partial_path, const ckpt__index *idx,
+                             uint32_t rank, ckpt__fault *fault, ckpt__fileid *id,
+                             ckpt__err *err);
 /* A rank whose save failed leaves failed-RANK.rec with its error ("<code
  * name>: <message>"), so rank 0 stops waiting for its done-record (best
  * effort). */
-void ckpt__commit_mark_failed(const char *dir, const char *partial, uint32_t rank,
-                              const ckpt__err *why);
+void ckpt__commit_mark_failed(int dfd, uint32_t rank, const ckpt__err *why);
 /* Rank 0: waits until every rank's done-record is there: CKPT_ETIMEDOUT
  * after timeout_s; the error of a rank that left a failure mark, naming it
  * (its code; CKPT_EIO for a mark without one). */
-int ckpt__commit_wait_records(const char *partial_path, uint32_t world, double timeout_s,
-                              ckpt__err *err);
+int ckpt__commit_wait_records(int dfd, const char *partial_path, uint32_t world,
+                              double timeout_s, ckpt__err *err);
 /* Ranks > 0: waits for rank 0's verdict on the save: 0 once the committed
  * folder holds this rank's done-record `id`; rank 0's error when it left
  * its abandoned mark; CKPT_EIO when the partial folder went away without
  * either; CKPT_ETIMEDOUT after timeout_s. */
-int ckpt__commit_wait_verdict(const char *dir, const char *partial, int64_t step, uint32_t rank,
+int ckpt__commit_wait_verdict(int dfd, const char *dir, int64_t step, uint32_t rank,
                               const ckpt__fileid *id, double timeout_s, ckpt__err *err);
-int ckpt__commit_seal(const char *dir, const char *partial, int64_t step, uint32_t world,
-                      ckpt__fault *fault, ckpt__log *log, ckpt__err *err);
+/* Rank 0: merges the done-records of folder dfd (DIR/partial) into the
+ * manifest and commits. */
+int ckpt__commit_seal(int dfd, const char *dir, const char *partial, int64_t step,
+                      uint32_t world, ckpt__fault *fault, ckpt__log *log, ckpt__err *err);
 void ckpt__commit_abandon(const char *dir, const char *partial, ckpt__log *log);
 /* Rank 0, several ranks: marks the save abandoned (why: as for a failure
  * mark), waits until every rank left its done-record or failure mark (at
  * most timeout_s), then removes the folder. */
-void ckpt__commit_abandon_shared(const char *dir, const char *partial, uint32_t world,
-                                 double timeout_s, const ckpt__err *why, ckpt__log *log);
+void ckpt__commit_abandon_shared(int dfd, const char *dir, const char *partial,
+                                 uint32_t world, double timeout_s, const ckpt__err *why,
+                                 ckpt__log *log);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

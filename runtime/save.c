@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <time.h>
 
 #include <xxhash.h>
@@ -70,6 +71,7 @@ typedef struct save_state {
     ckpt__pipe pipe;
     int pipe_ready;
     int recorded;       /* this rank's done-record is written */
+    int dfd;            /* the partial folder, open (commit.h); -1 */
     char partial[CKPT__FNAME_MAX];
     char ppath[CKPT__PATH_MAX];
     char path[CKPT__PATH_MAX];
@@ -97,11 +99,16 @@ static int cmp_size(const void *a, const void *b)
  * replicated ones are spread, the largest first, each to the rank with the
  * fewest replicated bytes so far (ties: the lower rank).  Computed from the
  * registry alone, so ranks with the same registrations agree without
- * talking; rank 0's layout check (commit.c, Inv. 8) catches ranks that
- * registered different tensors. */
-static int assign_writers(const ckpt_ctx *ctx, int32_t *writer, ckpt__err *err)
+ * talking.  Ranks that registered different replicated tensors would not
+ * agree, and a tensor could go to a rank that lacks it, so *set_hash gets
+ * a hash of the replicated tensors' names, dtypes and shapes, which every
+ * rank's done-record carries and rank 0 compares (commit.c, inv. 8);
+ * rank 0's layout check catches slices that do not tile. */
+static int assign_writers(const ckpt_ctx *ctx, int32_t *writer, uint64_t *set_hash,
+                          ckpt__err *err)
 {
     const ckpt__registry *r = &ctx->reg;
+    *set_hash = 0;
     if (ctx->world == 1) {
         for (uint32_t i = 0; i < r->n; i++)
             writer[i] = 0;
@@ -121,6 +128,22 @@ static int assign_writers(const ckpt_ctx *ctx, int32_t *writer, ckpt__err *err)
             v[n++] = (by_size){r->v[i].nbytes, r->v[i].name, i};
     }
     qsort(v, n, sizeof *v, cmp_size);
+    XXH3_state_t *hs = XXH3_createState();
+    if (!hs) {
+        free(v);
+        free(load);
+        return ckpt__err_set(err, CKPT_ENOMEM, "out of memory assigning %u tensors", r->n);
+    }
+    XXH3_64bits_reset(hs);
+    for (uint32_t k = 0; k < n; k++) {
+        const ckpt__tensor *t = &r->v[v[k].i];
+        int32_t head[2] = {(int32_t)t->dtype, t->ndim};
+        XXH3_64bits_update(hs, t->name, strlen(t->name) + 1);
+        XXH3_64bits_update(hs, head, sizeof head);
+        XXH3_64bits_update(hs, t->shape, (size_t)t->ndim * sizeof t->shape[0]);
+    }
+    *set_hash = XXH3_64bits_digest(hs);
+    XXH3_freeState(hs);
     for (uint32_t k = 0; k < n; k++) {
         int best = 0;
         for (int q = 1; q < ctx->world; q++)
@@ -149,7 +172,11 @@ static int build_index(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__err *
     int32_t *writer = malloc((ctx->reg.n ? ctx->reg.n : 1) * sizeof *writer);
     if (!writer)
         return ckpt__err_set(err, CKPT_ENOMEM, "out of memory");
-    int rc = assign_writers(ctx, writer, err);
+    uint64_t set_hash;
+    int rc = assign_writers(ctx, writer, &set_hash, err);
+    /* A done-record's created_unix field is free (the manifest's gets the
+     * time at the commit): it carries the replicated set's hash. */
+    idx->created_unix = (int64_t)set_hash;
     uint32_t n = job->meta.n;
     for (uint32_t i = 0; i < ctx->reg.n; i++)
         n += writer[i] == ctx->rank;
@@ -277,7 +304,7 @@ static void hash_meta(ckpt__index *idx, const void *const *data)
 static int write_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__err *err)
 {
     int rc = ckpt__commit_begin(ctx->dir, job->step, s->idx.uuid, ctx->world > 1, s->partial,
-                                sizeof s->partial, err);
+                                sizeof s->partial, &s->dfd, err);
     if (rc)
         return rc;
     rc = ckpt__path_join(s->ppath, ctx->dir, s->partial, err);
@@ -357,9 +384,9 @@ static int finish_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__
     } else if (!rc) {
         /* After HDF5 closed the file: the bytes hashed are its final ones,
          * read back from the page cache, and kept as the layout's image. */
-        struct stat st;
+        struct stat st; /* of the file the writer holds open: no lookup */
         ckpt__rankfile_image img;
-        if (stat(s->path, &st) != 0)
+        if (fstat(s->wf->fd, &st) != 0)
             rc = ckpt__err_errno(err, errno, "stat %s", s->path);
         if (!rc)
             rc = ckpt__rankfile_image_read(s->path, idx, (uint32_t)ctx->rank,
@@ -378,7 +405,7 @@ static int finish_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__
     double th1 = ckpt__now_s();
     ckpt__fileid id;
     if (!rc) {
-        rc = ckpt__commit_done_record(s->ppath, idx, (uint32_t)ctx->rank, &ctx->fault, &id,
+        rc = ckpt__commit_done_record(s->dfd, s->ppath, idx, (uint32_t)ctx->rank, &ctx->fault, &id,
                                       err);
         s->recorded = !rc;
     }
@@ -387,14 +414,14 @@ static int finish_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__
         ckpt__emit(ctx, job, CKPT_EVENT_DURABLE, 0, NULL);
     if (!rc && ctx->rank == 0) {
         if (ctx->world > 1)
-            rc = ckpt__commit_wait_records(s->ppath, (uint32_t)ctx->world,
+            rc = ckpt__commit_wait_records(s->dfd, s->ppath, (uint32_t)ctx->world,
                                            ctx->cfg.commit_timeout_s, err);
         t3 = ckpt__now_s();
         if (!rc)
-            rc = ckpt__commit_seal(ctx->dir, s->partial, job->step, (uint32_t)ctx->world,
+            rc = ckpt__commit_seal(s->dfd, ctx->dir, s->partial, job->step, (uint32_t)ctx->world,
                                    &ctx->fault, &ctx->log, err);
     } else if (!rc) {
-        rc = ckpt__commit_wait_verdict(ctx->dir, s->partial, job->step, (uint32_t)ctx->rank, &id,
+        rc = ckpt__commit_wait_verdict(s->dfd, ctx->dir, job->step, (uint32_t)ctx->rank, &id,
                                        ctx->cfg.commit_timeout_s, err);
     }
     ckpt__logf(&ctx->log, CKPT_LOG_DEBUG,
@@ -410,6 +437,7 @@ static int run_save(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
     save_state *s = calloc(1, sizeof *s);
     if (!s)
         return ckpt__err_set(err, CKPT_ENOMEM, "out of memory");
+    s->dfd = -1;
     ckpt__rank_file_name((uint32_t)ctx->rank, s->fname);
     int rc = build_index(ctx, job, s, err);
     ckpt__emit(ctx, job, CKPT_EVENT_STARTED, 0, NULL);
@@ -448,12 +476,14 @@ static int run_save(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
     /* Rank 0 removes a failed save's folder; another rank leaves its
      * failure mark there instead, so rank 0 stops waiting for it. */
     if (rc && s->partial[0] && ctx->rank == 0 && ctx->world > 1)
-        ckpt__commit_abandon_shared(ctx->dir, s->partial, (uint32_t)ctx->world,
+        ckpt__commit_abandon_shared(s->dfd, ctx->dir, s->partial, (uint32_t)ctx->world,
                                     ctx->cfg.commit_timeout_s, err, &ctx->log);
     else if (rc && s->partial[0] && ctx->rank == 0)
         ckpt__commit_abandon(ctx->dir, s->partial, &ctx->log);
     else if (rc && s->partial[0] && !s->recorded)
-        ckpt__commit_mark_failed(ctx->dir, s->partial, (uint32_t)ctx->rank, err);
+        ckpt__commit_mark_failed(s->dfd, (uint32_t)ctx->rank, err);
+    if (s->dfd >= 0)
+        close(s->dfd);
     if (s->pipe_ready)
         ckpt__pipe_destroy(&s->pipe);
     ckpt__index_free(&s->idx);

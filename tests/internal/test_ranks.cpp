@@ -135,6 +135,51 @@ TEST(Ranks, AFailingRankMeansNoCommitAndTheNextSaveWorks)
     }
 }
 
+// Replicated tensors must be the same on every rank: each rank assigns
+// them to writers from its own registry, so a rank's tensor could go to a
+// rank that never registered it and be missing from the commit.  Rank 0
+// refuses such a save (CKPT_EMISMATCH, naming the rank), nothing is
+// committed, and the next save with matching registrations commits.
+TEST(Ranks, DifferentReplicatedTensorsOnTheRanksCommitNothing)
+{
+    ckt::TempDir tmp;
+    std::string dir = tmp.sub("ck");
+    const int n = 3;
+    on_ranks(n, [&](int r, ckpt_comm *comm) {
+        ckpt_config cfg = ckm::config(dir);
+        ckpt_ctx *ck = nullptr;
+        ASSERT_EQ(ckpt_open(&cfg, comm, &ck), 0) << ckpt_last_error(nullptr);
+        std::vector<float> a(64, 1.0f + (float)r), b(64, 2.0f), c(64, 3.0f);
+        int64_t shape[1] = {64}, other[1] = {32};
+        ASSERT_EQ(ckpt_register(ck, "a", a.data(), CKPT_F32, 1, shape), 0);
+        // Rank 1 names another tensor, rank 2 the same name with another shape.
+        const char *name = r == 1 ? "c" : "b";
+        ASSERT_EQ(ckpt_register(ck, name, r == 1 ? c.data() : b.data(), CKPT_F32, 1,
+                                r == 2 ? other : shape),
+                  0);
+        ckpt_ticket t;
+        ASSERT_EQ(ckpt_save(ck, 1, nullptr, &t), 0) << ckpt_last_error(ck);
+        ASSERT_EQ(ckpt_fence(ck, nullptr), 0);
+        int rc = ckpt_wait(ck, t, -1);
+        std::string msg = ckpt_last_error(ck);
+        EXPECT_NE(rc, 0) << "rank " << r << " committed a save whose tensors differ";
+        if (r == 0) {
+            EXPECT_EQ(rc, CKPT_EMISMATCH) << msg;
+            EXPECT_NE(msg.find("rank 1 registered other replicated tensors"), std::string::npos)
+                << msg;
+        }
+        // The same registrations everywhere: the next save commits.
+        ASSERT_EQ(ckpt_unregister(ck, name), 0);
+        ASSERT_EQ(ckpt_register(ck, "b", b.data(), CKPT_F32, 1, shape), 0);
+        ASSERT_EQ(ckpt_save(ck, 2, nullptr, &t), 0) << ckpt_last_error(ck);
+        ASSERT_EQ(ckpt_fence(ck, nullptr), 0);
+        EXPECT_EQ(ckpt_wait(ck, t, -1), 0) << "rank " << r << ": " << ckpt_last_error(ck);
+        EXPECT_EQ(ckpt_close(ck), 0);
+    });
+    EXPECT_FALSE(ckt::exists(dir + "/step-000000000001"));
+    EXPECT_TRUE(ckt::exists(dir + "/step-000000000002"));
+}
+
 TEST(Ranks, ADifferentGlobalShapeIsAMismatchOnEveryRank)
 {
     ckt::TempDir tmp;
