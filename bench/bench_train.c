@@ -27,7 +27,10 @@
  * step time p50/p99, overhead against the baseline (total time), time
  * inside ckpt_save, stall at the fence of checkpoint steps, ckpt_save to
  * durable and to committed (from the runtime's events), saves refused, the
- * restore throughput of the last checkpoint, and the process's peak RSS
+ * restore throughput of the last checkpoint, the CPU time of the rank
+ * file's layout (ckpt_event.layout_cpu_s: at the first save of a run, when
+ * HDF5 builds it, and p50/max of the later saves, written from the cached
+ * layout), and the process's peak RSS
  * during the run (VmHWM, reset before each run through
  * /proc/self/clear_refs).  Per save: the commit latency (rank 0's COMMITTED
  * event after the last rank's DURABLE one) and the aggregate save

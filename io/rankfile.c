@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Rank file layout through HDF5 (see rankfile.h).  Every function here runs
- * inside ckpt__h5_enter/leave, except the metadata hash, which reads the
- * file without HDF5 so that damaged metadata never reaches its parser.
+ * inside ckpt__h5_enter/leave, except the metadata hash and the image
+ * (read, write), which use plain pread/pwrite: damaged metadata never
+ * reaches HDF5's parser, and a file written from an image needs no HDF5.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -359,8 +360,9 @@ static int cmp_range(const void *a, const void *b)
 static int image_add(ckpt__rankfile_image *img, size_t *cap_p, size_t *cap_b, uint64_t off,
                      const uint8_t *buf, size_t n)
 {
-    if (img->npieces && img->piece[img->npieces - 1].off + img->piece[img->npieces - 1].len == off) {
-        img->piece[img->npieces - 1].len += n;
+    ckpt__rankfile_piece *last = img->npieces ? &img->piece[img->npieces - 1] : NULL;
+    if (last && last->off + last->len == off) {
+        last->len += n;
     } else {
         if (img->npieces == *cap_p) {
             size_t c = *cap_p ? 2 * *cap_p : 64;

@@ -18,7 +18,8 @@ enum ckpt__fault_site {
     CKPT__FAULT_READ,      /* a data read (restore, verify) */
     CKPT__FAULT_LAYOUT,    /* creating the rank file's HDF5 layout */
     CKPT__FAULT_SYNC,      /* fsync of the rank file */
-    CKPT__FAULT_FINISH,    /* writing the rank file's hash attributes */
+    CKPT__FAULT_FINISH,    /* finishing the rank file (HDF5's close; a file
+                              written from the cached layout: the same point) */
     CKPT__FAULT_DONE,      /* writing the done-record */
     CKPT__FAULT_MANIFEST,  /* writing the manifest */
     CKPT__FAULT_RENAME,    /* the commit rename */

@@ -77,7 +77,8 @@ std::string h5_read(const std::string &file, const char *path, size_t n)
 // A state with every kind of entry: an aligned tensor of several chunks, a
 // bf16 matrix, a small i32, a scalar, an empty tensor and a metadata blob.
 struct State {
-    std::vector<uint8_t> w = std::vector<uint8_t>(600 * 1024), b = std::vector<uint8_t>(333 * 77 * 2),
+    std::vector<uint8_t> w = std::vector<uint8_t>(600 * 1024),
+                         b = std::vector<uint8_t>(333 * 77 * 2),
                          tiny = std::vector<uint8_t>(5 * 4), one = std::vector<uint8_t>(8),
                          none = std::vector<uint8_t>(4);
     std::string blob = "rng state 0123456789";
