@@ -352,7 +352,38 @@ static int write_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__e
     return ckpt__pipe_set_file(&s->pipe, s->wf);
 }
 
-/* Step 5: hashes into the file, durability, the metadata hash, done-record,
+/* The rank file's size and metadata hash into the index (after its fsync).
+ * Written from the cached layout: the cache's, computed from the built
+ * file's bytes on disk (layout.h).  Built by HDF5: read back from the page
+ * cache after HDF5 closed it, so the bytes hashed are its final ones, and
+ * kept, with the layout, for the next save. */
+static int hash_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__err *err)
+{
+    ckpt__rankrec *rr = &s->idx.ranks[0];
+    if (s->img) {
+        rr->file_bytes = s->img->file_bytes;
+        rr->meta_hash = ckpt__meta_hash_tag(s->img->meta_hash);
+        return 0;
+    }
+    struct stat st; /* of the file the writer holds open: no lookup */
+    if (fstat(s->wf->fd, &st) != 0)
+        return ckpt__err_errno(err, errno, "stat %s", s->path);
+    ckpt__rankfile_image img;
+    int rc = ckpt__rankfile_image_read(s->path, &s->idx, (uint32_t)ctx->rank,
+                                       (uint64_t)st.st_size, &img, err);
+    if (rc)
+        return rc;
+    rr->file_bytes = (uint64_t)st.st_size;
+    rr->meta_hash = ckpt__meta_hash_tag(img.meta_hash);
+    ckpt__err e2;
+    ckpt__err_clear(&e2);
+    if (ckpt__layout_keep(&ctx->layout, &s->idx, (uint32_t)ctx->rank, &img, &e2) != 0)
+        ckpt__logf(&ctx->log, CKPT_LOG_WARN, "step %lld: %s (the next save builds its layout "
+                   "again)", (long long)job->step, e2.msg);
+    return 0;
+}
+
+/* Step 5: the file closed, durability, the metadata hash, done-record,
  * commit. */
 static int finish_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__err *err)
 {
@@ -376,31 +407,8 @@ static int finish_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__
     if (!rc && ckpt__writer_sync(&ctx->eng, s->wf, err) != 0)
         rc = ckpt__err_prefix(err, "%s", s->path);
     double th0 = ckpt__now_s(), c2 = ckpt__thread_cpu_s();
-    if (!rc && s->img) {
-        /* Written from the image: its size and hash are the cache's,
-         * computed from the built file's bytes on disk (layout.h). */
-        idx->ranks[0].file_bytes = s->img->file_bytes;
-        idx->ranks[0].meta_hash = ckpt__meta_hash_tag(s->img->meta_hash);
-    } else if (!rc) {
-        /* After HDF5 closed the file: the bytes hashed are its final ones,
-         * read back from the page cache, and kept as the layout's image. */
-        struct stat st; /* of the file the writer holds open: no lookup */
-        ckpt__rankfile_image img;
-        if (fstat(s->wf->fd, &st) != 0)
-            rc = ckpt__err_errno(err, errno, "stat %s", s->path);
-        if (!rc)
-            rc = ckpt__rankfile_image_read(s->path, idx, (uint32_t)ctx->rank,
-                                           (uint64_t)st.st_size, &img, err);
-        if (!rc) {
-            idx->ranks[0].file_bytes = (uint64_t)st.st_size;
-            idx->ranks[0].meta_hash = ckpt__meta_hash_tag(img.meta_hash);
-            ckpt__err e2;
-            ckpt__err_clear(&e2);
-            if (ckpt__layout_keep(&ctx->layout, idx, (uint32_t)ctx->rank, &img, &e2) != 0)
-                ckpt__logf(&ctx->log, CKPT_LOG_WARN, "step %lld: %s (the next save builds "
-                           "its layout again)", (long long)job->step, e2.msg);
-        }
-    }
+    if (!rc)
+        rc = hash_rank_file(ctx, job, s, err);
     job->layout_cpu_s += (c1 - c0) + (ckpt__thread_cpu_s() - c2);
     double th1 = ckpt__now_s();
     ckpt__fileid id;
