@@ -8,16 +8,29 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct slot {
     void *p;
     size_t cap, len; /* len: what the last collective published (0: nothing) */
 } slot;
 
+/* A rank's notes from rank 0, oldest first. */
+typedef struct mailbox {
+    unsigned char (*q)[CKPT__NOTE_BYTES];
+    size_t head, len, cap; /* a ring of cap notes */
+    pthread_cond_t cv;     /* CLOCK_MONOTONIC; a note came */
+} mailbox;
+
 struct ckpt_loopback {
     int n;
     pthread_barrier_t bar;
     slot *slots; /* one per rank */
+    int notes;   /* the comms made offer notes */
+    pthread_mutex_t mu; /* guards boxes and received */
+    mailbox *boxes;     /* one per rank */
+    int nboxes;         /* with their cv made */
+    unsigned long received;
 };
 
 typedef struct lb_impl {
@@ -124,10 +137,79 @@ static void lb_destroy(ckpt_comm *c)
     free(c);
 }
 
+static int lb_note_send(ckpt_comm *c, int to, const void *buf, ckpt__err *err)
+{
+    ckpt_loopback *lb = me(c)->lb;
+    if (to < 0 || to >= lb->n)
+        return ckpt__err_set(err, CKPT_EINVAL, "loopback comm: note to rank %d of %d", to, lb->n);
+    pthread_mutex_lock(&lb->mu);
+    mailbox *b = &lb->boxes[to];
+    int rc = 0;
+    if (b->len == b->cap) {
+        size_t cap = b->cap ? 2 * b->cap : 4;
+        unsigned char(*q)[CKPT__NOTE_BYTES] = malloc(cap * sizeof *q);
+        if (!q) {
+            rc = ckpt__err_set(err, CKPT_ENOMEM, "loopback comm: out of memory");
+        } else {
+            for (size_t i = 0; i < b->len; i++)
+                memcpy(q[i], b->q[(b->head + i) % b->cap], CKPT__NOTE_BYTES);
+            free(b->q);
+            b->q = q;
+            b->head = 0;
+            b->cap = cap;
+        }
+    }
+    if (!rc) {
+        memcpy(b->q[(b->head + b->len) % b->cap], buf, CKPT__NOTE_BYTES);
+        b->len++;
+        pthread_cond_signal(&b->cv);
+    }
+    pthread_mutex_unlock(&lb->mu);
+    return rc;
+}
+
+static int lb_note_recv(ckpt_comm *c, void *buf, double timeout_s, ckpt__err *err)
+{
+    (void)err;
+    ckpt_loopback *lb = me(c)->lb;
+    mailbox *b = &lb->boxes[me(c)->rank];
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    double s = timeout_s > 0 ? timeout_s : 0;
+    if (s > 1e6)
+        s = 1e6;
+    until.tv_sec += (time_t)s;
+    until.tv_nsec += (long)((s - (double)(time_t)s) * 1e9);
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&lb->mu);
+    while (b->len == 0 && pthread_cond_timedwait(&b->cv, &lb->mu, &until) == 0)
+        ;
+    int got = b->len > 0;
+    if (got) {
+        memcpy(buf, b->q[b->head], CKPT__NOTE_BYTES);
+        b->head = (b->head + 1) % b->cap;
+        b->len--;
+        lb->received++;
+    }
+    pthread_mutex_unlock(&lb->mu);
+    return got;
+}
+
+#define LB_METHODS                                                                          \
+    .version = CKPT__COMM_VERSION, .name = "loopback", .rank = lb_rank, .size = lb_size,    \
+    .barrier = lb_barrier, .bcast = lb_bcast, .allreduce_i64 = lb_allreduce,                \
+    .gather = lb_gather, .destroy = lb_destroy
+
 static const ckpt__comm_methods methods = {
-    CKPT__COMM_VERSION, "loopback",   lb_rank,   lb_size,   lb_barrier,
-    lb_bcast,           lb_allreduce, lb_gather, lb_destroy,
+    LB_METHODS,
+    .note_send = lb_note_send,
+    .note_recv = lb_note_recv,
 };
+
+static const ckpt__comm_methods methods_without_notes = {LB_METHODS};
 
 ckpt_loopback *ckpt_loopback_new(int nranks)
 {
@@ -135,13 +217,44 @@ ckpt_loopback *ckpt_loopback_new(int nranks)
     if (!lb || nranks < 1)
         return free(lb), NULL;
     lb->n = nranks;
+    lb->notes = 1;
     lb->slots = calloc((size_t)nranks, sizeof *lb->slots);
-    if (!lb->slots || pthread_barrier_init(&lb->bar, NULL, (unsigned)nranks) != 0) {
+    lb->boxes = calloc((size_t)nranks, sizeof *lb->boxes);
+    pthread_condattr_t ca;
+    int ok = lb->slots && lb->boxes && pthread_condattr_init(&ca) == 0;
+    if (ok) {
+        ok = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0;
+        while (ok && lb->nboxes < nranks &&
+               pthread_cond_init(&lb->boxes[lb->nboxes].cv, &ca) == 0)
+            lb->nboxes++;
+        ok = ok && lb->nboxes == nranks;
+        pthread_condattr_destroy(&ca);
+    }
+    int mu = ok && pthread_mutex_init(&lb->mu, NULL) == 0;
+    if (!mu || pthread_barrier_init(&lb->bar, NULL, (unsigned)nranks) != 0) {
+        if (mu)
+            pthread_mutex_destroy(&lb->mu);
+        for (int r = 0; r < lb->nboxes; r++)
+            pthread_cond_destroy(&lb->boxes[r].cv);
         free(lb->slots);
+        free(lb->boxes);
         free(lb);
         return NULL;
     }
     return lb;
+}
+
+void ckpt_loopback_set_notes(ckpt_loopback *lb, int on)
+{
+    lb->notes = on != 0;
+}
+
+unsigned long ckpt_loopback_notes_received(ckpt_loopback *lb)
+{
+    pthread_mutex_lock(&lb->mu);
+    unsigned long n = lb->received;
+    pthread_mutex_unlock(&lb->mu);
+    return n;
 }
 
 void ckpt_loopback_free(ckpt_loopback *lb)
@@ -149,9 +262,14 @@ void ckpt_loopback_free(ckpt_loopback *lb)
     if (!lb)
         return;
     pthread_barrier_destroy(&lb->bar);
-    for (int r = 0; r < lb->n; r++)
+    pthread_mutex_destroy(&lb->mu);
+    for (int r = 0; r < lb->n; r++) {
         free(lb->slots[r].p);
+        free(lb->boxes[r].q);
+        pthread_cond_destroy(&lb->boxes[r].cv);
+    }
     free(lb->slots);
+    free(lb->boxes);
     free(lb);
 }
 
@@ -166,6 +284,6 @@ ckpt_comm *ckpt_loopback_comm(ckpt_loopback *lb, int rank)
     }
     m->lb = lb;
     m->rank = rank;
-    ckpt__comm_init(c, &methods, m);
+    ckpt__comm_init(c, lb->notes ? &methods : &methods_without_notes, m);
     return c;
 }

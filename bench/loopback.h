@@ -25,8 +25,13 @@ ckpt_loopback *ckpt_loopback_new(int nranks);
 void ckpt_loopback_free(ckpt_loopback *lb);
 
 /* A comm for `rank` of lb's threads; ckpt_open takes it over.  NULL when
- * out of memory. */
+ * out of memory.  It offers notes (runtime/comm.h) unless
+ * ckpt_loopback_set_notes(lb, 0) was called before: then its ranks learn
+ * a save's verdict from the folder alone, as with a comm without notes. */
 ckpt_comm *ckpt_loopback_comm(ckpt_loopback *lb, int rank);
+void ckpt_loopback_set_notes(ckpt_loopback *lb, int on);
+/* How many notes lb's ranks have received so far. */
+unsigned long ckpt_loopback_notes_received(ckpt_loopback *lb);
 
 #ifdef __cplusplus
 }

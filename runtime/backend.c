@@ -191,3 +191,20 @@ void ckpt__comm_destroy(ckpt_comm *c)
 {
     c->m->destroy(c);
 }
+
+int ckpt__comm_has_notes(const ckpt_comm *c)
+{
+    return c->m->note_send && c->m->note_recv;
+}
+
+int ckpt__comm_note_send(ckpt_comm *c, int to, const void *buf, ckpt__err *err)
+{
+    return c->m->note_send(c, to, buf, err);
+}
+
+int ckpt__comm_note_recv(ckpt_comm *c, ckpt__fault *f, void *buf, double timeout_s,
+                         ckpt__err *err)
+{
+    int rc = comm_fault(c, f, CKPT__FAULT_NOTE, "note", err);
+    return rc ? rc : c->m->note_recv(c, buf, timeout_s, err);
+}

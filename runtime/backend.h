@@ -92,6 +92,12 @@ int ckpt__comm_allreduce(ckpt_comm *c, struct ckpt__fault *f, int64_t *vals, int
 int ckpt__comm_gather(ckpt_comm *c, struct ckpt__fault *f, const void *send, size_t n,
                       void *recv, int root, ckpt__err *err);
 void ckpt__comm_destroy(ckpt_comm *c);
+/* Notes (comm.h): 1 when c offers them. */
+int ckpt__comm_has_notes(const ckpt_comm *c);
+int ckpt__comm_note_send(ckpt_comm *c, int to, const void *buf, ckpt__err *err);
+/* Site CKPT__FAULT_NOTE. */
+int ckpt__comm_note_recv(ckpt_comm *c, struct ckpt__fault *f, void *buf, double timeout_s,
+                         ckpt__err *err);
 
 #ifdef __cplusplus
 }

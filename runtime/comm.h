@@ -6,7 +6,10 @@
  *
  * Rule (docs/ARCHITECTURE.md, threads): collectives run only on the caller's thread, at points
  * every rank reaches in the same order (open, restore, close, an explicit
- * barrier); never from a background thread.
+ * barrier); never from a background thread.  The one exception is the
+ * notes (below): point-to-point messages from rank 0 to each other rank,
+ * which the coordinator threads exchange, on a channel of their own that
+ * a backend offers only where that is safe beside the caller's collectives.
  *
  * The MPI and NCCL backends are libraries of their own (libckpt_mpi,
  * libckpt_nccl) that must not need any symbol of libckpt: a static libckpt
@@ -30,8 +33,12 @@
 extern "C" {
 #endif
 
-/* 2: struct ckpt_comm starts with its version and carries a sticky error. */
-#define CKPT__COMM_VERSION 2
+/* 2: struct ckpt_comm starts with its version and carries a sticky error.
+ * 3: the optional notes. */
+#define CKPT__COMM_VERSION 3
+
+/* Bytes of one note, always exactly this many. */
+#define CKPT__NOTE_BYTES 256
 
 enum ckpt__reduce { CKPT__MIN = 1, CKPT__MAX = 2 };
 
@@ -47,6 +54,17 @@ typedef struct ckpt__comm_methods {
     int (*gather)(ckpt_comm *c, const void *send, size_t n, void *recv, int root,
                   ckpt__err *err);
     void (*destroy)(ckpt_comm *c);
+    /* Optional (both NULL where a backend has none): notes, messages of
+     * CKPT__NOTE_BYTES from rank 0 to one other rank, sent and received by
+     * the coordinator threads while the callers' threads may be in
+     * collectives.  note_send (rank 0) never blocks and never waits for the
+     * receiver.  note_recv waits at most timeout_s for the next note from
+     * rank 0: 1 when one came (into buf), 0 when none came in time, a
+     * CKPT_E code (negative) on error (then notes are not used any more).
+     * Notes from rank 0 to a rank arrive in the order sent; a note nobody
+     * receives is dropped when the comm is destroyed. */
+    int (*note_send)(ckpt_comm *c, int to, const void *buf, ckpt__err *err);
+    int (*note_recv)(ckpt_comm *c, void *buf, double timeout_s, ckpt__err *err);
 } ckpt__comm_methods;
 
 struct ckpt_comm {

@@ -8,21 +8,36 @@
  *
  * Invariants: the duplicate returns errors instead of aborting the job
  * (MPI_ERRORS_RETURN), so a failed collective becomes CKPT_ECOMM with
- * MPI's message; every call comes from the caller's thread (comm.h); byte
- * counts above INT_MAX are sent in pieces.
+ * MPI's message; every collective comes from the caller's thread
+ * (comm.h); byte counts above INT_MAX are sent in pieces.
+ *
+ * Notes (comm.h) only when every rank's MPI runs MPI_THREAD_MULTIPLE: on a
+ * second duplicate of their own, so they never match a collective, from
+ * the coordinator threads.  Rank 0 keeps at most one note in flight per
+ * rank (its buffer lives until MPI completes it); another rank keeps one
+ * receive posted and tests it, sleeping between tests, until its timeout.
  */
+#define _POSIX_C_SOURCE 200809L /* nanosleep, clock_gettime */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <ckpt/ckpt_mpi.h>
 
 #include "runtime/comm.h"
 
+#define NOTE_TAG 7
+
 typedef struct mpi_comm {
     MPI_Comm comm;
     int rank, size;
+    MPI_Comm notes;        /* MPI_COMM_NULL: no notes */
+    MPI_Request *sreq;     /* rank 0: [size], the note in flight to each rank */
+    unsigned char *sbuf;   /* rank 0: [size][CKPT__NOTE_BYTES] */
+    MPI_Request rreq;      /* the other ranks: the posted receive */
+    unsigned char rbuf[CKPT__NOTE_BYTES];
 } mpi_comm;
 
 static mpi_comm *impl(const ckpt_comm *c)
@@ -89,29 +104,140 @@ static int mpi_gather(ckpt_comm *c, const void *send, size_t n, void *recv, int 
     return mrc == MPI_SUCCESS ? 0 : fail(err, mrc, "MPI_Gather");
 }
 
+static int mpi_note_send(ckpt_comm *c, int to, const void *buf, ckpt__err *err)
+{
+    mpi_comm *m = impl(c);
+    if (m->rank != 0 || to <= 0 || to >= m->size)
+        return ckpt__err_set(err, CKPT_EINVAL, "note from rank %d to rank %d of %d", m->rank,
+                             to, m->size);
+    int done = 1;
+    if (m->sreq[to] != MPI_REQUEST_NULL) {
+        int mrc = MPI_Test(&m->sreq[to], &done, MPI_STATUS_IGNORE);
+        if (mrc != MPI_SUCCESS)
+            return fail(err, mrc, "MPI_Test (note)");
+    }
+    if (!done)
+        return ckpt__err_set(err, CKPT_EBUSY, "the last note to rank %d is still in flight", to);
+    unsigned char *b = m->sbuf + (size_t)to * CKPT__NOTE_BYTES;
+    memcpy(b, buf, CKPT__NOTE_BYTES);
+    int mrc = MPI_Isend(b, CKPT__NOTE_BYTES, MPI_BYTE, to, NOTE_TAG, m->notes, &m->sreq[to]);
+    return mrc == MPI_SUCCESS ? 0 : fail(err, mrc, "MPI_Isend (note)");
+}
+
+static int mpi_note_recv(ckpt_comm *c, void *buf, double timeout_s, ckpt__err *err)
+{
+    mpi_comm *m = impl(c);
+    if (m->rank == 0)
+        return ckpt__err_set(err, CKPT_EINVAL, "rank 0 receives no notes");
+    int mrc = MPI_SUCCESS;
+    if (m->rreq == MPI_REQUEST_NULL)
+        mrc = MPI_Irecv(m->rbuf, CKPT__NOTE_BYTES, MPI_BYTE, 0, NOTE_TAG, m->notes, &m->rreq);
+    if (mrc != MPI_SUCCESS)
+        return fail(err, mrc, "MPI_Irecv (note)");
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    long ns = 20000;
+    for (;;) {
+        int flag = 0;
+        mrc = MPI_Test(&m->rreq, &flag, MPI_STATUS_IGNORE);
+        if (mrc != MPI_SUCCESS)
+            return fail(err, mrc, "MPI_Test (note)");
+        if (flag) {
+            memcpy(buf, m->rbuf, CKPT__NOTE_BYTES);
+            return 1;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double el = (double)(now.tv_sec - t0.tv_sec) + (double)(now.tv_nsec - t0.tv_nsec) * 1e-9;
+        if (el >= timeout_s)
+            return 0;
+        struct timespec ts = {0, ns};
+        nanosleep(&ts, NULL);
+        ns = ns * 2 > 2000000 ? 2000000 : ns * 2;
+    }
+}
+
+/* Ends what notes left: a posted receive is cancelled; a send MPI has not
+ * completed (its receiver never looked) is let go, its buffer kept. */
+static void notes_end(mpi_comm *m)
+{
+    if (m->notes == MPI_COMM_NULL)
+        return;
+    if (m->rreq != MPI_REQUEST_NULL) {
+        MPI_Cancel(&m->rreq);
+        MPI_Wait(&m->rreq, MPI_STATUS_IGNORE);
+    }
+    int all = 1;
+    for (int r = 0; m->sreq && r < m->size; r++) {
+        int done = 1;
+        if (m->sreq[r] != MPI_REQUEST_NULL && MPI_Test(&m->sreq[r], &done, MPI_STATUS_IGNORE) ==
+                                                  MPI_SUCCESS && !done) {
+            MPI_Request_free(&m->sreq[r]);
+            all = 0;
+        }
+    }
+    if (all)
+        free(m->sbuf);
+    free(m->sreq);
+    MPI_Comm_free(&m->notes);
+}
+
 static void mpi_destroy(ckpt_comm *c)
 {
     if (!c)
         return;
     int fin = 0;
     MPI_Finalized(&fin);
-    if (!fin)
+    if (!fin) {
+        notes_end(impl(c));
         MPI_Comm_free(&impl(c)->comm);
+    }
     free(c->impl);
     free(c);
 }
 
-static const ckpt__comm_methods mpi_methods = {
-    .version = CKPT__COMM_VERSION,
-    .name = "mpi",
-    .rank = mpi_rank,
-    .size = mpi_size,
-    .barrier = mpi_barrier,
-    .bcast = mpi_bcast,
-    .allreduce_i64 = mpi_allreduce,
-    .gather = mpi_gather,
-    .destroy = mpi_destroy,
+#define MPI_METHODS                                                                         \
+    .version = CKPT__COMM_VERSION, .name = "mpi", .rank = mpi_rank, .size = mpi_size,       \
+    .barrier = mpi_barrier, .bcast = mpi_bcast, .allreduce_i64 = mpi_allreduce,             \
+    .gather = mpi_gather, .destroy = mpi_destroy
+
+static const ckpt__comm_methods mpi_methods = {MPI_METHODS};
+static const ckpt__comm_methods mpi_methods_notes = {
+    MPI_METHODS,
+    .note_send = mpi_note_send,
+    .note_recv = mpi_note_recv,
 };
+
+/* Notes when every rank runs MPI_THREAD_MULTIPLE (agreed, so that every
+ * rank makes the duplicate or none does): 1, 0 without, or a CKPT_E code. */
+static int notes_begin(mpi_comm *m, ckpt__err *err)
+{
+    int level = MPI_THREAD_SINGLE;
+    MPI_Query_thread(&level);
+    int multiple = level == MPI_THREAD_MULTIPLE, all = 0;
+    int mrc = MPI_Allreduce(&multiple, &all, 1, MPI_INT, MPI_MIN, m->comm);
+    if (mrc != MPI_SUCCESS)
+        return fail(err, mrc, "ckpt_comm_mpi: MPI_Allreduce");
+    if (!all)
+        return 0;
+    mrc = MPI_Comm_dup(m->comm, &m->notes);
+    if (mrc != MPI_SUCCESS)
+        return fail(err, mrc, "ckpt_comm_mpi: MPI_Comm_dup");
+    MPI_Comm_set_errhandler(m->notes, MPI_ERRORS_RETURN);
+    if (m->rank == 0) {
+        m->sreq = malloc((size_t)m->size * sizeof *m->sreq);
+        m->sbuf = malloc((size_t)m->size * CKPT__NOTE_BYTES);
+        if (!m->sreq || !m->sbuf) {
+            free(m->sreq);
+            free(m->sbuf);
+            m->sreq = NULL;
+            MPI_Comm_free(&m->notes);
+            return ckpt__err_set(err, CKPT_ENOMEM, "ckpt_comm_mpi: out of memory");
+        }
+        for (int r = 0; r < m->size; r++)
+            m->sreq[r] = MPI_REQUEST_NULL;
+    }
+    return 1;
+}
 
 ckpt_comm *ckpt_comm_mpi(MPI_Comm comm)
 {
@@ -146,6 +272,15 @@ ckpt_comm *ckpt_comm_mpi(MPI_Comm comm)
     MPI_Comm_set_errhandler(m->comm, MPI_ERRORS_RETURN);
     MPI_Comm_rank(m->comm, &m->rank);
     MPI_Comm_size(m->comm, &m->size);
-    ckpt__comm_init(c, &mpi_methods, m);
+    m->notes = MPI_COMM_NULL;
+    m->rreq = MPI_REQUEST_NULL;
+    int notes = m->size > 1 ? notes_begin(m, &err) : 0;
+    if (notes < 0) {
+        MPI_Comm_free(&m->comm);
+        free(c);
+        free(m);
+        return ckpt__comm_failed(&err);
+    }
+    ckpt__comm_init(c, notes ? &mpi_methods_notes : &mpi_methods, m);
     return c;
 }

@@ -338,39 +338,46 @@ int ckpt__commit_wait_records(int dfd, const char *partial_path, uint32_t world,
     return rc;
 }
 
-int ckpt__commit_wait_verdict(int dfd, const char *dir, int64_t step, uint32_t rank,
-                              const ckpt__fileid *id, double timeout_s, ckpt__err *err)
+int ckpt__commit_verdict_look(int dfd, const char *dir, int64_t step, uint32_t rank,
+                              const ckpt__fileid *id, int marks, ckpt__err *err)
 {
     char name[CKPT__FNAME_MAX], rec[CKPT__PATH_MAX];
     ckpt__done_name(rank, name);
     int rc = ckpt__path_step(rec, dir, step, name, err);
     if (rc)
         return rc;
+    struct stat st;
+    /* The folder this rank wrote into first (an fstat, no lookup): once no
+     * name links to it, rank 0 removed it, and only the committed name can
+     * still say otherwise (inv. 11). */
+    int gone = folder_removed(dfd);
+    if (lstat(rec, &st) == 0 && (uint64_t)st.st_ino == id->ino && (uint64_t)st.st_dev == id->dev)
+        return 0;
+    if (!gone && marks && fstatat(dfd, CKPT__ABANDONED_NAME, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        char msg[CKPT__ERR_MSG + 32];
+        int code = read_mark(dfd, CKPT__ABANDONED_NAME, msg, sizeof msg);
+        return ckpt__err_set(err, code, "rank 0 abandoned step %lld: %s", (long long)step,
+                             msg[0] ? msg : "(no message)");
+    }
+    if (gone)
+        return ckpt__err_set(err, CKPT_EIO,
+                             "rank 0 did not commit step %lld (its log or ticket says why)",
+                             (long long)step);
+    return CKPT__VERDICT_PENDING;
+}
+
+int ckpt__commit_wait_verdict(int dfd, const char *dir, int64_t step, uint32_t rank,
+                              const ckpt__fileid *id, double timeout_s, ckpt__err *err)
+{
     double t0 = ckpt__now_s();
     long ns = VERDICT_FIRST_NS;
     for (;;) {
-        struct stat st;
-        /* The folder this rank wrote into first (an fstat, no lookup):
-         * once no name links to it, rank 0 removed it, and only the
-         * committed name can still say otherwise (inv. 11). */
-        int gone = folder_removed(dfd);
-        if (lstat(rec, &st) == 0 && (uint64_t)st.st_ino == id->ino &&
-            (uint64_t)st.st_dev == id->dev)
-            return 0;
         /* Rank 0's abandoned mark, in the first looks only: it gives a
          * save up early (a rank failed) or late, and then removes the
-         * folder as soon as every record is there, which `gone` sees. */
-        if (!gone && ns <= VERDICT_MARK_NS &&
-            fstatat(dfd, CKPT__ABANDONED_NAME, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-            char msg[CKPT__ERR_MSG + 32];
-            int code = read_mark(dfd, CKPT__ABANDONED_NAME, msg, sizeof msg);
-            return ckpt__err_set(err, code, "rank 0 abandoned step %lld: %s", (long long)step,
-                                 msg[0] ? msg : "(no message)");
-        }
-        if (gone)
-            return ckpt__err_set(err, CKPT_EIO,
-                                 "rank 0 did not commit step %lld (its log or ticket says why)",
-                                 (long long)step);
+         * folder as soon as every record is there, which a look sees. */
+        int rc = ckpt__commit_verdict_look(dfd, dir, step, rank, id, ns <= VERDICT_MARK_NS, err);
+        if (rc != CKPT__VERDICT_PENDING)
+            return rc;
         if (ckpt__now_s() - t0 > timeout_s)
             return ckpt__err_set(err, CKPT_ETIMEDOUT,
                                  "no commit of step %lld by rank 0 within %.1f s "

@@ -50,6 +50,12 @@ int ckpt__commit_wait_records(int dfd, const char *partial_path, uint32_t world,
  * either; CKPT_ETIMEDOUT after timeout_s. */
 int ckpt__commit_wait_verdict(int dfd, const char *dir, int64_t step, uint32_t rank,
                               const ckpt__fileid *id, double timeout_s, ckpt__err *err);
+/* One look of that wait: 0 (committed) or an error as above, or
+ * CKPT__VERDICT_PENDING when nothing is decided yet.  marks: look for the
+ * abandoned mark too (one more lookup). */
+#define CKPT__VERDICT_PENDING 1
+int ckpt__commit_verdict_look(int dfd, const char *dir, int64_t step, uint32_t rank,
+                              const ckpt__fileid *id, int marks, ckpt__err *err);
 /* Rank 0: merges the done-records of folder dfd (DIR/partial) into the
  * manifest and commits. */
 int ckpt__commit_seal(int dfd, const char *dir, const char *partial, int64_t step,

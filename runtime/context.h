@@ -48,6 +48,10 @@ struct ckpt_ctx {
     ckpt__log log;
     ckpt_comm *comm;
     int rank, world;
+    /* The other ranks learn a save's verdict from rank 0's note (comm.h)
+     * rather than from the folder alone; the coordinator clears it when a
+     * note fails (rank 0: once sending failed, it keeps trying). */
+    int notes;
     ckpt__fault fault;
     ckpt__engine eng;
     ckpt__registry reg;

@@ -156,6 +156,7 @@ int ckpt_open(const ckpt_config *cfg, ckpt_comm *comm, ckpt_ctx **out)
     }
     ctx->rank = ckpt__comm_rank(ctx->comm);
     ctx->world = ckpt__comm_size(ctx->comm);
+    ctx->notes = ctx->world > 1 && ckpt__comm_has_notes(ctx->comm);
     ctx->running_step = -1;
     ctx->restored_step = -1;
 

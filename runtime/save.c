@@ -383,6 +383,94 @@ static int hash_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__er
     return 0;
 }
 
+/* Rank 0's note on a save's outcome to each other rank (comm.h; ranks >
+ * 0 check step and uuid: a note of a save they gave up is skipped). */
+typedef struct verdict_note {
+    int64_t step;
+    uint8_t uuid[16];
+    int32_t code; /* 0: committed (renamed, DIR fsynced) */
+    char text[CKPT__NOTE_BYTES - 28];
+} verdict_note;
+_Static_assert(sizeof(verdict_note) == CKPT__NOTE_BYTES, "a note is CKPT__NOTE_BYTES long");
+
+/* The first look in the folder while a rank waits for rank 0's note, and
+ * the first gap between looks, which doubles: a note lost (rank 0 died
+ * after the commit, a send failed) costs seconds, not the commit timeout,
+ * and a save of T seconds costs log2(T / 5 s) lookups. */
+#define NOTE_LOOK_FIRST_S 5.0
+
+static void send_verdict(ckpt_ctx *ctx, ckpt__job *job, const save_state *s, int rc,
+                         const ckpt__err *why)
+{
+    verdict_note n;
+    memset(&n, 0, sizeof n);
+    n.step = job->step;
+    memcpy(n.uuid, s->idx.uuid, 16);
+    n.code = rc;
+    if (rc) /* cut to fit; the memset left the terminator */
+        memcpy(n.text, why->msg, strnlen(why->msg, sizeof n.text - 1));
+    for (int r = 1; r < ctx->world; r++) {
+        ckpt__err e;
+        if (ckpt__comm_note_send(ctx->comm, r, &n, &e) != 0) {
+            ckpt__logf(&ctx->log, CKPT_LOG_WARN,
+                       "step %lld: note to rank %d and later ones not sent (%s); they look in "
+                       "the folder",
+                       (long long)job->step, r, e.msg);
+            break;
+        }
+    }
+}
+
+/* Ranks > 0: rank 0's verdict, from its note where the comm carries them,
+ * with a look in the folder now and then; from the folder alone otherwise
+ * (commit.c, inv. 11). */
+static int wait_verdict(ckpt_ctx *ctx, ckpt__job *job, save_state *s, const ckpt__fileid *id,
+                        ckpt__err *err)
+{
+    uint32_t rank = (uint32_t)ctx->rank;
+    double timeout = ctx->cfg.commit_timeout_s, t0 = ckpt__now_s();
+    double look_at = NOTE_LOOK_FIRST_S, gap = NOTE_LOOK_FIRST_S;
+    while (ctx->notes) {
+        double el = ckpt__now_s() - t0;
+        if (el > timeout)
+            return ckpt__err_set(err, CKPT_ETIMEDOUT,
+                                 "no commit of step %lld by rank 0 within %.1f s "
+                                 "(commit_timeout_s)",
+                                 (long long)job->step, timeout);
+        double until = look_at < timeout ? look_at : timeout;
+        verdict_note n;
+        ckpt__err nerr;
+        int got = ckpt__comm_note_recv(ctx->comm, &ctx->fault, &n, until > el ? until - el : 0,
+                                       &nerr);
+        if (got < 0) {
+            ctx->notes = 0;
+            ckpt__logf(&ctx->log, CKPT_LOG_WARN,
+                       "step %lld: rank 0's notes failed (%s); the verdicts of this and later "
+                       "saves come from the folder",
+                       (long long)job->step, nerr.msg);
+            return ckpt__commit_wait_verdict(s->dfd, ctx->dir, job->step, rank, id,
+                                             timeout - el, err);
+        }
+        if (got == 1 && n.step == job->step && memcmp(n.uuid, s->idx.uuid, 16) == 0) {
+            if (n.code == 0)
+                return 0;
+            n.text[sizeof n.text - 1] = 0;
+            return ckpt__err_set(err, n.code < 0 ? n.code : CKPT_EIO,
+                                 "rank 0 abandoned step %lld: %s", (long long)job->step,
+                                 n.text[0] ? n.text : "(no message)");
+        }
+        if (got == 0 && ckpt__now_s() - t0 >= look_at) {
+            int rc = ckpt__commit_verdict_look(s->dfd, ctx->dir, job->step, rank, id, 1, err);
+            if (rc != CKPT__VERDICT_PENDING)
+                return rc;
+            gap *= 2;
+            look_at += gap;
+        }
+    }
+    return ckpt__commit_wait_verdict(s->dfd, ctx->dir, job->step, rank, id,
+                                     ctx->cfg.commit_timeout_s, err);
+}
+
 /* Step 5: the file closed, durability, the metadata hash, done-record,
  * commit. */
 static int finish_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__err *err)
@@ -429,8 +517,7 @@ static int finish_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__
             rc = ckpt__commit_seal(s->dfd, ctx->dir, s->partial, job->step, (uint32_t)ctx->world,
                                    &ctx->fault, &ctx->log, err);
     } else if (!rc) {
-        rc = ckpt__commit_wait_verdict(s->dfd, ctx->dir, job->step, (uint32_t)ctx->rank, &id,
-                                       ctx->cfg.commit_timeout_s, err);
+        rc = wait_verdict(ctx, job, s, &id, err);
     }
     ckpt__logf(&ctx->log, CKPT_LOG_DEBUG,
                "step %lld: closing the rank file %.3f s, metadata hash %.3f s, fsync + done-record "
@@ -490,6 +577,9 @@ static int run_save(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
         ckpt__commit_abandon(ctx->dir, s->partial, &ctx->log);
     else if (rc && s->partial[0] && !s->recorded)
         ckpt__commit_mark_failed(s->dfd, (uint32_t)ctx->rank, err);
+    /* After the commit (DIR fsynced) or once the folder is gone. */
+    if (ctx->rank == 0 && ctx->world > 1 && ctx->notes)
+        send_verdict(ctx, job, s, rc, err);
     if (s->dfd >= 0)
         close(s->dfd);
     if (s->pipe_ready)

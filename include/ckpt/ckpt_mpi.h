@@ -25,6 +25,16 @@ extern "C" {
  * ckpt_policy_due (collectives: every rank calls them in the same order)
  * and ckpt_close (frees the duplicate); MPI_THREAD_FUNNELED is enough when
  * that is the main thread.
+ * With MPI_THREAD_MULTIPLE on every rank, it also makes a second duplicate
+ * (so the call also does an MPI_Allreduce to agree on that), over which the
+ * runtime's background thread on rank 0 sends each other rank a 256-byte
+ * note with every save's outcome, and the other ranks' background threads
+ * receive it: their tickets then report without looking in the checkpoint
+ * folder (one lookup per rank per 5 s, doubling, in case a note is lost).
+ * Below MPI_THREAD_MULTIPLE no MPI call leaves the caller's thread, and the
+ * other ranks learn each outcome from the folder (one lookup per look,
+ * looks from 1 ms apart growing to 100 ms): correct, with more file-system
+ * metadata traffic.
  * MPI must be initialized, and stay so until ckpt_close has returned (the
  * duplicate is freed there).  Pass the result to ckpt_open, which owns it
  * from then on.

@@ -73,15 +73,21 @@ inline ckpt_comm *make(Shared *sh, int rank)
 }
 #endif
 
+// Runs body(rank, comm) on the threads sharing sh, one per rank.
+inline void on_ranks(Shared &sh, const std::function<void(int, ckpt_comm *)> &body)
+{
+    std::vector<std::thread> ts;
+    for (int r = 0; r < sh.n; r++)
+        ts.emplace_back([&, r] { body(r, make(&sh, r)); });
+    for (auto &t : ts)
+        t.join();
+}
+
 // Runs body(rank, comm) on n threads sharing one loopback comm.
 inline void on_ranks(int n, const std::function<void(int, ckpt_comm *)> &body)
 {
     Shared sh(n);
-    std::vector<std::thread> ts;
-    for (int r = 0; r < n; r++)
-        ts.emplace_back([&, r] { body(r, make(&sh, r)); });
-    for (auto &t : ts)
-        t.join();
+    on_ranks(sh, body);
 }
 
 } // namespace ckl

@@ -180,6 +180,56 @@ TEST(Ranks, DifferentReplicatedTensorsOnTheRanksCommitNothing)
     EXPECT_TRUE(ckt::exists(dir + "/step-000000000002"));
 }
 
+// The verdict of a save reaches the other ranks in rank 0's note where the
+// comm carries notes (one per rank and save), from the folder where it does
+// not, and from the folder again when a note fails (CKPT__FAULT_NOTE):
+// every rank's ticket says committed each time, and the steps restore.
+TEST(Ranks, VerdictsComeByNoteOrFromTheFolder)
+{
+#if CKPT_LOOPBACK_NCCL
+    const bool kNccl = true;
+#else
+    const bool kNccl = false;
+#endif
+    const int n = 4, saves = 3;
+    for (int mode = 0; mode < 3; mode++) { // 0 notes, 1 no notes, 2 rank 2's note fails
+        ckt::TempDir tmp;
+        std::string dir = tmp.sub("ck");
+        ckl::Shared sh(n);
+        if (mode == 1)
+            ckpt_loopback_set_notes(sh.lb, 0);
+        on_ranks(sh, [&](int r, ckpt_comm *comm) {
+            std::vector<ckm::Part> m;
+            ckpt_ctx *ck = open_with_model(dir, comm, n, r, m);
+            ASSERT_NE(ck, nullptr);
+            if (mode == 2 && r == 2) {
+                ASSERT_EQ(ckpt__fault_arm(ck, CKPT__FAULT_NOTE, 0, CKPT__FAIL_EIO), 0);
+            }
+            for (int64_t s = 1; s <= saves; s++) {
+                for (auto &p : m)
+                    p.fill(s);
+                ckpt_ticket t;
+                ASSERT_EQ(ckpt_save(ck, s, nullptr, &t), 0) << ckpt_last_error(ck);
+                ASSERT_EQ(ckpt_fence(ck, nullptr), 0);
+                EXPECT_EQ(ckpt_wait(ck, t, -1), 0)
+                    << "mode " << mode << " rank " << r << ": " << ckpt_last_error(ck);
+            }
+            if (mode == 2 && r == 2 && !kNccl) {
+                EXPECT_EQ(ckpt__fault_fired(ck, CKPT__FAULT_NOTE), 1);
+            }
+            EXPECT_EQ(ckpt_close(ck), 0);
+        });
+        unsigned long got = ckpt_loopback_notes_received(sh.lb);
+        // Mode 2: rank 2 stopped taking them after the failed one.
+        unsigned long want = kNccl      ? 0 // the NCCL comm has no notes
+                             : mode == 0 ? (n - 1) * saves
+                             : mode == 1 ? 0
+                                         : (n - 2) * saves;
+        EXPECT_EQ(got, want) << "mode " << mode;
+        restore_on(3, dir, saves);
+    }
+}
+
 TEST(Ranks, ADifferentGlobalShapeIsAMismatchOnEveryRank)
 {
     ckt::TempDir tmp;

@@ -12,6 +12,7 @@
 
 #include "io/manifest.h"
 #include "mpi_util.h"
+#include "runtime/comm.h"
 #include "runtime/fault_hooks.h"
 
 using mpt::Part;
@@ -316,6 +317,46 @@ TEST_F(MpiRestore, AMismatchOnOneRankFailsEveryRankWithItsMessage)
     EXPECT_NE(std::string(ckpt_last_error(ck)).find("not.saved"), std::string::npos)
         << ckpt_last_error(ck);
     EXPECT_EQ(ckpt_close(ck), 0);
+}
+
+// Notes (runtime/comm.h) exactly when MPI runs MPI_THREAD_MULTIPLE
+// (mpi.np4.notes runs this suite so): rank 0's note reaches every rank,
+// whole and in order, and a receive with none coming ends in its timeout.
+TEST(MpiNotes, OfferedExactlyWithThreadMultipleAndDelivered)
+{
+    int level = 0;
+    MPI_Query_thread(&level);
+    ckpt_comm *c = ckpt_comm_mpi(MPI_COMM_WORLD);
+    ASSERT_EQ(c->err.code, 0) << c->err.msg;
+    bool notes = c->m->note_send && c->m->note_recv;
+    EXPECT_EQ(notes, level == MPI_THREAD_MULTIPLE && mpt::world() > 1);
+    const char *want_env = getenv("CKPT_TEST_MPI_THREADS");
+    if (want_env && strcmp(want_env, "multiple") == 0) {
+        EXPECT_TRUE(notes) << "MPI_Init_thread(MPI_THREAD_MULTIPLE) gave level " << level;
+    }
+    if (notes) {
+        ckpt__err err;
+        unsigned char buf[CKPT__NOTE_BYTES];
+        for (int round = 0; round < 2; round++) {
+            if (mpt::rank() == 0) {
+                for (int r = 1; r < mpt::world(); r++) {
+                    memset(buf, r * 7 + round, sizeof buf);
+                    EXPECT_EQ(c->m->note_send(c, r, buf, &err), 0) << err.msg;
+                }
+                EXPECT_LT(c->m->note_send(c, 0, buf, &err), 0) << "rank 0 sends itself nothing";
+            } else {
+                memset(buf, 0, sizeof buf);
+                ASSERT_EQ(c->m->note_recv(c, buf, 60, &err), 1) << err.msg;
+                for (unsigned char b : buf)
+                    ASSERT_EQ(b, (unsigned char)(mpt::rank() * 7 + round));
+            }
+        }
+        if (mpt::rank() != 0) {
+            EXPECT_EQ(c->m->note_recv(c, buf, 0.05, &err), 0) << "no third note was sent";
+        }
+        MPI_Barrier(MPI_COMM_WORLD);
+    }
+    c->m->destroy(c);
 }
 
 TEST_F(MpiOpen, RefuseIsRejectedWithSeveralRanks)
