@@ -326,7 +326,11 @@ static int write_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__e
                                    (const void *const *)s->ptrs, &data_end, &s->rf, err);
         ckpt__h5_leave();
     }
-    job->layout_cpu_s += ckpt__thread_cpu_s() - c0;
+    /* Under ev_mu: ckpt__emit reads it from the copy thread too. */
+    double dl = ckpt__thread_cpu_s() - c0;
+    pthread_mutex_lock(&ctx->ev_mu);
+    job->layout_cpu_s += dl;
+    pthread_mutex_unlock(&ctx->ev_mu);
     ckpt__logf(&ctx->log, CKPT_LOG_DEBUG, "step %lld: layout of %u entries (%s) in %.3f s",
                (long long)job->step, s->idx.nentries, s->img ? "cached" : "built",
                ckpt__now_s() - t0);
@@ -497,7 +501,10 @@ static int finish_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__
     double th0 = ckpt__now_s(), c2 = ckpt__thread_cpu_s();
     if (!rc)
         rc = hash_rank_file(ctx, job, s, err);
-    job->layout_cpu_s += (c1 - c0) + (ckpt__thread_cpu_s() - c2);
+    double dl = (c1 - c0) + (ckpt__thread_cpu_s() - c2);
+    pthread_mutex_lock(&ctx->ev_mu);
+    job->layout_cpu_s += dl;
+    pthread_mutex_unlock(&ctx->ev_mu);
     double th1 = ckpt__now_s();
     ckpt__fileid id;
     if (!rc) {
