@@ -579,11 +579,13 @@ static int put_all(int fd, const uint8_t *buf, uint64_t n, uint64_t off)
 
 int ckpt__rankfile_image_write(const char *path, const ckpt__rankfile_image *img,
                                const ckpt__index *idx, uint32_t rank,
-                               const void *const *meta_data, ckpt__err *err)
+                               const void *const *meta_data, int *fd_out, ckpt__err *err)
 {
+    if (fd_out)
+        *fd_out = -1;
     /* Ours, new (Inv. 6 of commit.c), never through a link: as HDF5's
      * file is created (h5mirror.c). */
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd < 0)
         return ckpt__err_errno(err, errno, "create %s", path);
     int e = 0;
@@ -606,7 +608,9 @@ int ckpt__rankfile_image_write(const char *path, const ckpt__rankfile_image *img
         e = errno;
         at = img->file_bytes;
     }
-    if (close(fd) != 0 && !e)
+    if (fd_out && !e)
+        *fd_out = fd;
+    else if (close(fd) != 0 && !e)
         e = errno;
     if (e)
         return ckpt__err_errno(err, e, "write %s at offset %llu", path, (unsigned long long)at);

@@ -102,10 +102,12 @@ void ckpt__rankfile_image_free(ckpt__rankfile_image *img);
  * tensors' data ranges are left for the writer.  The result is the file
  * ckpt__rankfile_create + finish would make of idx's layout, once the data
  * is in.  No HDF5.  Errors name path and map errno (ENOSPC -> CKPT_ENOSPC).
+ * fd_out: NULL closes the file; else it receives the read-write descriptor
+ * (for the writer, ckpt__writer_file_open), -1 on failure.
  */
 int ckpt__rankfile_image_write(const char *path, const ckpt__rankfile_image *img,
                                const ckpt__index *idx, uint32_t rank,
-                               const void *const *meta_data, ckpt__err *err);
+                               const void *const *meta_data, int *fd_out, ckpt__err *err);
 /* What the index records of that hash (ckpt__rankrec.meta_hash): the low
  * 32 bits, the room a 1.0 reader skips in the rank record. */
 static inline uint32_t ckpt__meta_hash_tag(uint64_t hash)

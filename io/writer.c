@@ -15,13 +15,14 @@
 
 #include "io/writer.h"
 
-int ckpt__wfile_open(const char *path, int mode, int direct, ckpt__wfile **out,
+int ckpt__wfile_open(const char *path, int mode, int direct, int fd, ckpt__wfile **out,
                      ckpt__err *err)
 {
     *out = NULL;
     /* O_NONBLOCK only matters for a FIFO planted under the name: no hang. */
     int acc = mode == CKPT__WF_WRITE ? O_RDWR : O_RDONLY | O_NONBLOCK;
-    int fd = open(path, acc | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        fd = open(path, acc | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
         return ckpt__err_errno(err, errno, "open %s", path);
     int fdd = -1;

@@ -81,8 +81,11 @@ typedef struct ckpt__writer_methods {
     int (*open)(const ckpt__writer_config *cfg, ckpt__writer **out, ckpt__err *err);
     /* Every request must have completed. */
     void (*close)(ckpt__writer *w);
-    /* Opens an existing file (never creates; refuses symlinks). */
-    int (*file_open)(ckpt__writer *w, const char *path, int mode, ckpt__wfile **out,
+    /* Opens an existing file (never creates; refuses symlinks).  fd >= 0
+     * is a descriptor of path already open read-write (mode WRITE) that the
+     * file takes over, so a file just created costs no second lookup; it
+     * is closed with the file, or here on failure.  -1: opens path. */
+    int (*file_open)(ckpt__writer *w, const char *path, int mode, int fd, ckpt__wfile **out,
                      ckpt__err *err);
     /* Every request on the file must have completed. */
     void (*file_close)(ckpt__writer *w, ckpt__wfile *f);
@@ -117,7 +120,7 @@ struct ckpt__wfile {
 /* The file methods both backends share (writer.c): open an existing file
  * (never creating it, refusing a symlink; a FIFO planted under the name
  * does not block), close it, reserve space, tell O_DIRECT. */
-int ckpt__wfile_open(const char *path, int mode, int direct, ckpt__wfile **out,
+int ckpt__wfile_open(const char *path, int mode, int direct, int fd, ckpt__wfile **out,
                      ckpt__err *err);
 void ckpt__wfile_close(ckpt__writer *w, ckpt__wfile *f);
 int ckpt__wfile_allocate(ckpt__writer *w, ckpt__wfile *f, uint64_t off, uint64_t len,

@@ -108,10 +108,10 @@ static int pw_open(const ckpt__writer_config *cfg, ckpt__writer **out, ckpt__err
     return 0;
 }
 
-static int pw_file_open(ckpt__writer *w, const char *path, int mode, ckpt__wfile **out,
-                        ckpt__err *err)
+static int pw_file_open(ckpt__writer *w, const char *path, int mode, int fd,
+                        ckpt__wfile **out, ckpt__err *err)
 {
-    return ckpt__wfile_open(path, mode, w->direct, out, err);
+    return ckpt__wfile_open(path, mode, w->direct, fd, out, err);
 }
 
 static void pw_submit(ckpt__writer *w, ckpt__ioreq *req)

@@ -356,10 +356,10 @@ static int ur_register(ckpt__writer *w, void *base, size_t len, size_t unit, ckp
     return 0;
 }
 
-static int ur_file_open(ckpt__writer *w, const char *path, int mode, ckpt__wfile **out,
-                        ckpt__err *err)
+static int ur_file_open(ckpt__writer *w, const char *path, int mode, int fd,
+                        ckpt__wfile **out, ckpt__err *err)
 {
-    return ckpt__wfile_open(path, mode, w->direct, out, err);
+    return ckpt__wfile_open(path, mode, w->direct, fd, out, err);
 }
 
 const ckpt__writer_methods ckpt__writer_uring = {

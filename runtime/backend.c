@@ -27,10 +27,10 @@ void ckpt__writer_close(ckpt__engine *eng)
     eng->wm->close(eng->w);
 }
 
-int ckpt__writer_file_open(ckpt__engine *eng, const char *path, int mode, ckpt__wfile **out,
-                           ckpt__err *err)
+int ckpt__writer_file_open(ckpt__engine *eng, const char *path, int mode, int fd,
+                           ckpt__wfile **out, ckpt__err *err)
 {
-    return eng->wm->file_open(eng->w, path, mode, out, err);
+    return eng->wm->file_open(eng->w, path, mode, fd, out, err);
 }
 
 void ckpt__writer_file_close(ckpt__engine *eng, ckpt__wfile *f)

@@ -39,8 +39,9 @@ struct ckpt__fault;
 int ckpt__writer_probe(const ckpt__writer_methods *wm, ckpt__err *err);
 int ckpt__writer_open(ckpt__engine *eng, const ckpt__writer_config *cfg, ckpt__err *err);
 void ckpt__writer_close(ckpt__engine *eng);
-int ckpt__writer_file_open(ckpt__engine *eng, const char *path, int mode, ckpt__wfile **out,
-                           ckpt__err *err);
+/* fd: as the method's (io/writer.h), -1 to open path. */
+int ckpt__writer_file_open(ckpt__engine *eng, const char *path, int mode, int fd,
+                           ckpt__wfile **out, ckpt__err *err);
 void ckpt__writer_file_close(ckpt__engine *eng, ckpt__wfile *f);
 /* Sites CKPT__FAULT_WRITE and CKPT__FAULT_READ: the request completes at
  * once, on the calling thread, with the injected result. */

@@ -346,7 +346,7 @@ static int read_whole(ckpt_ctx *ctx, ckpt__index *idx, const plan *p, uint32_t r
     }
     ckpt__wfile *wf = NULL;
     if (!rc && nids)
-        rc = ckpt__writer_file_open(&ctx->eng, path, CKPT__WF_READ, &wf, err);
+        rc = ckpt__writer_file_open(&ctx->eng, path, CKPT__WF_READ, -1, &wf, err);
     if (!rc && nids) {
         ckpt__pipe pipe;
         rc = ckpt__pipe_init(&pipe, CKPT__PIPE_LOAD, &ctx->eng, idx, ptrs, ids, nids, what, err);

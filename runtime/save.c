@@ -315,11 +315,12 @@ static int write_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__e
     if (rc)
         return rc;
     uint64_t data_end; /* unused: big datasets are reserved one by one */
+    int fd = -1;       /* the cached file's, for the writer */
     double t0 = ckpt__now_s(), c0 = ckpt__thread_cpu_s();
     s->img = ckpt__layout_find(ctx->layout, &s->idx, (uint32_t)ctx->rank);
     if (s->img) {
         rc = ckpt__rankfile_image_write(s->path, s->img, &s->idx, (uint32_t)ctx->rank,
-                                        (const void *const *)s->ptrs, err);
+                                        (const void *const *)s->ptrs, &fd, err);
     } else {
         ckpt__h5_enter();
         rc = ckpt__rankfile_create(s->path, &s->idx, (uint32_t)ctx->rank,
@@ -341,7 +342,7 @@ static int write_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__e
     else
         ctx->layout_built++;
     hash_meta(&s->idx, (const void *const *)s->ptrs);
-    rc = ckpt__writer_file_open(&ctx->eng, s->path, CKPT__WF_WRITE, &s->wf, err);
+    rc = ckpt__writer_file_open(&ctx->eng, s->path, CKPT__WF_WRITE, fd, &s->wf, err);
     /* Reserve the big datasets: their O_DIRECT writes then never extend the
      * file, and a full disk fails here, before any data moves.  Small ones
      * stay sparse-friendly (they share HDF5's blocks with metadata). */
@@ -400,8 +401,11 @@ _Static_assert(sizeof(verdict_note) == CKPT__NOTE_BYTES, "a note is CKPT__NOTE_B
 /* The first look in the folder while a rank waits for rank 0's note, and
  * the first gap between looks, which doubles: a note lost (rank 0 died
  * after the commit, a send failed) costs seconds, not the commit timeout,
- * and a save of T seconds costs log2(T / 5 s) lookups. */
+ * and a save of T seconds costs log2(T / 5 s) lookups.  Rank 0 reads every
+ * rank's done-record, so a healthy wait grows with the world: the first
+ * look comes NOTE_LOOK_PER_RANK_S per rank later (4,096 ranks: 21 s). */
 #define NOTE_LOOK_FIRST_S 5.0
+#define NOTE_LOOK_PER_RANK_S 0.004
 
 static void send_verdict(ckpt_ctx *ctx, ckpt__job *job, const save_state *s, int rc,
                          const ckpt__err *why)
@@ -433,7 +437,8 @@ static int wait_verdict(ckpt_ctx *ctx, ckpt__job *job, save_state *s, const ckpt
 {
     uint32_t rank = (uint32_t)ctx->rank;
     double timeout = ctx->cfg.commit_timeout_s, t0 = ckpt__now_s();
-    double look_at = NOTE_LOOK_FIRST_S, gap = NOTE_LOOK_FIRST_S;
+    double look_at = NOTE_LOOK_FIRST_S + NOTE_LOOK_PER_RANK_S * ctx->world;
+    double gap = look_at;
     while (ctx->notes) {
         double el = ckpt__now_s() - t0;
         if (el > timeout)

@@ -95,7 +95,7 @@ static int verify_rank(ckpt__engine *eng, const char *sdir, ckpt__verify_report 
     ckpt__wfile *wf = NULL;
     ckpt__err e2;
     ckpt__err_clear(&e2);
-    int orc = ckpt__writer_file_open(eng, path, CKPT__WF_READ, &wf, &e2);
+    int orc = ckpt__writer_file_open(eng, path, CKPT__WF_READ, -1, &wf, &e2);
     if (orc) {
         free(ids);
         ckpt__err_keep(err, &e2);

@@ -103,6 +103,20 @@ TEST_F(CommitWait, ASecondRankAcceptsTheFolderButNeverASymlink)
     EXPECT_NE(ckpt__commit_begin(dir.c_str(), 6, other, 1, p2, sizeof p2, &fd2, &err), 0);
     EXPECT_EQ(fd2, -1);
     EXPECT_STREQ(p2, "") << "a folder this rank did not make must never be removed";
+    // A plain file under the partial name: refused, and left alone.
+    uint8_t third[16] = {7};
+    char p4[CKPT__FNAME_MAX];
+    ckpt__partial_name(7, third, p4);
+    std::string planted = dir + "/" + p4;
+    int pf = open(planted.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
+    ASSERT_GE(pf, 0);
+    close(pf);
+    EXPECT_NE(ckpt__commit_begin(dir.c_str(), 7, third, 1, p2, sizeof p2, &fd2, &err), 0);
+    EXPECT_EQ(fd2, -1);
+    EXPECT_STREQ(p2, "");
+    struct stat ps;
+    ASSERT_EQ(lstat(planted.c_str(), &ps), 0);
+    EXPECT_TRUE(S_ISREG(ps.st_mode));
 }
 
 TEST_F(CommitWait, RankZeroSeesEveryRecordFromTheFolderEntries)
