@@ -332,6 +332,11 @@ int ckpt__rankfile_finish(ckpt__rankfile *rf, const ckpt__index *idx, uint32_t r
     return rc;
 }
 
+int ckpt__rankfile_dup_fd(const ckpt__rankfile *rf)
+{
+    return fcntl(rf->mirror.file, F_DUPFD_CLOEXEC, 0);
+}
+
 void ckpt__rankfile_abort(ckpt__rankfile *rf)
 {
     if (!rf)
@@ -465,13 +470,15 @@ static int hash_span(int fd, XXH3_state_t *st, uint8_t *buf, size_t cap, uint64_
 }
 
 /* The metadata hash of path, and with img its image (rankfile.h). */
-static int read_meta(const char *path, const ckpt__index *idx, uint32_t rank,
+/* fd_in >= 0: path's descriptor, open for reading, used (not closed)
+ * instead of a lookup of path. */
+static int read_meta(const char *path, int fd_in, const ckpt__index *idx, uint32_t rank,
                      uint64_t file_bytes, uint64_t *hash, ckpt__rankfile_image *img,
                      ckpt__err *err)
 {
     *hash = 0;
     /* O_NONBLOCK: a FIFO under this name must not hang; fstat refuses it. */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    int fd = fd_in >= 0 ? fd_in : open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     struct stat st;
     if (fd < 0) {
         int e = errno;
@@ -533,22 +540,23 @@ static int read_meta(const char *path, const ckpt__index *idx, uint32_t rank,
         XXH3_freeState(xs);
     free(buf);
     free(v);
-    close(fd);
+    if (fd_in < 0)
+        close(fd);
     return rc;
 }
 
 int ckpt__rankfile_meta_hash(const char *path, const ckpt__index *idx, uint32_t rank,
                              uint64_t file_bytes, uint64_t *hash, ckpt__err *err)
 {
-    return read_meta(path, idx, rank, file_bytes, hash, NULL, err);
+    return read_meta(path, -1, idx, rank, file_bytes, hash, NULL, err);
 }
 
-int ckpt__rankfile_image_read(const char *path, const ckpt__index *idx, uint32_t rank,
+int ckpt__rankfile_image_read(const char *path, int fd, const ckpt__index *idx, uint32_t rank,
                               uint64_t file_bytes, ckpt__rankfile_image *img, ckpt__err *err)
 {
     memset(img, 0, sizeof *img);
     uint64_t h;
-    int rc = read_meta(path, idx, rank, file_bytes, &h, img, err);
+    int rc = read_meta(path, fd, idx, rank, file_bytes, &h, img, err);
     if (rc)
         ckpt__rankfile_image_free(img);
     return rc;

@@ -63,6 +63,9 @@ int ckpt__rankfile_finish(ckpt__rankfile *rf, const ckpt__index *idx, uint32_t r
                           ckpt__err *err);
 /* Closes without finishing (after a failed save). NULL is a no-op. */
 void ckpt__rankfile_abort(ckpt__rankfile *rf);
+/* A new read-write descriptor of the file on disk (a dup: no lookup), the
+ * caller's to close, or -1 (errno set). */
+int ckpt__rankfile_dup_fd(const ckpt__rankfile *rf);
 /*
  * The metadata hash: XXH3-64, in file order, of the bytes of [0, file_bytes)
  * that lie outside the data range [file_off, file_off + nbytes) of every
@@ -90,8 +93,10 @@ typedef struct ckpt__rankfile_image {
     uint64_t nbytes;
 } ckpt__rankfile_image;
 /* Reads path's image (and hashes it, as ckpt__rankfile_meta_hash does: one
- * pass); *img is the caller's to free with ckpt__rankfile_image_free. */
-int ckpt__rankfile_image_read(const char *path, const ckpt__index *idx, uint32_t rank,
+ * pass); *img is the caller's to free with ckpt__rankfile_image_free.  fd:
+ * a descriptor of path open for reading, used and left open (no lookup:
+ * the writer's, just after the save wrote it), or -1 to open path. */
+int ckpt__rankfile_image_read(const char *path, int fd, const ckpt__index *idx, uint32_t rank,
                               uint64_t file_bytes, ckpt__rankfile_image *img,
                               ckpt__err *err);
 void ckpt__rankfile_image_free(ckpt__rankfile_image *img);

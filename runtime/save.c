@@ -326,6 +326,10 @@ static int write_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__e
         rc = ckpt__rankfile_create(s->path, &s->idx, (uint32_t)ctx->rank,
                                    (const void *const *)s->ptrs, &data_end, &s->rf, err);
         ckpt__h5_leave();
+        /* The writer's descriptor without a second lookup; -1 (no
+         * descriptor left) makes the writer open the path. */
+        if (!rc)
+            fd = ckpt__rankfile_dup_fd(s->rf);
     }
     /* Under ev_mu: ckpt__emit reads it from the copy thread too. */
     double dl = ckpt__thread_cpu_s() - c0;
@@ -374,7 +378,7 @@ static int hash_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__er
     if (fstat(s->wf->fd, &st) != 0)
         return ckpt__err_errno(err, errno, "stat %s", s->path);
     ckpt__rankfile_image img;
-    int rc = ckpt__rankfile_image_read(s->path, &s->idx, (uint32_t)ctx->rank,
+    int rc = ckpt__rankfile_image_read(s->path, s->wf->fd, &s->idx, (uint32_t)ctx->rank,
                                        (uint64_t)st.st_size, &img, err);
     if (rc)
         return rc;
