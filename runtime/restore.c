@@ -166,6 +166,14 @@ static int make_plan(ckpt_ctx *ctx, const ckpt__index *idx, const char *what,
             return ckpt__err_set(err, CKPT_ENOMEM, "restore: out of memory");
         }
     }
+    /* A whole slice streams through the pipeline only when one of the
+     * checkpoint's chunks fits this context's staging pool: a checkpoint
+     * saved with bigger chunks would stall the pipeline (no batch could
+     * start), so the resharding read, which then reads into a buffer of
+     * its own, takes every slice. */
+    uint64_t slab = (idx->chunk_bytes + CKPT__STAGE_ALIGN - 1) / CKPT__STAGE_ALIGN *
+                    CKPT__STAGE_ALIGN;
+    int streams = slab <= ctx->eng.staging.bytes;
     for (uint32_t i = 0; i < ctx->reg.n; i++) {
         const ckpt__tensor *t = &ctx->reg.v[i];
         uint32_t first;
@@ -198,7 +206,7 @@ static int make_plan(ckpt_ctx *ctx, const ckpt__index *idx, const char *what,
         box_of_tensor(t, &want);
         for (uint32_t k = first; k != NONE; k = p->next[k]) {
             ckpt__box_of_entry(&idx->entries[k], &have);
-            if (same_box(&want, &have))
+            if (same_box(&want, &have) && streams)
                 p->whole[i] = k;
             if (ckpt__box_intersect(&want, &have, &x) && ckpt__box_volume(&x) > 0)
                 p->need[idx->entries[k].rank] = 1;
