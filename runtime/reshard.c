@@ -3,11 +3,15 @@
  * The resharding read (reshard.h for the contract and the invariants it
  * keeps).
  *
- * Chunks are numbered in the order the parts consume them (part by part,
- * each part's chunks in increasing order); chunk `seq` uses buffer
- * seq % nslots.  Two walks of each part (io/assemble.h) run in step: the
- * lister says which chunk to read next, the copier which pieces of a
- * completed chunk go where.  The sequence numbers split like this:
+ * Chunks are read in the order the parts consume them (part by part,
+ * each part's chunks in increasing order).  One read fills one buffer
+ * (slot) of up to a chunk's bytes: one chunk, or several that lie next to
+ * each other in the file (small entries are packed tightly, so the slices
+ * of many small tensors come in one read, as the pipeline writes them).
+ * Reads are numbered in order; read `seq` uses slot seq % nslots.  Two
+ * walks of each part (io/assemble.h) run in step: the lister says which
+ * chunk to read next, the copier which pieces of a completed chunk go
+ * where.  The sequence numbers split like this:
  *
  *     [0, released)          done: their buffers may be read into again
  *     [released, consumed)   copied, but a copy-in from them may be pending
@@ -31,16 +35,25 @@
 #include "runtime/backend.h"
 #include "runtime/reshard.h"
 
-#define OPS_MAX 256 /* pieces per device copy-in */
+#define OPS_MAX 256  /* pieces per device copy-in */
+#define ITEMS_MAX 64 /* chunks per read */
 
 typedef struct reader reader;
+
+/* A chunk of a read: chunk `chunk` of part `part`, n bytes at `at` of the
+ * slot's buffer. */
+typedef struct item {
+    uint32_t part, chunk;
+    uint64_t at, n;
+} item;
 
 /* One chunk buffer and its read. */
 typedef struct slot {
     ckpt__ioreq req;
     ckpt__event ev;
     reader *r;
-    uint32_t part, chunk;
+    item items[ITEMS_MAX];
+    uint32_t nitems;
     int done; /* its completion was taken from the mailbox */
 } slot;
 
@@ -57,10 +70,13 @@ struct reader {
     uint32_t nslots;
     uint64_t slot_bytes;
     uint8_t *mem;
-    /* The lister: the part it walks (lopen: its walk is set up). */
+    /* The lister: the part it walks (lopen: its walk is set up), and the
+     * chunk it listed but no read took yet (have_next). */
     uint32_t lpart;
     int lopen;
     ckpt__overlap lwalk;
+    int have_next;
+    uint32_t next_part, next_chunk;
     uint64_t submitted, completed, released;
     ckpt__copy ops[OPS_MAX];
     size_t nops;
@@ -100,24 +116,64 @@ static int list_next(reader *r, uint32_t *part, uint32_t *c)
     return 0;
 }
 
-static void submit(reader *r, uint32_t part, uint32_t c)
+/* The next chunk to read, without taking it: 1 with its part and chunk,
+ * 0 when none is left. */
+static int peek(reader *r, uint32_t *part, uint32_t *c)
 {
+    if (!r->have_next)
+        r->have_next = list_next(r, &r->next_part, &r->next_chunk);
+    *part = r->next_part;
+    *c = r->next_chunk;
+    return r->have_next;
+}
+
+/* Submits the next read into the next slot: the next chunk and those
+ * after it that continue it in the file and fit the buffer.  0 when no
+ * chunk is left. */
+static int submit_next(reader *r)
+{
+    uint32_t part, c;
+    if (!peek(r, &part, &c))
+        return 0;
     uint64_t k = r->submitted++ % r->nslots;
     slot *s = &r->slots[k];
-    const ckpt__entry *e = r->parts[part].e;
+    uint64_t off = 0, len = 0;
+    s->nitems = 0;
+    do {
+        const ckpt__entry *e = r->parts[part].e;
+        uint64_t n = ckpt__chunk_len(r->idx, e, c);
+        uint64_t at = e->file_off + (uint64_t)c * r->idx->chunk_bytes;
+        if (s->nitems &&
+            (at != off + len || len + n > r->slot_bytes || s->nitems == ITEMS_MAX))
+            break;
+        if (!s->nitems)
+            off = at;
+        s->items[s->nitems++] = (item){part, c, len, n};
+        len += n;
+        r->have_next = 0;
+    } while (peek(r, &part, &c));
     memset(&s->req, 0, sizeof s->req);
     s->req.file = r->wf;
     s->req.op = CKPT__IO_READ;
     s->req.buf = r->mem + k * r->slot_bytes;
-    s->req.n = (size_t)ckpt__chunk_len(r->idx, e, c);
-    s->req.off = e->file_off + (uint64_t)c * r->idx->chunk_bytes;
+    s->req.n = (size_t)len;
+    s->req.off = off;
     s->req.cb = on_read;
     s->req.user = s;
     s->r = r;
-    s->part = part;
-    s->chunk = c;
     s->done = 0;
     ckpt__writer_submit(r->eng, &s->req);
+    return 1;
+}
+
+/* What the read of slot s gave item it: its bytes, fewer when the file
+ * ended inside it, or the read's -errno. */
+static int64_t item_res(const slot *s, const item *it)
+{
+    int64_t res = s->req.res;
+    if (res < 0 || (uint64_t)res >= it->at + it->n)
+        return res < 0 ? res : (int64_t)it->n;
+    return (uint64_t)res > it->at ? res - (int64_t)it->at : 0;
 }
 
 /* Hands the pending pieces to the device; when it returns, the buffers of
@@ -130,40 +186,50 @@ static int flush(reader *r, uint64_t upto, ckpt__err *err)
     return rc;
 }
 
+/* Copies the pieces of the chunks of slot s (read seq), each verified
+ * first (Inv. 2). */
+static int consume(reader *r, slot *s, uint64_t seq, int verify, uint32_t *cpart,
+                   ckpt__overlap *cwalk, ckpt__err *err)
+{
+    const uint8_t *base = s->req.buf;
+    int rc = 0;
+    for (uint32_t i = 0; !rc && i < s->nitems; i++) {
+        const item *it = &s->items[i];
+        const ckpt__reshard_part *p = &r->parts[it->part];
+        const uint8_t *buf = base + it->at;
+        rc = ckpt__chunk_check(r->idx, p->e, it->chunk, verify, buf, item_res(s, it), r->path,
+                               err);
+        if (!rc && it->part != *cpart) {
+            *cpart = it->part;
+            ckpt__overlap_init(cwalk, r->idx, p->e, &p->box);
+        }
+        uint64_t in, dof, len;
+        while (!rc && ckpt__overlap_next_piece(cwalk, it->chunk, &in, &dof, &len)) {
+            r->ops[r->nops++] = (ckpt__copy){(uint8_t *)p->dst + dof, buf + in, (size_t)len};
+            if (r->nops == OPS_MAX)
+                rc = flush(r, seq, err); /* this slot's buffer is still in use */
+        }
+    }
+    return rc;
+}
+
 static int run(reader *r, int verify, ckpt__err *err)
 {
     const uint64_t hold = (r->nslots + 1) / 2;
-    uint64_t seq = 0;        /* the next chunk to consume */
-    uint32_t cpart = UINT32_MAX, part, c;
-    ckpt__overlap cwalk;     /* the copier's walk of part cpart */
+    uint64_t seq = 0; /* the next read to consume */
+    uint32_t cpart = UINT32_MAX;
+    ckpt__overlap cwalk; /* the copier's walk of part cpart */
     int listed = 0, rc = 0;
     memset(&cwalk, 0, sizeof cwalk);
     while (!rc) {
-        while (!listed && r->submitted - r->released < r->nslots) {
-            if (list_next(r, &part, &c))
-                submit(r, part, c);
-            else
-                listed = 1;
-        }
+        while (!listed && r->submitted - r->released < r->nslots)
+            listed = !submit_next(r);
         if (seq == r->submitted)
             break;
         slot *s = &r->slots[seq % r->nslots];
         while (!s->done)
             take_one(r);
-        const ckpt__reshard_part *p = &r->parts[s->part];
-        const uint8_t *buf = s->req.buf;
-        /* Inv. 2: verified before any byte of it is copied. */
-        rc = ckpt__chunk_check(r->idx, p->e, s->chunk, verify, buf, s->req.res, r->path, err);
-        if (!rc && s->part != cpart) {
-            cpart = s->part;
-            ckpt__overlap_init(&cwalk, r->idx, p->e, &p->box);
-        }
-        uint64_t in, dof, len;
-        while (!rc && ckpt__overlap_next_piece(&cwalk, s->chunk, &in, &dof, &len)) {
-            r->ops[r->nops++] = (ckpt__copy){(uint8_t *)p->dst + dof, buf + in, (size_t)len};
-            if (r->nops == OPS_MAX)
-                rc = flush(r, seq, err); /* this chunk's buffer is still in use */
-        }
+        rc = consume(r, s, seq, verify, &cpart, &cwalk, err);
         seq++;
         if (!rc && r->nops == 0)
             r->released = seq;

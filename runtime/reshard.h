@@ -2,8 +2,9 @@
 /*
  * The resharding read (restore step 5 for a registered slice that no saved
  * slice matches): the parts of saved entries that overlap registered
- * boxes, read through the writer backend chunk by chunk, up to a queue
- * depth of chunks ahead, verified, and copied into the tensors in batches
+ * boxes, read through the writer backend, up to a queue depth of reads
+ * ahead (a read: one chunk, or neighbouring chunks in the file that fit
+ * one chunk's buffer), verified, and copied into the tensors in batches
  * of device copy-ins.
  *
  * Invariants:
@@ -11,8 +12,8 @@
  *      in the order the overlaps consume them (io/assemble.h's walks).
  *   2. No byte of a chunk reaches a tensor before its read completed and
  *      (with verify) it matched its leaf.
- *   3. A chunk's buffer is read into again only after every copy-in from
- *      it returned, so memory stays at depth chunk buffers.
+ *   3. A buffer is read into again only after every copy-in from it
+ *      returned, so memory stays at depth buffers of a chunk each.
  *   4. When it returns, every read it submitted has completed: no backend
  *      thread touches a buffer, a tensor or the file after.
  */
@@ -37,7 +38,7 @@ typedef struct ckpt__reshard_part {
  * Reads parts[0..n) of the rank file wf (opened for reading through eng's
  * writer; `path` names it in messages), all of whose entries are in idx,
  * and copies them into their tensors through eng's device on `stream`.
- * At most `depth` chunk reads are in flight, their buffers in eng's
+ * At most `depth` reads are in flight, their buffers in eng's
  * staging pool (which must be free: no pipeline runs meanwhile).  verify:
  * every chunk is hashed against its leaf first.  Errors name the file,
  * tensor and chunk the way ckpt__chunk_read does; a tensor may then be

@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 // The resharding read (runtime/reshard.c), on every writer: a registered
-// slice that no saved slice matches is read chunk by chunk through the
-// writer, up to the queue depth ahead.  Round trips on any number of ranks
-// and queue depths; exactly the chunks a slice touches are read, each once
-// (counted at the read fault site); a flipped byte in a chunk is named and
-// falls back; an injected read error fails the restore and leaves the
-// context usable; odd shapes and dtypes; chunks bigger than the staging
-// pool.  Copying a chunk before its read completed, or reading into a
-// buffer a pending copy still uses, fails these tests.
+// slice that no saved slice matches is read through the writer, a chunk
+// (or neighbouring chunks) a read, up to the queue depth ahead.  Round
+// trips on any number of ranks and queue depths; exactly the chunks a
+// slice touches are read, each once (counted at the read fault site); a
+// flipped byte in a chunk is named and falls back; an injected read error
+// fails the restore and leaves the context usable; odd shapes and dtypes;
+// chunks bigger than the staging pool; the slices of small neighbouring
+// tensors share reads.  Copying a chunk before its read completed, or
+// reading into a buffer a pending copy still uses, fails these tests.
 #include <set>
 
 #include "io/manifest.h"
@@ -214,6 +215,42 @@ TEST_P(Reshard, ReadsEveryChunkASliceTouchesOnceAndNoOther)
     EXPECT_EQ(chunks_touched(slices[2], 64u << 10), 1);
     EXPECT_EQ(chunks_touched(slices[3], 64u << 10), 2);
     EXPECT_EQ(chunks_touched(slices[4], 64u << 10), 2);
+}
+
+// Small tensors lie next to each other in the rank file: the slices of
+// many of them come in few reads (here at most two: one read holds at most
+// a chunk's bytes), and every byte still goes to its own tensor.
+TEST_P(Reshard, NeighbouringSmallSlicesShareReads)
+{
+    const int n = 40;
+    const int64_t shape[] = {1000}, start[] = {1}, count[] = {998};
+    std::vector<std::vector<uint8_t>> t(n, std::vector<uint8_t>(1000));
+    ckpt_ctx *ctx = open_ctx(cfg());
+    ASSERT_NE(ctx, nullptr);
+    for (int i = 0; i < n; i++) {
+        fill(t[i].data(), t[i].size(), (uint64_t)i);
+        std::string name = "s" + std::to_string(i);
+        ASSERT_EQ(ckpt_register(ctx, name.c_str(), t[i].data(), CKPT_U8, 1, shape), 0);
+    }
+    ASSERT_EQ(save_wait(ctx, 1), 0) << ckpt_last_error(ctx);
+    EXPECT_EQ(ckpt_close(ctx), 0);
+    for (int depth : {1, 4}) {
+        ctx = open_ctx(cfg(depth));
+        ASSERT_NE(ctx, nullptr);
+        std::vector<std::vector<uint8_t>> got(n, std::vector<uint8_t>(998));
+        for (int i = 0; i < n; i++) {
+            std::string name = "s" + std::to_string(i);
+            ASSERT_EQ(ckpt_register_shard(ctx, name.c_str(), got[i].data(), CKPT_U8, 1, shape,
+                                          start, count),
+                      0);
+        }
+        ASSERT_EQ(ckpt__fault_arm(ctx, CKPT__FAULT_READ, INT64_MAX, CKPT__FAIL_EIO), 0);
+        ASSERT_EQ(ckpt_restore(ctx, CKPT_LATEST, nullptr, nullptr), 0) << ckpt_last_error(ctx);
+        EXPECT_LE(ckpt__fault_hits(ctx, CKPT__FAULT_READ), 2) << "depth " << depth;
+        for (int i = 0; i < n; i++)
+            EXPECT_EQ(memcmp(got[i].data(), t[i].data() + 1, 998), 0) << "s" << i;
+        EXPECT_EQ(ckpt_close(ctx), 0);
+    }
 }
 
 // More chunks than the queue depth, fewer, and a staging pool that holds
