@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Reading saved slices back: one chunk of an entry read and checked
- * against its leaf, and the part of a saved slice that overlaps a box
- * copied out piece by piece, each chunk it touches read once.  Restore
- * (resharding) and `ckpt export` (whole tensors from any number of ranks)
- * share it, so both verify exactly the same bytes the same way.
+ * Reading saved slices back: one chunk of an entry checked against its
+ * leaf (read here, or read elsewhere asynchronously), the walk over the
+ * part of a saved slice that overlaps a box (the chunks it touches and the
+ * pieces of each, without reading), and the copy of that part built on
+ * the two.  Restore's resharding read (runtime/reshard.c, which reads
+ * through the writer) and `ckpt export` (whole tensors from any number of
+ * ranks, with pread) share it, so both verify exactly the same bytes the
+ * same way.
  *
  * Invariant: no byte reaches a caller's piece callback before the chunk it
  * came from was hashed against its leaf (unless the caller turned
@@ -35,6 +38,40 @@ uint64_t ckpt__chunk_len(const ckpt__index *idx, const ckpt__entry *e, uint32_t 
  * differs or the file is cut short, the errno's code otherwise. */
 int ckpt__chunk_read(int fd, const ckpt__index *idx, const ckpt__entry *e, uint32_t c,
                      int verify, uint8_t *buf, uint64_t *n, const char *path, ckpt__err *err);
+
+/* The check of ckpt__chunk_read for a read done elsewhere (an asynchronous
+ * one): res is what the read of chunk c into buf returned, its byte count
+ * or a negative errno (-ENODATA: end of file).  Fewer bytes than the chunk
+ * holds is the file cut short.  Same codes and messages. */
+int ckpt__chunk_check(const ckpt__index *idx, const ckpt__entry *e, uint32_t c, int verify,
+                      const uint8_t *buf, int64_t res, const char *path, ckpt__err *err);
+
+/*
+ * A walk over the part of saved entry e that lies inside a box, in
+ * increasing source order, reading nothing: the chunks it touches (each
+ * once, in increasing order) and the pieces that come from each.  A walk
+ * is used one way, so a reader that reads ahead lists chunks with one walk
+ * and copies with a second one set up the same way.
+ */
+typedef struct ckpt__overlap {
+    ckpt__runs runs;
+    uint64_t chunk_bytes;
+    uint64_t so, dof, len; /* what is left of the current run */
+    uint32_t chunk;        /* the last chunk listed; UINT32_MAX: none yet */
+} ckpt__overlap;
+
+/* Sets up a walk of e inside box dst (whose bytes are row-major, elements
+ * of e's dtype): 1, or 0 when they do not overlap (nothing to walk). */
+int ckpt__overlap_init(ckpt__overlap *o, const ckpt__index *idx, const ckpt__entry *e,
+                       const ckpt__box *dst);
+/* The next chunk the part touches: 1 and *c, 0 when none is left. */
+int ckpt__overlap_next_chunk(ckpt__overlap *o, uint32_t *c);
+/* The next piece, when it comes from chunk c (the chunk the last piece
+ * came from or the next one the part touches): 1 with its offset inside
+ * the chunk, its offset in the box's bytes and its length; 0 when the next
+ * piece lies in a later chunk or none is left. */
+int ckpt__overlap_next_piece(ckpt__overlap *o, uint32_t c, uint64_t *chunk_off,
+                             uint64_t *dst_off, uint64_t *len);
 
 /* What ckpt__overlap_copy calls; every function returns 0 or an error. */
 typedef struct ckpt__overlap_fns {

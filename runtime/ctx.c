@@ -599,6 +599,11 @@ int ckpt__fault_fired(ckpt_ctx *ctx, int site)
     return ctx ? ckpt__fault_fired_table(&ctx->fault, site) : 0;
 }
 
+int64_t ckpt__fault_hits(ckpt_ctx *ctx, int site)
+{
+    return ctx ? ckpt__fault_hits_table(&ctx->fault, site) : 0;
+}
+
 void ckpt__layout_counts(ckpt_ctx *ctx, uint64_t *built, uint64_t *cached)
 {
     *built = ctx ? ctx->layout_built : 0;

@@ -79,6 +79,13 @@ int ckpt__fault_fired_table(ckpt__fault *f, int site)
     return atomic_load(&f->fired[site]);
 }
 
+int64_t ckpt__fault_hits_table(ckpt__fault *f, int site)
+{
+    if (!f || site < 0 || site >= CKPT__FAULT_NSITES)
+        return 0;
+    return atomic_load(&f->hits[site]);
+}
+
 void ckpt__fault_free(ckpt__fault *f)
 {
     free(f);

@@ -47,6 +47,10 @@ struct ckpt_ctx;
 int ckpt__fault_arm(struct ckpt_ctx *ctx, int site, int64_t nth, int action);
 /* How many times the site fired since it was armed. */
 int ckpt__fault_fired(struct ckpt_ctx *ctx, int site);
+/* How many times the site was reached since it was armed (hits count only
+ * while armed: arm it at a hit number never reached to count the reads a
+ * restore submits). */
+int64_t ckpt__fault_hits(struct ckpt_ctx *ctx, int site);
 
 /* The layout cache (runtime/layout.h): how many saves of the context built
  * their rank file through HDF5 (*built) and how many wrote it from the
@@ -67,6 +71,7 @@ struct ckpt__fault;
 struct ckpt__fault *ckpt__fault_new(void);
 int ckpt__fault_arm_table(struct ckpt__fault *f, int site, int64_t nth, int action);
 int ckpt__fault_fired_table(struct ckpt__fault *f, int site);
+int64_t ckpt__fault_hits_table(struct ckpt__fault *f, int site);
 void ckpt__fault_free(struct ckpt__fault *f);
 
 #ifdef __cplusplus

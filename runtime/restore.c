@@ -20,7 +20,8 @@
  *   5. tensor data is read and every chunk hashed before it is copied into
  *      a tensor: a slice saved with exactly the registered box streams
  *      through the pipeline; any other overlap (resharding) reads the
- *      chunks it touches and copies the overlapping runs.
+ *      chunks it touches through the writer, up to the queue depth ahead
+ *      (runtime/reshard.h), and copies the overlapping runs.
  * A failure in 1, 3, 4 or 5 falls back to the next older checkpoint (with
  * CKPT_LATEST).  Only 5 can leave tensors partly written, and the fallback
  * then overwrites every registered tensor again.  The ranks agree after 4,
@@ -54,6 +55,7 @@
 #include "runtime/catalog.h"
 #include "runtime/context.h"
 #include "runtime/pipeline.h"
+#include "runtime/reshard.h"
 
 static void shape_str(int ndim, const int64_t *shape, char *out, size_t cap)
 {
@@ -164,6 +166,14 @@ static int make_plan(ckpt_ctx *ctx, const ckpt__index *idx, const char *what,
             return ckpt__err_set(err, CKPT_ENOMEM, "restore: out of memory");
         }
     }
+    /* A whole slice streams through the pipeline only when one of the
+     * checkpoint's chunks fits this context's staging pool: a checkpoint
+     * saved with bigger chunks would stall the pipeline (no batch could
+     * start), so the resharding read, which then reads into a buffer of
+     * its own, takes every slice. */
+    uint64_t slab = (idx->chunk_bytes + CKPT__STAGE_ALIGN - 1) / CKPT__STAGE_ALIGN *
+                    CKPT__STAGE_ALIGN;
+    int streams = slab <= ctx->eng.staging.bytes;
     for (uint32_t i = 0; i < ctx->reg.n; i++) {
         const ckpt__tensor *t = &ctx->reg.v[i];
         uint32_t first;
@@ -196,7 +206,7 @@ static int make_plan(ckpt_ctx *ctx, const ckpt__index *idx, const char *what,
         box_of_tensor(t, &want);
         for (uint32_t k = first; k != NONE; k = p->next[k]) {
             ckpt__box_of_entry(&idx->entries[k], &have);
-            if (same_box(&want, &have))
+            if (same_box(&want, &have) && streams)
                 p->whole[i] = k;
             if (ckpt__box_intersect(&want, &have, &x) && ckpt__box_volume(&x) > 0)
                 p->need[idx->entries[k].rank] = 1;
@@ -273,60 +283,6 @@ static const ckpt__rankrec *rank_rec(const ckpt__index *idx, uint32_t rank)
     return NULL;
 }
 
-/* Step 5, resharding: one saved entry's chunks, verified, and the copies
- * of their overlap with a registered tensor, handed to the device backend
- * in batches. */
-typedef struct overlap_sink {
-    ckpt_ctx *ctx;
-    int fd;
-    const ckpt__index *idx;
-    const ckpt__entry *e;
-    const char *path;
-    const ckpt__tensor *t;
-    void *stream;
-    ckpt__copy ops[256];
-    size_t nops;
-} overlap_sink;
-
-static int sink_load(void *user, uint32_t c, uint8_t *buf, uint64_t *n, ckpt__err *err)
-{
-    overlap_sink *s = user;
-    int rc = ckpt__fault_check(&s->ctx->fault, CKPT__FAULT_READ, "read", err);
-    if (rc)
-        return ckpt__err_prefix(err, "%s", s->path);
-    return ckpt__chunk_read(s->fd, s->idx, s->e, c, s->ctx->cfg.verify, buf, n, s->path, err);
-}
-
-static int sink_flush(void *user, ckpt__err *err)
-{
-    overlap_sink *s = user;
-    int rc = s->nops ? ckpt__device_copy_in(&s->ctx->eng, s->ops, s->nops, s->stream, err)
-                     : 0;
-    s->nops = 0;
-    return rc;
-}
-
-static int sink_piece(void *user, uint64_t dof, const uint8_t *src, uint64_t len,
-                      ckpt__err *err)
-{
-    overlap_sink *s = user;
-    s->ops[s->nops++] = (ckpt__copy){(uint8_t *)s->t->ptr + dof, src, (size_t)len};
-    return s->nops == sizeof s->ops / sizeof s->ops[0] ? sink_flush(s, err) : 0;
-}
-
-/* Step 5, resharding: copies the part of saved entry e that overlaps the
- * registered tensor t, reading (and verifying) each chunk it touches once. */
-static int read_overlap(ckpt_ctx *ctx, const ckpt__index *idx, const ckpt__entry *e, int fd,
-                        const char *path, const ckpt__tensor *t, uint8_t *buf, void *stream,
-                        ckpt__err *err)
-{
-    static const ckpt__overlap_fns fns = {sink_load, sink_flush, sink_piece};
-    overlap_sink s = {ctx, fd, idx, e, path, t, stream, {{0}}, 0};
-    ckpt__box want;
-    box_of_tensor(t, &want);
-    return ckpt__overlap_copy(idx, e, &want, buf, &fns, &s, err);
-}
-
 /* Step 5, whole slices of one rank file, through the pipeline. */
 static int read_whole(ckpt_ctx *ctx, ckpt__index *idx, const plan *p, uint32_t rank,
                       const char *path, const char *what, void *stream, ckpt__err *err)
@@ -367,40 +323,50 @@ static int read_whole(ckpt_ctx *ctx, ckpt__index *idx, const plan *p, uint32_t r
     return rc;
 }
 
-/* Step 5, the overlaps of one rank file that are not whole slices. */
+/* Step 5, the overlaps of one rank file that are not whole slices (the
+ * resharding read: each chunk they touch read once through the writer,
+ * up to the queue depth ahead, verified before it is copied). */
 static int read_parts(ckpt_ctx *ctx, const ckpt__index *idx, const plan *p, uint32_t rank,
                       const char *path, void *stream, ckpt__err *err)
 {
-    int fd = -1, rc = 0;
-    uint8_t *buf = NULL;
+    ckpt__reshard_part *parts = NULL;
+    uint32_t n = 0, cap = 0;
+    int rc = 0;
     for (uint32_t i = 0; !rc && i < ctx->reg.n; i++) {
         const ckpt__tensor *t = &ctx->reg.v[i];
         uint32_t k;
         if ((p->sel && !p->sel[i]) || p->whole[i] != NONE ||
             !ckpt__strmap_get(&p->heads, t->name, 0, &k))
             continue;
-        for (; !rc && k != NONE; k = p->next[k]) {
+        for (; k != NONE; k = p->next[k]) {
             const ckpt__entry *e = &idx->entries[k];
             if ((uint32_t)e->rank != rank)
                 continue;
-            if (fd < 0) {
-                fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-                buf = malloc(idx->chunk_bytes);
-                if (fd < 0) {
-                    rc = ckpt__err_errno(err, errno, "open %s", path);
-                    break;
-                }
-                if (!buf) {
+            if (n == cap) {
+                uint32_t c2 = cap ? cap * 2 : 16;
+                ckpt__reshard_part *v = realloc(parts, c2 * sizeof *v);
+                if (!v) {
                     rc = ckpt__err_set(err, CKPT_ENOMEM, "restore: out of memory");
                     break;
                 }
+                parts = v;
+                cap = c2;
             }
-            rc = read_overlap(ctx, idx, e, fd, path, t, buf, stream, err);
+            parts[n].e = e;
+            box_of_tensor(t, &parts[n].box);
+            parts[n].dst = t->ptr;
+            n++;
         }
     }
-    if (fd >= 0)
-        close(fd);
-    free(buf);
+    ckpt__wfile *wf = NULL;
+    if (!rc && n)
+        rc = ckpt__writer_file_open(&ctx->eng, path, CKPT__WF_READ, -1, &wf, err);
+    if (!rc && n)
+        rc = ckpt__reshard_read(&ctx->eng, idx, wf, parts, n, ctx->cfg.queue_depth,
+                                ctx->cfg.verify, path, stream, err);
+    if (wf)
+        ckpt__writer_file_close(&ctx->eng, wf);
+    free(parts);
     return rc;
 }
 

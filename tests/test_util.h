@@ -102,6 +102,20 @@ inline bool matches(const void *p, size_t n, uint64_t seed)
     return true;
 }
 
+// XORs the byte at off of the file at path with mask (a damaged byte at
+// rest); false when the file cannot be read or written there.
+inline bool flip_byte(const std::string &path, uint64_t off, uint8_t mask = 0x40)
+{
+    int fd = open(path.c_str(), O_RDWR);
+    uint8_t c = 0;
+    bool ok = fd >= 0 && pread(fd, &c, 1, (off_t)off) == 1;
+    c = (uint8_t)(c ^ mask);
+    ok = ok && pwrite(fd, &c, 1, (off_t)off) == 1;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
 // Runs a shell command; returns its exit status (or -1 when it did not exit).
 inline int run(const std::string &cmd, std::string *out = nullptr)
 {

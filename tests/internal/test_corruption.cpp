@@ -68,13 +68,7 @@ class Corruption : public WriterTest {
     }
     static void flip(const std::string &path, uint64_t off)
     {
-        int fd = open(path.c_str(), O_RDWR);
-        ASSERT_GE(fd, 0) << path;
-        uint8_t c;
-        ASSERT_EQ(pread(fd, &c, 1, (off_t)off), 1);
-        c ^= 0x40;
-        ASSERT_EQ(pwrite(fd, &c, 1, (off_t)off), 1);
-        close(fd);
+        ASSERT_TRUE(flip_byte(path, off)) << path;
     }
     static uint64_t size_of(const std::string &path)
     {

@@ -6,70 +6,14 @@
 #include <functional>
 #include <thread>
 
-#include "loopback_comm.h"
 #include "runtime/fault_hooks.h"
-#include "shard_model.h"
+#include "shard_ranks.h"
 #include "test_util.h"
 
-namespace {
-
 using ckl::on_ranks;
-
-// Opens dir on this thread's rank and registers its part of the n-rank
-// model into m; nullptr (with a test failure) when the open fails.
-ckpt_ctx *open_with_model(const std::string &dir, ckpt_comm *comm, int n, int r,
-                          std::vector<ckm::Part> &m)
-{
-    ckpt_config cfg = ckm::config(dir);
-    ckpt_ctx *ck = nullptr;
-    EXPECT_EQ(ckpt_open(&cfg, comm, &ck), 0) << ckpt_last_error(nullptr);
-    m = ckm::model(n, r);
-    for (auto &p : m) {
-        if (ck) {
-            EXPECT_EQ(ckm::register_part(ck, p), 0) << ckpt_last_error(ck);
-        }
-    }
-    return ck;
-}
-
-// Saves the model on n ranks at each of steps.
-void save_on(int n, const std::string &dir, std::vector<int64_t> steps)
-{
-    on_ranks(n, [&](int r, ckpt_comm *comm) {
-        std::vector<ckm::Part> m;
-        ckpt_ctx *ck = open_with_model(dir, comm, n, r, m);
-        ASSERT_NE(ck, nullptr);
-        for (int64_t s : steps) {
-            for (auto &p : m)
-                p.fill(s);
-            ckpt_ticket t;
-            ASSERT_EQ(ckpt_save(ck, s, nullptr, &t), 0) << ckpt_last_error(ck);
-            ASSERT_EQ(ckpt_fence(ck, nullptr), 0);
-            EXPECT_EQ(ckpt_wait(ck, t, -1), 0) << "rank " << r << ": " << ckpt_last_error(ck);
-        }
-        EXPECT_EQ(ckpt_close(ck), 0);
-    });
-}
-
-// Restores on n ranks; every rank must get `want`, bit-exact.
-void restore_on(int n, const std::string &dir, int64_t want)
-{
-    on_ranks(n, [&](int r, ckpt_comm *comm) {
-        std::vector<ckm::Part> m;
-        ckpt_ctx *ck = open_with_model(dir, comm, n, r, m);
-        ASSERT_NE(ck, nullptr);
-        for (auto &p : m)
-            std::fill(p.data.begin(), p.data.end(), 0xDEADBEEFu);
-        int64_t step = -1;
-        EXPECT_EQ(ckpt_restore(ck, CKPT_LATEST, nullptr, &step), 0) << ckpt_last_error(ck);
-        EXPECT_EQ(step, want) << "rank " << r << " of " << n;
-        for (const auto &p : m)
-            EXPECT_EQ(p.first_bad(want), -1) << "rank " << r << " of " << n << ": " << p.name;
-        EXPECT_EQ(ckpt_close(ck), 0);
-    });
-}
-
-} // namespace
+using ckm::open_with_model;
+using ckm::restore_on;
+using ckm::save_on;
 
 TEST(Ranks, ThreeRanksSaveAndRestoreOnOneTwoThreeAndFive)
 {
