@@ -5,7 +5,9 @@
 // and checkpoint folders holding foreign or hostile files.  Each must give
 // the documented error code and a message naming the culprit, never a
 // crash, never a write outside DIR, and (for restores) never a changed
-// tensor.
+// tensor.  The cudasim build runs the same on the CUDA backend; the
+// tensors that reach it (shapes, restores, calls while a save is in flight)
+// are then device memory (tensor_mem.h).
 #include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -32,12 +34,30 @@
 #include <xxhash.h>
 
 #include "badinput_util.h"
+#include "tensor_mem.h"
 #include "test_util.h"
 
 namespace {
 
 using ckt::TempDir;
+using ckt::TensorMem;
 using namespace bad;
+
+// A tensor holding these host values.
+template <class T, size_t N> TensorMem tensor_of(const T (&vals)[N])
+{
+    TensorMem m(sizeof vals);
+    m.write(vals);
+    return m;
+}
+
+// The tensor's first value of type T.
+template <class T> T first_of(const TensorMem &m)
+{
+    T v;
+    memcpy(&v, m.read().data(), sizeof v);
+    return v;
+}
 
 // A context on a fresh folder for tests that only need one.
 struct Ctx {
@@ -591,7 +611,8 @@ TEST(BadInputOrder, ChangesWhileASaveIsInFlight)
     // 64 MiB through a 16 MiB staging pool and fsync: the save is still
     // running microseconds after ckpt_save returns.
     const size_t n = 64u << 20;
-    std::vector<uint8_t> big(n, 0x5A);
+    TensorMem big(n);
+    big.set(0x5A);
     int64_t shape[1] = {(int64_t)n};
     ASSERT_EQ(ckpt_register(c.ctx, "big", big.data(), CKPT_U8, 1, shape), 0);
     float small[4] = {1, 2, 3, 4};
@@ -615,11 +636,10 @@ TEST(BadInputOrder, ChangesWhileASaveIsInFlight)
     }
     ASSERT_EQ(rc, 0) << ckpt_last_error(c.ctx);
     // Once it is done, everything is allowed again.
-    memset(big.data(), 0, n);
+    big.set(0);
     EXPECT_EQ(ckpt_restore(c.ctx, CKPT_LATEST, nullptr, &step_out), 0) << ckpt_last_error(c.ctx);
     EXPECT_EQ(step_out, 8);
-    EXPECT_EQ(big[0], 0x5A);
-    EXPECT_EQ(big[n - 1], 0x5A);
+    EXPECT_TRUE(big.all(0x5A));
     EXPECT_EQ(ckpt_register(c.ctx, "small", small, CKPT_F32, 1, sshape), 0);
 }
 
@@ -660,17 +680,18 @@ TEST(BadInputShape, ZeroSizeTensorsRoundTrip)
     Ctx c;
     ASSERT_NE(c.ctx, nullptr);
     int64_t s0[1] = {0}, s1[3] = {4, 0, 3}, s2[2] = {0, 1ll << 40};
-    float data[4] = {1, 2, 3, 4}, other[4] = {5, 6, 7, 8};
+    const float vals[4] = {1, 2, 3, 4}, others[4] = {5, 6, 7, 8};
+    TensorMem data = tensor_of(vals), other = tensor_of(others);
     ASSERT_EQ(ckpt_register(c.ctx, "empty-null", nullptr, CKPT_F32, 1, s0), 0)
         << ckpt_last_error(c.ctx);
     ASSERT_EQ(ckpt_register(c.ctx, "empty-3d", nullptr, CKPT_BF16, 3, s1), 0)
         << ckpt_last_error(c.ctx);
     ASSERT_EQ(ckpt_register(c.ctx, "empty-huge-other-dim", nullptr, CKPT_F64, 2, s2), 0)
         << ckpt_last_error(c.ctx);
-    ASSERT_EQ(ckpt_register(c.ctx, "empty-with-ptr", other, CKPT_I8, 1, s0), 0)
+    ASSERT_EQ(ckpt_register(c.ctx, "empty-with-ptr", other.data(), CKPT_I8, 1, s0), 0)
         << ckpt_last_error(c.ctx);
     int64_t s4[1] = {4};
-    ASSERT_EQ(ckpt_register(c.ctx, "data", data, CKPT_F32, 1, s4), 0);
+    ASSERT_EQ(ckpt_register(c.ctx, "data", data.data(), CKPT_F32, 1, s4), 0);
     ASSERT_EQ(ckpt_set_meta(c.ctx, "empty", nullptr, 0), 0) << ckpt_last_error(c.ctx);
     ASSERT_EQ(ckt::save_wait(c.ctx, 5), 0) << ckpt_last_error(c.ctx);
     ckpt_info info[2];
@@ -679,12 +700,12 @@ TEST(BadInputShape, ZeroSizeTensorsRoundTrip)
     ASSERT_EQ(count, 1u);
     EXPECT_EQ(info[0].ntensors, 5);
     EXPECT_EQ(info[0].nbytes, 16u);
-    data[0] = 99;
+    data.set(99);
     int64_t step = -5;
     ASSERT_EQ(ckpt_restore(c.ctx, CKPT_LATEST, nullptr, &step), 0) << ckpt_last_error(c.ctx);
     EXPECT_EQ(step, 5);
-    EXPECT_EQ(data[0], 1.0f);
-    EXPECT_EQ(other[0], 5.0f) << "a zero-size tensor's memory must not be written";
+    EXPECT_EQ(first_of<float>(data), 1.0f);
+    EXPECT_EQ(first_of<float>(other), 5.0f) << "a zero-size tensor's memory must not be written";
     size_t len = 9;
     EXPECT_EQ(ckpt_get_meta(c.ctx, "empty", nullptr, 0, &len), 0) << ckpt_last_error(c.ctx);
     EXPECT_EQ(len, 0u);
@@ -760,21 +781,24 @@ TEST(BadInputShape, DuplicateAndUnknownNames)
 {
     Ctx c;
     ASSERT_NE(c.ctx, nullptr);
-    float a[2] = {1, 2}, b[3] = {3, 4, 5};
+    const float av[2] = {1, 2}, bv[3] = {3, 4, 5};
+    TensorMem a = tensor_of(av), b = tensor_of(bv);
     int64_t s2[1] = {2}, s3[1] = {3};
-    ASSERT_EQ(ckpt_register(c.ctx, "w", a, CKPT_F32, 1, s2), 0);
-    EXPECT_TRUE(fails(ckpt_register(c.ctx, "w", b, CKPT_F32, 1, s3), CKPT_EEXIST, c.ctx, "'w'"));
-    EXPECT_TRUE(fails(ckpt_register(c.ctx, "w", a, CKPT_F32, 1, s2), CKPT_EEXIST, c.ctx, "'w'"));
+    ASSERT_EQ(ckpt_register(c.ctx, "w", a.data(), CKPT_F32, 1, s2), 0);
+    EXPECT_TRUE(
+        fails(ckpt_register(c.ctx, "w", b.data(), CKPT_F32, 1, s3), CKPT_EEXIST, c.ctx, "'w'"));
+    EXPECT_TRUE(
+        fails(ckpt_register(c.ctx, "w", a.data(), CKPT_F32, 1, s2), CKPT_EEXIST, c.ctx, "'w'"));
     EXPECT_TRUE(fails(ckpt_unregister(c.ctx, "W"), CKPT_ENOTFOUND, c.ctx, "'W'"));
     EXPECT_TRUE(fails(ckpt_unregister(c.ctx, "w "), CKPT_ENOTFOUND, c.ctx, "'w '"));
     ASSERT_EQ(ckpt_unregister(c.ctx, "w"), 0);
     EXPECT_TRUE(fails(ckpt_unregister(c.ctx, "w"), CKPT_ENOTFOUND, c.ctx, "'w'"));
-    ASSERT_EQ(ckpt_register(c.ctx, "w", b, CKPT_F32, 1, s3), 0);
+    ASSERT_EQ(ckpt_register(c.ctx, "w", b.data(), CKPT_F32, 1, s3), 0);
     // The duplicate attempt did not replace the first registration.
     ASSERT_EQ(ckt::save_wait(c.ctx, 1), 0) << ckpt_last_error(c.ctx);
-    b[0] = 0;
+    b.set(0);
     ASSERT_EQ(ckpt_restore(c.ctx, 1, nullptr, nullptr), 0) << ckpt_last_error(c.ctx);
-    EXPECT_EQ(b[0], 3.0f);
+    EXPECT_EQ(first_of<float>(b), 3.0f);
 }
 
 // ===========================================================================
@@ -1083,10 +1107,17 @@ TEST(BadInputMeta, AFailingProviderFailsTheSaveWithNothingWritten)
 // Registered buffers start as this pattern; a refused restore leaves it.
 constexpr uint8_t kSentinel = 0xEE;
 
-bool untouched(const void *p, size_t n)
+bool untouched(const TensorMem &m)
 {
-    const uint8_t *b = static_cast<const uint8_t *>(p);
-    return std::all_of(b, b + n, [](uint8_t x) { return x == kSentinel; });
+    return m.all(kSentinel);
+}
+
+// A tensor of n bytes of kSentinel.
+TensorMem sentinel(size_t n)
+{
+    TensorMem m(n);
+    m.set(kSentinel);
+    return m;
 }
 
 // Saves "a" f32 {4, 4} (pattern 1), "b" i32 {8} (pattern 2) and metadata
@@ -1095,13 +1126,12 @@ void save_ab(const std::string &dir, int64_t step)
 {
     ckpt_ctx *ctx = ckt::open_ctx(ckt::config(dir));
     ASSERT_NE(ctx, nullptr);
-    float a[16];
-    int32_t b[8];
-    ckt::fill(a, sizeof a, 1);
-    ckt::fill(b, sizeof b, 2);
+    TensorMem a(16 * 4), b(8 * 4);
+    a.fill(1);
+    b.fill(2);
     int64_t sa[2] = {4, 4}, sb[1] = {8};
-    ASSERT_EQ(ckpt_register(ctx, "a", a, CKPT_F32, 2, sa), 0);
-    ASSERT_EQ(ckpt_register(ctx, "b", b, CKPT_I32, 1, sb), 0);
+    ASSERT_EQ(ckpt_register(ctx, "a", a.data(), CKPT_F32, 2, sa), 0);
+    ASSERT_EQ(ckpt_register(ctx, "b", b.data(), CKPT_I32, 1, sb), 0);
     ASSERT_EQ(ckpt_set_meta(ctx, "k", "saved", 5), 0);
     ASSERT_EQ(ckt::save_wait(ctx, step), 0) << ckpt_last_error(ctx);
     ASSERT_EQ(ckpt_close(ctx), 0);
@@ -1111,16 +1141,15 @@ TEST(BadInputRestore, EmptyFolderIsNotFound)
 {
     Ctx c;
     ASSERT_NE(c.ctx, nullptr);
-    uint8_t v[32];
-    memset(v, kSentinel, sizeof v);
+    TensorMem v = sentinel(32);
     int64_t shape[1] = {32};
-    ASSERT_EQ(ckpt_register(c.ctx, "v", v, CKPT_U8, 1, shape), 0);
+    ASSERT_EQ(ckpt_register(c.ctx, "v", v.data(), CKPT_U8, 1, shape), 0);
     ASSERT_EQ(ckpt_set_meta(c.ctx, "k", "before", 6), 0);
     int64_t step = 55;
     EXPECT_TRUE(fails(ckpt_restore(c.ctx, CKPT_LATEST, nullptr, &step), CKPT_ENOTFOUND, c.ctx,
                       c.dir));
     EXPECT_EQ(step, -1);
-    EXPECT_TRUE(untouched(v, sizeof v));
+    EXPECT_TRUE(untouched(v));
     EXPECT_TRUE(fails(ckpt_restore(c.ctx, 3, nullptr, &step), CKPT_ENOTFOUND, c.ctx, "step 3"));
     char buf[8];
     size_t len = 0;
@@ -1135,9 +1164,10 @@ TEST(BadInputRestore, StepsOutOfRange)
 {
     Ctx c;
     ASSERT_NE(c.ctx, nullptr);
-    uint8_t v = 1;
+    TensorMem v(1);
+    v.set(1);
     int64_t shape[1] = {1};
-    ASSERT_EQ(ckpt_register(c.ctx, "v", &v, CKPT_U8, 1, shape), 0);
+    ASSERT_EQ(ckpt_register(c.ctx, "v", v.data(), CKPT_U8, 1, shape), 0);
     for (int64_t bad : {(int64_t)-1, (int64_t)-2, INT64_MIN, (int64_t)1000000000000ll, INT64_MAX}) {
         SCOPED_TRACE(bad);
         ckpt_ticket t = 5;
@@ -1154,11 +1184,11 @@ TEST(BadInputRestore, StepsOutOfRange)
     // The largest step is fine.
     ASSERT_EQ(ckt::save_wait(c.ctx, 999999999999ll), 0) << ckpt_last_error(c.ctx);
     EXPECT_TRUE(ckt::exists(c.dir + "/step-999999999999"));
-    v = 0;
+    v.set(0);
     int64_t out = 0;
     ASSERT_EQ(ckpt_restore(c.ctx, CKPT_LATEST, nullptr, &out), 0) << ckpt_last_error(c.ctx);
     EXPECT_EQ(out, 999999999999ll);
-    EXPECT_EQ(v, 1);
+    EXPECT_TRUE(v.all(1));
     EXPECT_TRUE(fails(ckpt_restore(c.ctx, 5, nullptr, &out), CKPT_ENOTFOUND, c.ctx, "step 5"));
 }
 
@@ -1193,10 +1223,7 @@ TEST(BadInputRestore, MismatchOverwritesNothing)
         SCOPED_TRACE(mc.what);
         ckpt_ctx *ctx = ckt::open_ctx(ckt::config(dir));
         ASSERT_NE(ctx, nullptr);
-        std::vector<uint8_t> a(64 * 2), b(64), cbuf(64);
-        memset(a.data(), kSentinel, a.size());
-        memset(b.data(), kSentinel, b.size());
-        memset(cbuf.data(), kSentinel, cbuf.size());
+        TensorMem a = sentinel(64 * 2), b = sentinel(64), cbuf = sentinel(64);
         int64_t sb[1] = {8}, sc[1] = {4};
         ASSERT_EQ(ckpt_register(ctx, "a", a.data(), mc.da, (int)mc.sa.size(),
                                 mc.sa.empty() ? nullptr : mc.sa.data()),
@@ -1214,9 +1241,9 @@ TEST(BadInputRestore, MismatchOverwritesNothing)
             EXPECT_NE(std::string(ckpt_last_error(ctx)).find(mc.says), npos)
                 << ckpt_last_error(ctx);
             EXPECT_EQ(step, -1);
-            EXPECT_TRUE(untouched(a.data(), a.size())) << "tensor a was written";
-            EXPECT_TRUE(untouched(b.data(), b.size())) << "tensor b was written";
-            EXPECT_TRUE(untouched(cbuf.data(), cbuf.size())) << "tensor c was written";
+            EXPECT_TRUE(untouched(a)) << "tensor a was written";
+            EXPECT_TRUE(untouched(b)) << "tensor b was written";
+            EXPECT_TRUE(untouched(cbuf)) << "tensor c was written";
             char buf[16];
             size_t len = 0;
             ASSERT_EQ(ckpt_get_meta(ctx, "k", buf, sizeof buf, &len), 0);
@@ -1228,12 +1255,11 @@ TEST(BadInputRestore, MismatchOverwritesNothing)
     // A subset of the checkpoint's tensors restores.
     ckpt_ctx *ctx = ckt::open_ctx(ckt::config(dir));
     ASSERT_NE(ctx, nullptr);
-    float a[16];
-    memset(a, kSentinel, sizeof a);
+    TensorMem a = sentinel(16 * 4);
     int64_t sa[2] = {4, 4};
-    ASSERT_EQ(ckpt_register(ctx, "a", a, CKPT_F32, 2, sa), 0);
+    ASSERT_EQ(ckpt_register(ctx, "a", a.data(), CKPT_F32, 2, sa), 0);
     EXPECT_EQ(ckpt_restore(ctx, CKPT_LATEST, nullptr, nullptr), 0) << ckpt_last_error(ctx);
-    EXPECT_TRUE(ckt::matches(a, sizeof a, 1));
+    EXPECT_TRUE(a.matches(1));
     EXPECT_EQ(ckpt_close(ctx), 0);
 }
 
@@ -1244,26 +1270,26 @@ TEST(BadInputRestore, MismatchDoesNotFallBackToAnOlderStep)
     {
         ckpt_ctx *ctx = ckt::open_ctx(ckt::config(dir));
         ASSERT_NE(ctx, nullptr);
-        float a[16] = {0};
+        TensorMem a(16 * 4);
+        a.set(0);
         int64_t s44[2] = {4, 4}, s22[2] = {2, 2};
-        ASSERT_EQ(ckpt_register(ctx, "a", a, CKPT_F32, 2, s44), 0);
+        ASSERT_EQ(ckpt_register(ctx, "a", a.data(), CKPT_F32, 2, s44), 0);
         ASSERT_EQ(ckt::save_wait(ctx, 6), 0);
         ASSERT_EQ(ckpt_unregister(ctx, "a"), 0);
-        ASSERT_EQ(ckpt_register(ctx, "a", a, CKPT_F32, 2, s22), 0);
+        ASSERT_EQ(ckpt_register(ctx, "a", a.data(), CKPT_F32, 2, s22), 0);
         ASSERT_EQ(ckt::save_wait(ctx, 7), 0);
         ASSERT_EQ(ckpt_close(ctx), 0);
     }
     ckpt_ctx *ctx = ckt::open_ctx(ckt::config(dir));
     ASSERT_NE(ctx, nullptr);
-    float a[16];
-    memset(a, kSentinel, sizeof a);
+    TensorMem a = sentinel(16 * 4);
     int64_t s44[2] = {4, 4};
-    ASSERT_EQ(ckpt_register(ctx, "a", a, CKPT_F32, 2, s44), 0);
+    ASSERT_EQ(ckpt_register(ctx, "a", a.data(), CKPT_F32, 2, s44), 0);
     int64_t step = 0;
     EXPECT_TRUE(fails(ckpt_restore(ctx, CKPT_LATEST, nullptr, &step), CKPT_EMISMATCH, ctx,
                       "step-000000000007"));
     EXPECT_EQ(step, -1);
-    EXPECT_TRUE(untouched(a, sizeof a));
+    EXPECT_TRUE(untouched(a));
     // Asking for step 6 by name works.
     EXPECT_EQ(ckpt_restore(ctx, 6, nullptr, &step), 0) << ckpt_last_error(ctx);
     EXPECT_EQ(step, 6);
@@ -1286,30 +1312,28 @@ TEST(BadInputRestore, RestoreByNameRefusesWithNothingOverwritten)
     gate.attach(&cfg);
     ckpt_ctx *ctx = ckt::open_ctx(cfg);
     ASSERT_NE(ctx, nullptr);
-    float a[16];
-    memset(a, kSentinel, sizeof a);
+    TensorMem a = sentinel(16 * 4);
     int64_t sa[2] = {4, 4}, sb[1] = {8};
-    ASSERT_EQ(ckpt_register(ctx, "a", a, CKPT_F32, 2, sa), 0);
+    ASSERT_EQ(ckpt_register(ctx, "a", a.data(), CKPT_F32, 2, sa), 0);
     const char *just_a[] = {"a"};
     EXPECT_TRUE(fails(ckpt_restore_tensors(ctx, just_a, 1, nullptr), CKPT_ESTATE, ctx,
                       "ckpt_restore must succeed"));
-    EXPECT_TRUE(untouched(a, sizeof a));
+    EXPECT_TRUE(untouched(a));
     ASSERT_EQ(ckpt_restore(ctx, CKPT_LATEST, nullptr, nullptr), 0) << ckpt_last_error(ctx);
     // b registered with the wrong dtype.
-    std::vector<uint8_t> b(32, kSentinel);
+    TensorMem b = sentinel(32);
     ASSERT_EQ(ckpt_register(ctx, "b", b.data(), CKPT_F32, 1, sb), 0);
     const char *just_b[] = {"b"};
     EXPECT_TRUE(fails(ckpt_restore_tensors(ctx, just_b, 1, nullptr), CKPT_EMISMATCH, ctx, "'b'"));
-    EXPECT_TRUE(untouched(b.data(), b.size()));
-    float c4[4];
-    memset(c4, kSentinel, sizeof c4);
+    EXPECT_TRUE(untouched(b));
+    TensorMem c4 = sentinel(4 * 4);
     int64_t sc[1] = {4};
-    ASSERT_EQ(ckpt_register(ctx, "c", c4, CKPT_F32, 1, sc), 0);
-    memset(a, kSentinel, sizeof a);
+    ASSERT_EQ(ckpt_register(ctx, "c", c4.data(), CKPT_F32, 1, sc), 0);
+    a.set(kSentinel);
     const char *a_and_c[] = {"a", "c"};
     EXPECT_TRUE(fails(ckpt_restore_tensors(ctx, a_and_c, 2, nullptr), CKPT_ENOTFOUND, ctx,
                       "'c' is not in the checkpoint"));
-    EXPECT_TRUE(untouched(a, sizeof a)) << "a was written before c was found missing";
+    EXPECT_TRUE(untouched(a)) << "a was written before c was found missing";
     const char *unknown[] = {"a", "zzz"};
     EXPECT_TRUE(fails(ckpt_restore_tensors(ctx, unknown, 2, nullptr), CKPT_ENOTFOUND, ctx,
                       "'zzz' is not registered"));
@@ -1320,7 +1344,7 @@ TEST(BadInputRestore, RestoreByNameRefusesWithNothingOverwritten)
                       "names[1] is NULL"));
     EXPECT_TRUE(fails(ckpt_restore_tensors(ctx, nullptr, 1, nullptr), CKPT_EINVAL, ctx,
                       "names is NULL"));
-    EXPECT_TRUE(untouched(a, sizeof a));
+    EXPECT_TRUE(untouched(a));
     ASSERT_EQ(ckpt_unregister(ctx, "b"), 0);
     ASSERT_EQ(ckpt_unregister(ctx, "c"), 0);
     // While a save is in flight (held at its start).
@@ -1335,18 +1359,18 @@ TEST(BadInputRestore, RestoreByNameRefusesWithNothingOverwritten)
     // That save replaced step 6: the checkpoint the restore read is gone.
     EXPECT_TRUE(fails(ckpt_restore_tensors(ctx, just_a, 1, nullptr), CKPT_ENOTFOUND, ctx,
                       "saved again"));
-    EXPECT_TRUE(untouched(a, sizeof a));
+    EXPECT_TRUE(untouched(a));
     ASSERT_EQ(ckpt_restore(ctx, 6, nullptr, nullptr), 0) << ckpt_last_error(ctx);
     ASSERT_EQ(ckpt_restore_tensors(ctx, just_a, 1, nullptr), 0) << ckpt_last_error(ctx);
     TempDir::remove_all(ckt::step_dir(dir, 6));
-    memset(a, kSentinel, sizeof a);
+    a.set(kSentinel);
     EXPECT_TRUE(fails(ckpt_restore_tensors(ctx, just_a, 1, nullptr), CKPT_ENOTFOUND, ctx,
                       "is gone"));
     // A restore that fails forgets the step of the one before.
     EXPECT_EQ(ckpt_restore(ctx, CKPT_LATEST, nullptr, nullptr), CKPT_ENOTFOUND);
     EXPECT_TRUE(fails(ckpt_restore_tensors(ctx, just_a, 1, nullptr), CKPT_ESTATE, ctx,
                       "ckpt_restore must succeed"));
-    EXPECT_TRUE(untouched(a, sizeof a));
+    EXPECT_TRUE(untouched(a));
     EXPECT_EQ(ckpt_close(ctx), 0);
 }
 
@@ -1357,13 +1381,15 @@ TEST(BadInputRestore, UnregisteredTensorsWarnOrFail)
 {
     TempDir tmp;
     std::string dir = tmp.sub("ckpt");
-    std::vector<std::vector<uint8_t>> bufs(8, std::vector<uint8_t>(16));
+    std::vector<TensorMem> bufs;
+    for (int i = 0; i < 8; i++)
+        bufs.emplace_back(16);
     {
         ckpt_ctx *ctx = ckt::open_ctx(ckt::config(dir));
         ASSERT_NE(ctx, nullptr);
         int64_t shape[1] = {16};
         for (size_t i = 0; i < bufs.size(); i++) {
-            ckt::fill(bufs[i].data(), 16, i);
+            bufs[i].fill(i);
             std::string name = i == 0 ? "kept" : "t" + std::to_string(i);
             ASSERT_EQ(ckpt_register(ctx, name.c_str(), bufs[i].data(), CKPT_U8, 1, shape), 0);
         }
@@ -1379,17 +1405,16 @@ TEST(BadInputRestore, UnregisteredTensorsWarnOrFail)
         cfg.restore_unregistered = mode;
         ckpt_ctx *ctx = ckt::open_ctx(cfg);
         ASSERT_NE(ctx, nullptr);
-        uint8_t kept[16];
-        memset(kept, kSentinel, sizeof kept);
+        TensorMem kept = sentinel(16);
         int64_t shape[1] = {16};
-        ASSERT_EQ(ckpt_register(ctx, "kept", kept, CKPT_U8, 1, shape), 0);
+        ASSERT_EQ(ckpt_register(ctx, "kept", kept.data(), CKPT_U8, 1, shape), 0);
         ASSERT_EQ(ckpt_set_meta(ctx, "k", "before", 6), 0);
         int64_t step = -1;
         int rc = ckpt_restore(ctx, CKPT_LATEST, nullptr, &step);
         if (mode == CKPT_RESTORE_WARN) {
             ASSERT_EQ(rc, 0) << ckpt_last_error(ctx);
             EXPECT_EQ(step, 3);
-            EXPECT_TRUE(ckt::matches(kept, sizeof kept, 0));
+            EXPECT_TRUE(kept.matches(0));
             EXPECT_EQ(logs.count("not registered"), 1);
             EXPECT_TRUE(logs.has("7 tensor(s)", "'t1', 't2', 't3', 't4', 't5', ..."));
             EXPECT_FALSE(logs.has("'t6'")) << "more than the first five named";
@@ -1401,19 +1426,21 @@ TEST(BadInputRestore, UnregisteredTensorsWarnOrFail)
             EXPECT_NE(msg.find("'t1', 't2', 't3', 't4', 't5', ..."), npos) << msg;
             EXPECT_NE(msg.find("CKPT_RESTORE_FAIL"), npos) << msg;
             EXPECT_EQ(step, -1);
-            EXPECT_TRUE(untouched(kept, sizeof kept)) << "a refused restore wrote a tensor";
+            EXPECT_TRUE(untouched(kept)) << "a refused restore wrote a tensor";
             char buf[16];
             size_t len = 0;
             ASSERT_EQ(ckpt_get_meta(ctx, "k", buf, sizeof buf, &len), 0);
             EXPECT_EQ(std::string(buf, len), "before") << "metadata was replaced";
             // Everything registered: the same mode restores without a word.
-            std::vector<std::vector<uint8_t>> rest(7, std::vector<uint8_t>(16, kSentinel));
+            std::vector<TensorMem> rest;
+            for (int i = 0; i < 7; i++)
+                rest.push_back(sentinel(16));
             for (size_t i = 0; i < rest.size(); i++) {
                 std::string name = "t" + std::to_string(i + 1);
                 ASSERT_EQ(ckpt_register(ctx, name.c_str(), rest[i].data(), CKPT_U8, 1, shape), 0);
             }
             ASSERT_EQ(ckpt_restore(ctx, CKPT_LATEST, nullptr, &step), 0) << ckpt_last_error(ctx);
-            EXPECT_TRUE(ckt::matches(rest[6].data(), 16, 7));
+            EXPECT_TRUE(rest[6].matches(7));
             EXPECT_EQ(logs.count("not registered"), 0);
         }
         EXPECT_EQ(ckpt_close(ctx), 0);
@@ -1718,13 +1745,12 @@ TEST(BadInputHostile, NewerFormatIsRefusedWithoutFallingBack)
     write_file(man, m);
     ckpt_ctx *ctx = ckt::open_ctx(ckt::config(dir));
     ASSERT_NE(ctx, nullptr);
-    std::vector<float> w(kW);
-    memset(w.data(), kSentinel, w.size() * 4);
+    TensorMem w = sentinel(kW * 4);
     int64_t shape[1] = {kW};
     ASSERT_EQ(ckpt_register(ctx, "w", w.data(), CKPT_F32, 1, shape), 0);
     int64_t step = 0;
     EXPECT_TRUE(fails(ckpt_restore(ctx, CKPT_LATEST, nullptr, &step), CKPT_EFORMAT, ctx, man));
-    EXPECT_TRUE(untouched(w.data(), w.size() * 4));
+    EXPECT_TRUE(untouched(w));
     EXPECT_EQ(step, -1);
 
     // The same version byte without a matching header hash is damage: the
@@ -1741,8 +1767,8 @@ TEST(BadInputHostile, NewerFormatIsRefusedWithoutFallingBack)
         step = 0;
         EXPECT_EQ(ckpt_restore(ctx, CKPT_LATEST, nullptr, &step), 0) << ckpt_last_error(ctx);
         EXPECT_EQ(step, 8) << (hashed ? "1.1" : "1.0") << " user block";
-        EXPECT_TRUE(ckt::matches(w.data(), w.size() * 4, 8));
-        memset(w.data(), kSentinel, w.size() * 4);
+        EXPECT_TRUE(w.matches(8));
+        w.set(kSentinel);
     }
 
     // Index major version 2 inside an otherwise valid manifest.
@@ -1769,10 +1795,10 @@ TEST(BadInputHostile, NewerFormatIsRefusedWithoutFallingBack)
     write_file(man, sealed_manifest(m.substr(512)));
     EXPECT_TRUE(fails(ckpt_restore(ctx, CKPT_LATEST, nullptr, &step), CKPT_EFORMAT, ctx,
                       "format version 2"));
-    EXPECT_TRUE(untouched(w.data(), w.size() * 4));
+    EXPECT_TRUE(untouched(w));
     // The older step is still there for whoever asks for it.
     EXPECT_EQ(ckpt_restore(ctx, 8, nullptr, &step), 0) << ckpt_last_error(ctx);
-    EXPECT_TRUE(ckt::matches(w.data(), w.size() * 4, 8));
+    EXPECT_TRUE(w.matches(8));
     EXPECT_EQ(ckpt_close(ctx), 0);
 }
 

@@ -6,11 +6,13 @@
 // semantics of the fence, replacing a step, explicit steps, retention, and
 // two contexts in one process; metadata providers called at each save;
 // tensors registered after the restore and restored by name.  Every file
-// written is read back by h5dump.
+// written is read back by h5dump.  The cudasim build runs the same on the
+// CUDA backend with the tensors in device memory (tensor_mem.h).
 #include <map>
 #include <memory>
 #include <thread>
 
+#include "tensor_mem.h"
 #include "test_util.h"
 
 using namespace ckt;
@@ -21,7 +23,7 @@ struct Tensor {
     std::string name;
     ckpt_dtype dtype;
     std::vector<int64_t> shape;
-    std::vector<uint8_t> data;
+    TensorMem data;
     uint64_t seed;
 
     size_t nbytes() const { return data.size(); }
@@ -37,9 +39,17 @@ size_t bytes_of(ckpt_dtype dt, const std::vector<int64_t> &shape)
 
 Tensor make(const std::string &name, ckpt_dtype dt, std::vector<int64_t> shape, uint64_t seed)
 {
-    Tensor t{name, dt, shape, std::vector<uint8_t>(bytes_of(dt, shape)), seed};
-    fill(t.data.data(), t.data.size(), seed);
+    Tensor t{name, dt, shape, TensorMem(bytes_of(dt, shape)), seed};
+    t.data.fill(seed);
     return t;
+}
+
+// Tensors hold device memory in the cudasim build: moved, never copied.
+template <class... T> std::vector<Tensor> tensors(T &&...t)
+{
+    std::vector<Tensor> v;
+    (v.push_back(std::move(t)), ...);
+    return v;
 }
 
 class RoundTrip : public WriterTest {
@@ -67,12 +77,12 @@ class RoundTrip : public WriterTest {
         register_all(ctx, ts);
         ASSERT_EQ(save_wait(ctx, step), 0) << ckpt_last_error(ctx);
         for (auto &t : ts)
-            std::fill(t.data.begin(), t.data.end(), 0xA5);
+            t.data.set(0xA5);
         int64_t got = -1;
         ASSERT_EQ(ckpt_restore(ctx, CKPT_LATEST, nullptr, &got), 0) << ckpt_last_error(ctx);
         EXPECT_EQ(got, step);
         for (auto &t : ts)
-            EXPECT_TRUE(matches(t.data.data(), t.nbytes(), t.seed)) << t.name;
+            EXPECT_TRUE(t.data.matches(t.seed)) << t.name;
         EXPECT_EQ(ckpt_close(ctx), 0);
         EXPECT_GE(expect_h5dump_all(dir), 2);
     }
@@ -120,7 +130,7 @@ TEST_P(RoundTrip, MetadataIsCapturedAtSave)
 {
     ckpt_ctx *ctx = open_ctx(cfg);
     ASSERT_NE(ctx, nullptr);
-    std::vector<Tensor> ts{make("w", CKPT_F32, {1000}, 3)};
+    std::vector<Tensor> ts = tensors(make("w", CKPT_F32, {1000}, 3));
     register_all(ctx, ts);
     uint64_t rng[4] = {1, 2, 3, 4};
     ASSERT_EQ(ckpt_set_meta(ctx, "rng", rng, sizeof rng), 0);
@@ -173,18 +183,19 @@ TEST_P(RoundTrip, FenceMakesMutationSafe)
     cfg.staging_bytes = 4u << 20;
     ckpt_ctx *ctx = open_ctx(cfg);
     ASSERT_NE(ctx, nullptr);
-    std::vector<Tensor> ts{make("a", CKPT_F32, {3 << 20}, 5), make("b", CKPT_U8, {777}, 6)};
+    std::vector<Tensor> ts =
+        tensors(make("a", CKPT_F32, {3 << 20}, 5), make("b", CKPT_U8, {777}, 6));
     register_all(ctx, ts);
     ckpt_ticket t;
     ASSERT_EQ(ckpt_save(ctx, 1, nullptr, &t), 0);
     ASSERT_EQ(ckpt_fence(ctx, nullptr), 0);
     // The optimizer step: mutate everything right after the fence.
     for (auto &tt : ts)
-        std::fill(tt.data.begin(), tt.data.end(), 0x3C);
+        tt.data.set(0x3C);
     ASSERT_EQ(ckpt_wait(ctx, t, -1), 0) << ckpt_last_error(ctx);
     ASSERT_EQ(ckpt_restore(ctx, 1, nullptr, nullptr), 0) << ckpt_last_error(ctx);
     for (auto &tt : ts)
-        EXPECT_TRUE(matches(tt.data.data(), tt.nbytes(), tt.seed)) << tt.name;
+        EXPECT_TRUE(tt.data.matches(tt.seed)) << tt.name;
     EXPECT_EQ(ckpt_close(ctx), 0);
 }
 
@@ -192,16 +203,16 @@ TEST_P(RoundTrip, ReplacingAStepIsAtomicAndLeavesNothingBehind)
 {
     ckpt_ctx *ctx = open_ctx(cfg);
     ASSERT_NE(ctx, nullptr);
-    std::vector<Tensor> ts{make("w", CKPT_F32, {100000}, 1)};
+    std::vector<Tensor> ts = tensors(make("w", CKPT_F32, {100000}, 1));
     register_all(ctx, ts);
     ASSERT_EQ(save_wait(ctx, 5), 0) << ckpt_last_error(ctx);
-    fill(ts[0].data.data(), ts[0].nbytes(), 2);
+    ts[0].data.fill(2);
     ASSERT_EQ(save_wait(ctx, 5), 0) << ckpt_last_error(ctx);
-    std::fill(ts[0].data.begin(), ts[0].data.end(), 0);
+    ts[0].data.set(0);
     int64_t got;
     ASSERT_EQ(ckpt_restore(ctx, CKPT_LATEST, nullptr, &got), 0) << ckpt_last_error(ctx);
     EXPECT_EQ(got, 5);
-    EXPECT_TRUE(matches(ts[0].data.data(), ts[0].nbytes(), 2));
+    EXPECT_TRUE(ts[0].data.matches(2));
     auto names = list_dir(dir);
     ASSERT_EQ(names.size(), 1u);
     EXPECT_EQ(names[0], "step-000000000005");
@@ -212,10 +223,10 @@ TEST_P(RoundTrip, ExplicitStepAndListing)
 {
     ckpt_ctx *ctx = open_ctx(cfg);
     ASSERT_NE(ctx, nullptr);
-    std::vector<Tensor> ts{make("w", CKPT_I64, {5000}, 0)};
+    std::vector<Tensor> ts = tensors(make("w", CKPT_I64, {5000}, 0));
     register_all(ctx, ts);
     for (int64_t s : {10, 20, 30}) {
-        fill(ts[0].data.data(), ts[0].nbytes(), (uint64_t)s);
+        ts[0].data.fill((uint64_t)s);
         ASSERT_EQ(save_wait(ctx, s), 0) << ckpt_last_error(ctx);
     }
     ckpt_info info[8];
@@ -233,7 +244,7 @@ TEST_P(RoundTrip, ExplicitStepAndListing)
     int64_t got;
     ASSERT_EQ(ckpt_restore(ctx, 20, nullptr, &got), 0) << ckpt_last_error(ctx);
     EXPECT_EQ(got, 20);
-    EXPECT_TRUE(matches(ts[0].data.data(), ts[0].nbytes(), 20));
+    EXPECT_TRUE(ts[0].data.matches(20));
     EXPECT_EQ(ckpt_restore(ctx, 25, nullptr, &got), CKPT_ENOTFOUND);
     EXPECT_EQ(ckpt_close(ctx), 0);
 }
@@ -244,7 +255,7 @@ TEST_P(RoundTrip, RetentionKeepsNewestAndEveryKth)
     cfg.keep_every = 4;
     ckpt_ctx *ctx = open_ctx(cfg);
     ASSERT_NE(ctx, nullptr);
-    std::vector<Tensor> ts{make("w", CKPT_U8, {4096}, 0)};
+    std::vector<Tensor> ts = tensors(make("w", CKPT_U8, {4096}, 0));
     register_all(ctx, ts);
     for (int64_t s = 1; s <= 9; s++)
         ASSERT_EQ(save_wait(ctx, s), 0) << ckpt_last_error(ctx);
@@ -263,7 +274,7 @@ TEST_P(RoundTrip, TicketsPollAndWait)
 {
     ckpt_ctx *ctx = open_ctx(cfg);
     ASSERT_NE(ctx, nullptr);
-    std::vector<Tensor> ts{make("w", CKPT_F32, {1 << 20}, 8)};
+    std::vector<Tensor> ts = tensors(make("w", CKPT_F32, {1 << 20}, 8));
     register_all(ctx, ts);
     ckpt_ticket t = 0;
     ASSERT_EQ(ckpt_save(ctx, 1, nullptr, &t), 0);
@@ -287,7 +298,7 @@ TEST_P(RoundTrip, BusyPolicies)
     cfg.busy = CKPT_BUSY_REFUSE;
     ckpt_ctx *ctx = open_ctx(cfg);
     ASSERT_NE(ctx, nullptr);
-    std::vector<Tensor> ts{make("w", CKPT_U8, {64 << 20}, 4)};
+    std::vector<Tensor> ts = tensors(make("w", CKPT_U8, {64 << 20}, 4));
     register_all(ctx, ts);
     ckpt_ticket t;
     ASSERT_EQ(ckpt_save(ctx, 1, nullptr, &t), 0);
@@ -305,8 +316,8 @@ TEST_P(RoundTrip, TwoContextsInOneProcess)
 {
     std::string d2 = tmp.sub("other");
     ckpt_config c2 = config(d2, GetParam());
-    std::vector<Tensor> a{make("w", CKPT_F32, {2 << 20}, 100)};
-    std::vector<Tensor> b{make("w", CKPT_F32, {2 << 20}, 200)};
+    std::vector<Tensor> a = tensors(make("w", CKPT_F32, {2 << 20}, 100));
+    std::vector<Tensor> b = tensors(make("w", CKPT_F32, {2 << 20}, 200));
     auto worker = [&](ckpt_config c, std::vector<Tensor> *ts, int64_t step, int *rc) {
         ckpt_ctx *ctx = nullptr;
         *rc = ckpt_open(&c, nullptr, &ctx);
@@ -330,11 +341,11 @@ TEST_P(RoundTrip, TwoContextsInOneProcess)
     ckpt_ctx *ctx = open_ctx(c2);
     ASSERT_NE(ctx, nullptr);
     register_all(ctx, b);
-    std::fill(b[0].data.begin(), b[0].data.end(), 0);
+    b[0].data.set(0);
     int64_t got;
     ASSERT_EQ(ckpt_restore(ctx, CKPT_LATEST, nullptr, &got), 0) << ckpt_last_error(ctx);
     EXPECT_EQ(got, 102);
-    EXPECT_TRUE(matches(b[0].data.data(), b[0].nbytes(), 200));
+    EXPECT_TRUE(b[0].data.matches(200));
     EXPECT_EQ(ckpt_close(ctx), 0);
 }
 
@@ -345,7 +356,8 @@ TEST_P(RoundTrip, EventsReportEveryStageInOrder)
     cfg.event_user = &events;
     ckpt_ctx *ctx = open_ctx(cfg);
     ASSERT_NE(ctx, nullptr);
-    std::vector<Tensor> ts{make("w", CKPT_F32, {3 << 20}, 1), make("b", CKPT_U8, {100}, 2)};
+    std::vector<Tensor> ts =
+        tensors(make("w", CKPT_F32, {3 << 20}, 1), make("b", CKPT_U8, {100}, 2));
     register_all(ctx, ts);
     ASSERT_EQ(ckpt_set_meta(ctx, "m", "abc", 3), 0);
     ckpt_ticket t;
@@ -384,7 +396,8 @@ TEST_P(RoundTrip, StagingRingWrapsWithAwkwardSizes)
 TEST_P(RoundTrip, RestoreWithoutVerification)
 {
     cfg.verify = 0;
-    std::vector<Tensor> ts{make("w", CKPT_F32, {300000}, 9), make("s", CKPT_I32, {}, 10)};
+    std::vector<Tensor> ts =
+        tensors(make("w", CKPT_F32, {300000}, 9), make("s", CKPT_I32, {}, 10));
     round_trip(ts);
 }
 
@@ -426,7 +439,7 @@ TEST_P(RoundTrip, MetadataProviderGivesTheValueAtEachSave)
 {
     ckpt_ctx *ctx = open_ctx(cfg);
     ASSERT_NE(ctx, nullptr);
-    std::vector<Tensor> ts{make("w", CKPT_F32, {1000}, 3)};
+    std::vector<Tensor> ts = tensors(make("w", CKPT_F32, {1000}, 3));
     register_all(ctx, ts);
     Loader ld;
     ASSERT_EQ(ckpt_set_meta(ctx, "loader", "stale", 5), 0);
@@ -476,15 +489,16 @@ TEST_P(RoundTrip, MetadataProviderGivesTheValueAtEachSave)
 // by-name restore.
 TEST_P(RoundTrip, TensorsRegisteredAfterTheRestoreAreRestoredByName)
 {
-    std::vector<Tensor> ts{make("w", CKPT_F32, {3000}, 1), make("adam.m", CKPT_F32, {3000}, 2),
-                           make("adam.v", CKPT_BF16, {70, 33}, 3)};
+    std::vector<Tensor> ts = tensors(make("w", CKPT_F32, {3000}, 1),
+                                     make("adam.m", CKPT_F32, {3000}, 2),
+                                     make("adam.v", CKPT_BF16, {70, 33}, 3));
     {
         ckpt_ctx *ctx = open_ctx(cfg);
         ASSERT_NE(ctx, nullptr);
         register_all(ctx, ts);
         ASSERT_EQ(save_wait(ctx, 5), 0) << ckpt_last_error(ctx);
         for (auto &t : ts)
-            fill(t.data.data(), t.nbytes(), t.seed + 10);
+            t.data.fill(t.seed + 10);
         ASSERT_EQ(save_wait(ctx, 6), 0) << ckpt_last_error(ctx);
         ASSERT_EQ(ckpt_close(ctx), 0);
     }
@@ -492,26 +506,26 @@ TEST_P(RoundTrip, TensorsRegisteredAfterTheRestoreAreRestoredByName)
     logs.attach(&cfg);
     ckpt_ctx *ctx = open_ctx(cfg);
     ASSERT_NE(ctx, nullptr);
-    std::vector<Tensor> w{make("w", CKPT_F32, {3000}, 0)};
+    std::vector<Tensor> w = tensors(make("w", CKPT_F32, {3000}, 0));
     register_all(ctx, w);
     ASSERT_EQ(ckpt_restore(ctx, 5, nullptr, nullptr), 0) << ckpt_last_error(ctx);
-    EXPECT_TRUE(matches(w[0].data.data(), w[0].nbytes(), 1));
+    EXPECT_TRUE(w[0].data.matches(1));
     EXPECT_EQ(logs.count("not registered"), 1);
     EXPECT_TRUE(logs.has("2 tensor(s)", "'adam.m', 'adam.v'")) << "no warning names them";
     EXPECT_TRUE(logs.has("not registered", "ckpt_restore_tensors"));
     // The first update allocates the moments.
-    std::vector<Tensor> moments{make("adam.m", CKPT_F32, {3000}, 0),
-                                make("adam.v", CKPT_BF16, {70, 33}, 0)};
+    std::vector<Tensor> moments = tensors(make("adam.m", CKPT_F32, {3000}, 0),
+                                          make("adam.v", CKPT_BF16, {70, 33}, 0));
     for (auto &t : moments)
-        std::fill(t.data.begin(), t.data.end(), 0);
+        t.data.set(0);
     register_all(ctx, moments);
-    fill(w[0].data.data(), w[0].nbytes(), 77); // the update changed w too
+    w[0].data.fill(77); // the update changed w too
     ASSERT_EQ(ckpt_set_meta(ctx, "k", "after", 5), 0);
     const char *names[] = {"adam.v", "adam.m"};
     ASSERT_EQ(ckpt_restore_tensors(ctx, names, 2, nullptr), 0) << ckpt_last_error(ctx);
-    EXPECT_TRUE(matches(moments[0].data.data(), moments[0].nbytes(), 2)) << "adam.m";
-    EXPECT_TRUE(matches(moments[1].data.data(), moments[1].nbytes(), 3)) << "adam.v";
-    EXPECT_TRUE(matches(w[0].data.data(), w[0].nbytes(), 77)) << "w was not named";
+    EXPECT_TRUE(moments[0].data.matches(2)) << "adam.m";
+    EXPECT_TRUE(moments[1].data.matches(3)) << "adam.v";
+    EXPECT_TRUE(w[0].data.matches(77)) << "w was not named";
     EXPECT_EQ(meta_of(ctx, "k"), "after") << "metadata is not restored by name";
     EXPECT_EQ(ckpt_restore_tensors(ctx, nullptr, 0, nullptr), 0) << ckpt_last_error(ctx);
     EXPECT_EQ(logs.count("not registered"), 1) << "the by-name restore warned again";

@@ -223,6 +223,7 @@ inline std::string writer_unavailable(ckpt_io io)
     ckpt_config_init(&cfg);
     cfg.dir = dir.c_str();
     cfg.io = io;
+    cfg.device = CKPT_DEVICE_HOST; // a probe of the writer: no device needed
     cfg.staging_bytes = 4u << 20;
     cfg.log_level = CKPT_LOG_OFF;
     ckpt_ctx *ctx = nullptr;
@@ -370,13 +371,17 @@ struct Logs {
     }
 };
 
-// A config with test-friendly defaults (small staging, quiet logs).
+// A config with test-friendly defaults (small staging, quiet logs); on
+// the CUDA backend in the suites' cudasim builds (tensor_mem.h).
 inline ckpt_config config(const std::string &dir, ckpt_io io = CKPT_IO_PWRITE)
 {
     ckpt_config cfg;
     ckpt_config_init(&cfg);
     cfg.dir = dir.c_str();
     cfg.io = io;
+#if defined(CKPT_TEST_DEVICE_CUDA) && CKPT_TEST_DEVICE_CUDA
+    cfg.device = CKPT_DEVICE_CUDA;
+#endif
     cfg.staging_bytes = 16u << 20;
     cfg.chunk_bytes = 1u << 20;
     cfg.log_level = getenv("CKPT_TEST_LOG") ? CKPT_LOG_DEBUG : CKPT_LOG_OFF;

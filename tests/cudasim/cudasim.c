@@ -37,6 +37,11 @@
  *     asynchronously (cudaErrorIllegalAddress) and leaves the error sticky:
  *     every later call returns it, as after a real fault, until
  *     cudasim_reset() (which stands for starting a new process).
+ *   - CUDA does not survive fork: in a child of a process that had called
+ *     it, every call fails with cudaErrorInitializationError, as the real
+ *     runtime's do (the child has none of the parent's stream threads, so
+ *     working on would hang).  A child of a process that never called it
+ *     starts its own.
  *
  * Kernel launches are out of scope.  One global lock and one condition
  * variable serve every stream: simple, and fast enough for tests.
@@ -116,6 +121,7 @@ static struct {
     uint64_t fail_at; /* copies left before the faulting one; 0: none */
     uint64_t copies;  /* copies executed */
     unsigned nstreams;
+    int forked; /* a child forked after init: nothing works, nothing waits */
 } G = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 static __thread int cur_dev;
@@ -167,6 +173,8 @@ static cudaError_t ret(cudaError_t e)
  * mode, else a sticky fault.  G.mu held. */
 static cudaError_t gate_locked(void)
 {
+    if (G.forked)
+        return cudaErrorInitializationError;
     init_locked();
     const char *m = getenv("CUDASIM_ERROR");
     if (m && !strcmp(m, "no_device"))
@@ -577,7 +585,8 @@ static void *worker(void *arg)
 
 static void wait_pos_locked(sstream *s, uint64_t seq)
 {
-    while (s->completed < seq)
+    /* After fork the parent's queues never run: calls fail, not hang. */
+    while (!G.forked && s->completed < seq)
         pthread_cond_wait(&G.cv, &G.mu);
 }
 
@@ -933,7 +942,7 @@ API cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *prop, int device)
 API cudaError_t cudaGetLastError(void)
 {
     pthread_mutex_lock(&G.mu);
-    cudaError_t sticky = G.sticky;
+    cudaError_t sticky = G.forked ? cudaErrorInitializationError : G.sticky;
     pthread_mutex_unlock(&G.mu);
     cudaError_t e = last_err;
     last_err = cudaSuccess;
@@ -943,7 +952,7 @@ API cudaError_t cudaGetLastError(void)
 API cudaError_t cudaPeekAtLastError(void)
 {
     pthread_mutex_lock(&G.mu);
-    cudaError_t sticky = G.sticky;
+    cudaError_t sticky = G.forked ? cudaErrorInitializationError : G.sticky;
     pthread_mutex_unlock(&G.mu);
     return sticky ? sticky : last_err;
 }
@@ -955,6 +964,7 @@ static const struct {
     {cudaSuccess, "cudaSuccess", "no error"},
     {cudaErrorInvalidValue, "cudaErrorInvalidValue", "invalid argument"},
     {cudaErrorMemoryAllocation, "cudaErrorMemoryAllocation", "out of memory"},
+    {cudaErrorInitializationError, "cudaErrorInitializationError", "initialization error"},
     {cudaErrorInsufficientDriver, "cudaErrorInsufficientDriver",
      "CUDA driver version is insufficient for CUDA runtime version"},
     {cudaErrorNoDevice, "cudaErrorNoDevice", "no CUDA-capable device is detected"},
@@ -1097,11 +1107,44 @@ API int cudasim_read(void *host, const void *dev, size_t n)
     return e ? -1 : 0;
 }
 
+/* fork: the child gets the locks free and, when the parent had called
+ * CUDA, the forked state (see the top of this file).  The locks are held
+ * across fork so that no stream thread is inside them when it happens. */
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&G.mu);
+    pthread_mutex_lock(&memory_mu);
+}
+
+static void fork_parent(void)
+{
+    pthread_mutex_unlock(&memory_mu);
+    pthread_mutex_unlock(&G.mu);
+}
+
+static void fork_child(void)
+{
+    if (G.init)
+        G.forked = 1;
+    pthread_mutex_unlock(&memory_mu);
+    pthread_mutex_unlock(&G.mu);
+}
+
+__attribute__((constructor)) static void load(void)
+{
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
 /* Ends the legacy stream's thread and frees what was kept for handle
- * checks, so leak checkers see a clean exit. */
+ * checks, so leak checkers see a clean exit.  A forked child has none of
+ * those threads and leaves it all alone. */
 __attribute__((destructor)) static void unload(void)
 {
     pthread_mutex_lock(&G.mu);
+    if (G.forked) {
+        pthread_mutex_unlock(&G.mu);
+        return;
+    }
     for (sstream *s = G.streams; s; s = s->next_all) {
         if (!s->stop) {
             wait_pos_locked(s, s->submitted);

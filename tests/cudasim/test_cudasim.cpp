@@ -7,6 +7,9 @@
 // each copy of a save, and the error modes of a machine without a GPU.
 // What this proves is the backend's logic, ordering and error paths; real
 // driver behaviour and every figure come from scripts/gpu-check.sh only.
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cuda_runtime_api.h>
 
 #include <cstdio>
@@ -96,6 +99,49 @@ TEST(StandInDeathTest, AHostDereferenceOfDeviceMemoryCrashes)
                 fprintf(stderr, "read %d\n", *(volatile char *)dev);
         },
         "");
+}
+
+// CUDA does not survive fork: in a child of a process that used it, every
+// call fails with cudaErrorInitializationError, and none hangs on the
+// parent's stream threads, which the child does not have; ckpt_open on
+// device=cuda names the error.  (Before the stand-in knew, the child's
+// first copy waited for ever on the parent's legacy stream.)
+TEST(StandIn, CudaDoesNotSurviveFork)
+{
+    void *dev = nullptr;
+    CUDA_OK(cudaMalloc(&dev, 4096));
+    CUDA_OK(cudaMemsetAsync(dev, 7, 4096, nullptr));
+    TempDir tmp;
+    std::string dir = tmp.sub("ck");
+    fflush(nullptr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(20); // a hang ends the child with SIGALRM
+        std::vector<char> host(4096);
+        void *p = nullptr;
+        int bad = 0;
+        bad |= (cudaMalloc(&p, 64) != cudaErrorInitializationError) << 0;
+        bad |= (cudaMemcpy(host.data(), dev, 4096, cudaMemcpyDeviceToHost) !=
+                cudaErrorInitializationError)
+               << 1;
+        bad |= (cudaStreamSynchronize(nullptr) != cudaErrorInitializationError) << 2;
+        bad |= (cudaDeviceSynchronize() != cudaErrorInitializationError) << 3;
+        ckpt_config cfg = config(dir);
+        cfg.device = CKPT_DEVICE_CUDA;
+        ckpt_ctx *ctx = nullptr;
+        bad |= (ckpt_open(&cfg, nullptr, &ctx) != CKPT_EDEVICE) << 4;
+        bad |= !strstr(ckpt_last_error(nullptr), "cudaErrorInitializationError") << 5;
+        _exit(bad);
+    }
+    int st = 0;
+    ASSERT_EQ(waitpid(pid, &st, 0), pid);
+    EXPECT_TRUE(WIFEXITED(st)) << "the child hung or crashed: status " << st;
+    EXPECT_EQ(WIFEXITED(st) ? WEXITSTATUS(st) : -1, 0) << "bit mask of the calls that failed";
+    // The parent's CUDA is unaffected.
+    std::vector<unsigned char> back(4096);
+    CUDA_OK(cudaMemcpy(back.data(), dev, 4096, cudaMemcpyDeviceToHost));
+    EXPECT_EQ(back[4095], 7);
+    CUDA_OK(cudaFree(dev));
 }
 
 // A copy on a non-blocking stream is not ordered after the legacy stream's

@@ -7,7 +7,9 @@
 // rank file and checks the outcome is always an exact old or new state.
 // Hostile files that pass every checksum (HostileFile, found while writing
 // the fuzz targets of tests/fuzz) must be refused without reading past a
-// buffer or opening any file they name.
+// buffer or opening any file they name.  The cudasim build runs the
+// Corruption suite on the CUDA backend with the tensors in device memory
+// (tensor_mem.h, two_steps.h).
 #include <fcntl.h>
 
 #include <random>
@@ -241,9 +243,9 @@ TEST_P(Corruption, ADamagedTensorRestoredByNameIsCorruptWithoutFallback)
     EXPECT_NE(msg.find("ckpt_restore_tensors"), std::string::npos) << msg;
     EXPECT_NE(msg.find("'b' chunk 0"), std::string::npos) << msg;
     EXPECT_NE(msg.find("step-000000000002"), std::string::npos) << msg;
-    EXPECT_FALSE(matches(st.b.data(), st.b.size(), 1 * 7 + 2)) << "fell back to step 1's b";
-    EXPECT_TRUE(matches(st.w.data(), st.w.size(), 2 * 7 + 1)) << "w is not step 2's any more";
-    EXPECT_TRUE(matches(st.tiny.data(), st.tiny.size(), 2 * 7 + 3));
+    EXPECT_FALSE(st.b.matches(1 * 7 + 2)) << "fell back to step 1's b";
+    EXPECT_TRUE(st.w.matches(2 * 7 + 1)) << "w is not step 2's any more";
+    EXPECT_TRUE(st.tiny.matches(2 * 7 + 3));
 }
 
 INSTANTIATE_TEST_SUITE_P(Writers, Corruption, ::testing::ValuesIn(writers()),

@@ -6,10 +6,13 @@
 // before the commit rename; read errors during restore.  Each time: a clear
 // error on the ticket, no commit, the previous checkpoint intact, and the
 // next save succeeds.  A save without a ticket that fails is reported once,
-// by the next ckpt_save or ckpt_fence (or ckpt_close when none came).
+// by the next ckpt_save or ckpt_fence (or ckpt_close when none came).  The
+// cudasim build runs the same on the CUDA backend with the tensors in
+// device memory (tensor_mem.h).
 #include <signal.h>
 
 #include "runtime/fault_hooks.h"
+#include "tensor_mem.h"
 #include "test_util.h"
 
 using namespace ckt;
@@ -22,7 +25,7 @@ struct Fault : public WriterTest {
     ckpt_config cfg = config(dir, GetParam());
     // A state that needs several writes: two multi-chunk tensors, tails,
     // and small tensors packed together; 2 MiB of staging forces reuse.
-    std::vector<std::vector<uint8_t>> bufs;
+    std::vector<TensorMem> bufs;
     std::vector<std::vector<int64_t>> shapes{{5 << 19}, {700, 301}, {77}, {4097}, {}};
     std::vector<ckpt_dtype> dtypes{CKPT_U8, CKPT_BF16, CKPT_F32, CKPT_U8, CKPT_F64};
     ckpt_ctx *ctx = nullptr;
@@ -71,12 +74,12 @@ struct Fault : public WriterTest {
     void set(uint64_t v)
     {
         for (size_t i = 0; i < bufs.size(); i++)
-            fill(bufs[i].data(), bufs[i].size(), v * 31 + i);
+            bufs[i].fill(v * 31 + i);
     }
     bool is(uint64_t v)
     {
         for (size_t i = 0; i < bufs.size(); i++)
-            if (!matches(bufs[i].data(), bufs[i].size(), v * 31 + i))
+            if (!bufs[i].matches(v * 31 + i))
                 return false;
         return true;
     }
@@ -262,6 +265,10 @@ TEST_P(Fault, AFailedDeviceCopyKeepsTheDeviceMessage)
 
 TEST_P(Fault, CrashRightBeforeTheRename)
 {
+    if (kDeviceTensors)
+        GTEST_SKIP() << "CUDA does not survive fork: a child of a process that used it gets "
+                        "cudaErrorInitializationError (the crash suite's cudasim build kills "
+                        "children of a parent that never touches CUDA)";
     set(1);
     ASSERT_EQ(save_wait(ctx, 1), 0) << ckpt_last_error(ctx);
     ckpt_close(ctx);

@@ -2,18 +2,17 @@
 // The state the damage suites (test_corruption, test_rankmeta) save: a
 // tensor "w" of w_elems floats, a bf16 "b" [333, 77], an i32 "tiny" [5] and
 // a metadata blob "version", committed as steps 1 and 2, each step with its
-// own bytes, so that a restore can tell exactly which step it got.
+// own bytes, so that a restore can tell exactly which step it got.  The
+// tensors are device memory in the cudasim builds (tensor_mem.h).
 #pragma once
 
-#include <vector>
-
+#include "tensor_mem.h"
 #include "test_util.h"
 
 namespace ckt {
 
 struct TwoSteps {
-    std::vector<uint8_t> w, b = std::vector<uint8_t>(333 * 77 * 2),
-                            tiny = std::vector<uint8_t>(5 * 4);
+    TensorMem w, b = TensorMem(333 * 77 * 2), tiny = TensorMem(5 * 4);
 
     explicit TwoSteps(int64_t w_elems) : w((size_t)w_elems * 4) {}
 
@@ -34,14 +33,13 @@ struct TwoSteps {
     // The tensors' bytes of step v (0: bytes of no step).
     void set(uint64_t v)
     {
-        fill(w.data(), w.size(), v * 7 + 1);
-        fill(b.data(), b.size(), v * 7 + 2);
-        fill(tiny.data(), tiny.size(), v * 7 + 3);
+        w.fill(v * 7 + 1);
+        b.fill(v * 7 + 2);
+        tiny.fill(v * 7 + 3);
     }
     bool is(uint64_t v) const
     {
-        return matches(w.data(), w.size(), v * 7 + 1) && matches(b.data(), b.size(), v * 7 + 2) &&
-               matches(tiny.data(), tiny.size(), v * 7 + 3);
+        return w.matches(v * 7 + 1) && b.matches(v * 7 + 2) && tiny.matches(v * 7 + 3);
     }
 };
 
