@@ -276,7 +276,7 @@ void train_print_table(FILE *f, const train_opts *o, const train_shape *sh,
     if (nranks > 1)
         fprintf(f, "  all ranks: bytes and RSS summed, times the slowest rank's; save: all "
                    "ranks' bytes from\n  the first ckpt_save to the commit; raw write: every "
-                   "rank's share at once\n");
+                   "rank's share at once\n  (median of three rounds)\n");
 }
 
 /* ---- JSON ----------------------------------------------------------------------- */
