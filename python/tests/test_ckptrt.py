@@ -193,7 +193,7 @@ def test_load_torch(saved):
     assert t["w.bf16"].dtype == torch.bfloat16
     for name in E.MODEL:
         x = t[name].contiguous()
-        b = x.view(torch.uint8).numpy().tobytes() if x.numel() else b""
+        b = x.reshape(-1).view(torch.uint8).numpy().tobytes() if x.numel() else b""
         assert b == E.tensor_bytes(name, STEP), name
 
 

@@ -64,7 +64,8 @@ else:
     tensors = load_file(st_path)
     for name in E.MODEL:
         t = tensors[name]
-        b = t.contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        # reshape: a 0-d tensor cannot be viewed as bytes of another size.
+        b = t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
         assert b == E.tensor_bytes(name, step), f"torch: {name}"
 
 # numpy's npz reader.
