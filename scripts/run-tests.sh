@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
-scripts/build.sh "$@"
+scripts/build.sh -DCKPT_BUILD_TESTS=ON "$@"
 ctest --test-dir "${CKPT_BUILD_DIR:-build}" --output-on-failure -j"$(nproc)"
