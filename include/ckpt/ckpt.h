@@ -548,6 +548,24 @@ CKPT_API int ckpt_policy_due(ckpt_ctx *ctx, int64_t step);
  */
 CKPT_API int ckpt_restore(ckpt_ctx *ctx, int64_t step, void *stream, int64_t *step_out);
 
+/* The tier a checkpoint was read from (cfg.local_dir: the local tier). */
+typedef enum ckpt_tier {
+    CKPT_TIER_NONE = 0, /* no ckpt_restore succeeded on the context yet */
+    CKPT_TIER_LOCAL,    /* this rank's node-local copy (cfg.local_dir) */
+    CKPT_TIER_DURABLE   /* the copy in cfg.dir */
+} ckpt_tier;
+
+/*
+ * Which tier the last successful ckpt_restore on ctx read this rank's
+ * tensors and metadata from: with cfg.local_dir, every rank takes its
+ * node's local copy of the agreed step when it has one that verifies, else
+ * the durable copy (ranks may differ; the log says which each used).
+ * Without cfg.local_dir always CKPT_TIER_DURABLE after a restore.
+ * CKPT_TIER_NONE for NULL, before a restore and after a failed one.  Does
+ * not block; call from the context's thread.
+ */
+CKPT_API ckpt_tier ckpt_restore_tier(const ckpt_ctx *ctx);
+
 /*
  * Restores the registered tensors names[0..n) from the checkpoint that the
  * last ckpt_restore on ctx restored: for state that exists only after the
