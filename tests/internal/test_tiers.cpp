@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
@@ -31,74 +30,48 @@ const int N = 4; // ranks 0, 1 on node "n0"; 2, 3 on "n1"
 
 std::string node_of(int r) { return r < 2 ? "n0" : "n1"; }
 
-struct Log {
-    std::mutex mu;
-    std::vector<std::string> lines;
-    static void fn(void *user, ckpt_log_level, const char *msg)
-    {
-        Log *l = static_cast<Log *>(user);
-        std::lock_guard<std::mutex> g(l->mu);
-        l->lines.emplace_back(msg);
-    }
-    bool has(const std::string &a, const std::string &b = "")
-    {
-        std::lock_guard<std::mutex> g(mu);
-        for (const auto &s : lines)
-            if (s.find(a) != std::string::npos && s.find(b) != std::string::npos)
-                return true;
-        return false;
-    }
-};
-
 // A world of N ranks with the local tier: DIR and, per node, LOCAL/<node>.
 struct Tiers {
     ckt::TempDir tmp;
     std::string dir = tmp.sub("durable"), local = tmp.sub("local");
     int durable_every = 3;
     int local_keep_last = 0;
-    Log log;
+    ckt::Logs log;
+    std::vector<std::string> ldirs, nodes;
+    Tiers()
+    {
+        for (int r = 0; r < N; r++) {
+            ldirs.push_back(local_of(r));
+            nodes.push_back(node_of(r));
+        }
+    }
     std::string local_of(int r) const { return local + "/" + node_of(r); }
 
-    ckm::Tweak tweak(int r, std::string *ldir, std::string *node)
+    void tweak(int r, ckpt_config &c)
     {
-        *ldir = local_of(r);
-        *node = node_of(r);
-        return [this, ldir, node](ckpt_config &c) {
-            c.local_dir = ldir->c_str();
-            c.node_name = node->c_str();
-            c.durable_every = durable_every;
-            c.local_keep_last = local_keep_last;
-            c.log_level = CKPT_LOG_INFO;
-            c.log_fn = Log::fn;
-            c.log_user = &log;
-        };
+        c.local_dir = ldirs[(size_t)r].c_str();
+        c.node_name = nodes[(size_t)r].c_str();
+        c.durable_every = durable_every;
+        c.local_keep_last = local_keep_last;
+        c.log_level = CKPT_LOG_INFO;
+        c.log_fn = ckt::Logs::fn;
+        c.log_user = &log;
+    }
+    ckpt_ctx *open(int r, ckpt_comm *comm, std::vector<Part> &m)
+    {
+        return ckm::open_with_model(dir, comm, N, r, m, [&](ckpt_config &c) { tweak(r, c); });
     }
     void save(const std::vector<int64_t> &steps)
     {
-        ckl::on_ranks(N, [&](int r, ckpt_comm *comm) {
-            std::string ldir, node;
-            std::vector<Part> m;
-            ckpt_ctx *ck = ckm::open_with_model(dir, comm, N, r, m, tweak(r, &ldir, &node));
-            ASSERT_NE(ck, nullptr);
-            for (int64_t s : steps) {
-                for (auto &p : m)
-                    p.fill(s);
-                ckpt_ticket t;
-                ASSERT_EQ(ckpt_save(ck, s, nullptr, &t), 0) << ckpt_last_error(ck);
-                ASSERT_EQ(ckpt_fence(ck, nullptr), 0);
-                EXPECT_EQ(ckpt_wait(ck, t, -1), 0) << "rank " << r << ": " << ckpt_last_error(ck);
-            }
-            EXPECT_EQ(ckpt_close(ck), 0) << ckpt_last_error(nullptr);
-        });
+        ckm::save_each(N, dir, steps, [&](int r, ckpt_config &c) { tweak(r, c); });
     }
     // Restores the newest step on N ranks: it must be `want`, bit-exact,
     // and rank r must have read tier[r].
     void restore(int64_t want, const std::vector<ckpt_tier> &tier)
     {
         ckl::on_ranks(N, [&](int r, ckpt_comm *comm) {
-            std::string ldir, node;
             std::vector<Part> m;
-            ckpt_ctx *ck = ckm::open_with_model(dir, comm, N, r, m, tweak(r, &ldir, &node));
+            ckpt_ctx *ck = open(r, comm, m);
             ASSERT_NE(ck, nullptr);
             EXPECT_EQ(ckpt_restore_tier(ck), CKPT_TIER_NONE);
             for (auto &p : m)
@@ -222,13 +195,7 @@ TEST(Tiers, ACorruptLocalChunkIsReadFromTheDurableCopyAndNamed)
             off = idx.entries[i].file_off + 8;
     ckpt__index_free(&idx);
     ASSERT_NE(off, 0u);
-    int fd = open((sd + "/rank-00000.h5").c_str(), O_RDWR);
-    ASSERT_GE(fd, 0);
-    uint8_t b;
-    ASSERT_EQ(pread(fd, &b, 1, (off_t)off), 1);
-    b ^= 0xFF;
-    ASSERT_EQ(pwrite(fd, &b, 1, (off_t)off), 1);
-    close(fd);
+    ASSERT_TRUE(ckt::flip_byte(sd + "/rank-00000.h5", off));
     t.restore(7, {D, L, L, L});
     EXPECT_TRUE(t.log.has("rank 0: the local copy of step 7", "durable copy"));
 }
@@ -257,9 +224,8 @@ TEST(Tiers, ACrashInALocalCommitLeavesThePreviousLocalStep)
     ASSERT_GE(pid, 0);
     if (pid == 0) {
         ckl::on_ranks(N, [&](int r, ckpt_comm *comm) {
-            std::string ldir, node;
             std::vector<Part> m;
-            ckpt_ctx *ck = ckm::open_with_model(t.dir, comm, N, r, m, t.tweak(r, &ldir, &node));
+            ckpt_ctx *ck = t.open(r, comm, m);
             if (!ck)
                 _exit(3);
             for (int64_t s : {1, 2}) {
