@@ -447,7 +447,7 @@ static int open_failed(const char *path, int e, ckpt__err *err)
     return ckpt__err_errno(err, e, "open %s", path);
 }
 
-int ckpt__manifest_read(const char *path, ckpt__index *out, ckpt__err *err)
+static int manifest_read(const char *path, int part, ckpt__index *out, ckpt__err *err)
 {
     memset(out, 0, sizeof *out);
     /* O_NONBLOCK: a FIFO planted under this name must not hang the open;
@@ -483,10 +483,20 @@ int ckpt__manifest_read(const char *path, ckpt__index *out, ckpt__err *err)
         rc = ckpt__err_set(err, CKPT_ECORRUPT, "%s: attributes disagree with /index", path);
     if (!rc)
         rc = ckpt__index_check_tree(out, path, err);
-    if (!rc && out->nranks != out->world_size)
+    if (!rc && !part && out->nranks != out->world_size)
         rc = ckpt__err_set(err, CKPT_ECORRUPT, "%s: %u of %u rank files listed", path,
                            out->nranks, out->world_size);
     if (rc)
         ckpt__index_free(out);
     return rc;
+}
+
+int ckpt__manifest_read(const char *path, ckpt__index *out, ckpt__err *err)
+{
+    return manifest_read(path, 0, out, err);
+}
+
+int ckpt__manifest_read_part(const char *path, ckpt__index *out, ckpt__err *err)
+{
+    return manifest_read(path, 1, out, err);
 }

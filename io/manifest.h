@@ -36,6 +36,9 @@ int ckpt__manifest_write(const char *path, const ckpt__index *idx, ckpt__err *er
  * CKPT_ECORRUPT for any damage, a missing file or one that is not a regular
  * file (a symlink); CKPT_EFORMAT only for an intact newer format. */
 int ckpt__manifest_read(const char *path, ckpt__index *out, ckpt__err *err);
+/* The same for a node's local checkpoint (docs/FORMAT.md, "The local
+ * tier"): its index may list fewer rank files than world_size. */
+int ckpt__manifest_read_part(const char *path, ckpt__index *out, ckpt__err *err);
 
 #ifdef __cplusplus
 }

@@ -60,7 +60,7 @@ static int cmp_named(const void *a, const void *b)
 }
 
 /* The entries e[0..n) of one name: consistent, disjoint, covering. */
-static int check_group(const ckpt__index *idx, const named *g, uint32_t n, int code,
+static int check_group(const ckpt__index *idx, const named *g, uint32_t n, int cover, int code,
                        const char *what, ckpt__err *err)
 {
     const ckpt__entry *first = &idx->entries[g[0].id];
@@ -88,7 +88,7 @@ static int check_group(const ckpt__index *idx, const named *g, uint32_t n, int c
         }
         sum += ckpt__box_volume(&bi);
     }
-    if (sum != global)
+    if (cover ? sum != global : sum > global)
         return ckpt__err_set(err, code,
                              "%s: tensor '%s': the saved slices cover %llu of its %llu elements "
                              "(did every rank register the same tensors?)",
@@ -97,7 +97,8 @@ static int check_group(const ckpt__index *idx, const named *g, uint32_t n, int c
     return 0;
 }
 
-int ckpt__layout_check(const ckpt__index *idx, int code, const char *what, ckpt__err *err)
+static int layout_check(const ckpt__index *idx, int cover, int code, const char *what,
+                        ckpt__err *err)
 {
     uint32_t n = 0;
     named *v = malloc((idx->nentries ? idx->nentries : 1) * sizeof *v);
@@ -111,10 +112,20 @@ int ckpt__layout_check(const ckpt__index *idx, int code, const char *what, ckpt_
     for (uint32_t i = 0, j; i < n && !rc; i = j) {
         for (j = i + 1; j < n && strcmp(v[j].name, v[i].name) == 0; j++)
             ;
-        rc = check_group(idx, v + i, j - i, code, what, err);
+        rc = check_group(idx, v + i, j - i, cover, code, what, err);
     }
     free(v);
     return rc;
+}
+
+int ckpt__layout_check(const ckpt__index *idx, int code, const char *what, ckpt__err *err)
+{
+    return layout_check(idx, 1, code, what, err);
+}
+
+int ckpt__layout_check_part(const ckpt__index *idx, int code, const char *what, ckpt__err *err)
+{
+    return layout_check(idx, 0, code, what, err);
 }
 
 void ckpt__runs_init(ckpt__runs *r, const ckpt__box *part, const ckpt__box *src,

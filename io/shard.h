@@ -38,6 +38,9 @@ int ckpt__box_intersect(const ckpt__box *a, const ckpt__box *b, ckpt__box *out);
  * reading) naming the tensor and ranks on the first violation, else 0.
  */
 int ckpt__layout_check(const ckpt__index *idx, int code, const char *what, ckpt__err *err);
+/* The same without "cover it": the part of a layout that one node's local
+ * checkpoint holds (its ranks' slices, docs/FORMAT.md, "The local tier"). */
+int ckpt__layout_check_part(const ckpt__index *idx, int code, const char *what, ckpt__err *err);
 
 /*
  * The contiguous runs that copy box `part` (inside both src and dst) from

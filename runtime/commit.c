@@ -66,6 +66,22 @@
  *      with one lookup (its record under the committed name; in the first
  *      few looks also rank 0's abandoned mark), looks growing apart to
  *      100 ms, and sees the folder's removal with an fstat of its handle.
+ *
+ * The local tier (docs/FORMAT.md, "The local tier") runs this protocol in
+ * each node's local_dir with a group (commit.h) of the node's ranks: every
+ * state, transition and invariant above holds with "rank 0" read as "the
+ * group's leader" (the node's lowest rank), "every rank" as "every rank of
+ * the group" and DIR as local_dir.  Two more:
+ *  L1. Records are named by world rank, and the leader waits for and
+ *      merges exactly its group's (a record of a rank outside the group is
+ *      never read), so a crash of any rank at any instant leaves every
+ *      node's local_dir with its previous local checkpoints and at most one
+ *      partial folder, which the leader removes at the next open.
+ *  L2. A group smaller than the world holds part of the layout: the seal
+ *      checks that its slices are consistent and disjoint (io/shard.h,
+ *      ckpt__layout_check_part) instead of inv. 8's tiling, and the
+ *      manifest lists the group's ranks only (nranks < world_size), which
+ *      the durable reader refuses.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -300,10 +316,11 @@ static int read_mark(int dfd, const char *name, char *out, size_t cap)
     return code;
 }
 
-int ckpt__commit_wait_records(int dfd, const char *partial_path, uint32_t world,
+int ckpt__commit_wait_records(int dfd, const char *partial_path, const ckpt__group *g,
                               double timeout_s, ckpt__err *err)
 {
     char name[CKPT__FNAME_MAX], msg[CKPT__ERR_MSG + 32];
+    uint32_t world = g->world;
     uint8_t *have = calloc(world ? world : 1, 1);
     DIR *d = have ? open_scan(dfd, partial_path, err) : NULL;
     if (!have)
@@ -314,18 +331,20 @@ int ckpt__commit_wait_records(int dfd, const char *partial_path, uint32_t world,
     }
     double t0 = ckpt__now_s();
     long ns = 100000, cap = scan_cap_ns(world);
-    uint32_t next = 0; /* ranks below next have their record */
+    /* Inv. L1: only the group's records count, named by world rank. */
+    uint32_t next = 0; /* the group's ranks below index next have their record */
     int rc = 0;
     for (;;) {
         scan_records(d, world, have);
-        while (next < world && (have[next] & 1))
+        while (next < g->n && (have[ckpt__group_rank(g, next)] & 1))
             next++;
-        if (next == world)
+        if (next == g->n)
             break;
-        uint32_t r = next;
-        while (r < world && !(have[r] & 2))
-            r++;
-        if (r < world) {
+        uint32_t k = next;
+        while (k < g->n && !(have[ckpt__group_rank(g, k)] & 2))
+            k++;
+        if (k < g->n) {
+            uint32_t r = ckpt__group_rank(g, k);
             ckpt__failed_name(r, name);
             int code = read_mark(dfd, name, msg, sizeof msg);
             rc = ckpt__err_set(err, code, "rank %u failed: %s", r,
@@ -340,7 +359,7 @@ int ckpt__commit_wait_records(int dfd, const char *partial_path, uint32_t world,
             rc = ckpt__err_set(err, CKPT_ETIMEDOUT,
                                "rank %u's done-record did not arrive within %.1f s "
                                "(commit_timeout_s)",
-                               next, timeout_s);
+                               ckpt__group_rank(g, next), timeout_s);
             break;
         }
         backoff(&ns, cap);
@@ -504,8 +523,10 @@ static int publish(const char *dir, const char *partial, int64_t step, const cha
 }
 
 int ckpt__commit_seal(int dfd, const char *dir, const char *partial, int64_t step,
-                      uint32_t world, ckpt__fault *fault, ckpt__log *log, ckpt__err *err)
+                      const ckpt__group *g, ckpt__fault *fault, ckpt__log *log,
+                      ckpt__err *err)
 {
+    uint32_t world = g->world;
     char ppath[CKPT__PATH_MAX], path[CKPT__PATH_MAX], committed[CKPT__FNAME_MAX];
     char name[CKPT__FNAME_MAX];
     ckpt__step_name(step, committed);
@@ -513,7 +534,8 @@ int ckpt__commit_seal(int dfd, const char *dir, const char *partial, int64_t ste
     memset(&m, 0, sizeof m);
     int rc = ckpt__path_join(ppath, dir, partial, err);
     uint64_t t0 = ckpt__now_ns(), t1 = t0, t2 = t0, t3 = t0;
-    for (uint32_t r = 0; r < world && !rc; r++) {
+    for (uint32_t k = 0; k < g->n && !rc; k++) {
+        uint32_t r = ckpt__group_rank(g, k);
         ckpt__index rec;
         ckpt__done_name(r, name);
         rc = ckpt__path_join(path, ppath, name, err);
@@ -523,7 +545,7 @@ int ckpt__commit_seal(int dfd, const char *dir, const char *partial, int64_t ste
         if (rc)
             break;
         if (rec.step != step || rec.world_size != world || rec.nranks != 1 ||
-            rec.ranks[0].rank != r || (r > 0 && memcmp(rec.uuid, m.uuid, 16) != 0))
+            rec.ranks[0].rank != r || (k > 0 && memcmp(rec.uuid, m.uuid, 16) != 0))
             rc = ckpt__err_set(err, CKPT_ECORRUPT, "%s belongs to another save", path);
         /* The manifest states one format for every rank's record. */
         if (!rc && rec.minor != CKPT__FORMAT_MINOR)
@@ -532,14 +554,14 @@ int ckpt__commit_seal(int dfd, const char *dir, const char *partial, int64_t ste
                                "run different ckptrt versions)",
                                path, CKPT__FORMAT_MAJOR, rec.minor, CKPT__FORMAT_MAJOR,
                                CKPT__FORMAT_MINOR);
-        if (!rc && r > 0 && rec.created_unix != m.created_unix)
+        if (!rc && k > 0 && rec.created_unix != m.created_unix)
             rc = ckpt__err_set(err, CKPT_EMISMATCH,
-                               "rank %u registered other replicated tensors than rank 0 "
+                               "rank %u registered other replicated tensors than rank %u "
                                "(names, dtypes or shapes differ): ckpt_register must name the "
                                "same tensors on every rank (ckpt_register_shard for a rank's "
                                "own), else a tensor would be missing from the checkpoint",
-                               r);
-        if (!rc && r == 0) {
+                               r, ckpt__group_rank(g, 0));
+        if (!rc && k == 0) {
             m.created_unix = rec.created_unix;
             m.minor = rec.minor;
             m.step = rec.step;
@@ -557,9 +579,11 @@ int ckpt__commit_seal(int dfd, const char *dir, const char *partial, int64_t ste
         m.created_unix = (int64_t)time(NULL);
         rc = ckpt__index_check_tree(&m, "merged index", err);
     }
-    /* Inv. 8: every tensor's slices tile it exactly. */
+    /* Inv. 8: every tensor's slices tile it exactly; inv. L2: a node's
+     * slices are consistent and disjoint (the other nodes hold the rest). */
     if (!rc)
-        rc = ckpt__layout_check(&m, CKPT_EMISMATCH, committed, err);
+        rc = g->n == world ? ckpt__layout_check(&m, CKPT_EMISMATCH, committed, err)
+                           : ckpt__layout_check_part(&m, CKPT_EMISMATCH, committed, err);
     if (!rc)
         rc = ckpt__fault_check(fault, CKPT__FAULT_MANIFEST, "write manifest", err);
     if (!rc)
@@ -598,9 +622,10 @@ int ckpt__commit_seal(int dfd, const char *dir, const char *partial, int64_t ste
 }
 
 void ckpt__commit_abandon_shared(int dfd, const char *dir, const char *partial,
-                                 uint32_t world, double timeout_s, const ckpt__err *why,
+                                 const ckpt__group *g, double timeout_s, const ckpt__err *why,
                                  ckpt__log *log)
 {
+    uint32_t world = g->world;
     write_mark(dfd, CKPT__ABANDONED_NAME, why);
     /* Inv. 9: the folder goes only when no rank can still create it anew. */
     ckpt__err e;
@@ -608,9 +633,10 @@ void ckpt__commit_abandon_shared(int dfd, const char *dir, const char *partial,
     DIR *d = have ? open_scan(dfd, partial, &e) : NULL;
     double t0 = ckpt__now_s();
     long ns = 100000, cap = scan_cap_ns(world);
-    for (uint32_t r = 1; d && r < world;) {
+    for (uint32_t k = 1; d && k < g->n;) {
+        uint32_t r = ckpt__group_rank(g, k);
         if (have[r]) {
-            r++;
+            k++;
             continue;
         }
         if (ckpt__now_s() - t0 > timeout_s) {

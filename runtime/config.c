@@ -13,6 +13,7 @@
 #include "io/paths.h"
 #include "runtime/config.h"
 #include "runtime/error_codes.h"
+#include "runtime/nodes.h"
 #include "base/log.h"
 #include "runtime/policy.h"
 
@@ -60,6 +61,7 @@ int ckpt_config_init(ckpt_config *cfg)
     cfg->commit_timeout_s = 300;
     cfg->log_level = CKPT_LOG_WARN;
     cfg->policy_sync_steps = 1;
+    cfg->durable_every = 1;
 
     int rc = 0;
     const char *v;
@@ -72,6 +74,26 @@ int ckpt_config_init(ckpt_config *cfg)
         else
             rc = ckpt__err_append(err, CKPT_EINVAL,
                                   "CKPT_KEEP_LAST='%.64s' is not a number in 0..1000000", v);
+    }
+    if ((v = getenv("CKPT_LOCAL_DIR")) && *v)
+        cfg->local_dir = v;
+    if ((v = getenv("CKPT_DURABLE_EVERY")) && *v) {
+        long n;
+        if (parse_int(v, 1, INT32_MAX, &n) == 0)
+            cfg->durable_every = (int)n;
+        else
+            rc = ckpt__err_append(err, CKPT_EINVAL,
+                                  "CKPT_DURABLE_EVERY='%.64s' is not a number in 1..2147483647",
+                                  v);
+    }
+    if ((v = getenv("CKPT_LOCAL_KEEP_LAST")) && *v) {
+        long n;
+        if (parse_int(v, 0, 1000000, &n) == 0)
+            cfg->local_keep_last = (int)n;
+        else
+            rc = ckpt__err_append(err, CKPT_EINVAL,
+                                  "CKPT_LOCAL_KEEP_LAST='%.64s' is not a number in 0..1000000",
+                                  v);
     }
     if ((v = getenv("CKPT_IO")) && *v) {
         if (strcmp(v, "auto") == 0)
@@ -172,6 +194,37 @@ static int policy_validate(const ckpt_config *c, ckpt__err *err)
 #undef BAD
 }
 
+/* The tiers' fields (ckpt.h): checked whether local_dir is set or not, so
+ * a bad value is refused before anyone relies on it. */
+static int tiers_validate(const ckpt_config *c, ckpt__err *err)
+{
+#define BAD(...) return ckpt__err_set(err, CKPT_EINVAL, __VA_ARGS__)
+    if (c->durable_every < 1)
+        BAD("config: durable_every is %d; it must be >= 1 (1: every save is durable)",
+            c->durable_every);
+    if (c->local_keep_last < 0)
+        BAD("config: local_keep_last is %d (0 keeps all)", c->local_keep_last);
+    if (c->node_name && (!c->node_name[0] || strlen(c->node_name) >= CKPT__NODE_NAME_MAX))
+        BAD("config: node_name must be 1..%d bytes", CKPT__NODE_NAME_MAX - 1);
+    const char *l = c->local_dir;
+    if (!l)
+        return 0;
+    if (!l[0])
+        BAD("config: local_dir is empty (NULL turns the local tier off)");
+    if (ckpt__path_dir_check(l, err) != 0)
+        return ckpt__err_prefix(err, "config: local_dir");
+    /* Both tiers in one folder would name two checkpoints step-S. */
+    size_t a = strlen(l), b = strlen(c->dir);
+    while (a > 1 && l[a - 1] == '/')
+        a--;
+    while (b > 1 && c->dir[b - 1] == '/')
+        b--;
+    if (a == b && memcmp(l, c->dir, a) == 0)
+        BAD("config: local_dir and dir are the same folder (%.200s)", c->dir);
+    return 0;
+#undef BAD
+}
+
 int ckpt__config_validate(const ckpt_config *c, ckpt__err *err)
 {
 #define BAD(...) return ckpt__err_set(err, CKPT_EINVAL, __VA_ARGS__)
@@ -221,5 +274,6 @@ int ckpt__config_validate(const ckpt_config *c, ckpt__err *err)
         BAD("config: restore_unregistered %d (CKPT_RESTORE_WARN or CKPT_RESTORE_FAIL)",
             (int)c->restore_unregistered);
 #undef BAD
-    return policy_validate(c, err);
+    int rc = tiers_validate(c, err);
+    return rc ? rc : policy_validate(c, err);
 }

@@ -28,12 +28,14 @@
 
 #include "ckpt/ckpt.h"
 #include "runtime/comm.h"
+#include "runtime/commit.h"
 #include "runtime/engine.h"
 #include "base/err.h"
 #include "runtime/events.h"
 #include "runtime/error_codes.h"
 #include "runtime/fault.h"
 #include "runtime/layout.h"
+#include "runtime/nodes.h"
 #include "base/log.h"
 #include "runtime/policy.h"
 #include "runtime/registry.h"
@@ -41,9 +43,22 @@
 #include "runtime/save.h"
 #include "runtime/tickets.h"
 
+/* A folder that saves go to and restores read from (docs/ARCHITECTURE.md,
+ * "Tiers"): DIR, committed by the whole world with rank 0 as leader, or
+ * this node's local_dir, committed by the node's ranks with its lowest
+ * rank as leader (a group, commit.h). */
+typedef struct ckpt__tier {
+    const char *dir;
+    ckpt__group g;
+    ckpt_tier kind; /* CKPT_TIER_DURABLE or CKPT_TIER_LOCAL */
+} ckpt__tier;
+
 struct ckpt_ctx {
-    ckpt_config cfg; /* cfg.dir points at dir, cfg.policy_request_file at pol.file */
+    ckpt_config cfg; /* cfg.dir points at dir, cfg.policy_request_file at pol.file,
+                        cfg.local_dir at local_dir, cfg.node_name at node_name */
     char *dir;
+    char *local_dir; /* cfg.local_dir points here; NULL: no local tier */
+    char *node_name; /* cfg.node_name points here, or NULL */
     ckpt__err err;   /* last error of a call on this context */
     ckpt__log log;
     ckpt_comm *comm;
@@ -77,6 +92,14 @@ struct ckpt_ctx {
     int inflight;     /* accepted saves not finished */
     int64_t running_step; /* the step the coordinator is saving, or -1 */
     ckpt__janitor jan;    /* applies retention after commits (retention.c) */
+    /* Tiers, set at open and read-only after: the durable tier (DIR) and,
+     * with local_dir, the local one, its node layout and its janitor (run
+     * by the node's leader, local_keep_last). */
+    ckpt__tier durable, local;
+    int has_local;
+    ckpt__nodes nodes;
+    ckpt__janitor ljan;
+    ckpt_tier restored_tier; /* the tier the last ckpt_restore read this rank from */
     int snap_pending; /* accepted saves whose snapshot is not complete */
     int snap_unqueued; /* accepted saves whose snapshot copies are not all
                           queued (fence on the device waits for these) */

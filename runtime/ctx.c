@@ -70,6 +70,8 @@ static void destroy(ckpt_ctx *ctx)
     if (ctx->coord_running)
         pthread_join(ctx->coord, NULL);
     ckpt__janitor_stop(&ctx->jan);
+    ckpt__janitor_stop(&ctx->ljan);
+    ckpt__nodes_free(&ctx->nodes);
     ckpt__policy_close(ctx);
     ckpt__engine_close(&ctx->eng);
     ckpt__layout_drop(&ctx->layout);
@@ -84,6 +86,8 @@ static void destroy(ckpt_ctx *ctx)
     pthread_mutex_destroy(&ctx->ev_mu);
     ckpt__log_destroy(&ctx->log);
     free(ctx->pol.file);
+    free(ctx->local_dir);
+    free(ctx->node_name);
     free(ctx->dir);
     free(ctx);
 }
@@ -108,6 +112,57 @@ static int comm_refused(ckpt_comm *comm, ckpt__err *err)
         return 0;
     int rc = ckpt__err_set(err, comm->err.code, "ckpt_open: %s", comm->err.msg);
     ckpt__comm_destroy(comm);
+    return rc;
+}
+
+/* The local tier (every rank reaches it, or none: the open's allreduce
+ * agreed): the node layout (a collective), local_dir made on every rank,
+ * cleaned and given its janitor by the node's leader, then one allreduce
+ * so that a failure anywhere fails the open everywhere and no rank saves
+ * into local_dir before its leader cleaned it. */
+static int tiers_open(ckpt_ctx *ctx, ckpt__err *err)
+{
+    char name[CKPT__NODE_NAME_MAX];
+    int rc = ckpt__node_name(ctx->node_name, name, err);
+    ckpt__err gerr;
+    ckpt__err_clear(&gerr);
+    /* A rank without a name sends "", which the layout refuses for all. */
+    int grc = ckpt__nodes_gather(ctx->comm, &ctx->fault, rc ? "" : name, &ctx->nodes, &gerr);
+    if (!rc && grc) {
+        rc = grc;
+        *err = gerr;
+    }
+    uint32_t me = (uint32_t)ctx->rank;
+    if (!rc) {
+        uint32_t node = ctx->nodes.node[me];
+        const uint32_t *first = ctx->nodes.first;
+        ctx->local = (ckpt__tier){ctx->local_dir,
+                                  {(uint32_t)ctx->world, first[node + 1] - first[node],
+                                   ctx->nodes.byrank + first[node]},
+                                  CKPT_TIER_LOCAL};
+        ctx->has_local = 1;
+        rc = make_dirs(ctx->local_dir, err);
+    }
+    if (!rc && ckpt__group_rank(&ctx->local.g, 0) == me) {
+        rc = ckpt__catalog_cleanup(ctx->local_dir, &ctx->log, err);
+        ckpt__retention rules = {ctx->cfg.local_keep_last, 0, 0};
+        if (!rc)
+            rc = ckpt__janitor_start(&ctx->ljan, ctx->local_dir, &rules, &ctx->log, err);
+    }
+    int64_t bad = rc ? 1 : 0;
+    ckpt__err cerr;
+    int crc = grc ? 0 : ckpt__comm_allreduce(ctx->comm, &ctx->fault, &bad, 1, CKPT__MAX, &cerr);
+    if (!rc && crc) {
+        rc = crc;
+        *err = cerr;
+    }
+    if (!rc && bad)
+        rc = ckpt__err_set(err, CKPT_ECOMM, "another rank failed to open local_dir");
+    if (!rc)
+        ckpt__logf(&ctx->log, CKPT_LOG_INFO,
+                   "local tier %s: node %u of %u ('%s', %u rank(s)), durable every %d save(s)",
+                   ctx->local_dir, ctx->nodes.node[me], ctx->nodes.nnodes, name,
+                   ctx->local.g.n, ctx->cfg.durable_every);
     return rc;
 }
 
@@ -149,8 +204,17 @@ int ckpt_open(const ckpt_config *cfg, ckpt_comm *comm, ckpt_ctx **out)
         ctx->pol.file = strdup(cfg->policy_request_file);
         ctx->cfg.policy_request_file = ctx->pol.file;
     }
+    if (cfg->local_dir) {
+        ctx->local_dir = strdup(cfg->local_dir);
+        ctx->cfg.local_dir = ctx->local_dir;
+    }
+    if (cfg->node_name) {
+        ctx->node_name = strdup(cfg->node_name);
+        ctx->cfg.node_name = ctx->node_name;
+    }
     ctx->comm = comm ? comm : ckpt__comm_single();
-    if (!ctx->dir || (cfg->policy_request_file && !ctx->pol.file) || !ctx->comm) {
+    if (!ctx->dir || (cfg->policy_request_file && !ctx->pol.file) || !ctx->comm ||
+        (cfg->local_dir && !ctx->local_dir) || (cfg->node_name && !ctx->node_name)) {
         destroy(ctx);
         return ckpt__err_set(err, CKPT_ENOMEM, "ckpt_open: out of memory");
     }
@@ -159,6 +223,8 @@ int ckpt_open(const ckpt_config *cfg, ckpt_comm *comm, ckpt_ctx **out)
     ctx->notes = ctx->world > 1 && ckpt__comm_has_notes(ctx->comm);
     ctx->running_step = -1;
     ctx->restored_step = -1;
+    ctx->durable = (ckpt__tier){ctx->dir, {(uint32_t)ctx->world, (uint32_t)ctx->world, NULL},
+                                CKPT_TIER_DURABLE};
 
     if (ctx->world > 1 && cfg->busy == CKPT_BUSY_REFUSE)
         rc = ckpt__err_set(err, CKPT_EINVAL,
@@ -197,13 +263,24 @@ int ckpt_open(const ckpt_config *cfg, ckpt_comm *comm, ckpt_ctx **out)
         rc = ckpt__janitor_start(&ctx->jan, ctx->dir, &rules, &ctx->log, err);
     }
     /* Open is a collective point: every rank reaches both collectives, so a
-     * failure on one rank fails the open on all (no rank left waiting). */
-    int64_t bad = rc ? 1 : 0;
-    int crc = ckpt__comm_allreduce(ctx->comm, &ctx->fault, &bad, 1, CKPT__MAX, err);
-    if (!crc && !rc && bad)
+     * failure on one rank fails the open on all (no rank left waiting).
+     * The same allreduce tells whether every rank agrees on the tiers:
+     * the MAX of tiers (INT64_MAX for a failed rank) and of -tiers give
+     * their range. */
+    int64_t tiers = cfg->local_dir ? cfg->durable_every : 0;
+    int64_t bad[2] = {rc ? INT64_MAX : tiers, -tiers};
+    int crc = ckpt__comm_allreduce(ctx->comm, &ctx->fault, bad, 2, CKPT__MAX, err);
+    if (!crc && !rc && bad[0] == INT64_MAX)
         rc = ckpt__err_set(err, CKPT_ECOMM, "another rank failed to open %s", cfg->dir);
     if (!rc && crc)
         rc = crc;
+    if (!rc && bad[0] != -bad[1])
+        rc = ckpt__err_set(err, CKPT_EINVAL,
+                           "config: local_dir must be set on every rank or none, with the "
+                           "same durable_every (ranks have %lld..%lld; 0: no local_dir)",
+                           (long long)-bad[1], (long long)bad[0]);
+    if (!rc && tiers)
+        rc = tiers_open(ctx, err);
     /* Every rank learns rank 0's run uuid. */
     if (!rc)
         rc = ckpt__comm_bcast(ctx->comm, &ctx->fault, ctx->run_uuid, 16, 0, err);
@@ -233,6 +310,7 @@ int ckpt_close(ckpt_ctx *ctx)
     ckpt__tickets_unreported(&ctx->tix, &unobserved);
     pthread_mutex_unlock(&ctx->mu);
     ckpt__janitor_wait(&ctx->jan);
+    ckpt__janitor_wait(&ctx->ljan);
     destroy(ctx);
     if (unobserved.code)
         *ckpt__thread_err() = unobserved;
@@ -420,6 +498,9 @@ int ckpt_save(ckpt_ctx *ctx, int64_t step, void *stream, ckpt_ticket *ticket)
     }
     ckpt_ticket t = job->ticket = ckpt__tickets_issue(&ctx->tix, ticket != NULL);
     job->seq = ++ctx->seq;
+    /* With the local tier, save k (1, 2, ...) also goes to DIR when
+     * (k - 1) % durable_every == 0 (ckpt.h); every save does without. */
+    job->durable = !ctx->has_local || (job->seq - 1) % (uint64_t)ctx->cfg.durable_every == 0;
     ctx->inflight++;
     ctx->snap_pending++;
     ctx->snap_unqueued++;
@@ -528,6 +609,11 @@ int ckpt_restore(ckpt_ctx *ctx, int64_t step, void *stream, int64_t *step_out)
     if (!ctx)
         return no_ctx("ckpt_restore");
     return ckpt__restore(ctx, step, stream, step_out);
+}
+
+ckpt_tier ckpt_restore_tier(const ckpt_ctx *ctx)
+{
+    return ctx && ctx->restored_step >= 0 ? ctx->restored_tier : CKPT_TIER_NONE;
 }
 
 int ckpt_restore_tensors(ckpt_ctx *ctx, const char *const *names, size_t n, void *stream)

@@ -143,7 +143,7 @@ static void find_unregistered(ckpt_ctx *ctx, const ckpt__index *idx, const plan 
 
 /* Step 2: CKPT_EMISMATCH naming the first registered tensor that differs
  * (CKPT_ENOTFOUND for one missing when restoring by name); fills the plan. */
-static int make_plan(ckpt_ctx *ctx, const ckpt__index *idx, const char *what,
+static int make_plan(ckpt_ctx *ctx, const ckpt__index *idx, int part, const char *what,
                      restore_req *req, plan *p, ckpt__err *err)
 {
     memset(p, 0, sizeof *p);
@@ -204,13 +204,26 @@ static int make_plan(ckpt_ctx *ctx, const ckpt__index *idx, const char *what,
          * global shape, so the registered box is covered. */
         ckpt__box want, have, x;
         box_of_tensor(t, &want);
+        uint64_t covered = 0;
         for (uint32_t k = first; k != NONE; k = p->next[k]) {
             ckpt__box_of_entry(&idx->entries[k], &have);
             if (same_box(&want, &have) && streams)
                 p->whole[i] = k;
-            if (ckpt__box_intersect(&want, &have, &x) && ckpt__box_volume(&x) > 0)
+            if (ckpt__box_intersect(&want, &have, &x) && ckpt__box_volume(&x) > 0) {
                 p->need[idx->entries[k].rank] = 1;
+                covered += ckpt__box_volume(&x);
+            }
         }
+        /* A node's local copy holds its ranks' slices only (the part
+         * check found them disjoint): it serves this rank only when they
+         * cover the registered box. */
+        if (part && covered != ckpt__box_volume(&want))
+            return ckpt__err_set(err, CKPT_ENOTFOUND,
+                                 "%s: the node's local copy holds %llu of the %llu elements of "
+                                 "tensor '%s' that rank %d restores",
+                                 what, (unsigned long long)covered,
+                                 (unsigned long long)ckpt__box_volume(&want), t->name,
+                                 ctx->rank);
     }
     if (req->sel)
         return 0;
@@ -373,6 +386,7 @@ static int read_parts(ckpt_ctx *ctx, const ckpt__index *idx, const plan *p, uint
 /* One checkpoint being restored on this rank: what steps 1-4 found, for
  * step 5. */
 typedef struct attempt {
+    const ckpt__tier *tier; /* the folder read */
     char name[CKPT__FNAME_MAX];
     char dir[CKPT__PATH_MAX];
     ckpt__index idx;
@@ -393,16 +407,19 @@ static void attempt_free(attempt *a)
 
 /* Steps 1-4: everything that can refuse the checkpoint before a tensor is
  * written. */
-static int attempt_check(ckpt_ctx *ctx, int64_t step, restore_req *req, attempt *a,
-                         ckpt__err *err)
+static int attempt_check(ckpt_ctx *ctx, const ckpt__tier *tier, int64_t step, restore_req *req,
+                         attempt *a, ckpt__err *err)
 {
     char path[CKPT__PATH_MAX], fname[CKPT__FNAME_MAX];
+    int part = tier->kind == CKPT_TIER_LOCAL;
+    a->tier = tier;
     ckpt__step_name(step, a->name);
-    int rc = ckpt__path_step(a->dir, ctx->dir, step, NULL, err);
+    int rc = ckpt__path_step(a->dir, tier->dir, step, NULL, err);
     if (!rc)
         rc = ckpt__path_join(path, a->dir, CKPT__MANIFEST_NAME, err);
     if (!rc)
-        rc = ckpt__manifest_read(path, &a->idx, err);
+        rc = part ? ckpt__manifest_read_part(path, &a->idx, err)
+                  : ckpt__manifest_read(path, &a->idx, err);
     if (rc)
         return rc;
     a->have_idx = 1;
@@ -415,10 +432,15 @@ static int attempt_check(ckpt_ctx *ctx, int64_t step, restore_req *req, attempt 
                            "%s was saved again after ckpt_restore restored it; the checkpoint "
                            "it restored is gone",
                            a->name);
+    /* A local copy serves the job that saved it: the same ranks. */
+    if (!rc && part && idx->world_size != (uint32_t)ctx->world)
+        rc = ckpt__err_set(err, CKPT_ENOTFOUND, "%s/%s was saved by %u ranks, not %d",
+                           tier->dir, a->name, idx->world_size, ctx->world);
     if (!rc)
-        rc = ckpt__layout_check(idx, CKPT_ECORRUPT, a->name, err);
+        rc = part ? ckpt__layout_check_part(idx, CKPT_ECORRUPT, a->name, err)
+                  : ckpt__layout_check(idx, CKPT_ECORRUPT, a->name, err);
     if (!rc)
-        rc = make_plan(ctx, idx, a->name, req, &a->p, err);
+        rc = make_plan(ctx, idx, part, a->name, req, &a->p, err);
     /* Step 3 for every file this rank reads; a restore by name reads no
      * metadata. */
     a->mine = ctx->rank < (int)idx->world_size && !req->sel;
@@ -522,8 +544,10 @@ static int quiesce(ckpt_ctx *ctx, const char *fn, ckpt__err *err)
     int busy = ctx->inflight;
     pthread_mutex_unlock(&ctx->mu);
     /* Only this thread queues saves, so none starts before the wait. */
-    if (!busy)
+    if (!busy) {
         ckpt__janitor_wait(&ctx->jan);
+        ckpt__janitor_wait(&ctx->ljan);
+    }
     if (busy)
         return ckpt__err_set(err, CKPT_ESTATE, "%s: %d save(s) in flight; wait for them first",
                              fn, busy);
@@ -537,28 +561,113 @@ static int quiesce(ckpt_ctx *ctx, const char *fn, ckpt__err *err)
  * rank has nothing to restore and only takes part.  A failure allows a
  * fallback only with `fallback` and a code that is damage, not the
  * caller's setup.  Returns the agreed result; *fatal as for agree(). */
-static int restore_agreed(ckpt_ctx *ctx, int64_t step, int present, int active, int fallback,
-                          void *stream, restore_req *req, ckpt__err *err, int *fatal)
+/* Steps 1-4 from this rank's local copy of the step when it has one
+ * (local) and it passes, else from DIR (durable): the local copy's failure
+ * is logged, naming it, and the durable copy's decides. */
+static int check_tiers(ckpt_ctx *ctx, int64_t step, int local, int durable, restore_req *req,
+                       attempt *a, ckpt__err *err)
+{
+    if (local) {
+        ckpt__err le;
+        ckpt__err_clear(&le);
+        int rc = attempt_check(ctx, &ctx->local, step, req, a, &le);
+        if (!rc || !durable) {
+            if (rc)
+                *err = le;
+            return rc;
+        }
+        ckpt__logf(&ctx->log, CKPT_LOG_WARN,
+                   "rank %d: the local copy of step %lld in %s is not usable (%s); trying the "
+                   "durable copy in %s",
+                   ctx->rank, (long long)step, ctx->local_dir, le.msg, ctx->dir);
+        attempt_free(a);
+        memset(a, 0, sizeof *a);
+    }
+    if (durable)
+        return attempt_check(ctx, &ctx->durable, step, req, a, err);
+    return ckpt__err_set(err, CKPT_ECORRUPT, "rank %d does not see step %lld in %s", ctx->rank,
+                         (long long)step, ctx->dir);
+}
+
+/* Step 5 from the tier check_tiers chose; a local copy that fails here (a
+ * chunk that does not verify) gives way to the durable copy, logged. */
+static int read_tiers(ckpt_ctx *ctx, int64_t step, int durable, void *stream, restore_req *req,
+                      attempt *a, ckpt__err *err)
+{
+    int rc = attempt_read(ctx, a, stream, req, err);
+    if (!rc || a->tier->kind != CKPT_TIER_LOCAL || !durable || rc == CKPT_ENOMEM)
+        return rc;
+    ckpt__logf(&ctx->log, CKPT_LOG_WARN,
+               "rank %d: the local copy of step %lld in %s failed while reading (%s); reading "
+               "the durable copy in %s",
+               ctx->rank, (long long)step, ctx->local_dir, err->msg, ctx->dir);
+    attempt_free(a);
+    memset(a, 0, sizeof *a);
+    ckpt__err_clear(err);
+    rc = attempt_check(ctx, &ctx->durable, step, req, a, err);
+    return rc ? rc : attempt_read(ctx, a, stream, req, err);
+}
+
+/* With the local tier, ranks may read one step from different folders:
+ * all of them must hold the same save (its uuid), never a step that one
+ * node saved in another run.  One allreduce; the same verdict everywhere. */
+static int agree_uuid(ckpt_ctx *ctx, int64_t step, const attempt *a, int active, ckpt__err *err,
+                      int *fatal)
+{
+    int64_t v[2] = {INT64_MIN, INT64_MIN};
+    if (active) {
+        uint64_t h = 0;
+        memcpy(&h, a->idx.uuid, sizeof h);
+        v[0] = (int64_t)(h & INT64_MAX);
+        v[1] = -v[0];
+    }
+    ckpt__err cerr;
+    int rc = ckpt__comm_allreduce(ctx->comm, &ctx->fault, v, 2, CKPT__MAX, &cerr);
+    if (rc) {
+        *err = cerr;
+        *fatal = 1;
+        return rc;
+    }
+    if (v[0] == INT64_MIN || v[0] == -v[1])
+        return 0;
+    *fatal = 0;
+    return ckpt__err_set(err, CKPT_ECORRUPT,
+                         "the ranks' copies of step %lld come from different saves (a node's "
+                         "local copy from another run)",
+                         (long long)step);
+}
+
+/* Restores one checkpoint on every rank, agreeing twice: after steps 1-4,
+ * so that no rank writes a tensor unless every rank's checks passed (a
+ * mismatch on one rank leaves every rank's tensors untouched), and after
+ * step 5.  local, durable: this rank's local tier, DIR hold the step;
+ * active 0: this rank has nothing to restore and only takes part.  A
+ * failure allows a fallback only with `fallback` and a code that is
+ * damage, not the caller's setup.  Returns the agreed result; *fatal as
+ * for agree(); *tier (may be NULL) the tier this rank read. */
+static int restore_agreed(ckpt_ctx *ctx, int64_t step, int local, int durable, int active,
+                          int fallback, void *stream, restore_req *req, ckpt__err *err,
+                          int *fatal, ckpt_tier *tier)
 {
     attempt a;
     memset(&a, 0, sizeof a);
-    int one = !active ? 0
-              : present
-                  ? attempt_check(ctx, step, req, &a, err)
-                  : ckpt__err_set(err, CKPT_ECORRUPT, "rank %d does not see step %lld in %s",
-                                  ctx->rank, (long long)step, ctx->dir);
+    int one = !active ? 0 : check_tiers(ctx, step, local, durable, req, &a, err);
     for (int phase = 0; phase < 2; phase++) {
         if (phase == 1)
-            one = active ? attempt_read(ctx, &a, stream, req, err) : 0;
+            one = active ? read_tiers(ctx, step, durable, stream, req, &a, err) : 0;
         /* A mismatch is the caller's setup, not damage: no fallback. */
         int f = !fallback || one == CKPT_EMISMATCH || one == CKPT_EFORMAT ||
                 one == CKPT_ENOMEM;
         int rc = agree(ctx, one, f, err, fatal);
+        if (!rc && phase == 0 && ctx->has_local && !req->sel)
+            rc = agree_uuid(ctx, step, &a, active, err, fatal);
         if (rc) {
             attempt_free(&a);
             return rc;
         }
     }
+    if (tier)
+        *tier = active && a.tier ? a.tier->kind : CKPT_TIER_NONE;
     attempt_free(&a);
     return 0;
 }
@@ -575,24 +684,32 @@ int ckpt__restore(ckpt_ctx *ctx, int64_t step, void *stream, int64_t *step_out)
                            (long long)step);
     if (!rc)
         rc = quiesce(ctx, "ckpt_restore", err);
-    int64_t *steps = NULL;
-    size_t n = 0;
+    int64_t *steps = NULL, *lsteps = NULL;
+    size_t n = 0, ln = 0;
     if (!rc)
         rc = ckpt__catalog_scan(ctx->dir, &steps, &n, err);
+    if (!rc && ctx->has_local)
+        rc = ckpt__catalog_scan(ctx->local_dir, &lsteps, &ln, err);
     /* Every rank reaches each collective below, whatever it found. */
     rc = agree(ctx, rc, 1, err, &fatal);
     if (rc) {
         free(steps);
+        free(lsteps);
         return rc;
     }
     ckpt__err newest;
     ckpt__err_clear(&newest);
-    size_t i = 0;
+    size_t i = 0, li = 0;
     int64_t bound = step == CKPT_LATEST ? INT64_MAX : step;
     for (;;) {
+        /* The newest step of either tier (docs/ARCHITECTURE.md, "Tiers"). */
         while (i < n && steps[i] > bound)
             i++;
+        while (li < ln && lsteps[li] > bound)
+            li++;
         int64_t prop = i < n ? steps[i] : -1;
+        if (li < ln && lsteps[li] > prop)
+            prop = lsteps[li];
         ckpt__err cerr;
         rc = ckpt__comm_allreduce(ctx->comm, &ctx->fault, &prop, 1, CKPT__MIN, &cerr);
         if (rc) {
@@ -614,15 +731,26 @@ int ckpt__restore(ckpt_ctx *ctx, int64_t step, void *stream, int64_t *step_out)
         ckpt__err_clear(&e);
         restore_req req;
         memset(&req, 0, sizeof req);
-        rc = restore_agreed(ctx, prop, i < n && steps[i] == prop, 1, step == CKPT_LATEST,
-                            stream, &req, &e, &fatal);
+        /* The agreed step may be older than this rank's proposal. */
+        while (i < n && steps[i] > prop)
+            i++;
+        while (li < ln && lsteps[li] > prop)
+            li++;
+        ckpt_tier tier = CKPT_TIER_NONE;
+        rc = restore_agreed(ctx, prop, li < ln && lsteps[li] == prop, i < n && steps[i] == prop,
+                            1, step == CKPT_LATEST, stream, &req, &e, &fatal, &tier);
         if (rc == 0) {
             if (step_out)
                 *step_out = prop;
             ctx->restored_step = prop;
+            ctx->restored_tier = tier;
             memcpy(ctx->restored_uuid, req.uuid, sizeof req.uuid);
             ckpt__logf(&ctx->log, newest.code ? CKPT_LOG_WARN : CKPT_LOG_INFO,
-                       "restored step %lld from %s%s", (long long)prop, ctx->dir,
+                       "restored step %lld from %s%s%s", (long long)prop,
+                       tier == CKPT_TIER_LOCAL ? ctx->local_dir : ctx->dir,
+                       !ctx->has_local           ? ""
+                       : tier == CKPT_TIER_LOCAL ? " (local tier)"
+                                                 : " (durable tier)",
                        newest.code ? " after falling back" : "");
             if (req.nunreg)
                 ckpt__logf(&ctx->log, CKPT_LOG_WARN,
@@ -644,6 +772,7 @@ int ckpt__restore(ckpt_ctx *ctx, int64_t step, void *stream, int64_t *step_out)
         bound = prop - 1;
     }
     free(steps);
+    free(lsteps);
     return rc;
 }
 
@@ -690,8 +819,14 @@ int ckpt__restore_tensors(ckpt_ctx *ctx, const char *const *names, size_t n, voi
         rc = select_names(ctx, names, n, sel, err);
     char dir[CKPT__PATH_MAX];
     struct stat st;
+    /* The tier the restore read (a local copy that is gone falls back to
+     * DIR, whose copy of the same save the uuid check accepts). */
+    int local = ctx->restored_tier == CKPT_TIER_LOCAL, durable = 1;
+    if (local && !rc && ckpt__path_step(dir, ctx->local_dir, step < 0 ? 0 : step, NULL, err) == 0)
+        local = lstat(dir, &st) == 0;
     if (!rc)
-        rc = ckpt__path_step(dir, ctx->dir, step < 0 ? 0 : step, NULL, err);
+        rc = ckpt__path_step(dir, local ? ctx->local_dir : ctx->dir, step < 0 ? 0 : step, NULL,
+                             err);
     if (!rc && n && lstat(dir, &st) != 0)
         rc = errno == ENOENT ? ckpt__err_set(err, CKPT_ENOTFOUND,
                                              "ckpt_restore_tensors: %s, which ckpt_restore "
@@ -706,7 +841,12 @@ int ckpt__restore_tensors(ckpt_ctx *ctx, const char *const *names, size_t n, voi
         memset(&req, 0, sizeof req);
         req.sel = sel;
         memcpy(req.uuid, ctx->restored_uuid, sizeof req.uuid);
-        rc = restore_agreed(ctx, step, 1, n > 0, 0, stream, &req, err, &fatal);
+        if (local) {
+            char d2[CKPT__PATH_MAX];
+            durable = ckpt__path_step(d2, ctx->dir, step, NULL, NULL) == 0 && lstat(d2, &st) == 0;
+        }
+        rc = restore_agreed(ctx, step, local, durable, n > 0, 0, stream, &req, err, &fatal,
+                            NULL);
         if (rc)
             ckpt__err_prefix(err, "ckpt_restore_tensors");
     }

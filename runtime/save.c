@@ -64,6 +64,10 @@ static void save_uuid(const ckpt_ctx *ctx, const ckpt__job *job, uint8_t out[16]
 }
 
 typedef struct save_state {
+    const ckpt__tier *t; /* the folder this pass writes (context.h) */
+    uint32_t leader;     /* its group's leader */
+    int last;            /* the job's last pass: it releases the fence and
+                            emits the events */
     ckpt__index idx;
     void **ptrs;        /* per entry: tensor or metadata bytes */
     uint32_t *ids;      /* tensor entries with data, in order */
@@ -96,16 +100,18 @@ static int cmp_size(const void *a, const void *b)
 }
 
 /* Which rank writes each registered tensor: a slice its own rank; the
- * replicated ones are spread, the largest first, each to the rank with the
- * fewest replicated bytes so far (ties: the lower rank).  Computed from the
- * registry alone, so ranks with the same registrations agree without
+ * replicated ones are spread over the tier's group (the world in DIR, the
+ * node's ranks in local_dir, so that every node's local folder holds them
+ * all), the largest first, each to the rank with the fewest replicated
+ * bytes so far (ties: the lower rank).  Computed from the registry and the
+ * node layout alone, so ranks with the same registrations agree without
  * talking.  Ranks that registered different replicated tensors would not
  * agree, and a tensor could go to a rank that lacks it, so *set_hash gets
  * a hash of the replicated tensors' names, dtypes and shapes, which every
  * rank's done-record carries and rank 0 compares (commit.c, inv. 8);
  * rank 0's layout check catches slices that do not tile. */
-static int assign_writers(const ckpt_ctx *ctx, int32_t *writer, uint64_t *set_hash,
-                          ckpt__err *err)
+static int assign_writers(const ckpt_ctx *ctx, const ckpt__group *g, int32_t *writer,
+                          uint64_t *set_hash, ckpt__err *err)
 {
     const ckpt__registry *r = &ctx->reg;
     *set_hash = 0;
@@ -115,7 +121,7 @@ static int assign_writers(const ckpt_ctx *ctx, int32_t *writer, uint64_t *set_ha
         return 0;
     }
     by_size *v = malloc((r->n ? r->n : 1) * sizeof *v);
-    uint64_t *load = calloc((size_t)ctx->world, sizeof *load);
+    uint64_t *load = calloc((size_t)g->n, sizeof *load);
     if (!v || !load) {
         free(v);
         free(load);
@@ -145,12 +151,12 @@ static int assign_writers(const ckpt_ctx *ctx, int32_t *writer, uint64_t *set_ha
     *set_hash = XXH3_64bits_digest(hs);
     XXH3_freeState(hs);
     for (uint32_t k = 0; k < n; k++) {
-        int best = 0;
-        for (int q = 1; q < ctx->world; q++)
+        uint32_t best = 0;
+        for (uint32_t q = 1; q < g->n; q++)
             if (load[q] < load[best])
                 best = q;
         load[best] += v[k].nbytes;
-        writer[v[k].i] = best;
+        writer[v[k].i] = (int32_t)ckpt__group_rank(g, best);
     }
     free(v);
     free(load);
@@ -173,7 +179,7 @@ static int build_index(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__err *
     if (!writer)
         return ckpt__err_set(err, CKPT_ENOMEM, "out of memory");
     uint64_t set_hash;
-    int rc = assign_writers(ctx, writer, &set_hash, err);
+    int rc = assign_writers(ctx, &s->t->g, writer, &set_hash, err);
     /* A done-record's created_unix field is free (the manifest's gets the
      * time at the commit): it carries the replicated set's hash. */
     idx->created_unix = (int64_t)set_hash;
@@ -303,11 +309,12 @@ static void hash_meta(ckpt__index *idx, const void *const *data)
 /* Steps 3 and 4 of the file comment: layout, then the data. */
 static int write_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__err *err)
 {
-    int rc = ckpt__commit_begin(ctx->dir, job->step, s->idx.uuid, ctx->world > 1, s->partial,
+    const char *dir = s->t->dir;
+    int rc = ckpt__commit_begin(dir, job->step, s->idx.uuid, s->t->g.n > 1, s->partial,
                                 sizeof s->partial, &s->dfd, err);
     if (rc)
         return rc;
-    rc = ckpt__path_join(s->ppath, ctx->dir, s->partial, err);
+    rc = ckpt__path_join(s->ppath, dir, s->partial, err);
     if (!rc)
         rc = ckpt__path_join(s->path, s->ppath, s->fname, err);
     if (!rc)
@@ -392,13 +399,16 @@ static int hash_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__er
     return 0;
 }
 
-/* Rank 0's note on a save's outcome to each other rank (comm.h; ranks >
- * 0 check step and uuid: a note of a save they gave up is skipped). */
+/* A group leader's note on a save's outcome to each other rank of its
+ * group (comm.h; they check step, uuid and tier: a note of a save they
+ * gave up is skipped).  Rank 0 sends DIR's, each node's leader its local
+ * folder's: a rank may hear of one save twice. */
 typedef struct verdict_note {
     int64_t step;
     uint8_t uuid[16];
-    int32_t code; /* 0: committed (renamed, DIR fsynced) */
-    char text[CKPT__NOTE_BYTES - 28];
+    int32_t code; /* 0: committed (renamed, the tier's folder fsynced) */
+    int32_t tier; /* ckpt_tier */
+    char text[CKPT__NOTE_BYTES - 32];
 } verdict_note;
 _Static_assert(sizeof(verdict_note) == CKPT__NOTE_BYTES, "a note is CKPT__NOTE_BYTES long");
 
@@ -419,9 +429,11 @@ static void send_verdict(ckpt_ctx *ctx, ckpt__job *job, const save_state *s, int
     n.step = job->step;
     memcpy(n.uuid, s->idx.uuid, 16);
     n.code = rc;
+    n.tier = (int32_t)s->t->kind;
     if (rc) /* cut to fit; the memset left the terminator */
         memcpy(n.text, why->msg, strnlen(why->msg, sizeof n.text - 1));
-    for (int r = 1; r < ctx->world; r++) {
+    for (uint32_t k = 1; k < s->t->g.n; k++) {
+        int r = (int)ckpt__group_rank(&s->t->g, k);
         ckpt__err e;
         if (ckpt__comm_note_send(ctx->comm, r, &n, &e) != 0) {
             ckpt__logf(&ctx->log, CKPT_LOG_WARN,
@@ -433,13 +445,14 @@ static void send_verdict(ckpt_ctx *ctx, ckpt__job *job, const save_state *s, int
     }
 }
 
-/* Ranks > 0: rank 0's verdict, from its note where the comm carries them,
- * with a look in the folder now and then; from the folder alone otherwise
- * (commit.c, inv. 11). */
+/* Ranks other than the group's leader: its verdict, from its note where
+ * the comm carries them, with a look in the folder now and then; from the
+ * folder alone otherwise (commit.c, inv. 11). */
 static int wait_verdict(ckpt_ctx *ctx, ckpt__job *job, save_state *s, const ckpt__fileid *id,
                         ckpt__err *err)
 {
     uint32_t rank = (uint32_t)ctx->rank;
+    const char *dir = s->t->dir;
     double timeout = ctx->cfg.commit_timeout_s, t0 = ckpt__now_s();
     double look_at = NOTE_LOOK_FIRST_S + NOTE_LOOK_PER_RANK_S * ctx->world;
     double gap = look_at;
@@ -447,9 +460,9 @@ static int wait_verdict(ckpt_ctx *ctx, ckpt__job *job, save_state *s, const ckpt
         double el = ckpt__now_s() - t0;
         if (el > timeout)
             return ckpt__err_set(err, CKPT_ETIMEDOUT,
-                                 "no commit of step %lld by rank 0 within %.1f s "
+                                 "no commit of step %lld by rank %u within %.1f s "
                                  "(commit_timeout_s)",
-                                 (long long)job->step, timeout);
+                                 (long long)job->step, s->leader, timeout);
         double until = look_at < timeout ? look_at : timeout;
         verdict_note n;
         ckpt__err nerr;
@@ -461,26 +474,27 @@ static int wait_verdict(ckpt_ctx *ctx, ckpt__job *job, save_state *s, const ckpt
                        "step %lld: rank 0's notes failed (%s); the verdicts of this and later "
                        "saves come from the folder",
                        (long long)job->step, nerr.msg);
-            return ckpt__commit_wait_verdict(s->dfd, ctx->dir, job->step, rank, id,
-                                             timeout - el, err);
+            return ckpt__commit_wait_verdict(s->dfd, dir, job->step, rank, id, timeout - el,
+                                             err);
         }
-        if (got == 1 && n.step == job->step && memcmp(n.uuid, s->idx.uuid, 16) == 0) {
+        if (got == 1 && n.step == job->step && memcmp(n.uuid, s->idx.uuid, 16) == 0 &&
+            n.tier == (int32_t)s->t->kind) {
             if (n.code == 0)
                 return 0;
             n.text[sizeof n.text - 1] = 0;
             return ckpt__err_set(err, n.code < 0 ? n.code : CKPT_EIO,
-                                 "rank 0 abandoned step %lld: %s", (long long)job->step,
-                                 n.text[0] ? n.text : "(no message)");
+                                 "rank %u abandoned step %lld: %s", s->leader,
+                                 (long long)job->step, n.text[0] ? n.text : "(no message)");
         }
         if (got == 0 && ckpt__now_s() - t0 >= look_at) {
-            int rc = ckpt__commit_verdict_look(s->dfd, ctx->dir, job->step, rank, id, 1, err);
+            int rc = ckpt__commit_verdict_look(s->dfd, dir, job->step, rank, id, 1, err);
             if (rc != CKPT__VERDICT_PENDING)
                 return rc;
             gap *= 2;
             look_at += gap;
         }
     }
-    return ckpt__commit_wait_verdict(s->dfd, ctx->dir, job->step, rank, id,
+    return ckpt__commit_wait_verdict(s->dfd, dir, job->step, rank, id,
                                      ctx->cfg.commit_timeout_s, err);
 }
 
@@ -522,36 +536,45 @@ static int finish_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__
         s->recorded = !rc;
     }
     double t2 = ckpt__now_s(), t3 = t2;
-    if (!rc)
+    if (!rc && s->last)
         ckpt__emit(ctx, job, CKPT_EVENT_DURABLE, 0, NULL);
-    if (!rc && ctx->rank == 0) {
-        if (ctx->world > 1)
-            rc = ckpt__commit_wait_records(s->dfd, s->ppath, (uint32_t)ctx->world,
+    if (!rc && (uint32_t)ctx->rank == s->leader) {
+        if (s->t->g.n > 1)
+            rc = ckpt__commit_wait_records(s->dfd, s->ppath, &s->t->g,
                                            ctx->cfg.commit_timeout_s, err);
         t3 = ckpt__now_s();
         if (!rc)
-            rc = ckpt__commit_seal(s->dfd, ctx->dir, s->partial, job->step, (uint32_t)ctx->world,
+            rc = ckpt__commit_seal(s->dfd, s->t->dir, s->partial, job->step, &s->t->g,
                                    &ctx->fault, &ctx->log, err);
     } else if (!rc) {
         rc = wait_verdict(ctx, job, s, &id, err);
     }
     ckpt__logf(&ctx->log, CKPT_LOG_DEBUG,
-               "step %lld: closing the rank file %.3f s, metadata hash %.3f s, fsync + done-record "
-               "%.3f s, waiting for ranks %.3f s, commit %.3f s",
-               (long long)job->step, t1 - t0, th1 - th0, (t2 - t1) - (th1 - th0), t3 - t2,
+               "step %lld%s: closing the rank file %.3f s, metadata hash %.3f s, fsync + "
+               "done-record %.3f s, waiting for ranks %.3f s, commit %.3f s",
+               (long long)job->step, s->t->kind == CKPT_TIER_LOCAL ? " (local)" : "", t1 - t0, th1 - th0, (t2 - t1) - (th1 - th0), t3 - t2,
                ckpt__now_s() - t3);
     return rc;
 }
 
-static int run_save(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
+/* One pass of a save: its files into tier t's folder, committed there by
+ * t's group.  last: the job's last pass, which releases the fence (so a
+ * pass before it copies from tensors the caller cannot modify yet) and
+ * emits the events. */
+static int run_save(ckpt_ctx *ctx, ckpt__job *job, const ckpt__tier *t, int last,
+                    ckpt__err *err)
 {
     save_state *s = calloc(1, sizeof *s);
     if (!s)
         return ckpt__err_set(err, CKPT_ENOMEM, "out of memory");
     s->dfd = -1;
+    s->t = t;
+    s->leader = ckpt__group_rank(&t->g, 0);
+    s->last = last;
     ckpt__rank_file_name((uint32_t)ctx->rank, s->fname);
     int rc = build_index(ctx, job, s, err);
-    ckpt__emit(ctx, job, CKPT_EVENT_STARTED, 0, NULL);
+    if (last)
+        ckpt__emit(ctx, job, CKPT_EVENT_STARTED, 0, NULL);
     if (!rc) {
         rc = ckpt__pipe_init(&s->pipe, CKPT__PIPE_SAVE, &ctx->eng, &s->idx, s->ptrs, s->ids,
                              s->nids, s->fname, err);
@@ -559,9 +582,11 @@ static int run_save(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
     }
     if (!rc) {
         /* Step 2 before 3: the snapshot does not wait for HDF5. */
-        s->pipe.on_snapshot = snapshot_taken;
-        s->pipe.on_queued = snapshot_queued;
-        s->pipe.snap_user = job;
+        if (last) {
+            s->pipe.on_snapshot = snapshot_taken;
+            s->pipe.on_queued = snapshot_queued;
+            s->pipe.snap_user = job;
+        }
         ckpt__pipe_start(&s->pipe);
         rc = write_rank_file(ctx, job, s, err);
         if (rc)
@@ -584,17 +609,18 @@ static int run_save(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
     }
     if (s->wf)
         ckpt__writer_file_close(&ctx->eng, s->wf);
-    /* Rank 0 removes a failed save's folder; another rank leaves its
-     * failure mark there instead, so rank 0 stops waiting for it. */
-    if (rc && s->partial[0] && ctx->rank == 0 && ctx->world > 1)
-        ckpt__commit_abandon_shared(s->dfd, ctx->dir, s->partial, (uint32_t)ctx->world,
+    /* The leader removes a failed save's folder; another rank leaves its
+     * failure mark there instead, so the leader stops waiting for it. */
+    int leads = (uint32_t)ctx->rank == s->leader;
+    if (rc && s->partial[0] && leads && t->g.n > 1)
+        ckpt__commit_abandon_shared(s->dfd, t->dir, s->partial, &t->g,
                                     ctx->cfg.commit_timeout_s, err, &ctx->log);
-    else if (rc && s->partial[0] && ctx->rank == 0)
-        ckpt__commit_abandon(ctx->dir, s->partial, &ctx->log);
+    else if (rc && s->partial[0] && leads)
+        ckpt__commit_abandon(t->dir, s->partial, &ctx->log);
     else if (rc && s->partial[0] && !s->recorded)
         ckpt__commit_mark_failed(s->dfd, (uint32_t)ctx->rank, err);
-    /* After the commit (DIR fsynced) or once the folder is gone. */
-    if (ctx->rank == 0 && ctx->world > 1 && ctx->notes)
+    /* After the commit (folder fsynced) or once the folder is gone. */
+    if (leads && t->g.n > 1 && ctx->notes)
         send_verdict(ctx, job, s, rc, err);
     if (s->dfd >= 0)
         close(s->dfd);
@@ -608,6 +634,38 @@ static int run_save(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
 }
 
 
+
+/* A job's passes (docs/ARCHITECTURE.md, "Tiers"): without the local tier
+ * one, into DIR.  With it, the local folder first, then, for a durable
+ * save, DIR through the same path (the first version of the drain: the
+ * snapshot is copied twice and the fence waits for the second copy).
+ * Both run even when the first fails, DIR being the tier that must not
+ * miss a save; the job fails when either does, with the first error. */
+static int run_job(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
+{
+    job->committed = 0;
+    if (!ctx->has_local) {
+        int rc = run_save(ctx, job, &ctx->durable, 1, err);
+        job->committed = rc ? 0 : 1 << CKPT_TIER_DURABLE;
+        return rc;
+    }
+    int rc = run_save(ctx, job, &ctx->local, !job->durable, err);
+    if (rc)
+        ckpt__err_prefix(err, "local tier %s", ctx->local_dir);
+    else
+        job->committed |= 1 << CKPT_TIER_LOCAL;
+    if (!job->durable)
+        return rc;
+    ckpt__err e2;
+    ckpt__err_clear(&e2);
+    int rc2 = run_save(ctx, job, &ctx->durable, 1, rc ? &e2 : err);
+    if (!rc2)
+        job->committed |= 1 << CKPT_TIER_DURABLE;
+    else if (rc)
+        ckpt__logf(&ctx->log, CKPT_LOG_WARN, "step %lld: the durable save failed too: %s",
+                   (long long)job->step, e2.msg);
+    return rc ? rc : rc2;
+}
 
 void *ckpt__coordinator_main(void *arg)
 {
@@ -626,7 +684,7 @@ void *ckpt__coordinator_main(void *arg)
         pthread_mutex_unlock(&ctx->mu);
 
         ckpt__err_clear(&job->err);
-        int rc = run_save(ctx, job, &job->err);
+        int rc = run_job(ctx, job, &job->err);
         if (rc) {
             ckpt__err_prefix(&job->err, "save step %lld", (long long)job->step);
             /* Before the event: once event_fn sees FAILED, the caller's
@@ -647,8 +705,11 @@ void *ckpt__coordinator_main(void *arg)
          * janitor thread, so it neither delays this ticket nor the next
          * save's snapshot. */
         pthread_mutex_lock(&ctx->mu);
-        if (!rc && ctx->rank == 0)
+        if ((job->committed & (1 << CKPT_TIER_DURABLE)) && ctx->rank == 0)
             ckpt__janitor_request(&ctx->jan, job->step);
+        if ((job->committed & (1 << CKPT_TIER_LOCAL)) &&
+            (uint32_t)ctx->rank == ckpt__group_rank(&ctx->local.g, 0))
+            ckpt__janitor_request(&ctx->ljan, job->step);
         ckpt__tickets_finish(&ctx->tix, job->ticket, rc, job->err.msg);
         ctx->inflight--;
         ctx->running_step = -1;

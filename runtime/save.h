@@ -22,6 +22,10 @@ typedef struct ckpt__job {
     uint64_t seq;
     ckpt__metastore meta; /* captured at ckpt_save */
     int wanted;           /* the caller holds the ticket */
+    int durable;          /* the save goes to DIR (with the local tier: every
+                             durable_every-th; without: always) */
+    int committed;        /* coordinator: the tiers it committed in, bits
+                             1 << CKPT_TIER_LOCAL, 1 << CKPT_TIER_DURABLE */
     int snap_done;        /* ctx->mu */
     int snap_queued;      /* ctx->mu: every snapshot copy is queued */
     ckpt__err err;

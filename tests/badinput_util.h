@@ -196,7 +196,10 @@ class EnvGuard {
                                             "CKPT_IO",
                                             "CKPT_LOG",
                                             "CKPT_POLICY_EVERY_STEPS",
-                                            "CKPT_POLICY_EVERY_S"};
+                                            "CKPT_POLICY_EVERY_S",
+                                            "CKPT_LOCAL_DIR",
+                                            "CKPT_DURABLE_EVERY",
+                                            "CKPT_LOCAL_KEEP_LAST"};
     std::map<std::string, std::pair<bool, std::string>> old_;
 };
 

@@ -224,6 +224,25 @@ TEST(BadInputConfig, EveryBadFieldIsRefusedBeforeTouchingTheDisk)
          "staging_bytes"},
         {"staging 2^63", [](ckpt_config *c) { c->staging_bytes = 1ull << 63; },
          "staging_bytes"},
+        {"durable_every 0", [](ckpt_config *c) { c->durable_every = 0; }, "durable_every"},
+        {"durable_every -2", [](ckpt_config *c) { c->durable_every = -2; }, "durable_every"},
+        {"local_keep_last -1", [](ckpt_config *c) { c->local_keep_last = -1; },
+         "local_keep_last"},
+        {"local_dir empty", [](ckpt_config *c) { c->local_dir = ""; }, "local_dir"},
+        {"local_dir is dir", [](ckpt_config *c) { c->local_dir = c->dir; }, "same folder"},
+        {"local_dir 4000 bytes",
+         [](ckpt_config *c) {
+             longdir = std::string(c->dir) + "/" + std::string(4000, 'l');
+             c->local_dir = longdir.c_str();
+         },
+         "local_dir"},
+        {"node_name empty", [](ckpt_config *c) { c->node_name = ""; }, "node_name"},
+        {"node_name 64 bytes",
+         [](ckpt_config *c) {
+             static std::string n(64, 'n');
+             c->node_name = n.c_str();
+         },
+         "node_name"},
         {"keep_last -1", [](ckpt_config *c) { c->keep_last = -1; }, "keep_last"},
         {"keep_last INT_MIN", [](ckpt_config *c) { c->keep_last = INT32_MIN; }, "keep_last"},
         {"keep_every -3", [](ckpt_config *c) { c->keep_every = -3; }, "keep_every"},
@@ -342,6 +361,37 @@ TEST(BadInputEnv, UnparsableKeepLast)
     ckpt_config cfg;
     EXPECT_EQ(ckpt_config_init(&cfg), 0) << ckpt_last_error(nullptr);
     EXPECT_EQ(cfg.keep_last, 7);
+}
+
+TEST(BadInputEnv, TierVariables)
+{
+    EnvGuard env;
+    const struct {
+        const char *var, *bad;
+    } cases[] = {{"CKPT_DURABLE_EVERY", "0"},   {"CKPT_DURABLE_EVERY", "-1"},
+                 {"CKPT_DURABLE_EVERY", "2x"},  {"CKPT_LOCAL_KEEP_LAST", "-1"},
+                 {"CKPT_LOCAL_KEEP_LAST", "1000001"}, {"CKPT_LOCAL_KEEP_LAST", "two"}};
+    for (const auto &c : cases) {
+        SCOPED_TRACE(std::string(c.var) + "=" + c.bad);
+        setenv(c.var, c.bad, 1);
+        ckpt_config cfg;
+        EXPECT_TRUE(fails(ckpt_config_init(&cfg), CKPT_EINVAL, nullptr, c.var));
+        EXPECT_EQ(cfg.durable_every, 1) << "the default must be kept";
+        EXPECT_EQ(cfg.local_keep_last, 0);
+        unsetenv(c.var);
+    }
+    setenv("CKPT_LOCAL_DIR", "/nvme/ck", 1);
+    setenv("CKPT_DURABLE_EVERY", "5", 1);
+    setenv("CKPT_LOCAL_KEEP_LAST", "3", 1);
+    ckpt_config cfg;
+    ASSERT_EQ(ckpt_config_init(&cfg), 0) << ckpt_last_error(nullptr);
+    EXPECT_STREQ(cfg.local_dir, "/nvme/ck");
+    EXPECT_EQ(cfg.durable_every, 5);
+    EXPECT_EQ(cfg.local_keep_last, 3);
+    unsetenv("CKPT_LOCAL_DIR");
+    ASSERT_EQ(ckpt_config_init(&cfg), 0);
+    EXPECT_EQ(cfg.local_dir, nullptr) << "no local tier by default";
+    EXPECT_EQ(cfg.node_name, nullptr);
 }
 
 TEST(BadInputEnv, UnknownIoBackend)

@@ -252,6 +252,25 @@ typedef struct ckpt_config {
     ckpt_unregistered restore_unregistered; /* ckpt_restore and tensors of
                                  the checkpoint this rank did not register
                                  (default CKPT_RESTORE_WARN) */
+
+    /* Tiers (docs/ARCHITECTURE.md, "Tiers").  With local_dir set, every
+     * save goes to a node-local folder first, holding only the files of
+     * the ranks on this node (docs/FORMAT.md, "The local tier"), and every
+     * durable_every-th save also goes to dir.  NULL (the default) changes
+     * nothing: every save goes to dir alone.  Every rank must set
+     * local_dir or none, with the same durable_every (ckpt_open checks).
+     * local_dir must be a folder of this node that no other node uses
+     * (NVMe, /dev/shm); the ranks of one node share it. */
+    const char *local_dir;    /* node-local checkpoint folder; NULL off */
+    int durable_every;        /* with local_dir: save number k (1, 2, ...
+                                 since open) also goes to dir when
+                                 (k - 1) % N == 0, so the first save is
+                                 durable (default 1: every save) */
+    int local_keep_last;      /* retention in local_dir after each local
+                                 commit, as keep_last; 0 keeps all */
+    const char *node_name;    /* which node this rank is on: ranks with equal
+                                 names share a node; NULL: $CKPT_NODE when set,
+                                 else the host name (1..63 bytes) */
 } ckpt_config;
 
 /*
@@ -259,6 +278,7 @@ typedef struct ckpt_config {
  *   CKPT_DIR=path  CKPT_KEEP_LAST=N  CKPT_IO=auto|uring|pwrite
  *   CKPT_LOG=debug|info|warn|error|off
  *   CKPT_POLICY_EVERY_STEPS=N  CKPT_POLICY_EVERY_S=seconds
+ *   CKPT_LOCAL_DIR=path  CKPT_DURABLE_EVERY=N  CKPT_LOCAL_KEEP_LAST=N
  * Returns CKPT_EINVAL, with the defaults kept for the bad variable, when an
  * override cannot be parsed; ckpt_last_error(NULL) names it.
  * Borrows nothing; cfg->dir may point into the environment afterwards.
@@ -527,6 +547,24 @@ CKPT_API int ckpt_policy_due(ckpt_ctx *ctx, int64_t step);
  * stream: as for ckpt_save; the host backend ignores it.
  */
 CKPT_API int ckpt_restore(ckpt_ctx *ctx, int64_t step, void *stream, int64_t *step_out);
+
+/* The tier a checkpoint was read from (cfg.local_dir: the local tier). */
+typedef enum ckpt_tier {
+    CKPT_TIER_NONE = 0, /* no ckpt_restore succeeded on the context yet */
+    CKPT_TIER_LOCAL,    /* this rank's node-local copy (cfg.local_dir) */
+    CKPT_TIER_DURABLE   /* the copy in cfg.dir */
+} ckpt_tier;
+
+/*
+ * Which tier the last successful ckpt_restore on ctx read this rank's
+ * tensors and metadata from: with cfg.local_dir, every rank takes its
+ * node's local copy of the agreed step when it has one that verifies, else
+ * the durable copy (ranks may differ; the log says which each used).
+ * Without cfg.local_dir always CKPT_TIER_DURABLE after a restore.
+ * CKPT_TIER_NONE for NULL, before a restore and after a failed one.  Does
+ * not block; call from the context's thread.
+ */
+CKPT_API ckpt_tier ckpt_restore_tier(const ckpt_ctx *ctx);
 
 /*
  * Restores the registered tensors names[0..n) from the checkpoint that the

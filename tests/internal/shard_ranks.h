@@ -16,6 +16,8 @@
 namespace ckm {
 
 using Tweak = std::function<void(ckpt_config &)>;
+// A tweak that differs per rank (its first argument): a node name.
+using RankTweak = std::function<void(int, ckpt_config &)>;
 
 // Opens dir on this thread's rank and registers its part of the n-rank
 // model into m; nullptr (with a test failure) when the open fails.
@@ -36,13 +38,17 @@ inline ckpt_ctx *open_with_model(const std::string &dir, ckpt_comm *comm, int n,
     return ck;
 }
 
-// Saves the model on n ranks at each of steps.
-inline void save_on(int n, const std::string &dir, std::vector<int64_t> steps,
-                    const Tweak &tweak = nullptr)
+// Saves the model on n ranks at each of steps, rank r's config tweaked by
+// tweak(r, cfg).
+inline void save_each(int n, const std::string &dir, std::vector<int64_t> steps,
+                      const RankTweak &tweak)
 {
     ckl::on_ranks(n, [&](int r, ckpt_comm *comm) {
         std::vector<Part> m;
-        ckpt_ctx *ck = open_with_model(dir, comm, n, r, m, tweak);
+        ckpt_ctx *ck = open_with_model(dir, comm, n, r, m, [&](ckpt_config &c) {
+            if (tweak)
+                tweak(r, c);
+        });
         ASSERT_NE(ck, nullptr);
         for (int64_t s : steps) {
             for (auto &p : m)
@@ -52,7 +58,17 @@ inline void save_on(int n, const std::string &dir, std::vector<int64_t> steps,
             ASSERT_EQ(ckpt_fence(ck, nullptr), 0);
             EXPECT_EQ(ckpt_wait(ck, t, -1), 0) << "rank " << r << ": " << ckpt_last_error(ck);
         }
-        EXPECT_EQ(ckpt_close(ck), 0);
+        EXPECT_EQ(ckpt_close(ck), 0) << ckpt_last_error(nullptr);
+    });
+}
+
+// Saves the model on n ranks at each of steps.
+inline void save_on(int n, const std::string &dir, std::vector<int64_t> steps,
+                    const Tweak &tweak = nullptr)
+{
+    save_each(n, dir, std::move(steps), [&](int, ckpt_config &c) {
+        if (tweak)
+            tweak(c);
     });
 }
 

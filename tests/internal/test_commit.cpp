@@ -77,7 +77,8 @@ struct CommitWait : public ::testing::Test {
     }
     int wait_records(uint32_t world, double timeout_s)
     {
-        return ckpt__commit_wait_records(dfd, ppath.c_str(), world, timeout_s, &err);
+        ckpt__group g = {world, world, nullptr};
+        return ckpt__commit_wait_records(dfd, ppath.c_str(), &g, timeout_s, &err);
     }
 };
 

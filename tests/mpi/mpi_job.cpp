@@ -7,6 +7,15 @@
 //                                        its first data write (mid-save)
 //   mpi_job restore DIR STEP             restore the newest checkpoint on this
 //                                        job's ranks; it must be STEP, bit-exact
+//   mpi_job series DIR FIRST LAST [CRASH_RANK]
+//                                        save steps FIRST..LAST in one job (the
+//                                        local tier's cadence counts saves since
+//                                        open); CRASH_RANK SIGKILLs itself at
+//                                        its first commit rename of step LAST
+//
+// With CKPT_LOCAL_DIR set (tests/mpi/tiers.sh), CKPT_TEST_WANT_TIERS (one
+// letter per rank, L local or D durable) is the tier each rank's restore
+// must have read (ckpt_restore_tier).
 //
 // Exit status 0 when every rank succeeded, else 1 (on every rank).
 #include <mpi.h>
@@ -33,6 +42,8 @@ int fail(const char *what, ckpt_ctx *ck)
 ckpt_ctx *open_dir(const std::string &dir)
 {
     ckpt_config cfg = mpt::config(dir);
+    if (cfg.local_dir) /* tiers.sh reads the fallbacks from the log */
+        cfg.log_level = CKPT_LOG_WARN;
     ckpt_ctx *ck = nullptr;
     if (ckpt_open(&cfg, ckpt_comm_mpi(MPI_COMM_WORLD), &ck) != 0)
         return nullptr;
@@ -64,6 +75,33 @@ int save(const std::string &dir, int64_t step, int crash_rank)
     if (ckpt_close(ck) != 0 && !rc)
         rc = fail("close", nullptr);
     return rc ? 1 : 0;
+}
+
+int series(const std::string &dir, int64_t first, int64_t last, int crash_rank)
+{
+    ckpt_ctx *ck = open_dir(dir);
+    if (!ck)
+        return fail("open", nullptr);
+    auto m = mpt::model(mpt::world(), mpt::rank());
+    for (mpt::Part &p : m)
+        if (mpt::register_part(ck, p) != 0)
+            return fail("register", ck);
+    char meta[64];
+    snprintf(meta, sizeof meta, "rank%d-of%d", mpt::rank(), mpt::world());
+    ckpt_set_meta(ck, "who", meta, strlen(meta));
+    for (int64_t s = first; s <= last; s++) {
+        for (mpt::Part &p : m)
+            p.fill(s);
+        if (s == last && mpt::rank() == crash_rank)
+            ckpt__fault_arm(ck, CKPT__FAULT_RENAME, 0, CKPT__FAIL_CRASH);
+        ckpt_ticket t;
+        if (ckpt_save(ck, s, nullptr, &t) != 0 || ckpt_fence(ck, nullptr) != 0 ||
+            ckpt_wait(ck, t, -1) != 0)
+            return fail("save", ck);
+    }
+    if (ckpt_close(ck) != 0)
+        return fail("close", nullptr);
+    return 0;
 }
 
 // The folder holds committed checkpoints only (open removed leftovers).
@@ -113,6 +151,16 @@ int restore(const std::string &dir, int64_t want)
             bad = 1;
         }
     }
+    const char *want_tiers = getenv("CKPT_TEST_WANT_TIERS");
+    if (want_tiers && (size_t)mpt::rank() < strlen(want_tiers)) {
+        ckpt_tier got = ckpt_restore_tier(ck);
+        char w = want_tiers[mpt::rank()];
+        if ((w == 'L' ? CKPT_TIER_LOCAL : CKPT_TIER_DURABLE) != got) {
+            fprintf(stderr, "rank %d: restored from tier %d, expected %c\n", mpt::rank(),
+                    (int)got, w);
+            bad = 1;
+        }
+    }
     ckpt_info info;
     size_t n = 0;
     int saved_world = ckpt_list(ck, &info, 1, &n) == 0 && n ? info.world_size : 0;
@@ -142,8 +190,11 @@ int main(int argc, char **argv)
         rc = save(argv[2], atoll(argv[3]), argc > 4 ? atoi(argv[4]) : -1);
     else if (argc == 4 && strcmp(argv[1], "restore") == 0)
         rc = restore(argv[2], atoll(argv[3]));
+    else if (argc >= 5 && strcmp(argv[1], "series") == 0)
+        rc = series(argv[2], atoll(argv[3]), atoll(argv[4]), argc > 5 ? atoi(argv[5]) : -1);
     else if (mpt::rank() == 0)
-        fprintf(stderr, "usage: mpi_job save DIR STEP [CRASH_RANK] | restore DIR STEP\n");
+        fprintf(stderr, "usage: mpi_job save DIR STEP [CRASH_RANK] | restore DIR STEP | series "
+                        "DIR FIRST LAST [CRASH_RANK]\n");
     int any = 0;
     MPI_Allreduce(&rc, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     MPI_Finalize();

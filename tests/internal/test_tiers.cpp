@@ -1,0 +1,278 @@
+// SPDX-License-Identifier: Apache-2.0
+// The local tier (issue 13; docs/ARCHITECTURE.md, "Tiers") with 4 ranks as
+// threads of this process, put on 2 "nodes" by cfg.node_name: each node's
+// local folder holds only its ranks' files, committed by the node's lowest
+// rank; every durable_every-th save also goes to DIR; a restore takes each
+// rank's local copy when it verifies, else the durable copy (a node's
+// folder lost, a corrupt chunk), named in the log and by
+// ckpt_restore_tier; a crash in a local commit leaves the previous local
+// step.  The same with real MPI ranks: tests/mpi/tiers.sh.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "io/manifest.h"
+#include "runtime/fault_hooks.h"
+#include "shard_ranks.h"
+#include "test_util.h"
+
+using ckm::Part;
+
+namespace {
+
+const int N = 4; // ranks 0, 1 on node "n0"; 2, 3 on "n1"
+
+std::string node_of(int r) { return r < 2 ? "n0" : "n1"; }
+
+// A world of N ranks with the local tier: DIR and, per node, LOCAL/<node>.
+struct Tiers {
+    ckt::TempDir tmp;
+    std::string dir = tmp.sub("durable"), local = tmp.sub("local");
+    int durable_every = 3;
+    int local_keep_last = 0;
+    ckt::Logs log;
+    std::vector<std::string> ldirs, nodes;
+    Tiers()
+    {
+        for (int r = 0; r < N; r++) {
+            ldirs.push_back(local_of(r));
+            nodes.push_back(node_of(r));
+        }
+    }
+    std::string local_of(int r) const { return local + "/" + node_of(r); }
+
+    void tweak(int r, ckpt_config &c)
+    {
+        c.local_dir = ldirs[(size_t)r].c_str();
+        c.node_name = nodes[(size_t)r].c_str();
+        c.durable_every = durable_every;
+        c.local_keep_last = local_keep_last;
+        c.log_level = CKPT_LOG_INFO;
+        c.log_fn = ckt::Logs::fn;
+        c.log_user = &log;
+    }
+    ckpt_ctx *open(int r, ckpt_comm *comm, std::vector<Part> &m)
+    {
+        return ckm::open_with_model(dir, comm, N, r, m, [&](ckpt_config &c) { tweak(r, c); });
+    }
+    void save(const std::vector<int64_t> &steps)
+    {
+        ckm::save_each(N, dir, steps, [&](int r, ckpt_config &c) { tweak(r, c); });
+    }
+    // Restores the newest step on N ranks: it must be `want`, bit-exact,
+    // and rank r must have read tier[r].
+    void restore(int64_t want, const std::vector<ckpt_tier> &tier)
+    {
+        ckl::on_ranks(N, [&](int r, ckpt_comm *comm) {
+            std::vector<Part> m;
+            ckpt_ctx *ck = open(r, comm, m);
+            ASSERT_NE(ck, nullptr);
+            EXPECT_EQ(ckpt_restore_tier(ck), CKPT_TIER_NONE);
+            for (auto &p : m)
+                std::fill(p.data.begin(), p.data.end(), 0xDEADBEEFu);
+            int64_t step = -1;
+            EXPECT_EQ(ckpt_restore(ck, CKPT_LATEST, nullptr, &step), 0) << ckpt_last_error(ck);
+            EXPECT_EQ(step, want) << "rank " << r;
+            EXPECT_EQ(ckpt_restore_tier(ck), tier[(size_t)r]) << "rank " << r;
+            for (const auto &p : m)
+                EXPECT_EQ(p.first_bad(want), -1) << "rank " << r << ": " << p.name;
+            EXPECT_EQ(ckpt_close(ck), 0);
+        });
+    }
+};
+
+std::set<std::string> names_in(const std::string &d)
+{
+    auto v = ckt::list_dir(d);
+    return std::set<std::string>(v.begin(), v.end());
+}
+
+std::vector<std::string> committed(const std::string &d)
+{
+    std::vector<std::string> out;
+    for (const auto &n : ckt::list_dir(d))
+        if (n.rfind("step-", 0) == 0 && n.find('.') == std::string::npos)
+            out.push_back(n);
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+std::string step_name(int64_t s)
+{
+    char b[32];
+    snprintf(b, sizeof b, "step-%012lld", (long long)s);
+    return b;
+}
+
+const ckpt_tier L = CKPT_TIER_LOCAL, D = CKPT_TIER_DURABLE;
+
+} // namespace
+
+TEST(Tiers, EachNodeCommitsItsOwnRanksAndEveryThirdSaveIsDurable)
+{
+    Tiers t;
+    t.save({10, 11, 12, 13, 14});
+    // Saves 1 and 4 ((k - 1) % 3 == 0) went to DIR as well.
+    EXPECT_EQ(committed(t.dir), (std::vector<std::string>{step_name(10), step_name(13)}));
+    for (int node = 0; node < 2; node++) {
+        std::string l = t.local_of(node * 2);
+        std::vector<std::string> want;
+        for (int64_t s = 10; s <= 14; s++)
+            want.push_back(step_name(s));
+        EXPECT_EQ(committed(l), want) << l;
+        EXPECT_EQ(ckt::list_dir(l).size(), want.size()) << l << ": no partial folder left";
+        // Only this node's ranks' files, and the node's manifest.
+        std::set<std::string> files = names_in(l + "/" + step_name(14));
+        char a[32], b[32];
+        snprintf(a, sizeof a, "rank-%05d.h5", node * 2);
+        snprintf(b, sizeof b, "rank-%05d.h5", node * 2 + 1);
+        EXPECT_TRUE(files.count(a) && files.count(b)) << l;
+        EXPECT_TRUE(files.count("manifest.h5")) << l;
+        for (const auto &f : files)
+            EXPECT_TRUE(f == a || f == b || f == "manifest.h5" || f.rfind("done-", 0) == 0)
+                << l << " holds " << f;
+        // The manifest lists this node's two ranks of a world of four.
+        ckpt__index idx;
+        ckpt__err err;
+        ASSERT_EQ(ckpt__manifest_read_part((l + "/" + step_name(14) + "/manifest.h5").c_str(),
+                                           &idx, &err),
+                  0)
+            << err.msg;
+        EXPECT_EQ(idx.world_size, 4u);
+        ASSERT_EQ(idx.nranks, 2u);
+        EXPECT_EQ(idx.ranks[0].rank, (uint32_t)node * 2);
+        EXPECT_EQ(idx.ranks[1].rank, (uint32_t)node * 2 + 1);
+        // The full-world reader refuses it: it is no durable checkpoint.
+        ckpt__index_free(&idx);
+        EXPECT_NE(ckpt__manifest_read((l + "/" + step_name(14) + "/manifest.h5").c_str(), &idx,
+                                      &err),
+                  0);
+    }
+}
+
+TEST(Tiers, RestoresFromTheLocalTierAloneBitExact)
+{
+    Tiers t;
+    t.save({1, 2, 3, 4, 5});
+    // DIR holds 1 and 4, the local tier 5: the restore takes 5 from the
+    // local folders, even with DIR emptied.
+    ckt::TempDir::remove_all(t.dir);
+    ASSERT_EQ(mkdir(t.dir.c_str(), 0755), 0);
+    t.restore(5, {L, L, L, L});
+    EXPECT_TRUE(t.log.has("restored step 5", "(local tier)"));
+}
+
+TEST(Tiers, ANodeThatLostItsFolderReadsTheDurableCopy)
+{
+    Tiers t;
+    t.save({1, 2, 3, 4, 5});
+    ckt::TempDir::remove_all(t.local_of(2));
+    // Node n1 can reach only DIR's 1 and 4: every rank takes 4, node n0
+    // from its local copy, node n1 from DIR.
+    t.restore(4, {L, L, D, D});
+}
+
+TEST(Tiers, ACorruptLocalChunkIsReadFromTheDurableCopyAndNamed)
+{
+    Tiers t;
+    t.durable_every = 1;
+    t.save({7});
+    // Damage a chunk rank 0 wrote into its local rank file.
+    std::string sd = t.local_of(0) + "/" + step_name(7);
+    ckpt__index idx;
+    ckpt__err err;
+    ASSERT_EQ(ckpt__manifest_read_part((sd + "/manifest.h5").c_str(), &idx, &err), 0) << err.msg;
+    uint64_t off = 0;
+    for (uint32_t i = 0; i < idx.nentries && !off; i++)
+        if (idx.entries[i].rank == 0 && idx.entries[i].kind == CKPT__ENTRY_TENSOR &&
+            idx.entries[i].nbytes > 16)
+            off = idx.entries[i].file_off + 8;
+    ckpt__index_free(&idx);
+    ASSERT_NE(off, 0u);
+    ASSERT_TRUE(ckt::flip_byte(sd + "/rank-00000.h5", off));
+    t.restore(7, {D, L, L, L});
+    EXPECT_TRUE(t.log.has("rank 0: the local copy of step 7", "durable copy"));
+}
+
+TEST(Tiers, LocalRetentionKeepsTheNewestPerNode)
+{
+    Tiers t;
+    t.local_keep_last = 2;
+    t.durable_every = 100;
+    t.save({1, 2, 3, 4});
+    for (int r : {0, 2})
+        EXPECT_EQ(committed(t.local_of(r)),
+                  (std::vector<std::string>{step_name(3), step_name(4)}));
+    EXPECT_EQ(committed(t.dir), (std::vector<std::string>{step_name(1)}));
+}
+
+// Node n1's leader (rank 2) is SIGKILLed at the rename of its local
+// commit of step 2 (a local-only save): its local folder keeps step 1 and
+// at most one partial folder; the next job cleans it and restores step 1.
+TEST(Tiers, ACrashInALocalCommitLeavesThePreviousLocalStep)
+{
+    Tiers t;
+    t.durable_every = 5;
+    fflush(nullptr);
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        ckl::on_ranks(N, [&](int r, ckpt_comm *comm) {
+            std::vector<Part> m;
+            ckpt_ctx *ck = t.open(r, comm, m);
+            if (!ck)
+                _exit(3);
+            for (int64_t s : {1, 2}) {
+                for (auto &p : m)
+                    p.fill(s);
+                if (s == 2 && r == 2)
+                    ckpt__fault_arm(ck, CKPT__FAULT_RENAME, 0, CKPT__FAIL_CRASH);
+                ckpt_ticket tk;
+                if (ckpt_save(ck, s, nullptr, &tk) != 0 || ckpt_fence(ck, nullptr) != 0 ||
+                    ckpt_wait(ck, tk, -1) != 0)
+                    _exit(4);
+            }
+            // Node n0 does not wait for n1's local commit: it stays open
+            // until rank 2's crash ends the process.
+            if (r < 2)
+                pause();
+        });
+        _exit(5); // the crash should have come first
+    }
+    int st = 0;
+    ASSERT_EQ(waitpid(pid, &st, 0), pid);
+    ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "status " << st;
+    std::string l1 = t.local_of(2);
+    EXPECT_EQ(committed(l1), (std::vector<std::string>{step_name(1)}));
+    size_t partial = 0;
+    for (const auto &n : ckt::list_dir(l1))
+        partial += n.find(".partial-") != std::string::npos;
+    EXPECT_LE(partial, 1u);
+    // Node n0 may have committed step 2; node n1 has only 1, so every
+    // rank restores 1 (n0 from its local copy, n1 too).
+    t.restore(1, {L, L, L, L});
+    for (const auto &n : ckt::list_dir(l1))
+        EXPECT_EQ(n.find(".partial-"), std::string::npos) << "left over: " << n;
+}
+
+TEST(Tiers, EveryRankMustSetLocalDirOrNone)
+{
+    ckt::TempDir tmp;
+    std::string dir = tmp.sub("d"), l = tmp.sub("l");
+    ckl::on_ranks(2, [&](int r, ckpt_comm *comm) {
+        ckpt_config cfg = ckm::config(dir);
+        if (r == 1)
+            cfg.local_dir = l.c_str();
+        ckpt_ctx *ck = nullptr;
+        EXPECT_EQ(ckpt_open(&cfg, comm, &ck), CKPT_EINVAL);
+        EXPECT_NE(std::string(ckpt_last_error(nullptr)).find("local_dir"), std::string::npos)
+            << ckpt_last_error(nullptr);
+        EXPECT_EQ(ck, nullptr);
+    });
+}
