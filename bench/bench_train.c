@@ -137,8 +137,10 @@ static void train_help(FILE *f)
 "                   ckpt_save to this rank's done-record in D); and the\n"
 "                   restore time from each tier in the same run: the newest\n"
 "                   checkpoint (local tier: restore_local_s), then, the local\n"
-"                   folders moved aside, the newest in D (restore_durable_s);\n"
-"                   the bench fails when ckpt_restore_tier says otherwise.\n"
+"                   folders moved aside, the newest in D (restore_durable_s;\n"
+"                   an older step than the local one unless the last save went\n"
+"                   to D: restore_*_step say which); the bench fails when\n"
+"                   ckpt_restore_tier says another tier.\n"
 "                   Neither restore drops the page cache (as restore_gbps\n"
 "                   never did): the runtime reads chunk data with O_DIRECT\n"
 "                   where the file system allows it, so a D on disk is read\n"
@@ -675,14 +677,14 @@ static const char *tier_name(ckpt_tier t)
 /* Collective: restores the newest checkpoint into the tensors on a new
  * context, timed; fails when this rank read another tier than want. */
 static int restore_timed(const train_opts *o, bench_world *bw, state *st, const shard *sh,
-                         ckpt_tier want, double *secs)
+                         ckpt_tier want, double *secs, int64_t *step)
 {
     ckpt_ctx *ctx = NULL;
     int rc = agree(bw, open_train_ctx(o, bw, st, sh, CKPT_BUSY_WAIT, NULL, &ctx));
     bw->m->barrier(bw);
     if (!rc) {
         double t0 = now_s();
-        int rr = ckpt_restore(ctx, CKPT_LATEST, NULL, NULL);
+        int rr = ckpt_restore(ctx, CKPT_LATEST, NULL, step);
         *secs = now_s() - t0;
         ckpt_tier got = ckpt_restore_tier(ctx);
         if (rr) {
@@ -722,7 +724,7 @@ static int checkpointed(const train_opts *o, bench_world *bw, state *st, const s
     bw->m->sum(bw, &have, 1);
     if (!rc && have == (double)bw->size) {
         rc = restore_timed(o, bw, st, sh, r->tiered ? CKPT_TIER_LOCAL : CKPT_TIER_DURABLE,
-                           &r->restore_s);
+                           &r->restore_s, &r->restore_step);
         if (!rc && r->tiered) {
             char aside[sizeof o->local_path + 8];
             aside_path(o, aside, sizeof aside);
@@ -732,7 +734,8 @@ static int checkpointed(const train_opts *o, bench_world *bw, state *st, const s
             }
             rc = agree(bw, rc);
             if (!rc)
-                rc = restore_timed(o, bw, st, sh, CKPT_TIER_DURABLE, &r->restore_durable_s);
+                rc = restore_timed(o, bw, st, sh, CKPT_TIER_DURABLE, &r->restore_durable_s,
+                                   &r->restore_durable_step);
         }
     }
     bw->m->barrier(bw); /* every rank has stopped reading */

@@ -50,6 +50,7 @@ typedef struct run {
     double total_s;
     double restore_s;         /* the newest checkpoint, as ckpt_restore picks it */
     double restore_durable_s; /* tiered: again, the local folders moved aside */
+    int64_t restore_step, restore_durable_step; /* the steps those restores read */
     int tiered;               /* --local-dir */
     double peak_rss_mib;
     /* Per checkpoint step (index step / every), CLOCK_REALTIME seconds, 0
@@ -84,6 +85,7 @@ typedef struct rank_figs {
     double layout_first_ms, layout_p50_ms, layout_max_ms; /* of the saves after the first */
     double restore_s, rss_mib;
     double tiered, local_commit_p50, restore_durable_s; /* --local-dir */
+    double restore_step, restore_durable_step;
     double local_commits, durable_commits;
     double raw_write_s, raw_bytes;
     double calls, refused, committed;

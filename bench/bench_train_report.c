@@ -54,6 +54,8 @@ static rank_figs figs_of(const run *base, const run *r, double raw_write_s, uint
     f.tiered = r->tiered;
     f.local_commit_p50 = train_pct(r->local_s, r->nlocal, 0.5);
     f.restore_durable_s = r->tiered ? r->restore_durable_s : r->restore_s;
+    f.restore_step = (double)r->restore_step;
+    f.restore_durable_step = (double)(r->tiered ? r->restore_durable_step : r->restore_step);
     f.local_commits = r->nlocal;
     f.durable_commits = r->ndurable;
     f.rss_mib = r->peak_rss_mib;
@@ -290,11 +292,11 @@ void train_print_table(FILE *f, const train_opts *o, const train_shape *sh,
         const rank_figs *a = &p->agg;
         if (a->tiered)
             fprintf(f, "  %-7s tiers: local commit %.3f s p50 (%.0f saves), durable commit "
-                       "%.3f s p50 (%.0f saves);\n  %-7s restore local %.3f s, durable %.3f s "
-                       "(%.2fx)\n",
+                       "%.3f s p50 (%.0f saves);\n  %-7s restore local %.3f s (step %.0f), "
+                       "durable %.3f s (step %.0f): %.2fx\n",
                     "", a->local_commit_p50, a->local_commits, a->durable_p50,
-                    a->durable_commits, "", a->restore_s, a->restore_durable_s,
-                    restore_tier_ratio(a));
+                    a->durable_commits, "", a->restore_s, a->restore_step, a->restore_durable_s,
+                    a->restore_durable_step, restore_tier_ratio(a));
     }
     fprintf(f, "\n  overhead: total time against the baseline; stall: ckpt_fence on checkpoint "
                "steps;\n  durable/committed: ckpt_save to the runtime's events; GB = 1e9 "
@@ -349,6 +351,8 @@ static void json_tiers(FILE *f, const rank_figs *x)
     json_opt(f, "local_commit_s_p50", x->local_commit_p50, 4, t && x->local_commits > 0);
     json_opt(f, "restore_local_s", x->restore_s, 4, t && x->restore_s > 0);
     json_opt(f, "restore_durable_s", x->restore_durable_s, 4, x->restore_durable_s > 0);
+    json_opt(f, "restore_local_step", x->restore_step, 0, t && x->restore_s > 0);
+    json_opt(f, "restore_durable_step", x->restore_durable_step, 0, x->restore_durable_s > 0);
     json_opt(f, "restore_tier_ratio", restore_tier_ratio(x), 3, restore_tier_ratio(x) > 0);
     json_opt(f, "local_commits", x->local_commits, 0, t);
     json_opt(f, "durable_commits", x->durable_commits, 0, t);

@@ -89,12 +89,20 @@ d = json.load(open(sys.argv[1]))
 assert d["local_dir"] == sys.argv[2], d["local_dir"]
 assert d["durable_every"] == 2 and d["nodes"] == 1, d
 assert "replicated_s_p50" not in d and "restore_replica_s" not in d, "no replicas yet"
+assert [r["policy"] for r in d["runs"]] == ["wait", "refuse"], d["runs"]
 for r in [d] + d["runs"] + d["ranks"]:
-    assert r["local_commits"] == 2 and r["durable_commits"] == 1, r
     for k in ["local_commit_s_p50", "durable_s_p50", "restore_local_s", "restore_durable_s"]:
         assert r[k] is not None and 0 < r[k] < 60, (k, r)
     assert r["restore_tier_ratio"] > 0, r
-assert [r["policy"] for r in d["runs"]] == ["wait", "refuse"], d["runs"]
+# busy=wait (the headline and the per-rank figures are its run) makes both
+# saves; busy=refuse may refuse the second while the first persists.
+for r in [d, d["runs"][0]] + d["ranks"]:
+    assert r["local_commits"] == 2 and r["durable_commits"] == 1, r
+    # The newest step is local only; the durable folder's newest is the first.
+    assert r["restore_local_step"] == 4 and r["restore_durable_step"] == 0, r
+r = d["runs"][1]
+assert r["local_commits"] == r["committed"] and r["durable_commits"] == 1, r
+assert r["restore_local_step"] == 4 * (r["local_commits"] - 1) and r["restore_durable_step"] == 0, r
 )";
 
 TEST(Bench, TrainWithTheLocalTierReportsEachTier)
