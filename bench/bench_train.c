@@ -37,6 +37,14 @@
  * throughput against the raw O_DIRECT write of every rank's share at once,
  * measured in the same run before the checkpointed runs.
  *
+ * With --local-dir every run saves to the node-local tier too (cfg.local_dir,
+ * one folder per "node", --nodes blocks of ranks named by cfg.node_name) and
+ * to dir every --durable-every-th save.  The COMMITTED event says which
+ * tiers a save committed to and when the local commit came
+ * (ckpt_event.tiers, local_commit_s); after each run the newest checkpoint
+ * is restored twice, from the local tier and then, each node's folder
+ * renamed aside, from dir, each checked with ckpt_restore_tier().
+ *
  * Invariants: every rank calls the same collectives in the same order (the
  * runs, their phases and the failure checks between phases, agree()); only
  * rank 0 removes checkpoints and prints results.
@@ -120,7 +128,29 @@ static void train_help(FILE *f)
 "                   the state plus 1/32 plus 64M, --keep-last 1; busy=wait only;\n"
 "                   one process (no --ranks)\n"
 "  --keep-last N    (cuda) checkpoints kept on disk, 0 all (default 1); the\n"
-"                   bench checks the free space for keep-last + 1 of them\n",
+"                   bench checks the free space for keep-last + 1 of them\n"
+"  --local-dir L    the node-local tier (cfg.local_dir): each rank's node\n"
+"                   folder is L/node-K, K = rank / (ranks per node), keeping\n"
+"                   2 checkpoints like D.  Also reported per save: ckpt_save to\n"
+"                   the local commit (local_commit_s_p50) and to the commit\n"
+"                   in D (durable_s_p50, which without --local-dir is\n"
+"                   ckpt_save to this rank's done-record in D); and the\n"
+"                   restore time from each tier in the same run: the newest\n"
+"                   checkpoint (local tier: restore_local_s), then, the local\n"
+"                   folders moved aside, the newest in D (restore_durable_s;\n"
+"                   an older step than the local one unless the last save went\n"
+"                   to D: restore_*_step say which); the bench fails when\n"
+"                   ckpt_restore_tier says another tier.\n"
+"                   Neither restore drops the page cache (as restore_gbps\n"
+"                   never did): the runtime reads chunk data with O_DIRECT\n"
+"                   where the file system allows it, so a D on disk is read\n"
+"                   from the disk, and a tier on tmpfs (/dev/shm) from memory.\n"
+"                   No replicas yet (replicated_s_p50, restore_replica_s)\n"
+"  --nodes K        (with --local-dir) the ranks as K nodes: contiguous\n"
+"                   blocks of ranks, cfg.node_name node-0 .. node-(K-1)\n"
+"                   (default 1; K must divide the ranks)\n"
+"  --durable-every N (with --local-dir) every N-th save also goes to D, the\n"
+"                   first one included (cfg.durable_every; default 1)\n",
             prog);
 }
 
@@ -183,6 +213,18 @@ static int train_parse(int argc, char **argv, train_opts *o)
             if (m < 0 || parse_int(v, 0, 1000, &n) != 0)
                 return usage_error("train", "--keep-last: expected 0..1000");
             o->keep_last = (int)n;
+        } else if ((m = opt_value(argc, argv, &i, "--local-dir", &v)) != 0) {
+            if (m < 0 || !v[0])
+                return usage_error("train", "--local-dir: expected a folder");
+            o->local_dir = v;
+        } else if ((m = opt_value(argc, argv, &i, "--nodes", &v)) != 0) {
+            if (m < 0 || parse_int(v, 1, MAX_RANKS, &n) != 0)
+                return usage_error("train", "--nodes: expected 1..%d", MAX_RANKS);
+            o->nodes = (int)n;
+        } else if ((m = opt_value(argc, argv, &i, "--durable-every", &v)) != 0) {
+            if (m < 0 || parse_int(v, 1, 1000000, &n) != 0)
+                return usage_error("train", "--durable-every: expected a number >= 1");
+            o->durable_every = (int)n;
         } else if ((m = common_opt(argc, argv, &i, "train", &c)) != 0) {
             if (m == 2)
                 return 2;
@@ -229,6 +271,12 @@ static int train_parse(int argc, char **argv, train_opts *o)
     o->io = c.io;
     if (!o->dir)
         return usage_error("train", "--dir is required");
+    if (!o->local_dir && (o->nodes || o->durable_every))
+        return usage_error("train", "--nodes and --durable-every need --local-dir");
+    if (o->local_dir && o->cuda)
+        return usage_error("train", "--local-dir: the host loop only (no --device cuda)");
+    if (o->nodes > 1 && o->ranks > 0 && o->ranks % o->nodes != 0)
+        return usage_error("train", "--nodes %d must divide --ranks %d", o->nodes, o->ranks);
     if (o->cuda)
         return cuda_fit(o, steps_set, every_set, step_ms_set, tensors_set);
     if (o->keep_last >= 0)
@@ -250,6 +298,8 @@ static int train_fit(train_opts *o, const bench_world *bw)
         why = "--busy refuse: several ranks only run busy=wait";
     else if (o->state_bytes / (uint64_t)o->tensors < 64 * (uint64_t)bw->size)
         why = "--tensors: fewer tensors or a bigger --state";
+    else if (o->local_dir && bw->size % (o->nodes ? o->nodes : 1) != 0)
+        why = "--nodes must divide the number of ranks";
     if (why) {
         if (bw->rank == 0)
             usage_error("train", "%s", why);
@@ -261,6 +311,18 @@ static int train_fit(train_opts *o, const bench_world *bw)
                             "ranks to agree on every save)\n",
                     prog, bw->size);
         o->busy_refuse = 0;
+    }
+    if (o->local_dir) {
+        char name[32];
+        o->ranks_per_node = bw->size / (o->nodes ? o->nodes : 1);
+        o->node = bw->rank / o->ranks_per_node;
+        snprintf(o->node_name, sizeof o->node_name, "node-%d", o->node);
+        snprintf(name, sizeof name, "node-%d", o->node);
+        if (ckpt__path_join(o->local_path, o->local_dir, name, NULL) != 0) {
+            if (bw->rank == 0)
+                usage_error("train", "--local-dir: the path is too long");
+            return 2;
+        }
     }
     /* Default: room for the rank's whole snapshot.  Packing tensors into
      * 4 MiB slabs at 4 KiB boundaries costs a few percent, hence the eighth. */
@@ -401,12 +463,17 @@ static void on_event(void *user, const ckpt_event *ev)
     int in = ev->step % r->every == 0 && i < r->nsaves;
     pthread_mutex_lock(&r->mu);
     if (ev->kind == CKPT_EVENT_DURABLE) {
-        r->durable_s[r->ndurable++] = ev->since_save_s;
+        if (!r->tiered)
+            r->durable_s[r->ndurable++] = ev->since_save_s;
         r->layout_ms[r->nlayout++] = ev->layout_cpu_s * 1e3;
         if (in)
             r->durable_rt[i] = now;
     } else if (ev->kind == CKPT_EVENT_COMMITTED) {
         r->committed_s[r->ncommitted++] = ev->since_save_s;
+        if (r->tiered && (ev->tiers & (1u << CKPT_TIER_DURABLE)))
+            r->durable_s[r->ndurable++] = ev->since_save_s;
+        if (r->tiered && (ev->tiers & (1u << CKPT_TIER_LOCAL)))
+            r->local_s[r->nlocal++] = ev->local_commit_s;
         if (in)
             r->committed_rt[i] = now;
     }
@@ -420,6 +487,7 @@ static int run_init(run *r, const char *label, const train_opts *o)
     r->steps = o->steps;
     r->every = o->every;
     r->nsaves = (o->steps + o->every - 1) / o->every;
+    r->tiered = o->local_dir != NULL;
     pthread_mutex_init(&r->mu, NULL);
     size_t n = (size_t)o->steps + 1;
     r->step_ms = calloc(n, sizeof(double));
@@ -427,12 +495,13 @@ static int run_init(run *r, const char *label, const train_opts *o)
     r->stall_ms = calloc(n, sizeof(double));
     r->durable_s = calloc(n, sizeof(double));
     r->committed_s = calloc(n, sizeof(double));
+    r->local_s = calloc(n, sizeof(double));
     r->layout_ms = calloc(n, sizeof(double));
     r->accepted_rt = calloc((size_t)r->nsaves, sizeof(double));
     r->durable_rt = calloc((size_t)r->nsaves, sizeof(double));
     r->committed_rt = calloc((size_t)r->nsaves, sizeof(double));
     return r->step_ms && r->call_us && r->stall_ms && r->durable_s && r->committed_s &&
-                   r->layout_ms &&
+                   r->local_s && r->layout_ms &&
                    r->accepted_rt && r->durable_rt && r->committed_rt
                ? 0
                : -1;
@@ -445,6 +514,7 @@ static void run_free(run *r)
     free(r->stall_ms);
     free(r->durable_s);
     free(r->committed_s);
+    free(r->local_s);
     free(r->layout_ms);
     free(r->accepted_rt);
     free(r->durable_rt);
@@ -480,6 +550,13 @@ static int open_train_ctx(const train_opts *o, bench_world *bw, const state *st,
     if (o->io != CKPT_IO_AUTO)
         cfg.io = o->io;
     cfg.keep_last = 2; /* a real job keeps a few; it also bounds the disk used */
+    if (o->local_dir) {
+        cfg.local_dir = o->local_path;
+        cfg.local_keep_last = 2;
+        cfg.node_name = o->node_name;
+        if (o->durable_every)
+            cfg.durable_every = o->durable_every;
+    }
     cfg.event_fn = r ? on_event : NULL;
     cfg.event_user = r;
     rc = ckpt_open(&cfg, bw->m->comm(bw), out);
@@ -559,6 +636,28 @@ static void clean_dir(const bench_world *bw, const char *dir)
         train_clean_dir(dir);
 }
 
+/* The local folder moved aside for the restore from dir. */
+static void aside_path(const train_opts *o, char *out, size_t n)
+{
+    snprintf(out, n, "%s.aside", o->local_path);
+}
+
+/* Removes every committed step of this node's local folder and of the one
+ * moved aside, and with rm the folders (the node's first rank only: the
+ * node's other ranks would race it). */
+static void clean_local(const train_opts *o, const bench_world *bw, int rm)
+{
+    if (!o->local_dir || bw->rank % o->ranks_per_node != 0)
+        return;
+    char aside[sizeof o->local_path + 8];
+    aside_path(o, aside, sizeof aside);
+    train_clean_dir(o->local_path);
+    train_clean_dir(aside);
+    rmdir(aside);
+    if (rm)
+        rmdir(o->local_path);
+}
+
 /* Collective: closes ctx on every rank that has one. */
 static int close_ctx(ckpt_ctx *ctx, int rc)
 {
@@ -570,11 +669,42 @@ static int close_ctx(ckpt_ctx *ctx, int rc)
     return rc;
 }
 
+static const char *tier_name(ckpt_tier t)
+{
+    return t == CKPT_TIER_LOCAL ? "local" : t == CKPT_TIER_DURABLE ? "durable" : "no";
+}
+
+/* Collective: restores the newest checkpoint into the tensors on a new
+ * context, timed; fails when this rank read another tier than want. */
+static int restore_timed(const train_opts *o, bench_world *bw, state *st, const shard *sh,
+                         ckpt_tier want, double *secs, int64_t *step)
+{
+    ckpt_ctx *ctx = NULL;
+    int rc = agree(bw, open_train_ctx(o, bw, st, sh, CKPT_BUSY_WAIT, NULL, &ctx));
+    bw->m->barrier(bw);
+    if (!rc) {
+        double t0 = now_s();
+        int rr = ckpt_restore(ctx, CKPT_LATEST, NULL, step);
+        *secs = now_s() - t0;
+        ckpt_tier got = ckpt_restore_tier(ctx);
+        if (rr) {
+            rc = api_fail("ckpt_restore", rr, ctx);
+        } else if (got != want) {
+            errorf("ckpt_restore read the %s tier, expected the %s one", tier_name(got),
+                   tier_name(want));
+            rc = 1;
+        }
+    }
+    ckpt_close(ctx);
+    return agree(bw, rc);
+}
+
 static int checkpointed(const train_opts *o, bench_world *bw, state *st, const shard *sh,
                         workload *wl, ckpt_busy busy, run *r)
 {
     bw->m->barrier(bw);
     clean_dir(bw, o->dir);
+    clean_local(o, bw, 0);
     settle(o->dir);
     reset_peak_rss();
     ckpt_ctx *ctx = NULL;
@@ -587,24 +717,30 @@ static int checkpointed(const train_opts *o, bench_world *bw, state *st, const s
     r->committed = r->ncommitted;
     rc = agree(bw, rc);
     /* Restore the newest checkpoint into the tensors: throughput; only
-     * when every rank saw a commit, so that all of them take part. */
+     * when every rank saw a commit, so that all of them take part.
+     * Tiered: from the local tier, then from dir with the local folders
+     * moved aside (a context opened then finds its local folder empty). */
     double have = r->ncommitted > 0 ? 1 : 0;
     bw->m->sum(bw, &have, 1);
     if (!rc && have == (double)bw->size) {
-        rc = agree(bw, open_train_ctx(o, bw, st, sh, CKPT_BUSY_WAIT, NULL, &ctx));
-        bw->m->barrier(bw);
-        if (!rc) {
-            double t0 = now_s();
-            int rr = ckpt_restore(ctx, CKPT_LATEST, NULL, NULL);
-            r->restore_s = now_s() - t0;
-            if (rr)
-                rc = api_fail("ckpt_restore", rr, ctx);
+        rc = restore_timed(o, bw, st, sh, r->tiered ? CKPT_TIER_LOCAL : CKPT_TIER_DURABLE,
+                           &r->restore_s, &r->restore_step);
+        if (!rc && r->tiered) {
+            char aside[sizeof o->local_path + 8];
+            aside_path(o, aside, sizeof aside);
+            if (bw->rank % o->ranks_per_node == 0 && rename(o->local_path, aside) != 0) {
+                errorf("move %s aside: %s", o->local_path, strerror(errno));
+                rc = 1;
+            }
+            rc = agree(bw, rc);
+            if (!rc)
+                rc = restore_timed(o, bw, st, sh, CKPT_TIER_DURABLE, &r->restore_durable_s,
+                                   &r->restore_durable_step);
         }
-        ckpt_close(ctx);
-        rc = agree(bw, rc);
     }
     bw->m->barrier(bw); /* every rank has stopped reading */
     clean_dir(bw, o->dir);
+    clean_local(o, bw, 0);
     return rc;
 }
 
@@ -771,9 +907,12 @@ static int train(train_opts *o, bench_world *bw)
         if (o->json)
             train_print_json(stdout, o, &shape, &base, reps, nruns);
     }
+    clean_local(o, bw, 1);
     bw->m->barrier(bw);
     if (bw->rank == 0 && o->dir)
         rmdir(o->dir); /* only when the bench left it empty */
+    if (bw->rank == 0 && o->local_dir)
+        rmdir(o->local_dir);
     for (int i = 0; i < nruns; i++)
         train_report_free(&reps[i]);
     run_free(&base);

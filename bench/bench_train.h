@@ -29,6 +29,14 @@ typedef struct train_opts {
     int json;
     int cuda;      /* --device cuda: state in GPU memory (bench_train_gpu.c) */
     int keep_last; /* --keep-last (cuda only; the host loop keeps 2) */
+    /* Tiers: --local-dir L, --nodes K, --durable-every N (0 when not
+     * given); train_fit sets this rank's node, its folder L/node-NODE and
+     * its cfg.node_name "node-NODE". */
+    const char *local_dir;
+    int nodes, durable_every;
+    int node, ranks_per_node;
+    char local_path[4200]; /* CKPT__PATH_MAX */
+    char node_name[32];
 } train_opts;
 
 /* One run of the loop on one rank. */
@@ -40,17 +48,25 @@ typedef struct run {
     double *stall_ms;  /* per checkpoint step */
     int ncalls, nstalls, refused, committed;
     double total_s;
-    double restore_s;
+    double restore_s;         /* the newest checkpoint, as ckpt_restore picks it */
+    double restore_durable_s; /* tiered: again, the local folders moved aside */
+    int64_t restore_step, restore_durable_step; /* the steps those restores read */
+    int tiered;               /* --local-dir */
     double peak_rss_mib;
     /* Per checkpoint step (index step / every), CLOCK_REALTIME seconds, 0
      * when it did not happen: ckpt_save returned 0 (loop), and the save's
-     * DURABLE and COMMITTED events (event callback). */
+     * DURABLE and COMMITTED events (event callback).  Tiered, DURABLE is
+     * the done-record of the save's last pass (the local one of a save
+     * that does not go to dir). */
     double *accepted_rt, *durable_rt, *committed_rt;
     /* From the event callback (runtime threads): guarded by mu, as are the
      * *_rt arrays of the events. */
     pthread_mutex_t mu;
-    double *durable_s, *committed_s;
-    int ndurable, ncommitted;
+    /* durable_s: ckpt_save to the DURABLE event; tiered, to the COMMITTED
+     * event of the saves that went to dir (their durable commit).
+     * local_s: tiered, ckpt_save to the local commit (local_commit_s). */
+    double *durable_s, *committed_s, *local_s;
+    int ndurable, ncommitted, nlocal;
     /* Per durable save, in save order: the rank file's layout CPU time
      * (ckpt_event.layout_cpu_s), ms; the first is the HDF5 build. */
     double *layout_ms;
@@ -68,6 +84,9 @@ typedef struct rank_figs {
     double durable_p50, committed_p50;
     double layout_first_ms, layout_p50_ms, layout_max_ms; /* of the saves after the first */
     double restore_s, rss_mib;
+    double tiered, local_commit_p50, restore_durable_s; /* --local-dir */
+    double restore_step, restore_durable_step;
+    double local_commits, durable_commits;
     double raw_write_s, raw_bytes;
     double calls, refused, committed;
 } rank_figs;

@@ -4,8 +4,8 @@
  * over the ranks, and printed as a table and as JSON.
  *
  * Aggregates: bytes, peak RSS and the raw bytes are summed; times (step
- * percentiles, total, save call, stall, durable, committed, restore, raw
- * write) are the slowest rank's, because a job moves at the pace of its
+ * percentiles, total, save call, stall, durable, committed, local commit,
+ * the restores, raw write) are the slowest rank's, because a job moves at the pace of its
  * slowest rank; refusals are summed.  Per save, from CLOCK_REALTIME stamps
  * (one machine shares the clock; across machines these figures need
  * synchronized clocks):
@@ -14,7 +14,8 @@
  *   save throughput  all ranks' bytes / (COMMITTED - the first rank's
  *                    accepted ckpt_save), the ranks' skew included;
  * each reported as p50 (and max for the latency) over the saves that every
- * rank made durable.  The raw limit is all ranks' raw bytes over the
+ * rank made durable.  Commit counts per tier are the fewest of any rank.
+ * The raw limit is all ranks' raw bytes over the
  * slowest rank's raw write, the ranks having started together.
  */
 #include <inttypes.h>
@@ -50,6 +51,13 @@ static rank_figs figs_of(const run *base, const run *r, double raw_write_s, uint
     f.layout_p50_ms = r->nlayout > 1 ? train_pct(r->layout_ms + 1, r->nlayout - 1, 0.5) : 0;
     f.layout_max_ms = r->nlayout > 1 ? train_pct(r->layout_ms + 1, r->nlayout - 1, 1.0) : 0;
     f.restore_s = r->restore_s;
+    f.tiered = r->tiered;
+    f.local_commit_p50 = train_pct(r->local_s, r->nlocal, 0.5);
+    f.restore_durable_s = r->tiered ? r->restore_durable_s : r->restore_s;
+    f.restore_step = (double)r->restore_step;
+    f.restore_durable_step = (double)(r->tiered ? r->restore_durable_step : r->restore_step);
+    f.local_commits = r->nlocal;
+    f.durable_commits = r->ndurable;
     f.rss_mib = r->peak_rss_mib;
     f.raw_write_s = raw_write_s;
     f.raw_bytes = (double)raw_bytes;
@@ -91,6 +99,12 @@ static void aggregate(const rank_figs *v, int n, rank_figs *a)
         a->layout_p50_ms = dmax(a->layout_p50_ms, x->layout_p50_ms);
         a->layout_max_ms = dmax(a->layout_max_ms, x->layout_max_ms);
         a->restore_s = dmax(a->restore_s, x->restore_s);
+        a->local_commit_p50 = dmax(a->local_commit_p50, x->local_commit_p50);
+        a->restore_durable_s = dmax(a->restore_durable_s, x->restore_durable_s);
+        a->local_commits = a->local_commits < x->local_commits ? a->local_commits
+                                                               : x->local_commits;
+        a->durable_commits = a->durable_commits < x->durable_commits ? a->durable_commits
+                                                                     : x->durable_commits;
         a->raw_write_s = dmax(a->raw_write_s, x->raw_write_s);
         a->calls = dmax(a->calls, x->calls);
         a->committed = a->committed < x->committed ? a->committed : x->committed;
@@ -195,6 +209,12 @@ static double restore_gbps(const rank_figs *x)
     return x->restore_s > 0 ? x->bytes / x->restore_s / 1e9 : 0;
 }
 
+/* The local tier's restore against dir's, in the same run. */
+static double restore_tier_ratio(const rank_figs *x)
+{
+    return x->tiered && x->restore_s > 0 ? x->restore_durable_s / x->restore_s : 0;
+}
+
 static double raw_gbps(const rank_figs *x)
 {
     return x->raw_write_s > 0 ? x->raw_bytes / x->raw_write_s / 1e9 : 0;
@@ -269,10 +289,24 @@ void train_print_table(FILE *f, const train_opts *o, const train_shape *sh,
                 "", p->save_gbps, p->raw_gbps,
                 sh->raw_direct ? "" : " (buffered: no O_DIRECT here)", save_ratio(p),
                 p->skew_ms_p50);
+        const rank_figs *a = &p->agg;
+        if (a->tiered)
+            fprintf(f, "  %-7s tiers: local commit %.3f s p50 (%.0f saves), durable commit "
+                       "%.3f s p50 (%.0f saves);\n  %-7s restore local %.3f s (step %.0f), "
+                       "durable %.3f s (step %.0f): %.2fx\n",
+                    "", a->local_commit_p50, a->local_commits, a->durable_p50,
+                    a->durable_commits, "", a->restore_s, a->restore_step, a->restore_durable_s,
+                    a->restore_durable_step, restore_tier_ratio(a));
     }
     fprintf(f, "\n  overhead: total time against the baseline; stall: ckpt_fence on checkpoint "
                "steps;\n  durable/committed: ckpt_save to the runtime's events; GB = 1e9 "
                "bytes\n");
+    if (reps[0].agg.tiered)
+        fprintf(f, "  tiers (node-local in %s, %d node(s)): durable is ckpt_save to the commit "
+                   "in the\n  durable folder; restore: the newest checkpoint from the local "
+                   "tier, then the\n  newest in the durable folder with the local folders "
+                   "moved aside\n",
+                o->local_dir, nranks / o->ranks_per_node);
     if (nranks > 1)
         fprintf(f, "  all ranks: bytes and RSS summed, times the slowest rank's; save: all "
                    "ranks' bytes from\n  the first ckpt_save to the commit; raw write: every "
@@ -309,6 +343,21 @@ static void json_saves(FILE *f, const run_report *p)
     json_opt(f, "save_skew_ms_p50", p->skew_ms_p50, 3, p->nlat > 0);
 }
 
+/* The tiers' figures: local ones null without --local-dir; the durable
+ * restore is then the only one. */
+static void json_tiers(FILE *f, const rank_figs *x)
+{
+    int t = x->tiered > 0;
+    json_opt(f, "local_commit_s_p50", x->local_commit_p50, 4, t && x->local_commits > 0);
+    json_opt(f, "restore_local_s", x->restore_s, 4, t && x->restore_s > 0);
+    json_opt(f, "restore_durable_s", x->restore_durable_s, 4, x->restore_durable_s > 0);
+    json_opt(f, "restore_local_step", x->restore_step, 0, t && x->restore_s > 0);
+    json_opt(f, "restore_durable_step", x->restore_durable_step, 0, x->restore_durable_s > 0);
+    json_opt(f, "restore_tier_ratio", restore_tier_ratio(x), 3, restore_tier_ratio(x) > 0);
+    json_opt(f, "local_commits", x->local_commits, 0, t);
+    json_opt(f, "durable_commits", x->durable_commits, 0, t);
+}
+
 static void json_figs(FILE *f, const rank_figs *x)
 {
     fprintf(f, "\"step_ms_p50\": %.3f, \"step_ms_p99\": %.3f, \"overhead_pct\": %.3f"
@@ -321,6 +370,7 @@ static void json_figs(FILE *f, const rank_figs *x)
             x->stall_p50, x->stall_p99, x->stall_max, x->durable_p50, x->committed_p50, x->calls,
             x->refused, x->committed, restore_gbps(x), x->rss_mib, x->layout_first_ms,
             x->layout_p50_ms, x->layout_max_ms);
+    json_tiers(f, x);
 }
 
 static void json_rank(FILE *f, int q, const rank_figs *x)
@@ -354,6 +404,14 @@ void train_print_json(FILE *f, const train_opts *o, const train_shape *sh, const
                ", \"steps\": %d, \"world_size\": %d, \"raw_direct\": %s",
             sh->bytes, sh->ntensors, o->staging_bytes, sh->writer, o->step_ms, o->every,
             o->steps, p->nranks, sh->raw_direct ? "true" : "false");
+    fprintf(f, ", \"local_dir\": ");
+    if (o->local_dir)
+        json_str(f, o->local_dir);
+    else
+        fputs("null", f);
+    fprintf(f, ", \"nodes\": %d, \"durable_every\": %d",
+            o->local_dir ? p->nranks / o->ranks_per_node : 1,
+            o->durable_every ? o->durable_every : 1);
     /* The headline figures are those of the first checkpointed run, over
      * all ranks. */
     fprintf(f, ",\n \"policy\": \"%s\", \"overhead_pct\": %.3f, \"save_call_us\": %.1f"
@@ -362,6 +420,7 @@ void train_print_json(FILE *f, const train_opts *o, const train_shape *sh, const
                ", \"layout_ms_p50\": %.3f",
             p->r->label, overhead_pct(a), a->call_us_p50, a->stall_p50, a->durable_p50,
             a->committed_p50, restore_gbps(a), a->rss_mib, a->layout_first_ms, a->layout_p50_ms);
+    json_tiers(f, a);
     json_saves(f, p);
     fprintf(f, ",\n \"ranks\": [");
     for (int q = 0; q < p->nranks; q++) {

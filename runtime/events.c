@@ -29,6 +29,11 @@ void ckpt__emit(ckpt_ctx *ctx, ckpt__job *job, ckpt_event_kind kind, int error,
         .message = message ? message : "",
         .layout_cpu_s = job->layout_cpu_s,
     };
+    if (kind == CKPT_EVENT_COMMITTED) {
+        ev.tiers = (unsigned)job->committed;
+        if (job->t_local_ns)
+            ev.local_commit_s = (double)(job->t_local_ns - job->t_save_ns) * 1e-9;
+    }
     job->t_stage_ns = now;
     if (kind == CKPT_EVENT_FAILED)
         ckpt__logf(&ctx->log, CKPT_LOG_ERROR, "save step %lld failed after %.3f s: %s",

@@ -644,6 +644,7 @@ static int run_save(ckpt_ctx *ctx, ckpt__job *job, const ckpt__tier *t, int last
 static int run_job(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
 {
     job->committed = 0;
+    job->t_local_ns = 0;
     if (!ctx->has_local) {
         int rc = run_save(ctx, job, &ctx->durable, 1, err);
         job->committed = rc ? 0 : 1 << CKPT_TIER_DURABLE;
@@ -652,8 +653,10 @@ static int run_job(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
     int rc = run_save(ctx, job, &ctx->local, !job->durable, err);
     if (rc)
         ckpt__err_prefix(err, "local tier %s", ctx->local_dir);
-    else
+    else {
         job->committed |= 1 << CKPT_TIER_LOCAL;
+        job->t_local_ns = ckpt__now_ns(); /* the COMMITTED event's local_commit_s */
+    }
     if (!job->durable)
         return rc;
     ckpt__err e2;

@@ -33,6 +33,7 @@ typedef struct ckpt__job {
     double layout_cpu_s;  /* the coordinator's CPU time in the rank file's
                              layout, close and metadata hash (events) */
     uint64_t t_save_ns;   /* when ckpt_save was called */
+    uint64_t t_local_ns;  /* coordinator: the local tier's commit, 0 before */
     uint64_t t_stage_ns;  /* the previous event (ctx->ev_mu) */
 } ckpt__job;
 

@@ -74,7 +74,54 @@ TEST(Bench, TrainRunsBothPolicies)
                       "ranks", "world_size", "commit_latency_ms_p50", "save_ratio_agg"});
     EXPECT_NE(out.find("\"refuse\""), std::string::npos);
     EXPECT_NE(out.find("\"world_size\": 1"), std::string::npos) << out;
+    // Without --local-dir there is one tier: no local figures.
+    EXPECT_NE(out.find("\"local_commit_s_p50\": null"), std::string::npos) << out;
+    EXPECT_NE(out.find("\"restore_local_s\": null"), std::string::npos) << out;
     EXPECT_FALSE(exists(dir));
+}
+
+// Two saves, the first durable (--durable-every 2): every run commits both
+// locally and one in the durable folder, and restores once from each tier
+// (the bench fails when ckpt_restore_tier disagrees).
+const char *kTiersCheck = R"(
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["local_dir"] == sys.argv[2], d["local_dir"]
+assert d["durable_every"] == 2 and d["nodes"] == 1, d
+assert "replicated_s_p50" not in d and "restore_replica_s" not in d, "no replicas yet"
+assert [r["policy"] for r in d["runs"]] == ["wait", "refuse"], d["runs"]
+for r in [d] + d["runs"] + d["ranks"]:
+    for k in ["local_commit_s_p50", "durable_s_p50", "restore_local_s", "restore_durable_s"]:
+        assert r[k] is not None and 0 < r[k] < 60, (k, r)
+    assert r["restore_tier_ratio"] > 0, r
+# busy=wait (the headline and the per-rank figures are its run) makes both
+# saves; busy=refuse may refuse the second while the first persists.
+for r in [d, d["runs"][0]] + d["ranks"]:
+    assert r["local_commits"] == 2 and r["durable_commits"] == 1, r
+    # The newest step is local only; the durable folder's newest is the first.
+    assert r["restore_local_step"] == 4 and r["restore_durable_step"] == 0, r
+r = d["runs"][1]
+assert r["local_commits"] == r["committed"] and r["durable_commits"] == 1, r
+assert r["restore_local_step"] == 4 * (r["local_commits"] - 1) and r["restore_durable_step"] == 0, r
+)";
+
+TEST(Bench, TrainWithTheLocalTierReportsEachTier)
+{
+    TempDir tmp;
+    std::string dir = tmp.sub("train"), local = tmp.sub("local"), json = tmp.sub("out.json"),
+                out, log;
+    ASSERT_EQ(run_split(bench() + " train --dir " + quote(dir) + " --local-dir " + quote(local) +
+                            " --durable-every 2 --state 16M --tensors 50 --steps 8 --every 4 "
+                            "--step-ms 20 --json",
+                        json, tmp.sub("err.txt"), &log),
+              0)
+        << log;
+    EXPECT_EQ(run_python(tmp.sub("check.py"), kTiersCheck, quote(json) + " " + quote(local), &out),
+              0)
+        << out << log;
+    EXPECT_NE(log.find("restore local"), std::string::npos) << log;
+    EXPECT_FALSE(exists(dir)) << "the bench made the folder and must remove it";
+    EXPECT_FALSE(exists(local)) << "the bench made the local folder and must remove it";
 }
 
 TEST(Bench, BadArgumentsExitTwo)
@@ -93,13 +140,19 @@ TEST(Bench, BadArgumentsExitTwo)
                              "train --dir /tmp/x --device gpu",
                              "train --dir /tmp/x --device cuda --busy refuse",
                              "train --dir /tmp/x --device cuda --ranks 2",
-                             "train --dir /tmp/x --keep-last 1"})
+                             "train --dir /tmp/x --keep-last 1",
+                             // The tiers' options need the local tier; nodes divide ranks.
+                             "train --dir /tmp/x --nodes 2", "train --dir /tmp/x --durable-every 2",
+                             "train --dir /tmp/x --local-dir /tmp/y --durable-every 0",
+                             "train --dir /tmp/x --local-dir /tmp/y --ranks 3 --nodes 2",
+                             "train --dir /tmp/x --local-dir /tmp/y --device cuda"})
         EXPECT_EQ(run(bench() + " " + args, &out), 2) << args << ": " << out;
     EXPECT_EQ(run(bench() + " --help", &out), 0);
     EXPECT_EQ(run(bench() + " train --help", &out), 0);
     EXPECT_NE(out.find("--every"), std::string::npos);
     EXPECT_NE(out.find("--ranks"), std::string::npos);
     EXPECT_NE(out.find("--device"), std::string::npos);
+    EXPECT_NE(out.find("--local-dir"), std::string::npos);
     EXPECT_EQ(run(bench() + " d2h --help", &out), 0);
     EXPECT_NE(out.find("--size"), std::string::npos);
 }

@@ -161,6 +161,26 @@ inline std::string quote(const std::string &s)
     return q + "'";
 }
 
+// Runs a command line (in a subshell, so its stderr cannot mix into its
+// stdout) with stdout to out_path and stderr to err_path; *log gets both,
+// for a failure message.  Returns the exit status.
+inline int run_split(const std::string &cmd, const std::string &out_path,
+                     const std::string &err_path, std::string *log)
+{
+    int rc = run("(" + cmd + " >" + quote(out_path) + " 2>" + quote(err_path) + ")");
+    *log = read_file(err_path) + read_file(out_path);
+    return rc;
+}
+
+// Runs the Python source py (written to path) with args: 0 when it exits
+// 0, as it does when its asserts hold; *out its output.
+inline int run_python(const std::string &path, const std::string &py, const std::string &args,
+                      std::string *out)
+{
+    write_file(path, py);
+    return run("python3 " + quote(path) + " " + args, out);
+}
+
 // Every *.h5 file under dir, recursively.
 inline void h5_files(const std::string &dir, std::vector<std::string> *out)
 {

@@ -193,6 +193,12 @@ typedef struct ckpt_event {
                              on the first save of a set of tensors, written
                              from a cached image on later ones), its close
                              and its metadata hash; 0 before */
+    unsigned tiers;       /* COMMITTED: the tiers the save committed to, bits
+                             1 << CKPT_TIER_LOCAL and 1 << CKPT_TIER_DURABLE
+                             (ckpt_tier); 0 for the other kinds */
+    double local_commit_s; /* COMMITTED with cfg.local_dir: from the ckpt_save
+                             call to this rank seeing its node's local commit
+                             (since_save_s is the last tier's); else 0 */
 } ckpt_event;
 
 /* Called from a runtime thread (never the caller's), one call at a time

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
@@ -198,6 +199,41 @@ TEST(Tiers, ACorruptLocalChunkIsReadFromTheDurableCopyAndNamed)
     ASSERT_TRUE(ckt::flip_byte(sd + "/rank-00000.h5", off));
     t.restore(7, {D, L, L, L});
     EXPECT_TRUE(t.log.has("rank 0: the local copy of step 7", "durable copy"));
+}
+
+// Every rank's COMMITTED event names the tiers its save committed to
+// (saves 1 and 4 also went to DIR) and when it saw its node's local commit:
+// after ckpt_save, and for a durable save before the commit in DIR.
+TEST(Tiers, TheCommittedEventNamesTheTiersAndTheLocalCommit)
+{
+    Tiers t;
+    struct Seen {
+        std::mutex mu;
+        std::vector<ckpt_event> ev;
+    } seen[N];
+    ckm::save_each(N, t.dir, {10, 11, 12, 13, 14}, [&](int r, ckpt_config &c) {
+        t.tweak(r, c);
+        c.event_fn = [](void *user, const ckpt_event *ev) {
+            auto *s = static_cast<Seen *>(user);
+            std::lock_guard<std::mutex> g(s->mu);
+            if (ev->kind == CKPT_EVENT_COMMITTED)
+                s->ev.push_back(*ev);
+            else
+                EXPECT_EQ(ev->tiers, 0u) << ev->kind;
+        };
+        c.event_user = &seen[r];
+    });
+    const unsigned local = 1u << CKPT_TIER_LOCAL, both = local | 1u << CKPT_TIER_DURABLE;
+    for (int r = 0; r < N; r++) {
+        ASSERT_EQ(seen[r].ev.size(), 5u) << "rank " << r;
+        for (size_t k = 0; k < 5; k++) {
+            const ckpt_event &e = seen[r].ev[k];
+            EXPECT_EQ(e.step, 10 + (int64_t)k);
+            EXPECT_EQ(e.tiers, k % 3 == 0 ? both : local) << "rank " << r << " save " << k + 1;
+            EXPECT_GT(e.local_commit_s, 0) << "rank " << r;
+            EXPECT_LE(e.local_commit_s, e.since_save_s) << "rank " << r;
+        }
+    }
 }
 
 TEST(Tiers, LocalRetentionKeepsTheNewestPerNode)

@@ -34,21 +34,48 @@ assert d["raw_direct"] is True, "ext4 and xfs allow O_DIRECT"
 TEST(BenchRanks, TrainOnTwoRanksReportsEachRankAndTheCommit)
 {
     TempDir tmp;
-    std::string dir = tmp.sub("train"), out, json = tmp.sub("out.json"),
-                err = tmp.sub("err.txt"), check = tmp.sub("check.py");
-    FILE *fp = fopen(check.c_str(), "w");
-    ASSERT_NE(fp, nullptr);
-    fputs(kCheck, fp);
-    fclose(fp);
-    int rc = run("(" + bench() + " train --dir " + quote(dir) + " --ranks 2 --state 8M "
-                 "--tensors 8 --step-ms 20 --every 5 --steps 20 --json >" + quote(json) +
-                 " 2>" + quote(err) + ")", &out);
-    std::string log;
-    run("cat " + quote(err) + " " + quote(json), &log);
-    ASSERT_EQ(rc, 0) << log;
-    EXPECT_EQ(run("python3 " + quote(check) + " " + quote(json), &out), 0) << out << log;
+    std::string dir = tmp.sub("train"), json = tmp.sub("out.json"), out, log;
+    ASSERT_EQ(run_split(bench() + " train --dir " + quote(dir) + " --ranks 2 --state 8M "
+                            "--tensors 8 --step-ms 20 --every 5 --steps 20 --json",
+                        json, tmp.sub("err.txt"), &log),
+              0)
+        << log;
+    EXPECT_EQ(run_python(tmp.sub("check.py"), kCheck, quote(json), &out), 0) << out << log;
     EXPECT_NE(log.find("rank 1"), std::string::npos) << "no per-rank table: " << log;
     EXPECT_FALSE(exists(dir)) << "the bench made the folder and must remove it";
+}
+
+// 2 ranks as 2 "nodes" (--nodes 2), each with its own local folder, the
+// first of two saves durable: each rank reports both tiers' commits and
+// restores once from each (the bench fails when ckpt_restore_tier, on any
+// rank, names another tier than the one it measures).
+const char *kTiersCheck = R"(
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["world_size"] == 2 and d["nodes"] == 2 and d["durable_every"] == 2, d
+assert len(d["ranks"]) == 2, d["ranks"]
+for r in [d] + d["runs"] + d["ranks"]:
+    assert r["local_commits"] == 2 and r["durable_commits"] == 1, r
+    for k in ["local_commit_s_p50", "durable_s_p50", "restore_local_s", "restore_durable_s"]:
+        assert r[k] is not None and 0 < r[k] < 60, (k, r)
+    assert r["restore_local_step"] == 4 and r["restore_durable_step"] == 0, r
+)";
+
+TEST(BenchRanks, TrainOnTwoNodesReportsEachTier)
+{
+    TempDir tmp;
+    std::string dir = tmp.sub("train"), local = tmp.sub("local"), json = tmp.sub("out.json"),
+                out, log;
+    ASSERT_EQ(run_split(bench() + " train --dir " + quote(dir) + " --ranks 2 --nodes 2 "
+                            "--local-dir " + quote(local) + " --durable-every 2 --state 8M "
+                            "--tensors 8 --step-ms 20 --every 4 --steps 8 --json",
+                        json, tmp.sub("err.txt"), &log),
+              0)
+        << log;
+    EXPECT_EQ(run_python(tmp.sub("check.py"), kTiersCheck, quote(json), &out), 0) << out << log;
+    EXPECT_NE(log.find("2 node(s)"), std::string::npos) << log;
+    EXPECT_FALSE(exists(dir));
+    EXPECT_FALSE(exists(local)) << "the bench made the local folders and must remove them";
 }
 
 // Under a launcher that started another number of ranks than --ranks asks,
