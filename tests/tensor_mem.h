@@ -107,7 +107,8 @@ class TensorMem {
         if (n_)
             check(cudaMemset(p_, b, n_), "cudaMemset");
 #else
-        memset(p_, b, n_);
+        if (n_) // an empty tensor's pointer may be NULL
+            memset(p_, b, n_);
 #endif
     }
     bool all(uint8_t b) const
