@@ -227,6 +227,18 @@ static int restore_check(scale_run *run, ckpt_ctx *ck, int r, float *data, int64
     return 1;
 }
 
+/* The end of a rank thread: close (a failed close fails the rank too),
+ * record rc, free the rank's data. */
+static void close_rank(scale_run *run, int r, rank_state *st, int rc)
+{
+    if (st->ck && ckpt_close(st->ck) != 0) {
+        errorf("rank %d: ckpt_close: %s", r, ckpt_last_error(NULL));
+        rc = 1;
+    }
+    run->failed[r] |= rc != 0;
+    free(st->data);
+}
+
 /* One rank: open, register, then per save wait for the main thread, save,
  * wait for the ticket, wait again.  A rank whose call failed keeps meeting
  * the barriers (so nobody hangs) and says so in run->failed. */
@@ -265,12 +277,7 @@ static void *rank_main(void *p)
         run->failed[r] |= rrc != 0;
         pthread_barrier_wait(&run->bar);
     }
-    if (ck && ckpt_close(ck) != 0) {
-        errorf("rank %d: ckpt_close: %s", r, ckpt_last_error(NULL));
-        run->failed[r] = 1;
-    }
-    run->failed[r] |= rc != 0;
-    free(st.data);
+    close_rank(run, r, &st, rc);
     return NULL;
 }
 
@@ -291,12 +298,7 @@ static void *restore_main(void *p)
     if (!rc)
         rc = restore_check(run, ck, r, st.data, st.from, st.count, t0, t1);
     pthread_barrier_wait(&run->rbar); /* every rank restored */
-    if (ck && ckpt_close(ck) != 0) {
-        errorf("rank %d: ckpt_close: %s", r, ckpt_last_error(NULL));
-        rc = 1;
-    }
-    run->failed[r] |= rc != 0;
-    free(st.data);
+    close_rank(run, r, &st, rc);
     return NULL;
 }
 
