@@ -80,6 +80,8 @@ struct ckpt_ctx {
      * built their rank file through HDF5 or wrote it from the cache (read
      * by the test hooks between saves). */
     ckpt__layout *layout;
+    ckpt__layout *local_layout; /* the local tier's: its index spreads the
+                                   replicated tensors over the node only */
     uint64_t layout_built, layout_cached;
 
     pthread_mutex_t ev_mu; /* one event at a time (events.c) */

@@ -75,6 +75,7 @@ static void destroy(ckpt_ctx *ctx)
     ckpt__policy_close(ctx);
     ckpt__engine_close(&ctx->eng);
     ckpt__layout_drop(&ctx->layout);
+    ckpt__layout_drop(&ctx->local_layout);
     ckpt__registry_free(&ctx->reg);
     ckpt__meta_free(&ctx->meta);
     ckpt__providers_free(&ctx->prov);

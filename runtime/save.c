@@ -306,6 +306,13 @@ static void hash_meta(ckpt__index *idx, const void *const *data)
     }
 }
 
+/* The layout cache of the tier a pass writes: the local and durable
+ * indexes differ, so one cache would be rebuilt by HDF5 every pass. */
+static ckpt__layout **tier_layout(ckpt_ctx *ctx, const ckpt__tier *t)
+{
+    return t->kind == CKPT_TIER_LOCAL ? &ctx->local_layout : &ctx->layout;
+}
+
 /* Steps 3 and 4 of the file comment: layout, then the data. */
 static int write_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__err *err)
 {
@@ -324,7 +331,7 @@ static int write_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__e
     uint64_t data_end; /* unused: big datasets are reserved one by one */
     int fd = -1;       /* the cached file's, for the writer */
     double t0 = ckpt__now_s(), c0 = ckpt__thread_cpu_s();
-    s->img = ckpt__layout_find(ctx->layout, &s->idx, (uint32_t)ctx->rank);
+    s->img = ckpt__layout_find(*tier_layout(ctx, s->t), &s->idx, (uint32_t)ctx->rank);
     if (s->img) {
         rc = ckpt__rankfile_image_write(s->path, s->img, &s->idx, (uint32_t)ctx->rank,
                                         (const void *const *)s->ptrs, &fd, err);
@@ -393,7 +400,7 @@ static int hash_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__er
     rr->meta_hash = ckpt__meta_hash_tag(img.meta_hash);
     ckpt__err e2;
     ckpt__err_clear(&e2);
-    if (ckpt__layout_keep(&ctx->layout, &s->idx, (uint32_t)ctx->rank, &img, &e2) != 0)
+    if (ckpt__layout_keep(tier_layout(ctx, s->t), &s->idx, (uint32_t)ctx->rank, &img, &e2) != 0)
         ckpt__logf(&ctx->log, CKPT_LOG_WARN, "step %lld: %s (the next save builds its layout "
                    "again)", (long long)job->step, e2.msg);
     return 0;

@@ -157,6 +157,34 @@ TEST(Tiers, EachNodeCommitsItsOwnRanksAndEveryThirdSaveIsDurable)
     }
 }
 
+// The local pass spreads the replicated tensors over the node, the durable
+// pass over the world, so their rank files differ: each tier keeps a
+// layout cache of its own, built once (one cache for both was rebuilt by
+// HDF5 on every pass of the ranks whose two layouts differ).
+TEST(Tiers, EachTierBuildsItsLayoutOnce)
+{
+    Tiers t;
+    t.durable_every = 1;
+    ckl::on_ranks(N, [&](int r, ckpt_comm *comm) {
+        std::vector<Part> m;
+        ckpt_ctx *ck = t.open(r, comm, m);
+        ASSERT_NE(ck, nullptr);
+        for (int64_t s = 1; s <= 3; s++) {
+            for (auto &p : m)
+                p.fill(s);
+            ckpt_ticket tk;
+            ASSERT_EQ(ckpt_save(ck, s, nullptr, &tk), 0) << ckpt_last_error(ck);
+            ASSERT_EQ(ckpt_fence(ck, nullptr), 0);
+            EXPECT_EQ(ckpt_wait(ck, tk, -1), 0) << ckpt_last_error(ck);
+        }
+        uint64_t built = 0, cached = 0;
+        ckpt__layout_counts(ck, &built, &cached);
+        EXPECT_EQ(built, 2u) << "rank " << r;
+        EXPECT_EQ(cached, 4u) << "rank " << r;
+        EXPECT_EQ(ckpt_close(ck), 0);
+    });
+}
+
 TEST(Tiers, RestoresFromTheLocalTierAloneBitExact)
 {
     Tiers t;
