@@ -15,11 +15,21 @@ typedef struct slot {
     size_t cap, len; /* len: what the last collective published (0: nothing) */
 } slot;
 
-/* A rank's notes from rank 0, oldest first. */
+/* A message of an exchange on its way: a copy of the sent bytes. */
+typedef struct xmsg {
+    struct xmsg *next;
+    int from;
+    size_t n;
+    unsigned char data[];
+} xmsg;
+
+/* A rank's notes from rank 0, oldest first, and the exchange messages sent
+ * to it, oldest first. */
 typedef struct mailbox {
     unsigned char (*q)[CKPT__NOTE_BYTES];
     size_t head, len, cap; /* a ring of cap notes */
-    pthread_cond_t cv;     /* CLOCK_MONOTONIC; a note came */
+    pthread_cond_t cv;     /* CLOCK_MONOTONIC; a note or a message came */
+    xmsg *xhead, **xtail;
 } mailbox;
 
 struct ckpt_loopback {
@@ -162,17 +172,14 @@ static int lb_note_send(ckpt_comm *c, int to, const void *buf, ckpt__err *err)
     if (!rc) {
         memcpy(b->q[(b->head + b->len) % b->cap], buf, CKPT__NOTE_BYTES);
         b->len++;
-        pthread_cond_signal(&b->cv);
+        pthread_cond_broadcast(&b->cv); /* a note or an exchange may wait */
     }
     pthread_mutex_unlock(&lb->mu);
     return rc;
 }
 
-static int lb_note_recv(ckpt_comm *c, void *buf, double timeout_s, ckpt__err *err)
+static struct timespec deadline(double timeout_s)
 {
-    (void)err;
-    ckpt_loopback *lb = me(c)->lb;
-    mailbox *b = &lb->boxes[me(c)->rank];
     struct timespec until;
     clock_gettime(CLOCK_MONOTONIC, &until);
     double s = timeout_s > 0 ? timeout_s : 0;
@@ -184,6 +191,15 @@ static int lb_note_recv(ckpt_comm *c, void *buf, double timeout_s, ckpt__err *er
         until.tv_sec++;
         until.tv_nsec -= 1000000000L;
     }
+    return until;
+}
+
+static int lb_note_recv(ckpt_comm *c, void *buf, double timeout_s, ckpt__err *err)
+{
+    (void)err;
+    ckpt_loopback *lb = me(c)->lb;
+    mailbox *b = &lb->boxes[me(c)->rank];
+    struct timespec until = deadline(timeout_s);
     pthread_mutex_lock(&lb->mu);
     while (b->len == 0 && pthread_cond_timedwait(&b->cv, &lb->mu, &until) == 0)
         ;
@@ -198,10 +214,76 @@ static int lb_note_recv(ckpt_comm *c, void *buf, double timeout_s, ckpt__err *er
     return got;
 }
 
+/* Sends complete at once (the bytes are copied into the peer's mailbox);
+ * each receive takes the oldest message from its peer, waiting for it. */
+static int lb_exchange(ckpt_comm *c, const ckpt__msg *sends, int nsend, ckpt__msg *recvs,
+                       int nrecv, double timeout_s, ckpt__err *err)
+{
+    ckpt_loopback *lb = me(c)->lb;
+    int rank = me(c)->rank;
+    for (int i = 0; i < nsend; i++)
+        if (sends[i].peer < 0 || sends[i].peer >= lb->n)
+            return ckpt__err_set(err, CKPT_EINVAL, "loopback comm: send to rank %d of %d",
+                                 sends[i].peer, lb->n);
+    for (int i = 0; i < nrecv; i++)
+        if (recvs[i].peer < 0 || recvs[i].peer >= lb->n)
+            return ckpt__err_set(err, CKPT_EINVAL, "loopback comm: receive from rank %d of %d",
+                                 recvs[i].peer, lb->n);
+    for (int i = 0; i < nsend; i++) {
+        xmsg *x = malloc(sizeof *x + sends[i].n);
+        if (!x)
+            return ckpt__err_set(err, CKPT_ENOMEM, "loopback comm: out of memory");
+        x->next = NULL;
+        x->from = rank;
+        x->n = sends[i].n;
+        if (x->n)
+            memcpy(x->data, sends[i].buf, x->n);
+        pthread_mutex_lock(&lb->mu);
+        mailbox *b = &lb->boxes[sends[i].peer];
+        *b->xtail = x;
+        b->xtail = &x->next;
+        pthread_cond_broadcast(&b->cv);
+        pthread_mutex_unlock(&lb->mu);
+    }
+    struct timespec until = deadline(timeout_s);
+    mailbox *b = &lb->boxes[rank];
+    int rc = 0;
+    pthread_mutex_lock(&lb->mu);
+    for (int i = 0; !rc && i < nrecv; i++) {
+        for (;;) {
+            xmsg **pp = &b->xhead;
+            while (*pp && (*pp)->from != recvs[i].peer)
+                pp = &(*pp)->next;
+            xmsg *x = *pp;
+            if (x) {
+                *pp = x->next;
+                if (!*pp)
+                    b->xtail = pp;
+                if (x->n != recvs[i].n)
+                    rc = ckpt__err_set(err, CKPT_ECOMM,
+                                       "loopback comm: rank %d sent %zu bytes, not %zu",
+                                       recvs[i].peer, x->n, recvs[i].n);
+                else if (x->n)
+                    memcpy(recvs[i].buf, x->data, x->n);
+                free(x);
+                break;
+            }
+            if (pthread_cond_timedwait(&b->cv, &lb->mu, &until) != 0) {
+                rc = ckpt__err_set(err, CKPT_ETIMEDOUT,
+                                   "loopback comm: no message from rank %d in %.3g s",
+                                   recvs[i].peer, timeout_s);
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&lb->mu);
+    return rc;
+}
+
 #define LB_METHODS                                                                          \
     .version = CKPT__COMM_VERSION, .name = "loopback", .rank = lb_rank, .size = lb_size,    \
     .barrier = lb_barrier, .bcast = lb_bcast, .allreduce_i64 = lb_allreduce,                \
-    .gather = lb_gather, .destroy = lb_destroy
+    .gather = lb_gather, .destroy = lb_destroy, .exchange = lb_exchange
 
 static const ckpt__comm_methods methods = {
     LB_METHODS,
@@ -225,8 +307,10 @@ ckpt_loopback *ckpt_loopback_new(int nranks)
     if (ok) {
         ok = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0;
         while (ok && lb->nboxes < nranks &&
-               pthread_cond_init(&lb->boxes[lb->nboxes].cv, &ca) == 0)
+               pthread_cond_init(&lb->boxes[lb->nboxes].cv, &ca) == 0) {
+            lb->boxes[lb->nboxes].xtail = &lb->boxes[lb->nboxes].xhead;
             lb->nboxes++;
+        }
         ok = ok && lb->nboxes == nranks;
         pthread_condattr_destroy(&ca);
     }
@@ -266,6 +350,10 @@ void ckpt_loopback_free(ckpt_loopback *lb)
     for (int r = 0; r < lb->n; r++) {
         free(lb->slots[r].p);
         free(lb->boxes[r].q);
+        for (xmsg *x = lb->boxes[r].xhead, *next; x; x = next) {
+            next = x->next;
+            free(x);
+        }
         pthread_cond_destroy(&lb->boxes[r].cv);
     }
     free(lb->slots);

@@ -208,3 +208,18 @@ int ckpt__comm_note_recv(ckpt_comm *c, ckpt__fault *f, void *buf, double timeout
     int rc = comm_fault(c, f, CKPT__FAULT_NOTE, "note", err);
     return rc ? rc : c->m->note_recv(c, buf, timeout_s, err);
 }
+
+int ckpt__comm_has_exchange(const ckpt_comm *c)
+{
+    return c->m->exchange != NULL;
+}
+
+int ckpt__comm_exchange(ckpt_comm *c, ckpt__fault *f, const ckpt__msg *sends, int nsend,
+                        ckpt__msg *recvs, int nrecv, double timeout_s, ckpt__err *err)
+{
+    if (!c->m->exchange)
+        return ckpt__err_set(err, CKPT_EUNSUPPORTED, "the %s comm offers no exchange",
+                             c->m->name);
+    int rc = comm_fault(c, f, CKPT__FAULT_EXCHANGE, "exchange", err);
+    return rc ? rc : c->m->exchange(c, sends, nsend, recvs, nrecv, timeout_s, err);
+}

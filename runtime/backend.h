@@ -99,6 +99,12 @@ int ckpt__comm_note_send(ckpt_comm *c, int to, const void *buf, ckpt__err *err);
 /* Site CKPT__FAULT_NOTE. */
 int ckpt__comm_note_recv(ckpt_comm *c, struct ckpt__fault *f, void *buf, double timeout_s,
                          ckpt__err *err);
+/* The exchange (comm.h): 1 when c offers it. */
+int ckpt__comm_has_exchange(const ckpt_comm *c);
+/* Site CKPT__FAULT_EXCHANGE: fails on this rank before anything is
+ * posted, so its peers time out. */
+int ckpt__comm_exchange(ckpt_comm *c, struct ckpt__fault *f, const ckpt__msg *sends, int nsend,
+                        ckpt__msg *recvs, int nrecv, double timeout_s, ckpt__err *err);
 
 #ifdef __cplusplus
 }

@@ -34,13 +34,21 @@ extern "C" {
 #endif
 
 /* 2: struct ckpt_comm starts with its version and carries a sticky error.
- * 3: the optional notes. */
-#define CKPT__COMM_VERSION 3
+ * 3: the optional notes.  4: the optional exchange. */
+#define CKPT__COMM_VERSION 4
 
 /* Bytes of one note, always exactly this many. */
 #define CKPT__NOTE_BYTES 256
 
 enum ckpt__reduce { CKPT__MIN = 1, CKPT__MAX = 2 };
+
+/* One message of an exchange: n bytes to (a send) or from (a receive)
+ * rank peer. */
+typedef struct ckpt__msg {
+    int peer;
+    void *buf;
+    size_t n;
+} ckpt__msg;
 
 typedef struct ckpt__comm_methods {
     int version;
@@ -65,6 +73,23 @@ typedef struct ckpt__comm_methods {
      * receives is dropped when the comm is destroyed. */
     int (*note_send)(ckpt_comm *c, int to, const void *buf, ckpt__err *err);
     int (*note_recv)(ckpt_comm *c, void *buf, double timeout_s, ckpt__err *err);
+    /* Optional (NULL where a backend has none): an exchange of
+     * point-to-point messages between any ranks (the replicas of
+     * docs/ARCHITECTURE.md, "Tiers"), on a channel of its own that never
+     * matches a collective or a note, offered only where that is safe
+     * beside the callers' collectives (MPI: MPI_THREAD_MULTIPLE).  A rank
+     * posts all its sends and receives at once and waits for them all, so
+     * no order of the ranks' calls deadlocks; ranks that exchange nothing
+     * with it need not call.  The messages from one rank to another
+     * arrive in the order posted, within and across exchanges; a
+     * receive's n must be the matching send's (else CKPT_ECOMM).  One
+     * thread at a time per comm: the coordinator thread in a save, the
+     * caller's thread in a restore (no save in flight then).  Waits at
+     * most timeout_s: then CKPT_ETIMEDOUT, the backend may refuse every
+     * later exchange (CKPT_ECOMM) and may still read the sends' buffers,
+     * which the caller must then leave allocated and unchanged. */
+    int (*exchange)(ckpt_comm *c, const ckpt__msg *sends, int nsend, ckpt__msg *recvs,
+                    int nrecv, double timeout_s, ckpt__err *err);
 } ckpt__comm_methods;
 
 struct ckpt_comm {

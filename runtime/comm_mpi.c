@@ -16,6 +16,12 @@
  * the coordinator threads.  Rank 0 keeps at most one note in flight per
  * rank (its buffer lives until MPI completes it); another rank keeps one
  * receive posted and tests it, sleeping between tests, until its timeout.
+ *
+ * The exchange (comm.h) under the same condition, on a third duplicate:
+ * every message posted at once as pieces of at most 1 GiB (MPI's counts
+ * are int), then tested, sleeping between tests, until all completed or
+ * the timeout; a timed-out exchange cancels its receives, lets its sends
+ * go (their buffers stay the caller's, unfreed) and breaks the channel.
  */
 #define _POSIX_C_SOURCE 200809L /* nanosleep, clock_gettime */
 #include <limits.h>
@@ -29,6 +35,8 @@
 #include "runtime/comm.h"
 
 #define NOTE_TAG 7
+#define XCH_TAG 9
+#define XCH_PIECE ((size_t)1 << 30)
 
 typedef struct mpi_comm {
     MPI_Comm comm;
@@ -38,6 +46,8 @@ typedef struct mpi_comm {
     unsigned char *sbuf;   /* rank 0: [size][CKPT__NOTE_BYTES] */
     MPI_Request rreq;      /* the other ranks: the posted receive */
     unsigned char rbuf[CKPT__NOTE_BYTES];
+    MPI_Comm xch; /* MPI_COMM_NULL: no exchange */
+    int xbroken;  /* an exchange timed out: no more */
 } mpi_comm;
 
 static mpi_comm *impl(const ckpt_comm *c)
@@ -156,6 +166,114 @@ static int mpi_note_recv(ckpt_comm *c, void *buf, double timeout_s, ckpt__err *e
     }
 }
 
+static size_t xch_pieces(size_t n)
+{
+    return n ? (n + XCH_PIECE - 1) / XCH_PIECE : 1;
+}
+
+static int mpi_exchange(ckpt_comm *c, const ckpt__msg *sends, int nsend, ckpt__msg *recvs,
+                        int nrecv, double timeout_s, ckpt__err *err)
+{
+    mpi_comm *m = impl(c);
+    if (m->xch == MPI_COMM_NULL || m->xbroken)
+        return ckpt__err_set(err, CKPT_ECOMM, "exchange: %s",
+                             m->xbroken ? "an earlier exchange timed out" : "none offered");
+    size_t nreq = 0, nrreq = 0;
+    for (int i = 0; i < nsend + nrecv; i++) {
+        const ckpt__msg *x = i < nsend ? &sends[i] : &recvs[i - nsend];
+        if (x->peer < 0 || x->peer >= m->size)
+            return ckpt__err_set(err, CKPT_EINVAL, "exchange with rank %d of %d", x->peer,
+                                 m->size);
+        nreq += xch_pieces(x->n);
+        if (i == nsend - 1)
+            nrreq = nreq; /* the sends' pieces come first */
+    }
+    if (nsend == 0)
+        nrreq = 0;
+    if (nreq == 0)
+        return 0;
+    MPI_Request *req = malloc(nreq * sizeof *req);
+    size_t *want = malloc(nreq * sizeof *want);
+    if (!req || !want) {
+        free(req);
+        free(want);
+        return ckpt__err_set(err, CKPT_ENOMEM, "exchange: out of memory");
+    }
+    int rc = 0;
+    size_t k = 0;
+    for (int i = 0; i < nsend + nrecv; i++) {
+        const ckpt__msg *x = i < nsend ? &sends[i] : &recvs[i - nsend];
+        for (size_t off = 0, np = xch_pieces(x->n); np--;) {
+            size_t piece = x->n - off > XCH_PIECE ? XCH_PIECE : x->n - off;
+            char *b = (char *)x->buf + off;
+            int mrc = i < nsend ? MPI_Isend(b, (int)piece, MPI_BYTE, x->peer, XCH_TAG, m->xch,
+                                            &req[k])
+                                : MPI_Irecv(b, (int)piece, MPI_BYTE, x->peer, XCH_TAG, m->xch,
+                                            &req[k]);
+            if (mrc != MPI_SUCCESS) {
+                rc = fail(err, mrc, i < nsend ? "MPI_Isend (exchange)" : "MPI_Irecv (exchange)");
+                break;
+            }
+            want[k++] = piece;
+            off += piece;
+        }
+        if (rc)
+            break;
+    }
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    long ns = 20000;
+    size_t done = 0;
+    while (!rc && done < k) {
+        int flag = 0;
+        MPI_Status st;
+        int mrc = MPI_Test(&req[done], &flag, &st);
+        if (mrc != MPI_SUCCESS) {
+            rc = fail(err, mrc, "MPI_Test (exchange)");
+            break;
+        }
+        if (flag) {
+            int got = 0;
+            if (done >= nrreq && (MPI_Get_count(&st, MPI_BYTE, &got) != MPI_SUCCESS ||
+                                  (size_t)got != want[done]))
+                rc = ckpt__err_set(err, CKPT_ECOMM,
+                                   "exchange: rank %d sent %d bytes, not the %zu expected",
+                                   st.MPI_SOURCE, got, want[done]);
+            done++;
+            ns = 20000;
+            continue;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((double)(now.tv_sec - t0.tv_sec) + (double)(now.tv_nsec - t0.tv_nsec) * 1e-9 >
+            timeout_s) {
+            rc = ckpt__err_set(err, CKPT_ETIMEDOUT,
+                               "exchange: %zu of %zu message piece(s) not done in %.3g s",
+                               k - done, k, timeout_s);
+            break;
+        }
+        struct timespec d = {0, ns};
+        nanosleep(&d, NULL);
+        ns = ns * 2 > 2000000 ? 2000000 : ns * 2;
+    }
+    if (done < k) {
+        /* Failed or timed out: receives cancelled, sends let go. */
+        for (size_t j = done; j < k; j++) {
+            if (req[j] == MPI_REQUEST_NULL)
+                continue;
+            if (j >= nrreq) {
+                MPI_Cancel(&req[j]);
+                MPI_Wait(&req[j], MPI_STATUS_IGNORE);
+            } else {
+                MPI_Request_free(&req[j]);
+            }
+        }
+        m->xbroken = 1;
+    }
+    free(req);
+    free(want);
+    return rc;
+}
+
 /* Ends what notes left: a posted receive is cancelled; a send MPI has not
  * completed (its receiver never looked) is let go, its buffer kept. */
 static void notes_end(mpi_comm *m)
@@ -179,6 +297,8 @@ static void notes_end(mpi_comm *m)
         free(m->sbuf);
     free(m->sreq);
     MPI_Comm_free(&m->notes);
+    if (m->xch != MPI_COMM_NULL)
+        MPI_Comm_free(&m->xch);
 }
 
 static void mpi_destroy(ckpt_comm *c)
@@ -205,6 +325,7 @@ static const ckpt__comm_methods mpi_methods_notes = {
     MPI_METHODS,
     .note_send = mpi_note_send,
     .note_recv = mpi_note_recv,
+    .exchange = mpi_exchange,
 };
 
 /* Notes when every rank runs MPI_THREAD_MULTIPLE (agreed, so that every
@@ -223,6 +344,12 @@ static int notes_begin(mpi_comm *m, ckpt__err *err)
     if (mrc != MPI_SUCCESS)
         return fail(err, mrc, "ckpt_comm_mpi: MPI_Comm_dup");
     MPI_Comm_set_errhandler(m->notes, MPI_ERRORS_RETURN);
+    mrc = MPI_Comm_dup(m->comm, &m->xch);
+    if (mrc != MPI_SUCCESS) {
+        MPI_Comm_free(&m->notes);
+        return fail(err, mrc, "ckpt_comm_mpi: MPI_Comm_dup");
+    }
+    MPI_Comm_set_errhandler(m->xch, MPI_ERRORS_RETURN);
     if (m->rank == 0) {
         m->sreq = malloc((size_t)m->size * sizeof *m->sreq);
         m->sbuf = malloc((size_t)m->size * CKPT__NOTE_BYTES);
@@ -231,6 +358,7 @@ static int notes_begin(mpi_comm *m, ckpt__err *err)
             free(m->sbuf);
             m->sreq = NULL;
             MPI_Comm_free(&m->notes);
+            MPI_Comm_free(&m->xch);
             return ckpt__err_set(err, CKPT_ENOMEM, "ckpt_comm_mpi: out of memory");
         }
         for (int r = 0; r < m->size; r++)
@@ -273,6 +401,7 @@ ckpt_comm *ckpt_comm_mpi(MPI_Comm comm)
     MPI_Comm_rank(m->comm, &m->rank);
     MPI_Comm_size(m->comm, &m->size);
     m->notes = MPI_COMM_NULL;
+    m->xch = MPI_COMM_NULL;
     m->rreq = MPI_REQUEST_NULL;
     int notes = m->size > 1 ? notes_begin(m, &err) : 0;
     if (notes < 0) {

@@ -30,6 +30,7 @@ enum ckpt__fault_site {
     CKPT__FAULT_BCAST,     /* a comm bcast (open, restore's agreed error) */
     CKPT__FAULT_GATHER,    /* a comm gather */
     CKPT__FAULT_NOTE,      /* receiving a note (comm.h): fails it, notes are then not used */
+    CKPT__FAULT_EXCHANGE,  /* a comm exchange (comm.h): fails it before anything is posted */
     CKPT__FAULT_NSITES
 };
 

@@ -134,6 +134,55 @@ TEST(CommFault, EachCollectiveFailsOnceWithECOMMThenWorks)
     }
 }
 
+// The exchange (runtime/comm.h) over ranks as threads: a ring of messages
+// posted at once arrives whole and in order; its fault site fails the
+// exchange on that rank before anything is sent, so the peer that waits
+// for its message times out; the single comm offers none.
+TEST(CommFault, TheExchangeDeliversInOrderAndItsFaultLeavesThePeerTimingOut)
+{
+    ckl::on_ranks(3, [&](int r, ckpt_comm *c) {
+        ckpt__fault *f = ckpt__fault_new();
+        ASSERT_NE(f, nullptr);
+        int next = (r + 1) % 3, prev = (r + 2) % 3;
+        std::vector<int32_t> a(1000, 7 * r), b(3, -r), ga(a.size()), gb(b.size());
+        ckpt__msg sends[2] = {{next, a.data(), a.size() * 4}, {next, b.data(), b.size() * 4}};
+        ckpt__msg recvs[2] = {{prev, ga.data(), ga.size() * 4}, {prev, gb.data(), gb.size() * 4}};
+        ckpt__err err;
+        ckpt__err_clear(&err);
+        ASSERT_TRUE(ckpt__comm_has_exchange(c));
+        ASSERT_EQ(ckpt__comm_exchange(c, f, sends, 2, recvs, 2, 30, &err), 0) << err.msg;
+        EXPECT_EQ(ga, std::vector<int32_t>(a.size(), 7 * prev));
+        EXPECT_EQ(gb, std::vector<int32_t>(b.size(), -prev));
+        ASSERT_EQ(ckpt__comm_barrier(c, nullptr, &err), 0);
+        // Rank 1's exchange fails before it sends: rank 2 waits in vain.
+        if (r == 1) {
+            ASSERT_EQ(ckpt__fault_arm_table(f, CKPT__FAULT_EXCHANGE, 0, CKPT__FAIL_EIO), 0);
+        }
+        int rc = ckpt__comm_exchange(c, f, sends, 1, recvs, r == 2 ? 1 : 0, 0.2, &err);
+        EXPECT_EQ(rc, r == 1 ? CKPT_ECOMM : r == 2 ? CKPT_ETIMEDOUT : 0) << err.msg;
+        if (r == 1) {
+            EXPECT_NE(std::string(err.msg).find("loopback exchange: injected fault"),
+                      std::string::npos)
+                << err.msg;
+        }
+        ASSERT_EQ(ckpt__comm_barrier(c, nullptr, &err), 0);
+        // Rank 0's message to rank 1 of that round is still queued for it.
+        if (r == 1) {
+            ASSERT_EQ(ckpt__comm_exchange(c, nullptr, nullptr, 0, recvs, 1, 30, &err), 0)
+                << err.msg;
+            EXPECT_EQ(ga, std::vector<int32_t>(a.size(), 0));
+        }
+        ckpt__fault_free(f);
+        ckpt__comm_destroy(c);
+    });
+    ckpt_comm *one = ckpt__comm_single();
+    ckpt__err err;
+    EXPECT_FALSE(ckpt__comm_has_exchange(one));
+    EXPECT_EQ(ckpt__comm_exchange(one, nullptr, nullptr, 0, nullptr, 0, 1, &err),
+              CKPT_EUNSUPPORTED);
+    ckpt__comm_destroy(one);
+}
+
 // Every allreduce of a restore fails in turn (the first, before anything is
 // read, and the later ones, after the checks or the reads): that restore
 // fails on every rank with CKPT_ECOMM, the committed checkpoint stays as it

@@ -165,6 +165,7 @@ const ckpt__comm_methods tc_methods = {
     CKPT__COMM_VERSION, "test-threads", tc_rank, tc_size, tc_barrier,
     tc_bcast,           tc_allreduce,   tc_gather, tc_destroy,
     nullptr,            nullptr, // no notes: verdicts from the folder
+    nullptr,                     // no exchange
 };
 
 ckpt_comm *make_comm(Hub *hub, int rank)

@@ -359,6 +359,48 @@ TEST(MpiNotes, OfferedExactlyWithThreadMultipleAndDelivered)
     c->m->destroy(c);
 }
 
+// The exchange (runtime/comm.h) exactly where notes are: every rank sends
+// a message to its ring neighbour and, in the same call, receives its other
+// neighbour's, in whatever order the ranks arrive (posted at once, so no
+// order deadlocks); messages between a pair keep their order; a receive of
+// the wrong size is CKPT_ECOMM; a receive nobody answers ends in its
+// timeout and breaks the channel.
+TEST(MpiExchange, OfferedWithNotesAndDeliveredInOrder)
+{
+    ckpt_comm *c = ckpt_comm_mpi(MPI_COMM_WORLD);
+    ASSERT_EQ(c->err.code, 0) << c->err.msg;
+    bool notes = c->m->note_send && c->m->note_recv;
+    EXPECT_EQ(c->m->exchange != nullptr, notes);
+    if (c->m->exchange) {
+        int r = mpt::rank(), n = mpt::world();
+        int next = (r + 1) % n, prev = (r + n - 1) % n;
+        ckpt__err err;
+        std::vector<unsigned char> a(3 << 20), b(17), ga(a.size()), gb(b.size());
+        for (size_t i = 0; i < a.size(); i++)
+            a[i] = (unsigned char)(i * 31 + (size_t)r);
+        memset(b.data(), 0x40 + r, b.size());
+        if (r % 2)
+            usleep(20000); // odd ranks come late
+        ckpt__msg sends[2] = {{next, a.data(), a.size()}, {next, b.data(), b.size()}};
+        ckpt__msg recvs[2] = {{prev, ga.data(), ga.size()}, {prev, gb.data(), gb.size()}};
+        ASSERT_EQ(c->m->exchange(c, sends, 2, recvs, 2, 60, &err), 0) << err.msg;
+        for (size_t i = 0; i < ga.size(); i++)
+            ASSERT_EQ(ga[i], (unsigned char)(i * 31 + (size_t)prev)) << i;
+        for (unsigned char v : gb)
+            ASSERT_EQ(v, 0x40 + prev);
+        // A receive one byte short of what came.
+        ckpt__msg s1 = {next, b.data(), b.size()}, r1 = {prev, gb.data(), gb.size() + 1};
+        EXPECT_EQ(c->m->exchange(c, &s1, 1, &r1, 1, 60, &err), CKPT_ECOMM);
+        MPI_Barrier(MPI_COMM_WORLD);
+        // Nobody sends: the timeout, then a broken channel.
+        ckpt__msg r2 = {prev, gb.data(), gb.size()};
+        EXPECT_EQ(c->m->exchange(c, nullptr, 0, &r2, 1, 0.05, &err), CKPT_ETIMEDOUT);
+        EXPECT_EQ(c->m->exchange(c, nullptr, 0, &r2, 1, 0.05, &err), CKPT_ECOMM);
+        MPI_Barrier(MPI_COMM_WORLD);
+    }
+    c->m->destroy(c);
+}
+
 TEST_F(MpiOpen, RefuseIsRejectedWithSeveralRanks)
 {
     cfg.busy = CKPT_BUSY_REFUSE;
