@@ -95,6 +95,14 @@ int ckpt_config_init(ckpt_config *cfg)
                                   "CKPT_LOCAL_KEEP_LAST='%.64s' is not a number in 0..1000000",
                                   v);
     }
+    if ((v = getenv("CKPT_REPLICAS")) && *v) {
+        long n;
+        if (parse_int(v, 0, CKPT__REPLICAS_MAX, &n) == 0)
+            cfg->replicas = (int)n;
+        else
+            rc = ckpt__err_append(err, CKPT_EINVAL, "CKPT_REPLICAS='%.64s' is not 0, 1 or 2",
+                                  v);
+    }
     if ((v = getenv("CKPT_IO")) && *v) {
         if (strcmp(v, "auto") == 0)
             cfg->io = CKPT_IO_AUTO;
@@ -206,7 +214,12 @@ static int tiers_validate(const ckpt_config *c, ckpt__err *err)
         BAD("config: local_keep_last is %d (0 keeps all)", c->local_keep_last);
     if (c->node_name && (!c->node_name[0] || strlen(c->node_name) >= CKPT__NODE_NAME_MAX))
         BAD("config: node_name must be 1..%d bytes", CKPT__NODE_NAME_MAX - 1);
+    if (c->replicas < 0 || c->replicas > CKPT__REPLICAS_MAX)
+        BAD("config: replicas is %d; it must be 0..%d", c->replicas, CKPT__REPLICAS_MAX);
     const char *l = c->local_dir;
+    if (!l && c->replicas)
+        BAD("config: replicas is %d without local_dir (replicas copy the local tier)",
+            c->replicas);
     if (!l)
         return 0;
     if (!l[0])

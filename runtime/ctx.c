@@ -144,6 +144,13 @@ static int tiers_open(ckpt_ctx *ctx, ckpt__err *err)
         ctx->has_local = 1;
         rc = make_dirs(ctx->local_dir, err);
     }
+    if (!rc && ctx->cfg.replicas)
+        rc = ckpt__nodes_check_replicas(&ctx->nodes, ctx->cfg.replicas, err);
+    if (!rc && ctx->cfg.replicas && !ckpt__comm_has_exchange(ctx->comm))
+        rc = ckpt__err_set(err, CKPT_EINVAL,
+                           "config: replicas is %d, but the %s comm offers no exchange to send "
+                           "them (MPI: initialize with MPI_THREAD_MULTIPLE)",
+                           ctx->cfg.replicas, ctx->comm->m->name);
     if (!rc && ckpt__group_rank(&ctx->local.g, 0) == me) {
         rc = ckpt__catalog_cleanup(ctx->local_dir, &ctx->log, err);
         ckpt__retention rules = {ctx->cfg.local_keep_last, 0, 0};
@@ -161,9 +168,10 @@ static int tiers_open(ckpt_ctx *ctx, ckpt__err *err)
         rc = ckpt__err_set(err, CKPT_ECOMM, "another rank failed to open local_dir");
     if (!rc)
         ckpt__logf(&ctx->log, CKPT_LOG_INFO,
-                   "local tier %s: node %u of %u ('%s', %u rank(s)), durable every %d save(s)",
+                   "local tier %s: node %u of %u ('%s', %u rank(s)), durable every %d "
+                   "save(s), %d replica(s)",
                    ctx->local_dir, ctx->nodes.node[me], ctx->nodes.nnodes, name,
-                   ctx->local.g.n, ctx->cfg.durable_every);
+                   ctx->local.g.n, ctx->cfg.durable_every, ctx->cfg.replicas);
     return rc;
 }
 
@@ -267,8 +275,8 @@ int ckpt_open(const ckpt_config *cfg, ckpt_comm *comm, ckpt_ctx **out)
      * failure on one rank fails the open on all (no rank left waiting).
      * The same allreduce tells whether every rank agrees on the tiers:
      * the MAX of tiers (INT64_MAX for a failed rank) and of -tiers give
-     * their range. */
-    int64_t tiers = cfg->local_dir ? cfg->durable_every : 0;
+     * their range (durable_every and replicas in one number). */
+    int64_t tiers = cfg->local_dir ? (int64_t)cfg->durable_every * 4 + cfg->replicas : 0;
     int64_t bad[2] = {rc ? INT64_MAX : tiers, -tiers};
     int crc = ckpt__comm_allreduce(ctx->comm, &ctx->fault, bad, 2, CKPT__MAX, err);
     if (!crc && !rc && bad[0] == INT64_MAX)
@@ -278,7 +286,8 @@ int ckpt_open(const ckpt_config *cfg, ckpt_comm *comm, ckpt_ctx **out)
     if (!rc && bad[0] != -bad[1])
         rc = ckpt__err_set(err, CKPT_EINVAL,
                            "config: local_dir must be set on every rank or none, with the "
-                           "same durable_every (ranks have %lld..%lld; 0: no local_dir)",
+                           "same durable_every and replicas (ranks have durable_every x 4 + "
+                           "replicas %lld..%lld; 0: no local_dir)",
                            (long long)-bad[1], (long long)bad[0]);
     if (!rc && tiers)
         rc = tiers_open(ctx, err);

@@ -277,6 +277,15 @@ typedef struct ckpt_config {
     const char *node_name;    /* which node this rank is on: ranks with equal
                                  names share a node; NULL: $CKPT_NODE when set,
                                  else the host name (1..63 bytes) */
+    int replicas;             /* with local_dir: 0 (default), 1 or 2 other
+                                 nodes keep a copy of each rank's local files
+                                 (docs/ARCHITECTURE.md, "Tiers": replica k on
+                                 the k-th next node of the ring).  Needs more
+                                 nodes than replicas and a comm that offers
+                                 the exchange: MPI initialized with
+                                 MPI_THREAD_MULTIPLE (ckpt_open refuses with
+                                 CKPT_EINVAL otherwise; the NCCL comm has
+                                 none).  The same on every rank */
 } ckpt_config;
 
 /*
@@ -285,6 +294,7 @@ typedef struct ckpt_config {
  *   CKPT_LOG=debug|info|warn|error|off
  *   CKPT_POLICY_EVERY_STEPS=N  CKPT_POLICY_EVERY_S=seconds
  *   CKPT_LOCAL_DIR=path  CKPT_DURABLE_EVERY=N  CKPT_LOCAL_KEEP_LAST=N
+ *   CKPT_REPLICAS=0|1|2
  * Returns CKPT_EINVAL, with the defaults kept for the bad variable, when an
  * override cannot be parsed; ckpt_last_error(NULL) names it.
  * Borrows nothing; cfg->dir may point into the environment afterwards.

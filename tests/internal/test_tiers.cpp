@@ -340,3 +340,60 @@ TEST(Tiers, EveryRankMustSetLocalDirOrNone)
         EXPECT_EQ(ck, nullptr);
     });
 }
+
+// cfg.replicas: refused without local_dir, out of 0..2, with no more
+// nodes than replicas (never silently fewer copies), with a comm without
+// the exchange (the single comm: one rank), and with different values on
+// different ranks; taken with 2 nodes and 1 replica.
+TEST(Tiers, ReplicasAreCheckedAtOpen)
+{
+    auto refused = [](const ckpt_config &cfg, ckpt_comm *comm, const char *want) {
+        ckpt_ctx *ck = nullptr;
+        EXPECT_EQ(ckpt_open(&cfg, comm, &ck), CKPT_EINVAL) << want;
+        EXPECT_NE(std::string(ckpt_last_error(nullptr)).find(want), std::string::npos)
+            << ckpt_last_error(nullptr);
+        EXPECT_EQ(ck, nullptr);
+    };
+    ckt::TempDir tmp;
+    std::string dir = tmp.sub("d"), l = tmp.sub("l");
+    ckpt_config cfg = ckm::config(dir);
+    cfg.replicas = 1;
+    refused(cfg, nullptr, "without local_dir");
+    cfg.local_dir = l.c_str();
+    cfg.replicas = 3;
+    refused(cfg, nullptr, "replicas is 3");
+    cfg.replicas = 1;
+    refused(cfg, nullptr, "replicas");
+    {
+        Tiers t;
+        // 4 ranks on 2 nodes: 2 replicas need 3 nodes.
+        ckl::on_ranks(N, [&](int r, ckpt_comm *comm) {
+            ckpt_config c = ckm::config(t.dir);
+            t.tweak(r, c);
+            c.replicas = 2;
+            refused(c, comm, "replicas");
+        });
+        ckl::on_ranks(N, [&](int r, ckpt_comm *comm) {
+            ckpt_config c = ckm::config(t.dir);
+            t.tweak(r, c);
+            c.replicas = r == 3 ? 0 : 1;
+            refused(c, comm, "same durable_every and replicas");
+        });
+        ckl::on_ranks(N, [&](int r, ckpt_comm *comm) {
+            ckpt_config c = ckm::config(t.dir);
+            t.tweak(r, c);
+            c.replicas = 1;
+            ckpt_ctx *ck = nullptr;
+            EXPECT_EQ(ckpt_open(&c, comm, &ck), 0) << ckpt_last_error(nullptr);
+            EXPECT_EQ(ckpt_close(ck), 0);
+        });
+    }
+    setenv("CKPT_REPLICAS", "2", 1);
+    ckpt_config e;
+    EXPECT_EQ(ckpt_config_init(&e), 0);
+    EXPECT_EQ(e.replicas, 2);
+    setenv("CKPT_REPLICAS", "3", 1);
+    EXPECT_EQ(ckpt_config_init(&e), CKPT_EINVAL);
+    EXPECT_NE(std::string(ckpt_last_error(nullptr)).find("CKPT_REPLICAS"), std::string::npos);
+    unsetenv("CKPT_REPLICAS");
+}
