@@ -35,11 +35,12 @@
 #define CKPT__STR(x) CKPT__XSTR(x)
 static const char ub_magic[8] = {'C', 'K', 'P', 'T', 'M', 'A', 'N', '1'};
 
-/* One row of /tensors.  kind and dtype are short fixed-length strings: a
- * variable-length string is one global-heap object each, and with
- * thousands of rows those dominated the commit. */
+/* One row of /tensors: this fixed part, then the name in a fixed-length
+ * string as long as the index's longest name (plus its NUL).  kind, dtype
+ * and name are all fixed-length strings: a variable-length string is one
+ * global-heap object each, and with thousands of rows those dominated the
+ * manifest's build (3.9 of its 5.9 ms of CPU at 1,000 tensors). */
 typedef struct row {
-    const char *name;
     char kind[8];
     char dtype[16];
     int32_t rank;
@@ -62,14 +63,18 @@ static hid_t fixed_str(size_t n)
     return t;
 }
 
-static hid_t row_type(hid_t str)
+/* The table's row type: name (name_bytes, UTF-8) first, at offset
+ * sizeof(row) of a row of stride bytes. */
+static hid_t row_type(size_t name_bytes, size_t stride)
 {
     hsize_t dims = CKPT_MAX_NDIM;
     hid_t arr = H5Tarray_create2(H5T_NATIVE_INT64, 1, &dims);
-    hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(row));
+    hid_t t = H5Tcreate(H5T_COMPOUND, stride);
     hid_t s8 = fixed_str(sizeof ((row *)0)->kind), s16 = fixed_str(sizeof ((row *)0)->dtype);
-    if (arr < 0 || t < 0 || s8 < 0 || s16 < 0 ||
-        H5Tinsert(t, "name", HOFFSET(row, name), str) < 0 ||
+    hid_t sn = fixed_str(name_bytes);
+    if (arr < 0 || t < 0 || s8 < 0 || s16 < 0 || sn < 0 ||
+        H5Tset_cset(sn, H5T_CSET_UTF8) < 0 ||
+        H5Tinsert(t, "name", sizeof(row), sn) < 0 ||
         H5Tinsert(t, "kind", HOFFSET(row, kind), s8) < 0 ||
         H5Tinsert(t, "dtype", HOFFSET(row, dtype), s16) < 0 ||
         H5Tinsert(t, "rank", HOFFSET(row, rank), H5T_NATIVE_INT32) < 0 ||
@@ -90,6 +95,8 @@ static hid_t row_type(hid_t str)
         H5Tclose(s8);
     if (s16 >= 0)
         H5Tclose(s16);
+    if (sn >= 0)
+        H5Tclose(sn);
     return t;
 }
 
@@ -112,7 +119,13 @@ static int put_attr(hid_t obj, const char *name, hid_t type, hsize_t n, const vo
 static int write_hdf5(const char *path, const ckpt__index *idx, const uint8_t *blob,
                       size_t blen, ckpt__err *err)
 {
-    row *rows = calloc(idx->nentries ? idx->nentries : 1, sizeof *rows);
+    size_t name_bytes = 1;
+    for (uint32_t i = 0; i < idx->nentries; i++) {
+        size_t l = strlen(idx->entries[i].name) + 1;
+        name_bytes = l > name_bytes ? l : name_bytes;
+    }
+    size_t stride = sizeof(row) + (name_bytes + 7) / 8 * 8;
+    unsigned char *rows = calloc(idx->nentries ? idx->nentries : 1, stride);
     if (!rows)
         return ckpt__err_set(err, CKPT_ENOMEM, "%s: out of memory", path);
     int rc = 0;
@@ -121,7 +134,7 @@ static int write_hdf5(const char *path, const ckpt__index *idx, const uint8_t *b
     ckpt__h5_mirror mirror = {-1, -1};
     if (fcpl < 0 || fapl < 0 || str < 0 || H5Pset_userblock(fcpl, UB_BYTES) < 0 ||
         H5Tset_size(str, H5T_VARIABLE) < 0 || H5Tset_cset(str, H5T_CSET_UTF8) < 0 ||
-        (rt = row_type(str)) < 0) {
+        (rt = row_type(name_bytes, stride)) < 0) {
         rc = ckpt__h5_fail(err, CKPT_EIO, "%s: property lists", path);
         goto out;
     }
@@ -158,8 +171,8 @@ static int write_hdf5(const char *path, const ckpt__index *idx, const uint8_t *b
         H5Sclose(sp);
     for (uint32_t i = 0; i < idx->nentries; i++) {
         const ckpt__entry *e = &idx->entries[i];
-        row *r = &rows[i];
-        r->name = e->name;
+        row *r = (row *)(void *)(rows + (size_t)i * stride);
+        memcpy(rows + (size_t)i * stride + sizeof(row), e->name, strlen(e->name));
         snprintf(r->kind, sizeof r->kind, "%s", e->kind == CKPT__ENTRY_META ? "meta" : "tensor");
         snprintf(r->dtype, sizeof r->dtype, "%s", ckpt_dtype_name(e->dtype));
         r->rank = e->rank;
