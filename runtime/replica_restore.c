@@ -614,7 +614,7 @@ int ckpt__replica_fetch(ckpt_ctx *ctx, const ckpt__reach *r, int64_t step, int *
         rc = ckpt__comm_allreduce(ctx->comm, &ctx->fault, bad, (int)nd->nnodes, CKPT__MAX, err);
     if (!rc && landed && !bad[node]) {
         *fetched = 1;
-        ckpt__logf(&ctx->log, CKPT_LOG_INFO,
+        ckpt__logf(&ctx->log, CKPT_LOG_WARN,
                    "rank %d: fetched its files of step %lld from rank %d (node %u), which "
                    "keeps their replica, into %s",
                    ctx->rank, (long long)step, prov[me], nd->node[prov[me]], ctx->local_dir);
