@@ -9,20 +9,9 @@
 # copy and the replicas it kept for n0 are back, and a second restore
 # reads every local copy.
 # usage: replicas.sh MPI_JOB MPIRUN [MPIRUN_FLAGS...]
-set -euo pipefail
-job=$1
-shift
-mpirun=("$@")
-top=$(mktemp -d "${TMPDIR:-/tmp}/ckpt-replicas-XXXXXX")
-trap 'rm -rf "$top"' EXIT
-d=$top/durable l=$top/local
+name=replicas
+. "$(dirname "$0")/nodes.sh"
 export CKPT_DURABLE_EVERY=3
-run() {
-  "${mpirun[@]}" -np 4 sh -c \
-    'n=n$((${OMPI_COMM_WORLD_RANK:-${PMI_RANK:-0}} / 2)); CKPT_NODE=$n CKPT_LOCAL_DIR='"$l"'/$n exec "$@"' \
-    sh "$job" "$@"
-}
-fail() { echo "replicas: $*" >&2; exit 1; }
 s=step-000000000005
 
 run series "$d" 1 5
