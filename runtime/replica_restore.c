@@ -598,9 +598,15 @@ int ckpt__replica_fetch(ckpt_ctx *ctx, const ckpt__reach *r, int64_t step, int *
      * done, so nobody reads a node's folder before its rename. */
     if (!rc && any)
         rc = ckpt__comm_allreduce(ctx->comm, &ctx->fault, bad, (int)nd->nnodes, CKPT__MAX, err);
-    if (!rc && any && leader && mode[node] == MODE_FRESH && partial[0]) {
-        int lrc = bad[node] ? ckpt__remove_tree(ctx->local_dir, partial, &e)
-                            : commit_partial(ctx->local_dir, partial, step, &e);
+    if (mode[node] == MODE_FRESH)
+        landed = landed && !bad[node]; /* and every other fetch of its node */
+    if (!rc && any && mode[node] == MODE_FRESH && partial[0] && bad[node]) {
+        /* Every rank that wrote one: the leader may have none (nothing
+         * came to it). */
+        ckpt__remove_tree(ctx->local_dir, partial, NULL);
+        memset(bad, 0, nd->nnodes * sizeof *bad);
+    } else if (!rc && any && leader && mode[node] == MODE_FRESH && partial[0]) {
+        int lrc = commit_partial(ctx->local_dir, partial, step, &e);
         if (lrc)
             ckpt__logf(&ctx->log, CKPT_LOG_WARN,
                        "node %u: committing the fetched files of step %lld in %s failed: %s",

@@ -613,3 +613,26 @@ TEST(Tiers, AReplicaAPartnerLostIsRecreatedAfterTheRestore)
         EXPECT_TRUE(same_file(rd + "/" + step_name(5) + "/" + f,
                               t.local_of(2) + "/" + step_name(5) + "/" + f));
 }
+
+// Node n1 lost its folder and the replica of rank 3 lacks its rank file:
+// rank 3's partner sends nothing, so node n1 is not repaired (its partial
+// folder removed, rank 2's landed files with it), no rank says it fetched,
+// and both ranks of n1 read DIR's copy of the same step.
+TEST(Tiers, ANodeWhoseFetchFailsReadsTheDurableCopyAndKeepsNoPartialFolder)
+{
+    Tiers t;
+    t.durable_every = 1;
+    t.save({5});
+    replicate_all(t, 5);
+    ASSERT_EQ(unlink((replica_dir(t.local_of(0), 3) + "/" + step_name(5) + "/" + rank_file(3))
+                         .c_str()),
+              0);
+    ckt::TempDir::remove_all(t.local_of(2));
+    restore_rep(t, 5, {L, L, D, D});
+    EXPECT_TRUE(t.log.has("rank 1: cannot send rank 3 its files of step 5"));
+    EXPECT_TRUE(t.log.has("rank 3: fetching its files of step 5 from rank 1 failed"));
+    EXPECT_FALSE(t.log.has("fetched its files"));
+    EXPECT_TRUE(committed(t.local_of(2)).empty());
+    for (const auto &n : ckt::list_dir(t.local_of(2)))
+        EXPECT_EQ(n.find(".partial-"), std::string::npos) << "left over: " << n;
+}
