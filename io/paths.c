@@ -129,6 +129,11 @@ ckpt__record_kind ckpt__record_parse(const char *name, uint32_t *rank)
     return kind;
 }
 
+void ckpt__replica_name(uint32_t rank, char *out)
+{
+    snprintf(out, CKPT__FNAME_MAX, "replica-of-%05u", rank);
+}
+
 void ckpt__mark_tmp_name(const char *mark, char *out)
 {
     snprintf(out, CKPT__FNAME_MAX, "%s.tmp", mark);

@@ -68,6 +68,9 @@ void ckpt__rank_file_name(uint32_t rank, char *out);                      /* ran
 void ckpt__done_name(uint32_t rank, char *out);                           /* done-R.rec */
 void ckpt__done_tmp_name(uint32_t rank, char *out);                       /* done-R.tmp */
 void ckpt__failed_name(uint32_t rank, char *out);                         /* failed-R.rec */
+/* A partner's copy of rank R's local files, in its node's local folder
+ * (docs/FORMAT.md, "The local tier"): a folder laid out like a tier. */
+void ckpt__replica_name(uint32_t rank, char *out);                        /* replica-of-R */
 /* What a name inside a save's folder is to the commit: a rank's
  * done-record (done-R.rec) or failure mark (failed-R.rec), exactly as the
  * functions above spell them, with R in *rank; anything else is OTHER. */
