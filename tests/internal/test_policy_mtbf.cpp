@@ -284,7 +284,8 @@ TEST(PolicyMtbf, BadValuesAreRefused)
     for (double v : bad) {
         SCOPED_TRACE(v);
         ckt::TempDir tmp;
-        ckpt_config cfg = ckt::config(tmp.sub("ckpt"));
+        std::string dir = tmp.sub("ckpt"); // cfg.dir points into it
+        ckpt_config cfg = ckt::config(dir);
         cfg.policy_mtbf_s = v;
         ckpt_ctx *ctx = nullptr;
         EXPECT_EQ(ckpt_open(&cfg, nullptr, &ctx), CKPT_EINVAL);
@@ -294,7 +295,8 @@ TEST(PolicyMtbf, BadValuesAreRefused)
             << ckpt_last_error(nullptr);
     }
     ckt::TempDir tmp;
-    ckpt_config cfg = ckt::config(tmp.sub("ckpt"));
+    std::string dir = tmp.sub("ckpt");
+    ckpt_config cfg = ckt::config(dir);
     cfg.policy_mtbf_s = 1e9;
     ckpt_ctx *ctx = nullptr;
     EXPECT_EQ(ckpt_open(&cfg, nullptr, &ctx), 0) << "1e9 is the limit, accepted";
