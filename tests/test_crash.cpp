@@ -216,10 +216,11 @@ int64_t restore_here(const std::string &dir, int64_t *step, std::string *why,
 
 // restore_here, in a child process where the tensors are device memory, so
 // that the parent's next fork finds CUDA untouched.
-int64_t restore_version(const std::string &dir, int64_t *step, std::string *why)
+int64_t restore_version(const std::string &dir, int64_t *step, std::string *why,
+                        ckpt_tier *tier = nullptr)
 {
     if (!kDeviceTensors)
-        return restore_here(dir, step, why);
+        return restore_here(dir, step, why, tier);
     int fds[2];
     if (pipe(fds) != 0) {
         *why = "pipe failed";
@@ -229,15 +230,17 @@ int64_t restore_version(const std::string &dir, int64_t *step, std::string *why)
     pid_t pid = fork();
     if (pid == 0) {
         close(fds[0]);
-        int64_t res[2] = {-2, -1};
+        int64_t res[3] = {-2, -1, CKPT_TIER_NONE};
         std::string w;
-        res[0] = restore_here(dir, &res[1], &w);
+        ckpt_tier t = CKPT_TIER_NONE;
+        res[0] = restore_here(dir, &res[1], &w, &t);
+        res[2] = t;
         bool ok = write(fds[1], res, sizeof res) == (ssize_t)sizeof res &&
                   write(fds[1], w.data(), w.size()) == (ssize_t)w.size();
         _exit(ok ? 0 : 1);
     }
     close(fds[1]);
-    int64_t res[2] = {-2, -1};
+    int64_t res[3] = {-2, -1, CKPT_TIER_NONE};
     bool got = read(fds[0], res, sizeof res) == (ssize_t)sizeof res;
     char buf[4096];
     ssize_t n;
@@ -251,6 +254,8 @@ int64_t restore_version(const std::string &dir, int64_t *step, std::string *why)
         return -2;
     }
     *step = res[1];
+    if (tier)
+        *tier = (ckpt_tier)res[2];
     return res[0];
 }
 
@@ -418,7 +423,7 @@ TEST(CrashTiers, SigkillWithTheLocalTierRestoresOneCommittedSaveFromEitherTier)
         std::string why;
         int64_t got_step = -1;
         ckpt_tier tier = CKPT_TIER_NONE;
-        int64_t got = restore_here(dir, &got_step, &why, &tier);
+        int64_t got = restore_version(dir, &got_step, &why, &tier);
         SCOPED_TRACE("round " + std::to_string(rounds) + " (seed " + std::to_string(seed) +
                      ", delay " + std::to_string(delay * 1e3) + " ms" +
                      (lose_local ? ", local folder lost" : "") + ")");
