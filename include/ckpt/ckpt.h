@@ -298,7 +298,9 @@ typedef struct ckpt_config {
     int durable_every;        /* with local_dir: save number k (1, 2, ...
                                  since open) also goes to dir when
                                  (k - 1) % N == 0, so the first save is
-                                 durable (default 1: every save) */
+                                 durable (default 1: every save); with
+                                 policy_mtbf_s, the start value of a
+                                 cadence the policy sets */
     int local_keep_last;      /* retention in local_dir after each local
                                  commit, as keep_last; 0 keeps all */
     const char *node_name;    /* which node this rank is on: ranks with equal
