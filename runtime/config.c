@@ -143,6 +143,16 @@ int ckpt_config_init(ckpt_config *cfg)
                                   "0..1e9",
                                   v);
     }
+    if ((v = getenv("CKPT_POLICY_MTBF_S")) && *v) {
+        double t;
+        if (parse_seconds(v, CKPT__POLICY_MAX_S, &t) == 0)
+            cfg->policy_mtbf_s = t;
+        else
+            rc = ckpt__err_append(err, CKPT_EINVAL,
+                                  "CKPT_POLICY_MTBF_S='%.64s' is not a number of seconds in "
+                                  "0..1e9",
+                                  v);
+    }
     return rc;
 }
 
@@ -167,6 +177,9 @@ static int policy_validate(const ckpt_config *c, ckpt__err *err)
             c->policy_every_steps);
     if (!(c->policy_every_s >= 0 && c->policy_every_s <= CKPT__POLICY_MAX_S))
         BAD("config: policy_every_s must be a number of seconds in 0..1e9 (0 off)");
+    if (!(c->policy_mtbf_s >= 0 && c->policy_mtbf_s <= CKPT__POLICY_MAX_S))
+        BAD("config: policy_mtbf_s must be a number of seconds in 0..1e9 (0 off), the "
+            "job's mean time between failures");
     if (c->policy_sync_steps < 1)
         BAD("config: policy_sync_steps is %d; it must be >= 1", c->policy_sync_steps);
     int sig = c->policy_signal;

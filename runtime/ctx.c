@@ -456,6 +456,7 @@ int ckpt_save(ckpt_ctx *ctx, int64_t step, void *stream, ckpt_ticket *ticket)
         *ticket = 0;
     if (!ctx)
         return no_ctx("ckpt_save");
+    uint64_t t0 = ckpt__now_ns(); /* the caller's stall (policy_mtbf_s) */
     if (step < 0 || step > CKPT__STEP_MAX)
         return ckpt__err_set(&ctx->err, CKPT_EINVAL, "ckpt_save: step %lld out of 0..%lld",
                              (long long)step, CKPT__STEP_MAX);
@@ -507,10 +508,8 @@ int ckpt_save(ckpt_ctx *ctx, int64_t step, void *stream, ckpt_ticket *ticket)
         return rc;
     }
     ckpt_ticket t = job->ticket = ckpt__tickets_issue(&ctx->tix, ticket != NULL);
-    job->seq = ++ctx->seq;
-    /* With the local tier, save k (1, 2, ...) also goes to DIR when
-     * (k - 1) % durable_every == 0 (ckpt.h); every save does without. */
-    job->durable = !ctx->has_local || (job->seq - 1) % (uint64_t)ctx->cfg.durable_every == 0;
+    uint64_t seq = job->seq = ++ctx->seq;
+    job->durable = ckpt__policy_durable(ctx, seq);
     ctx->inflight++;
     ctx->snap_pending++;
     ctx->snap_unqueued++;
@@ -530,6 +529,7 @@ int ckpt_save(ckpt_ctx *ctx, int64_t step, void *stream, ckpt_ticket *ticket)
      * the job. */
     if (ticket)
         *ticket = t;
+    ckpt__policy_note_stall(ctx, seq, (double)(ckpt__now_ns() - t0) * 1e-9);
     return rc;
 }
 
@@ -537,6 +537,7 @@ int ckpt_fence(ckpt_ctx *ctx, void *stream)
 {
     if (!ctx)
         return no_ctx("ckpt_fence");
+    uint64_t t0 = ckpt__now_ns();
     /* Host fence: wait for the copies.  Device fence: wait only until they
      * are all queued; the backend orders `stream` after them (device.h). */
     int on_host = (ctx->eng.dm->flags & CKPT__DEV_FENCE_ON_HOST) != 0;
@@ -545,6 +546,7 @@ int ckpt_fence(ckpt_ctx *ctx, void *stream)
         pthread_cond_wait(&ctx->cv, &ctx->mu);
     pthread_mutex_unlock(&ctx->mu);
     int rc = ckpt__device_fence(&ctx->eng, stream, &ctx->err);
+    ckpt__policy_note_stall(ctx, 0, (double)(ckpt__now_ns() - t0) * 1e-9);
     if (rc)
         return rc; /* the fence's own error first; a pending report waits */
     pthread_mutex_lock(&ctx->mu);
@@ -584,6 +586,7 @@ int ckpt_wait(ckpt_ctx *ctx, ckpt_ticket ticket, int64_t timeout_ms)
 {
     if (!ctx)
         return no_ctx("ckpt_wait");
+    uint64_t t0 = ckpt__now_ns();
     struct timespec deadline;
     if (timeout_ms >= 0)
         deadline_after(&deadline, timeout_ms);
@@ -609,6 +612,7 @@ int ckpt_wait(ckpt_ctx *ctx, ckpt_ticket ticket, int64_t timeout_ms)
         ckpt__tickets_drop(&ctx->tix, pos);
     }
     pthread_mutex_unlock(&ctx->mu);
+    ckpt__policy_note_stall(ctx, 0, (double)(ckpt__now_ns() - t0) * 1e-9);
     return rc;
 }
 

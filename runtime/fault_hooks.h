@@ -70,6 +70,19 @@ void ckpt__layout_counts(struct ckpt_ctx *ctx, uint64_t *built, uint64_t *cached
 enum { CKPT__LAYOUT_DAMAGE_IMAGE = 0, CKPT__LAYOUT_DAMAGE_OFFSET, CKPT__LAYOUT_DAMAGE_HASH };
 int ckpt__layout_damage(struct ckpt_ctx *ctx, int what, uint64_t k);
 
+/* The save policy's policy_mtbf_s rule (runtime/policy.c), on rank 0.
+ * test_cost: cost_s >= 0 makes every later sample of tier (a ckpt_tier,
+ * LOCAL or DURABLE) cost_s seconds instead of the measured cost; < 0
+ * measures again.  CKPT_EINVAL for a bad tier.  test_clock: now_ns != 0
+ * makes the rule's clock read now_ns (the first such call also restarts
+ * its period at now_ns); 0 gives it the real clock back.  interval: the
+ * tier's interval T and (*cost_s, may be NULL) its cost C, both -1 before
+ * a measurement.  durable_every: the durable cadence in force (any rank). */
+int ckpt__policy_test_cost(struct ckpt_ctx *ctx, int tier, double cost_s);
+void ckpt__policy_test_clock(struct ckpt_ctx *ctx, uint64_t now_ns);
+double ckpt__policy_interval(struct ckpt_ctx *ctx, int tier, double *cost_s);
+int ckpt__policy_durable_every(struct ckpt_ctx *ctx);
+
 /* A fault table without a context, for tests that call the comm wrappers
  * of backend.h directly: new (NULL when out of memory), arm and fired as
  * above, free (NULL is a no-op). */

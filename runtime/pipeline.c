@@ -11,6 +11,7 @@
 
 #include <xxhash.h>
 
+#include "base/clock.h"
 #include "io/rankfile.h"
 #include "runtime/backend.h"
 #include "runtime/pipeline.h"
@@ -45,6 +46,7 @@ int ckpt__pipe_init(ckpt__pipe *p, int dir, ckpt__engine *eng, ckpt__index *idx,
     ckpt__mbox_init(&p->mbox);
     atomic_init(&p->copied, 0);
     atomic_init(&p->copy_failed, 0);
+    atomic_init(&p->hash_cpu_ns, 0);
 
     uint64_t total = 0;
     for (uint32_t i = 0; i < n; i++)
@@ -155,6 +157,7 @@ static void hash_task(ckpt__task *t)
     ckpt__batch *b = CONTAINER(t, ckpt__batch, task);
     ckpt__pipe *p = b->pipe;
     const uint8_t *slab = p->eng->staging.base + b->off;
+    double c0 = ckpt__thread_cpu_s();
     for (uint32_t i = b->first; i < b->first + b->count; i++) {
         const ckpt__extent *x = &p->ext[i];
         if (p->bad[i] == BAD_CUT)
@@ -166,6 +169,9 @@ static void hash_task(ckpt__task *t)
         else
             p->bad[i] = h != *leaf ? BAD_HASH : 0;
     }
+    /* Before the post: once posted, the coordinator may free the pipe. */
+    double dc = ckpt__thread_cpu_s() - c0;
+    atomic_fetch_add_explicit(&p->hash_cpu_ns, (uint_fast64_t)(dc * 1e9), memory_order_relaxed);
     ckpt__mbox_post(&p->mbox, &b->ev, EV_HASHED);
 }
 

@@ -104,6 +104,8 @@ struct ckpt__pipe {
     uint32_t filled;      /* save: batches whose copy the coordinator has seen */
     ckpt__task *deferred; /* save: copied batches waiting to be hashed */
     atomic_uint copied;
+    atomic_uint_fast64_t hash_cpu_ns; /* CPU time of the hash threads on this
+                                         pipe's batches (the save policy's cost) */
     void (*on_snapshot)(void *user); /* save: every batch has been copied */
     void (*on_queued)(void *user);   /* save: every batch's copy is queued
                                         (before on_snapshot; coordinator) */

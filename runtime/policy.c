@@ -20,10 +20,23 @@
  *      is a plain name, looked up and removed relative to the folder's
  *      descriptor without following a symlink.
  *   5. The signal handler only increments a lock-free atomic counter.
+ *   6. policy_mtbf_s (ckpt.h): rank 0 alone measures the cost of its
+ *      saves, computes Young's interval T = sqrt(2 C MTBF) per tier and
+ *      decides; the other ranks learn the decision, and the durable
+ *      cadence it sets, at agreement points (inv. 1), and ckpt_save reads
+ *      that cadence, so every rank sends the same saves to DIR.  Rank 0's
+ *      cost is what rank 0 measures: the caller's blocked time in
+ *      ckpt_save, ckpt_fence and ckpt_wait (it stalls training) plus the
+ *      CPU time of the coordinator and hash threads (which a busy node
+ *      takes from the job; the I/O threads mostly wait, and the snapshot
+ *      copies are what the fence waits for, so neither is counted again).
+ *      A tier's cost is its passes' CPU plus the stall of the saves whose
+ *      last pass it ran (that pass releases the fence: save.c).
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -155,6 +168,13 @@ int ckpt__policy_open(ckpt_ctx *ctx, ckpt__err *err)
         if (p->dir_fd < 0)
             rc = ckpt__err_errno(err, errno, "policy: open folder %s", ctx->dir);
     }
+    p->mtbf = c->policy_mtbf_s > 0;
+    p->durable_every = c->durable_every;
+    for (int k = 0; k < 3; k++) {
+        p->tier[k].logged_s = -1;
+        p->test_cost_s[k] = -1;
+    }
+    p->mtbf_base_ns = ckpt__now_ns();
     if (ctx->rank == 0 && c->policy_every_s > 0) {
         /* At least 1 ns: 0 means off. */
         p->every_ns = (uint64_t)(c->policy_every_s * 1e9);
@@ -164,18 +184,25 @@ int ckpt__policy_open(ckpt_ctx *ctx, ckpt__err *err)
     /* Inv. 2: the rules that place agreement points must match on every
      * rank (MAX of v and of -v gives the range), and every rank must know
      * whether any rank has a rule that needs them.  Sent after a local
-     * failure too, with its code, so that no rank waits for one that left. */
-    int64_t v[6] = {
+     * failure too, with its code, so that no rank waits for one that left.
+     * policy_mtbf_s goes as its bits (a double validated to 0..1e9: a
+     * non-negative int64 that orders like the value). */
+    int64_t mtbf_bits;
+    memcpy(&mtbf_bits, &c->policy_mtbf_s, sizeof mtbf_bits);
+    int64_t v[8] = {
         c->policy_sync_steps,
         -(int64_t)c->policy_sync_steps,
         c->policy_every_steps,
         -(int64_t)c->policy_every_steps,
-        c->policy_every_s > 0 || c->policy_signal != 0 || c->policy_request_file != NULL,
+        c->policy_every_s > 0 || c->policy_signal != 0 || c->policy_request_file != NULL ||
+            p->mtbf,
         -(int64_t)rc,
+        mtbf_bits,
+        -mtbf_bits,
     };
     ckpt__err cerr;
     ckpt__err_clear(&cerr);
-    int crc = ckpt__comm_allreduce(ctx->comm, &ctx->fault, v, 6, CKPT__MAX, &cerr);
+    int crc = ckpt__comm_allreduce(ctx->comm, &ctx->fault, v, 8, CKPT__MAX, &cerr);
     if (rc)
         return rc;
     if (crc) {
@@ -190,11 +217,20 @@ int ckpt__policy_open(ckpt_ctx *ctx, ckpt__err *err)
                              "(%lld..%lld) must be the same on every rank",
                              (long long)-v[1], (long long)v[0], (long long)-v[3],
                              (long long)v[2]);
+    if (v[6] != -v[7]) {
+        double lo, hi;
+        int64_t b = -v[7];
+        memcpy(&lo, &b, sizeof lo);
+        memcpy(&hi, &v[6], sizeof hi);
+        return ckpt__err_set(err, CKPT_EINVAL,
+                             "config: policy_mtbf_s (%g..%g) must be the same on every rank",
+                             lo, hi);
+    }
     p->agree = v[4] != 0;
     ckpt__logf(&ctx->log, CKPT_LOG_DEBUG,
-               "policy: every %d steps, every %g s, signal %d, request file %s; agreed on "
-               "every %d calls%s",
-               c->policy_every_steps, c->policy_every_s, c->policy_signal,
+               "policy: every %d steps, every %g s, mtbf %g s, signal %d, request file %s; "
+               "agreed on every %d calls%s",
+               c->policy_every_steps, c->policy_every_s, c->policy_mtbf_s, c->policy_signal,
                c->policy_request_file ? c->policy_request_file : "(none)",
                c->policy_sync_steps, p->agree ? "" : " (no rule needs it)");
     return 0;
@@ -258,23 +294,211 @@ static void take_requests(ckpt_ctx *ctx)
         p->pending |= CKPT__DUE_FILE;
 }
 
-/* One agreement point: ORs every rank's time, signal and file flags. */
+/* ---- policy_mtbf_s (inv. 6) ------------------------------------------------ */
+
+static uint64_t mtbf_now(const ckpt__policy *p)
+{
+    return p->test_now_ns ? p->test_now_ns : ckpt__now_ns();
+}
+
+static const char *tier_label(int k)
+{
+    return k == CKPT_TIER_LOCAL ? "local" : "durable";
+}
+
+void ckpt__policy_note_stall(ckpt_ctx *ctx, uint64_t seq, double s)
+{
+    ckpt__policy *p = &ctx->pol;
+    if (!p->mtbf || ctx->rank != 0)
+        return;
+    if (seq) {
+        p->stall_seq = seq;
+        p->stall[seq % CKPT__MTBF_RING].seq = seq;
+        p->stall[seq % CKPT__MTBF_RING].s = s;
+    } else if (p->stall_seq && p->stall[p->stall_seq % CKPT__MTBF_RING].seq == p->stall_seq) {
+        p->stall[p->stall_seq % CKPT__MTBF_RING].s += s;
+    }
+}
+
+/* The coordinator's side: cfg, not pol.mtbf, which ckpt_open sets after
+ * the coordinator started. */
+void ckpt__policy_note_done(ckpt_ctx *ctx, const ckpt__job *job)
+{
+    ckpt__policy *p = &ctx->pol;
+    if (!(ctx->cfg.policy_mtbf_s > 0) || ctx->rank != 0)
+        return;
+    ckpt__save_cost *c = &p->done[p->ndone % CKPT__MTBF_RING];
+    c->seq = job->seq;
+    memcpy(c->cpu_s, job->cpu_s, sizeof c->cpu_s);
+    c->last = job->durable ? CKPT_TIER_DURABLE : CKPT_TIER_LOCAL;
+    p->ndone++;
+}
+
+int ckpt__policy_durable(ckpt_ctx *ctx, uint64_t seq)
+{
+    ckpt__policy *p = &ctx->pol;
+    if (!ctx->has_local)
+        return 1;
+    if (!p->mtbf)
+        return (seq - 1) % (uint64_t)ctx->cfg.durable_every == 0;
+    int d = seq == 1 || p->since_durable + 1 >= (uint64_t)p->durable_every;
+    p->since_durable = d ? 0 : p->since_durable + 1;
+    return d;
+}
+
+static double median(const double *v, unsigned n)
+{
+    double a[CKPT__MTBF_WINDOW];
+    for (unsigned i = 0; i < n; i++) {
+        unsigned j = i;
+        for (; j > 0 && a[j - 1] > v[i]; j--)
+            a[j] = a[j - 1];
+        a[j] = v[i];
+    }
+    return n % 2 ? a[n / 2] : (a[n / 2 - 1] + a[n / 2]) / 2;
+}
+
+/* A tier's new sample: its median cost, Young's interval, logged when it
+ * moved by more than 10% since the last line. */
+static void add_sample(ckpt_ctx *ctx, int k, double cost_s)
+{
+    ckpt__mtbf_tier *m = &ctx->pol.tier[k];
+    m->win[m->next] = cost_s;
+    m->next = (m->next + 1) % CKPT__MTBF_WINDOW;
+    m->n += m->n < CKPT__MTBF_WINDOW;
+    m->cost_s = median(m->win, m->n);
+    double t = sqrt(2 * m->cost_s * ctx->cfg.policy_mtbf_s);
+    m->interval_s = t < CKPT__POLICY_MAX_S ? t : CKPT__POLICY_MAX_S;
+    if (m->logged_s < 0 || fabs(m->interval_s - m->logged_s) > 0.1 * m->logged_s) {
+        ckpt__logf(&ctx->log, CKPT_LOG_INFO,
+                   "policy: %s tier: save cost C %.4g s (median of the last %u), MTBF %g s: "
+                   "interval T = sqrt(2 C MTBF) = %.4g s%s",
+                   tier_label(k), m->cost_s, m->n, ctx->cfg.policy_mtbf_s, m->interval_s,
+                   m->logged_s < 0 ? "" : " (was different by more than 10%)");
+        m->logged_s = m->interval_s;
+    }
+}
+
+/* Rank 0: folds the saves finished since the last look into the tiers'
+ * costs; returns whether a save is still in flight (read in the same
+ * critical section, so a save that finished is either taken or in flight). */
+static int take_costs(ckpt_ctx *ctx)
+{
+    ckpt__policy *p = &ctx->pol;
+    ckpt__save_cost got[CKPT__MTBF_RING];
+    pthread_mutex_lock(&ctx->mu);
+    uint64_t n = p->ndone;
+    uint64_t from = n - p->ntaken > CKPT__MTBF_RING ? n - CKPT__MTBF_RING : p->ntaken;
+    for (uint64_t i = from; i < n; i++)
+        got[i - from] = p->done[i % CKPT__MTBF_RING];
+    int busy = ctx->inflight > 0;
+    pthread_mutex_unlock(&ctx->mu);
+    p->ntaken = n;
+    for (uint64_t i = 0; i < n - from; i++) {
+        const ckpt__save_cost *c = &got[i];
+        double stall = 0;
+        if (p->stall[c->seq % CKPT__MTBF_RING].seq == c->seq)
+            stall = p->stall[c->seq % CKPT__MTBF_RING].s;
+        for (int k = CKPT_TIER_LOCAL; k <= CKPT_TIER_DURABLE; k++) {
+            int ran = k == CKPT_TIER_LOCAL ? ctx->has_local : c->last == CKPT_TIER_DURABLE;
+            if (!ran)
+                continue;
+            double x = c->cpu_s[k] + (k == c->last ? stall : 0);
+            add_sample(ctx, k, p->test_cost_s[k] >= 0 ? p->test_cost_s[k] : x);
+        }
+    }
+    return busy;
+}
+
+/* Rank 0: the durable cadence the intervals ask for, 0 while a tier is
+ * unmeasured (the agreement then keeps the one in force). */
+static int64_t proposed_every(const ckpt_ctx *ctx)
+{
+    const ckpt__mtbf_tier *l = &ctx->pol.tier[CKPT_TIER_LOCAL];
+    const ckpt__mtbf_tier *d = &ctx->pol.tier[CKPT_TIER_DURABLE];
+    if (!ctx->has_local || !l->n || !d->n)
+        return 0;
+    double r = l->interval_s > 0 ? round(d->interval_s / l->interval_s) : CKPT__MTBF_MAX_EVERY;
+    return r < 1 ? 1 : r > CKPT__MTBF_MAX_EVERY ? CKPT__MTBF_MAX_EVERY : (int64_t)r;
+}
+
+/* Rank 0: whether the rule asks for a save now, and the cadence it
+ * proposes (*every). */
+static void mtbf_look(ckpt_ctx *ctx, int64_t *every)
+{
+    ckpt__policy *p = &ctx->pol;
+    int busy = take_costs(ctx);
+    const ckpt__mtbf_tier *m = &p->tier[ctx->has_local ? CKPT_TIER_LOCAL : CKPT_TIER_DURABLE];
+    /* Before the first measurement: due whenever no save is in flight. */
+    if (m->n ? mtbf_now(p) - p->mtbf_base_ns >= (uint64_t)(m->interval_s * 1e9) : !busy)
+        p->pending |= CKPT__DUE_MTBF;
+    *every = proposed_every(ctx);
+}
+
+int ckpt__policy_test_cost(ckpt_ctx *ctx, int tier, double cost_s)
+{
+    if (!ctx || (tier != CKPT_TIER_LOCAL && tier != CKPT_TIER_DURABLE))
+        return CKPT_EINVAL;
+    ctx->pol.test_cost_s[tier] = cost_s;
+    return 0;
+}
+
+void ckpt__policy_test_clock(ckpt_ctx *ctx, uint64_t now_ns)
+{
+    if (now_ns && !ctx->pol.test_now_ns)
+        ctx->pol.mtbf_base_ns = now_ns;
+    ctx->pol.test_now_ns = now_ns;
+}
+
+double ckpt__policy_interval(ckpt_ctx *ctx, int tier, double *cost_s)
+{
+    const ckpt__mtbf_tier *m = &ctx->pol.tier[tier == CKPT_TIER_LOCAL ? tier : CKPT_TIER_DURABLE];
+    if (cost_s)
+        *cost_s = m->n ? m->cost_s : -1;
+    return m->n ? m->interval_s : -1;
+}
+
+int ckpt__policy_durable_every(ckpt_ctx *ctx)
+{
+    return ctx->pol.durable_every;
+}
+
+/* One agreement point: ORs every rank's time, signal, file and mtbf flags;
+ * with policy_mtbf_s, rank 0's durable cadence comes along (the others
+ * send 0). */
 static int agree(ckpt_ctx *ctx, int *why)
 {
     ckpt__policy *p = &ctx->pol;
     take_requests(ctx);
     if (p->every_ns && ckpt__now_ns() - p->base_ns >= p->every_ns)
         p->pending |= CKPT__DUE_TIME;
-    int64_t v[3] = {
+    int64_t every = 0;
+    if (p->mtbf && ctx->rank == 0)
+        mtbf_look(ctx, &every);
+    int64_t v[5] = {
         (p->pending & CKPT__DUE_TIME) != 0,
         (p->pending & CKPT__DUE_SIGNAL) != 0,
         (p->pending & CKPT__DUE_FILE) != 0,
+        (p->pending & CKPT__DUE_MTBF) != 0,
+        every,
     };
-    int rc = ckpt__comm_allreduce(ctx->comm, &ctx->fault, v, 3, CKPT__MAX, &ctx->err);
+    /* Without the mtbf rule the last two are not sent (same on every rank). */
+    int rc = ckpt__comm_allreduce(ctx->comm, &ctx->fault, v, p->mtbf ? 5 : 3, CKPT__MAX,
+                                  &ctx->err);
     if (rc)
         return ckpt__err_prefix(&ctx->err, "ckpt_policy_due: agreeing across ranks");
     *why |= (v[0] ? CKPT__DUE_TIME : 0) | (v[1] ? CKPT__DUE_SIGNAL : 0) |
-            (v[2] ? CKPT__DUE_FILE : 0);
+            (v[2] ? CKPT__DUE_FILE : 0) | (p->mtbf && v[3] ? CKPT__DUE_MTBF : 0);
+    if (p->mtbf && v[4] > 0 && v[4] != p->durable_every) {
+        if (ctx->rank == 0)
+            ckpt__logf(&ctx->log, CKPT_LOG_INFO,
+                       "policy: durable every %lld saves (was %d): round(T durable %.4g s / T "
+                       "local %.4g s)",
+                       (long long)v[4], p->durable_every,
+                       p->tier[CKPT_TIER_DURABLE].interval_s,
+                       p->tier[CKPT_TIER_LOCAL].interval_s);
+        p->durable_every = (int)v[4];
+    }
     return 0;
 }
 
@@ -297,6 +521,16 @@ static void log_due(ckpt_ctx *ctx, int64_t step, int why)
         ADD("%srequest file %s", n ? "; " : "", c->policy_request_file
                                                    ? c->policy_request_file
                                                    : "on rank 0");
+    if (why & CKPT__DUE_MTBF) {
+        const ckpt__mtbf_tier *m =
+            &ctx->pol.tier[ctx->has_local ? CKPT_TIER_LOCAL : CKPT_TIER_DURABLE];
+        if (ctx->rank != 0)
+            ADD("%sthe mtbf interval on rank 0", n ? "; " : "");
+        else if (m->n)
+            ADD("%smtbf interval %.4g s", n ? "; " : "", m->interval_s);
+        else
+            ADD("%smtbf, no save measured yet", n ? "; " : "");
+    }
 #undef ADD
     ckpt__logf(&ctx->log, why & ~CKPT__DUE_STEPS ? CKPT_LOG_INFO : CKPT_LOG_DEBUG,
                "policy: save due at step %lld (%s)", (long long)step, text);
@@ -331,6 +565,8 @@ int ckpt_policy_due(ckpt_ctx *ctx, int64_t step)
     p->pending = 0;
     if (p->every_ns)
         p->base_ns = ckpt__now_ns();
+    if (p->mtbf)
+        p->mtbf_base_ns = mtbf_now(p);
     log_due(ctx, step, why);
     return 1;
 }

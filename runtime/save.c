@@ -578,6 +578,7 @@ static int run_save(ckpt_ctx *ctx, ckpt__job *job, const ckpt__tier *t, int last
     s->t = t;
     s->leader = ckpt__group_rank(&t->g, 0);
     s->last = last;
+    double c0 = ckpt__thread_cpu_s();
     ckpt__rank_file_name((uint32_t)ctx->rank, s->fname);
     int rc = build_index(ctx, job, s, err);
     if (last)
@@ -631,6 +632,8 @@ static int run_save(ckpt_ctx *ctx, ckpt__job *job, const ckpt__tier *t, int last
         send_verdict(ctx, job, s, rc, err);
     if (s->dfd >= 0)
         close(s->dfd);
+    double hc = s->pipe_ready ? (double)atomic_load(&s->pipe.hash_cpu_ns) * 1e-9 : 0;
+    job->cpu_s[t->kind] += ckpt__thread_cpu_s() - c0 + hc;
     if (s->pipe_ready)
         ckpt__pipe_destroy(&s->pipe);
     ckpt__index_free(&s->idx);
@@ -720,6 +723,7 @@ void *ckpt__coordinator_main(void *arg)
         if ((job->committed & (1 << CKPT_TIER_LOCAL)) &&
             (uint32_t)ctx->rank == ckpt__group_rank(&ctx->local.g, 0))
             ckpt__janitor_request(&ctx->ljan, job->step);
+        ckpt__policy_note_done(ctx, job); /* with inflight, under ctx->mu */
         ckpt__tickets_finish(&ctx->tix, job->ticket, rc, job->err.msg);
         ctx->inflight--;
         ctx->running_step = -1;

@@ -32,6 +32,9 @@ typedef struct ckpt__job {
     uint64_t bytes;       /* set by the coordinator before the copies start */
     double layout_cpu_s;  /* the coordinator's CPU time in the rank file's
                              layout, close and metadata hash (events) */
+    double cpu_s[3];      /* coordinator: per ckpt_tier, the CPU time of its
+                             pass (coordinator and hash threads; the save
+                             policy's cost, policy.c) */
     uint64_t t_save_ns;   /* when ckpt_save was called */
     uint64_t t_local_ns;  /* coordinator: the local tier's commit, 0 before */
     uint64_t t_stage_ns;  /* the previous event (ctx->ev_mu) */

@@ -7,6 +7,11 @@
 // never a mixture.  Some rounds re-save the step already committed, so the
 // atomic replacement of a step is killed too.
 //
+// With the local tier (cfg.local_dir, durable_every 2; issue 13) each
+// child saves twice, a durable save then a local-only one, and some rounds
+// lose the local folder before the restore, which must then read DIR: every
+// restore is exactly one committed save, from whichever tier holds it.
+//
 // CKPT_CRASH_KILLS (default 200, or CKPT_CRASH_DEFAULT_KILLS where the build
 // sets it) and CKPT_CRASH_SEED (default: time) tune it; the seed is printed
 // so a failure can be replayed.
@@ -90,16 +95,23 @@ double now_s()
 }
 
 ckpt_io g_writer = CKPT_IO_PWRITE; // the writer of the running instance
+std::string g_local;               // the local tier's folder, empty: none
 
 ckpt_config crash_config(const std::string &dir)
 {
     ckpt_config cfg = config(dir, g_writer);
     cfg.keep_last = 2; // retention runs inside the kill window too
     cfg.staging_bytes = 2u << 20;
+    if (!g_local.empty()) {
+        cfg.local_dir = g_local.c_str();
+        cfg.durable_every = 2; // save 1 of a context durable, save 2 local only
+        cfg.local_keep_last = 3;
+    }
     return cfg;
 }
 
-// The child: save content version v at step, then exit 0.  Reports "ready"
+// The child: save content version v at step (with the local tier, then
+// v + 1 at step + 1, a local-only save), then exit 0.  Reports "ready"
 // through the pipe once the context is open, so the kill lands in the save,
 // and then how long the save took until committed (a double), so the parent
 // can aim its kills at the whole lifecycle.
@@ -119,6 +131,12 @@ ckpt_config crash_config(const std::string &dir)
     double t0 = now_s();
     if (save_wait(ctx, step) != 0)
         _exit(13);
+    if (!g_local.empty()) {
+        s.set(v + 1);
+        uint64_t v1 = v + 1;
+        if (ckpt_set_meta(ctx, "version", &v1, sizeof v1) != 0 || save_wait(ctx, step + 1) != 0)
+            _exit(13);
+    }
     double dt = now_s() - t0;
     if (write(fd, &dt, sizeof dt) != (ssize_t)sizeof dt)
         _exit(15);
@@ -161,8 +179,10 @@ int run_child(const std::string &dir, int64_t step, uint64_t v, double delay_s, 
 }
 
 // Restores into a fresh context; returns the restored content version, or
-// -1 (no checkpoint) or -2 (mixture / failure, with details in *why).
-int64_t restore_here(const std::string &dir, int64_t *step, std::string *why)
+// -1 (no checkpoint) or -2 (mixture / failure, with details in *why);
+// *tier (may be NULL) gets the tier it read.
+int64_t restore_here(const std::string &dir, int64_t *step, std::string *why,
+                     ckpt_tier *tier = nullptr)
 {
     State s;
     ckpt_config cfg = crash_config(dir);
@@ -188,16 +208,19 @@ int64_t restore_here(const std::string &dir, int64_t *step, std::string *why)
         else
             v = (int64_t)meta;
     }
+    if (tier)
+        *tier = ckpt_restore_tier(ctx);
     ckpt_close(ctx);
     return v;
 }
 
 // restore_here, in a child process where the tensors are device memory, so
 // that the parent's next fork finds CUDA untouched.
-int64_t restore_version(const std::string &dir, int64_t *step, std::string *why)
+int64_t restore_version(const std::string &dir, int64_t *step, std::string *why,
+                        ckpt_tier *tier = nullptr)
 {
     if (!kDeviceTensors)
-        return restore_here(dir, step, why);
+        return restore_here(dir, step, why, tier);
     int fds[2];
     if (pipe(fds) != 0) {
         *why = "pipe failed";
@@ -207,15 +230,17 @@ int64_t restore_version(const std::string &dir, int64_t *step, std::string *why)
     pid_t pid = fork();
     if (pid == 0) {
         close(fds[0]);
-        int64_t res[2] = {-2, -1};
+        int64_t res[3] = {-2, -1, CKPT_TIER_NONE};
         std::string w;
-        res[0] = restore_here(dir, &res[1], &w);
+        ckpt_tier t = CKPT_TIER_NONE;
+        res[0] = restore_here(dir, &res[1], &w, &t);
+        res[2] = t;
         bool ok = write(fds[1], res, sizeof res) == (ssize_t)sizeof res &&
                   write(fds[1], w.data(), w.size()) == (ssize_t)w.size();
         _exit(ok ? 0 : 1);
     }
     close(fds[1]);
-    int64_t res[2] = {-2, -1};
+    int64_t res[3] = {-2, -1, CKPT_TIER_NONE};
     bool got = read(fds[0], res, sizeof res) == (ssize_t)sizeof res;
     char buf[4096];
     ssize_t n;
@@ -229,7 +254,33 @@ int64_t restore_version(const std::string &dir, int64_t *step, std::string *why)
         return -2;
     }
     *step = res[1];
+    if (tier)
+        *tier = (ckpt_tier)res[2];
     return res[0];
+}
+
+// How long a whole save takes here, uninterrupted, as the kills aim at
+// it: 1.15 x the median of the last 15 saves that committed before their
+// kill, so the estimate follows a machine that gets slower or faster.
+struct Window {
+    std::vector<double> seen;
+    double operator()() const
+    {
+        std::vector<double> v(seen.end() - (long)std::min<size_t>(seen.size(), 15), seen.end());
+        std::sort(v.begin(), v.end());
+        return v[v.size() / 2] * 1.15;
+    }
+};
+
+// The number of kills (CKPT_CRASH_KILLS) and the seed (CKPT_CRASH_SEED,
+// else the time), printed so that a failure can be replayed.
+void kills_and_seed(const char *what, int *kills, uint64_t *seed)
+{
+    const char *ks = getenv("CKPT_CRASH_KILLS"), *ss = getenv("CKPT_CRASH_SEED");
+    *kills = ks ? atoi(ks) : CKPT_CRASH_DEFAULT_KILLS;
+    *seed = ss ? strtoull(ss, nullptr, 10) : (uint64_t)time(nullptr);
+    printf("%s: seed %llu, %d kills (CKPT_CRASH_SEED=%llu to replay)\n", what,
+           (unsigned long long)*seed, *kills, (unsigned long long)*seed);
 }
 
 class Crash : public WriterTest {};
@@ -237,28 +288,22 @@ class Crash : public WriterTest {};
 TEST_P(Crash, SigkillAtRandomInstantsRestoresOldOrNewNeverAMixture)
 {
     g_writer = GetParam();
-    const char *ks = getenv("CKPT_CRASH_KILLS"), *ss = getenv("CKPT_CRASH_SEED");
-    const int kills = ks ? atoi(ks) : CKPT_CRASH_DEFAULT_KILLS;
-    const uint64_t seed = ss ? strtoull(ss, nullptr, 10) : (uint64_t)time(nullptr);
-    printf("crash test: seed %llu, %d kills (CKPT_CRASH_SEED=%llu to replay)\n",
-           (unsigned long long)seed, kills, (unsigned long long)seed);
+    int kills;
+    uint64_t seed;
+    kills_and_seed("crash test", &kills, &seed);
     std::mt19937_64 rng(seed);
     TempDir tmp;
     std::string dir = tmp.sub("ckpt");
 
     // Calibrate: how long does a whole save take here, uninterrupted?  The
     // estimate follows every save that commits before its kill.
-    std::vector<double> seen;
+    Window window;
+    std::vector<double> &seen = window.seen;
     for (int i = 0; i < 3; i++) {
         double t = 0;
         ASSERT_EQ(run_child(dir, 1, 1, -1, &t), 0);
         seen.push_back(t);
     }
-    auto window = [&seen] {
-        std::vector<double> v(seen.end() - (long)std::min<size_t>(seen.size(), 15), seen.end());
-        std::sort(v.begin(), v.end());
-        return v[v.size() / 2] * 1.15;
-    };
     printf("crash test: a save takes %.1f ms\n", window() / 1.15 * 1e3);
 
     int64_t committed_step = 1;
@@ -320,6 +365,102 @@ TEST_P(Crash, SigkillAtRandomInstantsRestoresOldOrNewNeverAMixture)
     EXPECT_GT(got_old, 0);
     EXPECT_GT(got_new, 0);
     expect_h5dump_all(dir);
+}
+
+// The local tier: each round's child saves (step, v) durably and (step + 1,
+// v + 1) locally, killed at a random instant of the two; one round in four
+// loses the local folder first, so the restore reads DIR.  Every restore
+// must be one save that may have committed, bit-exact, never a mixture,
+// and never older than a save known to have committed in that tier.
+TEST(CrashTiers, SigkillWithTheLocalTierRestoresOneCommittedSaveFromEitherTier)
+{
+    g_writer = CKPT_IO_PWRITE;
+    int kills;
+    uint64_t seed;
+    kills_and_seed("crash tiers", &kills, &seed);
+    std::mt19937_64 rng(seed);
+    TempDir tmp;
+    std::string dir = tmp.sub("ckpt");
+    g_local = tmp.sub("local");
+    struct Reset {
+        ~Reset() { g_local.clear(); }
+    } reset;
+
+    Window window;
+    std::vector<double> &seen = window.seen;
+    for (int i = 0; i < 3; i++) {
+        double t = 0;
+        ASSERT_EQ(run_child(dir, 1 + 2 * i, 1 + 2 * (uint64_t)i, -1, &t), 0);
+        seen.push_back(t);
+    }
+    printf("crash tiers: two saves take %.1f ms\n", window() / 1.15 * 1e3);
+    // What the last restore returned, and the versions DIR may hold newest:
+    // the one it last showed (or surely holds) and every durable save since.
+    int64_t cur_step = 6;
+    uint64_t cur_v = 6;
+    std::vector<std::pair<int64_t, uint64_t>> durable = {{5, 5}};
+    int killed = 0, rounds = 0, from_local = 0, from_durable = 0, old_in_a_row = 0;
+    for (; killed < kills && rounds < 3 * kills; rounds++) {
+        uint64_t v = 1000 + 2 * (uint64_t)rounds;
+        int64_t step = cur_step + 1;
+        const bool remeasure = old_in_a_row >= 10;
+        double delay = remeasure ? -1 : std::uniform_real_distribution<double>(0, window())(rng);
+        double took = 0;
+        int rc = run_child(dir, step, v, delay, &took);
+        ASSERT_TRUE(rc == -SIGKILL || rc == 0) << "child failed with " << rc << " in round "
+                                               << rounds;
+        if (took > 0)
+            seen.push_back(took);
+        killed += rc == -SIGKILL;
+        const bool done = rc == 0 || took > 0;
+        if (done)
+            durable.clear(); // (step, v) is surely in DIR: nothing older is newest
+        durable.push_back({step, v});
+        const bool lose_local = rng() % 4 == 0;
+        if (lose_local)
+            TempDir::remove_all(g_local);
+
+        std::string why;
+        int64_t got_step = -1;
+        ckpt_tier tier = CKPT_TIER_NONE;
+        int64_t got = restore_version(dir, &got_step, &why, &tier);
+        SCOPED_TRACE("round " + std::to_string(rounds) + " (seed " + std::to_string(seed) +
+                     ", delay " + std::to_string(delay * 1e3) + " ms" +
+                     (lose_local ? ", local folder lost" : "") + ")");
+        ASSERT_GE(got, 0) << why;
+        std::vector<std::pair<int64_t, uint64_t>> may;
+        if (lose_local) {
+            ASSERT_EQ(tier, CKPT_TIER_DURABLE);
+            may = durable;
+        } else if (done) {
+            may = {{step + 1, v + 1}};
+        } else {
+            may = {{cur_step, cur_v}, {step, v}, {step + 1, v + 1}};
+        }
+        auto hit = std::find(may.begin(), may.end(), std::make_pair(got_step, (uint64_t)got));
+        ASSERT_NE(hit, may.end()) << "restored step " << got_step << " version " << got
+                                  << ", not a save that may have committed";
+        if (got_step == step + 1) {
+            ASSERT_EQ(tier, CKPT_TIER_LOCAL) << "only the local tier holds the second save";
+        }
+        from_local += tier == CKPT_TIER_LOCAL;
+        from_durable += tier == CKPT_TIER_DURABLE;
+        if (tier == CKPT_TIER_DURABLE)
+            durable = {{got_step, (uint64_t)got}};
+        old_in_a_row = got_step == cur_step ? old_in_a_row + 1 : 0;
+        cur_step = got_step;
+        cur_v = (uint64_t)got;
+        // At most one save's leftovers per tier, and open removed them.
+        for (const std::string &d : {dir, g_local})
+            for (const auto &n : list_dir(d))
+                ASSERT_EQ(n.find(".partial-"), std::string::npos) << d << "/" << n;
+    }
+    printf("crash tiers: %d killed in %d rounds; restored %d from the local tier, %d from "
+           "DIR\n",
+           killed, rounds, from_local, from_durable);
+    EXPECT_EQ(killed, kills);
+    EXPECT_GT(from_local, 0);
+    EXPECT_GT(from_durable, 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Writers, Crash, ::testing::ValuesIn(writers()),

@@ -457,4 +457,21 @@ inline std::vector<std::string> list_dir(const std::string &dir)
     return v;
 }
 
+// A step's folder name, "step-" and 12 digits.
+inline std::string step_name(int64_t step)
+{
+    return step_dir("", step).substr(1);
+}
+
+// The committed step folders of dir (no partial ones), sorted.
+inline std::vector<std::string> committed(const std::string &dir)
+{
+    std::vector<std::string> out;
+    for (const auto &n : list_dir(dir))
+        if (n.rfind("step-", 0) == 0 && n.find('.') == std::string::npos)
+            out.push_back(n);
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
 } // namespace ckt

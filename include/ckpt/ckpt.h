@@ -255,6 +255,33 @@ typedef struct ckpt_config {
     int policy_sync_steps;    /* time, signal and file requests are agreed
                                  across ranks on every K-th call of
                                  ckpt_policy_due (default 1: every call) */
+    double policy_mtbf_s;     /* the job's mean time between failures, in
+                                 seconds; 0 off, else up to 1e9, the same on
+                                 every rank (ckpt_open checks).  Due once
+                                 T = sqrt(2 x C x MTBF) seconds (Young's
+                                 interval) have passed on rank 0's clock
+                                 since the last due step, C being rank 0's
+                                 measured cost of a save: the time the
+                                 calling thread spent blocked in ckpt_save,
+                                 ckpt_fence and ckpt_wait for it, plus the
+                                 CPU time (CLOCK_THREAD_CPUTIME_ID) of the
+                                 coordinator and hash threads for it, which
+                                 the save takes from the training job; not
+                                 its wall time, most of which overlaps
+                                 training.  The median of the last 5 saves,
+                                 so one outlier does not move T.  Before the
+                                 first measured save: due at an agreement
+                                 point with no save in flight (so the first
+                                 one is due).  With local_dir, T comes from
+                                 the local tier's cost and the durable one's
+                                 cadence from its own: durable_every (the
+                                 start value) becomes max(1, round(T_durable
+                                 / T_local)), each tier's C being its passes'
+                                 CPU plus the stall of the saves whose fence
+                                 its pass released (docs/ARCHITECTURE.md,
+                                 "Tiers").  Combines with the other rules:
+                                 any rule that fires makes the step due.
+                                 Logged (info) whenever T moves by > 10% */
     ckpt_unregistered restore_unregistered; /* ckpt_restore and tensors of
                                  the checkpoint this rank did not register
                                  (default CKPT_RESTORE_WARN) */
@@ -271,7 +298,9 @@ typedef struct ckpt_config {
     int durable_every;        /* with local_dir: save number k (1, 2, ...
                                  since open) also goes to dir when
                                  (k - 1) % N == 0, so the first save is
-                                 durable (default 1: every save) */
+                                 durable (default 1: every save); with
+                                 policy_mtbf_s, the start value of a
+                                 cadence the policy sets */
     int local_keep_last;      /* retention in local_dir after each local
                                  commit, as keep_last; 0 keeps all */
     const char *node_name;    /* which node this rank is on: ranks with equal
@@ -293,6 +322,7 @@ typedef struct ckpt_config {
  *   CKPT_DIR=path  CKPT_KEEP_LAST=N  CKPT_IO=auto|uring|pwrite
  *   CKPT_LOG=debug|info|warn|error|off
  *   CKPT_POLICY_EVERY_STEPS=N  CKPT_POLICY_EVERY_S=seconds
+ *   CKPT_POLICY_MTBF_S=seconds
  *   CKPT_LOCAL_DIR=path  CKPT_DURABLE_EVERY=N  CKPT_LOCAL_KEEP_LAST=N
  *   CKPT_REPLICAS=0|1|2
  * Returns CKPT_EINVAL, with the defaults kept for the bad variable, when an
@@ -514,11 +544,13 @@ CKPT_API int ckpt_wait(ckpt_ctx *ctx, ckpt_ticket ticket, int64_t timeout_ms);
  * Due when step % policy_every_steps == 0, decided on every rank alone
  * (step 0 too, and after a restore to such a step S, S itself again: skip
  * that call when the save is not wanted); or when the ranks agree on a
- * request: policy_every_s elapsed on rank 0's clock, policy_signal
- * delivered to any rank, or policy_request_file found by rank 0.  Requests are taken only at agreement points, on every
+ * request: policy_every_s or the policy_mtbf_s interval elapsed on rank
+ * 0's clock, policy_signal delivered to any rank, or policy_request_file
+ * found by rank 0.  Requests are taken only at agreement points, on every
  * policy_sync_steps-th call (counting calls since open); a request that
  * arrives in between waits for the next one.  A due step, for whatever
- * reason, restarts the policy_every_s period and satisfies the requests
+ * reason, restarts the policy_every_s and policy_mtbf_s periods and
+ * satisfies the requests
  * that arrived before the call.  Why a step is due for time, a signal or
  * the file is logged at info.
  *

@@ -241,7 +241,7 @@ TEST(PolicyRanks, EveryRankReturnsTheSameAtEveryCall)
     EXPECT_FALSE(exists(dir + "/SAVE_NOW")) << "rank 0 took both file requests";
     // Open agrees once; then one allreduce per agreement point.
     EXPECT_EQ(count_of(hub.made[0], "allreduce-max/24"), (size_t)STEPS / 3);
-    EXPECT_EQ(count_of(hub.made[0], "allreduce-max/48"), 1u);
+    EXPECT_EQ(count_of(hub.made[0], "allreduce-max/64"), 1u);
 }
 
 TEST(PolicyRanks, SignalOnOneRankIsDueOnAllAtTheNextAgreementPoint)

@@ -100,22 +100,8 @@ std::set<std::string> names_in(const std::string &d)
     return std::set<std::string>(v.begin(), v.end());
 }
 
-std::vector<std::string> committed(const std::string &d)
-{
-    std::vector<std::string> out;
-    for (const auto &n : ckt::list_dir(d))
-        if (n.rfind("step-", 0) == 0 && n.find('.') == std::string::npos)
-            out.push_back(n);
-    std::sort(out.begin(), out.end());
-    return out;
-}
-
-std::string step_name(int64_t s)
-{
-    char b[32];
-    snprintf(b, sizeof b, "step-%012lld", (long long)s);
-    return b;
-}
+using ckt::committed;
+using ckt::step_name;
 
 const ckpt_tier L = CKPT_TIER_LOCAL, D = CKPT_TIER_DURABLE;
 

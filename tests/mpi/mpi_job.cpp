@@ -11,7 +11,13 @@
 //                                        save steps FIRST..LAST in one job (the
 //                                        local tier's cadence counts saves since
 //                                        open); CRASH_RANK SIGKILLs itself at
-//                                        its first commit rename of step LAST
+//                                        its first commit rename of step LAST,
+//                                        or where CKPT_TEST_CRASH_AT=SITE:NTH
+//                                        says (SITE done, manifest or rename;
+//                                        hit NTH from 0 of step LAST's passes:
+//                                        with the local tier, done:1 is the
+//                                        durable pass's done-record, and on a
+//                                        node leader rename:1 its commit)
 //
 // With CKPT_LOCAL_DIR set (tests/mpi/tiers.sh), CKPT_TEST_WANT_TIERS (one
 // letter per rank, L local, D durable or R fetched from a replica) is the
@@ -78,6 +84,23 @@ int save(const std::string &dir, int64_t step, int crash_rank)
     return rc ? 1 : 0;
 }
 
+// The fault site and hit of CKPT_TEST_CRASH_AT, else the first rename.
+void crash_site(int *site, int64_t *nth)
+{
+    *site = CKPT__FAULT_RENAME;
+    *nth = 0;
+    const char *v = getenv("CKPT_TEST_CRASH_AT");
+    if (!v)
+        return;
+    const char *colon = strchr(v, ':');
+    std::string name(v, colon ? (size_t)(colon - v) : strlen(v));
+    *nth = colon ? atoll(colon + 1) : 0;
+    if (name == "done")
+        *site = CKPT__FAULT_DONE;
+    else if (name == "manifest")
+        *site = CKPT__FAULT_MANIFEST;
+}
+
 int series(const std::string &dir, int64_t first, int64_t last, int crash_rank)
 {
     ckpt_ctx *ck = open_dir(dir);
@@ -93,8 +116,12 @@ int series(const std::string &dir, int64_t first, int64_t last, int crash_rank)
     for (int64_t s = first; s <= last; s++) {
         for (mpt::Part &p : m)
             p.fill(s);
-        if (s == last && mpt::rank() == crash_rank)
-            ckpt__fault_arm(ck, CKPT__FAULT_RENAME, 0, CKPT__FAIL_CRASH);
+        if (s == last && mpt::rank() == crash_rank) {
+            int site;
+            int64_t nth;
+            crash_site(&site, &nth);
+            ckpt__fault_arm(ck, site, nth, CKPT__FAIL_CRASH);
+        }
         ckpt_ticket t;
         if (ckpt_save(ck, s, nullptr, &t) != 0 || ckpt_fence(ck, nullptr) != 0 ||
             ckpt_wait(ck, t, -1) != 0)

@@ -4,7 +4,12 @@
 # save.  Each node's folder holds only its ranks' files; a restore reads
 # the local copies bit-exact, falls back to DIR for a node whose folder is
 # gone or whose copy is damaged (named in the log), and a rank SIGKILLed in
-# its node's local commit leaves that node's previous local step.
+# its node's local commit leaves that node's previous local step.  A rank
+# SIGKILLed in the durable pass of a save (its done-record, rank 0's commit
+# rename) leaves DIR's previous checkpoint, restored bit-exact from DIR
+# alone, and the save's local commits, at most one partial folder per tier,
+# removed at the next open.  A job of 2 or 6 ranks restores a 4-rank save
+# from DIR, its log saying why not from the local tier.
 # usage: tiers.sh MPI_JOB MPIRUN [MPIRUN_FLAGS...]
 name=tiers
 # Rank r is on node n(r/2), whose local folder is $l/n(r/2).
@@ -44,4 +49,48 @@ fi
 [ "$(ls "$l/n1" | grep -c partial || true)" -le 1 ] || fail "more than one partial folder"
 CKPT_TEST_WANT_TIERS=LLLL run restore "$d" 6
 ls "$l/n1" | grep -q partial && fail "the partial folder was not removed at open"
+
+# A rank SIGKILLed in the durable pass of step S, the job's first save
+# (durable): CKPT_TEST_CRASH_AT names the site, rank $2 is killed.
+partials() { ls "$1" | grep -c partial || true; }
+newest() { steps "$1" | tr ' ' '\n' | grep . | tail -1 | sed 's/^step-0*//'; }
+drain_kill() {
+  local s=$1 rank=$2 name
+  name=$(printf 'step-%012d' "$s")
+  if run series "$d" "$s" "$s" "$rank" >"$top/drain.log" 2>&1; then
+    cat "$top/drain.log"; fail "the job with rank $rank killed at $CKPT_TEST_CRASH_AT succeeded"
+  fi
+  [ ! -e "$d/$name" ] || fail "DIR committed step $s after the kill at $CKPT_TEST_CRASH_AT"
+  [ "$(newest "$d")" = 6 ] || fail "DIR's newest is $(newest "$d"), not 6"
+  # The kill came inside the durable pass: its partial folder is there.
+  [ "$(partials "$d")" = 1 ] || fail "DIR holds $(partials "$d") partial folders, not 1"
+  for t in "$l/n0" "$l/n1"; do
+    [ "$(partials "$t")" -le 1 ] || fail "more than one partial folder in $t: $(ls "$t")"
+  done
+  # Node n0's ranks committed locally before the durable pass began.
+  [ -d "$l/n0/$name" ] || fail "node n0 lost its local commit of step $s"
+  # DIR alone (no local tier): its previous checkpoint, bit-exact; the open
+  # removes DIR's partial folder (mpi_job checks).
+  "${mpirun[@]}" -np 4 "$job" restore "$d" 6 || fail "DIR's step 6 after the kill at $CKPT_TEST_CRASH_AT"
+  # Both tiers: the newest step both nodes hold locally (n1's ranks may have
+  # been killed before their own local commit of step S).
+  local want
+  want=$(newest "$l/n1")
+  [ "$want" -le "$s" ] || fail "node n1 holds step $want"
+  CKPT_TEST_WANT_TIERS=LLLL run restore "$d" "$want" || fail "local restore after the kill at $CKPT_TEST_CRASH_AT"
+  for t in "$l/n0" "$l/n1"; do
+    [ "$(partials "$t")" = 0 ] || fail "a partial folder in $t survived the open"
+  done
+}
+CKPT_TEST_CRASH_AT=done:1 drain_kill 8 1   # rank 1's durable done-record
+CKPT_TEST_CRASH_AT=rename:1 drain_kill 9 0 # rank 0's durable commit rename
+
+# Other rank counts: local copies serve only the job size that saved them,
+# so 2 ranks (one per node: every saved file would be reachable) and 6 ranks
+# (3 nodes) read DIR's step 6, and the log says why not the local copies.
+CKPT_TEST_WANT_TIERS=DD run_on 2 1 restore "$d" 6 2>"$top/two.log" || { cat "$top/two.log"; fail "restore on 2 ranks"; }
+[ -n "${CKPT_TEST_SHOW_LOG:-}" ] && cat "$top/two.log" >&2
+grep -q "saved by 4 ranks, not 2" "$top/two.log" || { cat "$top/two.log"; fail "the 2-rank log does not say why not local"; }
+CKPT_TEST_WANT_TIERS=DDDDDD run_on 6 2 restore "$d" 6 2>"$top/six.log" || { cat "$top/six.log"; fail "restore on 6 ranks"; }
+grep -q "saved by 4 ranks, not 6" "$top/six.log" || { cat "$top/six.log"; fail "the 6-rank log does not say why not local"; }
 echo "tiers: ok"
