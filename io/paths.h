@@ -10,6 +10,9 @@
  *       also done-RRRRR.tmp, failed-RRRRR.rec, abandoned.rec, and a mark's
  *       temporary NAME.tmp
  *   DIR/step-NNNNNNNNNNNN.trash-HEX32/     a checkpoint being deleted
+ *   LOCAL/replica-of-RRRRR/                rank R's replicas on a partner's
+ *       node (docs/FORMAT.md, "Replicas"): a folder of the same catalog
+ *       layout, each step-S holding manifest.h5, rank-R.h5, done-R.rec
  *
  * HEX32 is 16 bytes in lowercase hex (ckpt__uuid_hex), the same text the
  * manifest and rank files store as their "uuid" attribute.  Anything else
@@ -68,6 +71,10 @@ void ckpt__rank_file_name(uint32_t rank, char *out);                      /* ran
 void ckpt__done_name(uint32_t rank, char *out);                           /* done-R.rec */
 void ckpt__done_tmp_name(uint32_t rank, char *out);                       /* done-R.tmp */
 void ckpt__failed_name(uint32_t rank, char *out);                         /* failed-R.rec */
+void ckpt__replica_dir_name(uint32_t rank, char *out);                    /* replica-of-R */
+/* 1 when name is exactly a replica folder's (replica-of-R), with R in
+ * *rank; 0 for anything else. */
+int ckpt__replica_dir_parse(const char *name, uint32_t *rank);
 /* What a name inside a save's folder is to the commit: a rank's
  * done-record (done-R.rec) or failure mark (failed-R.rec), exactly as the
  * functions above spell them, with R in *rank; anything else is OTHER. */

@@ -643,7 +643,8 @@ static int run_save(ckpt_ctx *ctx, ckpt__job *job, const ckpt__tier *t, int last
 
 
 /* A job's passes (docs/ARCHITECTURE.md, "Tiers"): without the local tier
- * one, into DIR.  With it, the local folder first, then, for a durable
+ * one, into DIR.  With it, the local folder first, then with replicas a
+ * replication round (replica.c, which never fails the job), then, for a durable
  * save, DIR through the same path (the first version of the drain: the
  * snapshot is copied twice and the fence waits for the second copy).
  * Both run even when the first fails, DIR being the tier that must not
@@ -652,6 +653,7 @@ static int run_job(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
 {
     job->committed = 0;
     job->t_local_ns = 0;
+    job->t_repl_ns = 0;
     if (!ctx->has_local) {
         int rc = run_save(ctx, job, &ctx->durable, 1, err);
         job->committed = rc ? 0 : 1 << CKPT_TIER_DURABLE;
@@ -663,6 +665,17 @@ static int run_job(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
     else {
         job->committed |= 1 << CKPT_TIER_LOCAL;
         job->t_local_ns = ckpt__now_ns(); /* the COMMITTED event's local_commit_s */
+    }
+    /* Every rank, whatever its local pass returned, so that every rank
+     * takes part in every round (replica.c). */
+    if (ctx->cfg.replicas > 0) {
+        uint8_t uuid[16];
+        save_uuid(ctx, job, uuid);
+        int rr = ckpt__replica_round(ctx, job->step, uuid, rc == 0);
+        if (rr > 0)
+            job->committed |= 1 << CKPT_TIER_REPLICA;
+        if (rr >= 0)
+            job->t_repl_ns = ckpt__now_ns(); /* the COMMITTED event's replicated_s */
     }
     if (!job->durable)
         return rc;
