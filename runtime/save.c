@@ -408,8 +408,10 @@ static int hash_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__er
 
 /* A group leader's note on a save's outcome to each other rank of its
  * group (comm.h; they check step, uuid and tier: a note of a save they
- * gave up is skipped).  Rank 0 sends DIR's, each node's leader its local
- * folder's: a rank may hear of one save twice. */
+ * gave up is skipped).  Notes go from rank 0 only (comm.h; MPI refuses
+ * others), so rank 0 sends DIR's and its node's local folder's: a rank
+ * there may hear of one save twice; another node's ranks learn their
+ * local verdict from the folder. */
 typedef struct verdict_note {
     int64_t step;
     uint8_t uuid[16];
@@ -453,8 +455,8 @@ static void send_verdict(ckpt_ctx *ctx, ckpt__job *job, const save_state *s, int
 }
 
 /* Ranks other than the group's leader: its verdict, from its note where
- * the comm carries them, with a look in the folder now and then; from the
- * folder alone otherwise (commit.c, inv. 11). */
+ * the comm carries them and the leader is rank 0, with a look in the
+ * folder now and then; from the folder alone otherwise (commit.c, inv. 11). */
 static int wait_verdict(ckpt_ctx *ctx, ckpt__job *job, save_state *s, const ckpt__fileid *id,
                         ckpt__err *err)
 {
@@ -463,7 +465,9 @@ static int wait_verdict(ckpt_ctx *ctx, ckpt__job *job, save_state *s, const ckpt
     double timeout = ctx->cfg.commit_timeout_s, t0 = ckpt__now_s();
     double look_at = NOTE_LOOK_FIRST_S + NOTE_LOOK_PER_RANK_S * ctx->world;
     double gap = look_at;
-    while (ctx->notes) {
+    /* Notes come from rank 0 only (comm.h): another node's leader is
+     * heard of through the folder alone. */
+    while (ctx->notes && s->leader == 0) {
         double el = ckpt__now_s() - t0;
         if (el > timeout)
             return ckpt__err_set(err, CKPT_ETIMEDOUT,
@@ -627,7 +631,7 @@ static int run_save(ckpt_ctx *ctx, ckpt__job *job, const ckpt__tier *t, int last
     else if (rc && s->partial[0] && !s->recorded)
         ckpt__commit_mark_failed(s->dfd, (uint32_t)ctx->rank, err);
     /* After the commit (folder fsynced) or once the folder is gone. */
-    if (leads && t->g.n > 1 && ctx->notes)
+    if (leads && t->g.n > 1 && ctx->notes && s->leader == 0)
         send_verdict(ctx, job, s, rc, err);
     if (s->dfd >= 0)
         close(s->dfd);
