@@ -145,12 +145,17 @@ static void train_help(FILE *f)
 "                   never did): the runtime reads chunk data with O_DIRECT\n"
 "                   where the file system allows it, so a D on disk is read\n"
 "                   from the disk, and a tier on tmpfs (/dev/shm) from memory.\n"
-"                   No replicas yet (replicated_s_p50, restore_replica_s)\n"
+"                   No restore from replicas yet (restore_replica_s)\n"
 "  --nodes K        (with --local-dir) the ranks as K nodes: contiguous\n"
 "                   blocks of ranks, cfg.node_name node-0 .. node-(K-1)\n"
 "                   (default 1; K must divide the ranks)\n"
 "  --durable-every N (with --local-dir) every N-th save also goes to D, the\n"
-"                   first one included (cfg.durable_every; default 1)\n",
+"                   first one included (cfg.durable_every; default 1)\n"
+"  --replicas K     (with --local-dir and K < --nodes) K other nodes keep a\n"
+"                   copy of each rank's local files (cfg.replicas; MPI is\n"
+"                   initialized with MPI_THREAD_MULTIPLE); reported: ckpt_save\n"
+"                   to the end of the rank's replication round\n"
+"                   (replicated_s_p50)\n",
             prog);
 }
 
@@ -225,6 +230,10 @@ static int train_parse(int argc, char **argv, train_opts *o)
             if (m < 0 || parse_int(v, 1, 1000000, &n) != 0)
                 return usage_error("train", "--durable-every: expected a number >= 1");
             o->durable_every = (int)n;
+        } else if ((m = opt_value(argc, argv, &i, "--replicas", &v)) != 0) {
+            if (m < 0 || parse_int(v, 0, 2, &n) != 0)
+                return usage_error("train", "--replicas: expected 0..2");
+            o->replicas = (int)n;
         } else if ((m = common_opt(argc, argv, &i, "train", &c)) != 0) {
             if (m == 2)
                 return 2;
@@ -271,8 +280,10 @@ static int train_parse(int argc, char **argv, train_opts *o)
     o->io = c.io;
     if (!o->dir)
         return usage_error("train", "--dir is required");
-    if (!o->local_dir && (o->nodes || o->durable_every))
-        return usage_error("train", "--nodes and --durable-every need --local-dir");
+    if (!o->local_dir && (o->nodes || o->durable_every || o->replicas))
+        return usage_error("train", "--nodes, --durable-every and --replicas need --local-dir");
+    if (o->replicas && o->replicas >= (o->nodes ? o->nodes : 1))
+        return usage_error("train", "--replicas %d needs more --nodes than that", o->replicas);
     if (o->local_dir && o->cuda)
         return usage_error("train", "--local-dir: the host loop only (no --device cuda)");
     if (o->nodes > 1 && o->ranks > 0 && o->ranks % o->nodes != 0)
@@ -474,6 +485,8 @@ static void on_event(void *user, const ckpt_event *ev)
             r->durable_s[r->ndurable++] = ev->since_save_s;
         if (r->tiered && (ev->tiers & (1u << CKPT_TIER_LOCAL)))
             r->local_s[r->nlocal++] = ev->local_commit_s;
+        if (ev->replicated_s > 0)
+            r->repl_s[r->nrepl++] = ev->replicated_s;
         if (in)
             r->committed_rt[i] = now;
     }
@@ -496,12 +509,13 @@ static int run_init(run *r, const char *label, const train_opts *o)
     r->durable_s = calloc(n, sizeof(double));
     r->committed_s = calloc(n, sizeof(double));
     r->local_s = calloc(n, sizeof(double));
+    r->repl_s = calloc(n, sizeof(double));
     r->layout_ms = calloc(n, sizeof(double));
     r->accepted_rt = calloc((size_t)r->nsaves, sizeof(double));
     r->durable_rt = calloc((size_t)r->nsaves, sizeof(double));
     r->committed_rt = calloc((size_t)r->nsaves, sizeof(double));
     return r->step_ms && r->call_us && r->stall_ms && r->durable_s && r->committed_s &&
-                   r->local_s && r->layout_ms &&
+                   r->local_s && r->repl_s && r->layout_ms &&
                    r->accepted_rt && r->durable_rt && r->committed_rt
                ? 0
                : -1;
@@ -515,6 +529,7 @@ static void run_free(run *r)
     free(r->durable_s);
     free(r->committed_s);
     free(r->local_s);
+    free(r->repl_s);
     free(r->layout_ms);
     free(r->accepted_rt);
     free(r->durable_rt);
@@ -556,6 +571,7 @@ static int open_train_ctx(const train_opts *o, bench_world *bw, const state *st,
         cfg.node_name = o->node_name;
         if (o->durable_every)
             cfg.durable_every = o->durable_every;
+        cfg.replicas = o->replicas;
     }
     cfg.event_fn = r ? on_event : NULL;
     cfg.event_user = r;
@@ -936,7 +952,7 @@ int cmd_train(int argc, char **argv)
     if (o.cuda)
         return train_gpu(&o);
     bench_world bw;
-    rc = bench_world_open("train", o.ranks, argc, argv, &bw);
+    rc = bench_world_open("train", o.ranks, o.replicas > 0, argc, argv, &bw);
     if (rc)
         return rc;
     rc = train(&o, &bw);

@@ -184,7 +184,14 @@ int restore(const std::string &dir, int64_t want)
 
 int main(int argc, char **argv)
 {
-    MPI_Init(&argc, &argv);
+    // CKPT_REPLICAS > 0 (ckpt_config_init reads it): replicas travel on the
+    // runtime's coordinator thread, which needs MPI_THREAD_MULTIPLE.
+    const char *reps = getenv("CKPT_REPLICAS");
+    int provided = 0;
+    if (reps && atoi(reps) > 0)
+        MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
+    else
+        MPI_Init(&argc, &argv);
     int rc = 2;
     if (argc >= 4 && strcmp(argv[1], "save") == 0)
         rc = save(argv[2], atoll(argv[3]), argc > 4 ? atoi(argv[4]) : -1);
