@@ -50,6 +50,7 @@
  * rank 0 removes checkpoints and prints results.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -60,6 +61,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "io/paths.h"
 #include "runtime/catalog.h"
 
 #include "bench/bench_gpu.h"
@@ -658,9 +660,25 @@ static void aside_path(const train_opts *o, char *out, size_t n)
     snprintf(out, n, "%s.aside", o->local_path);
 }
 
-/* Removes every committed step of this node's local folder and of the one
- * moved aside, and with rm the folders (the node's first rank only: the
- * node's other ranks would race it). */
+/* Removes the replicas this node's ranks keep in local folder dir
+ * (--replicas: LOCAL/replica-of-R). */
+static void clean_replicas(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    uint32_t r;
+    ckpt__err e;
+    while ((de = readdir(d)) != NULL)
+        if (ckpt__replica_dir_parse(de->d_name, &r))
+            ckpt__remove_tree(dir, de->d_name, &e);
+    closedir(d);
+}
+
+/* Removes every committed step and replica of this node's local folder and
+ * of the one moved aside, and with rm the folders (the node's first rank
+ * only: the node's other ranks would race it). */
 static void clean_local(const train_opts *o, const bench_world *bw, int rm)
 {
     if (!o->local_dir || bw->rank % o->ranks_per_node != 0)
@@ -669,6 +687,8 @@ static void clean_local(const train_opts *o, const bench_world *bw, int rm)
     aside_path(o, aside, sizeof aside);
     train_clean_dir(o->local_path);
     train_clean_dir(aside);
+    clean_replicas(o->local_path);
+    clean_replicas(aside);
     rmdir(aside);
     if (rm)
         rmdir(o->local_path);

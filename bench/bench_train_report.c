@@ -417,9 +417,9 @@ void train_print_json(FILE *f, const train_opts *o, const train_shape *sh, const
         json_str(f, o->local_dir);
     else
         fputs("null", f);
-    fprintf(f, ", \"nodes\": %d, \"durable_every\": %d",
+    fprintf(f, ", \"nodes\": %d, \"durable_every\": %d, \"replicas\": %d",
             o->local_dir ? p->nranks / o->ranks_per_node : 1,
-            o->durable_every ? o->durable_every : 1);
+            o->durable_every ? o->durable_every : 1, o->replicas);
     /* The headline figures are those of the first checkpointed run, over
      * all ranks. */
     fprintf(f, ",\n \"policy\": \"%s\", \"overhead_pct\": %.3f, \"save_call_us\": %.1f"
