@@ -427,6 +427,7 @@ int ckpt__replica_round(ckpt_ctx *ctx, int64_t step, const uint8_t uuid[16], int
         }
     }
     /* 3. data */
+    double t_data = ckpt__now_s(), t_land = t_data;
     if (!failed) {
         ns = nr = 0;
         for (int k = 0; k < nrep; k++) {
@@ -448,6 +449,7 @@ int ckpt__replica_round(ckpt_ctx *ctx, int64_t step, const uint8_t uuid[16], int
             give_up(ctx, step, "data", &err);
             failed = 1;
         }
+        t_land = ckpt__now_s();
     }
     for (uint32_t i = 0; i < nsrc; i++) {
         if (!kp[i].ready)
@@ -471,8 +473,11 @@ int ckpt__replica_round(ckpt_ctx *ctx, int64_t step, const uint8_t uuid[16], int
     }
     free_all(kp, sends, recvs, srcs, srck);
     if (ok)
-        ckpt__logf(&ctx->log, CKPT_LOG_DEBUG, "step %lld: replicas of rank %d sent, %u kept",
-                   (long long)step, ctx->rank, nsrc);
+        ckpt__logf(&ctx->log, CKPT_LOG_DEBUG,
+                   "step %lld: replicas of rank %d sent, %u kept: headers and answers %.3f s, "
+                   "data %.3f s, landing %.3f s",
+                   (long long)step, ctx->rank, nsrc, t_data - (t_end - ctx->cfg.commit_timeout_s / 2),
+                   t_land - t_data, ckpt__now_s() - t_land);
     return ok;
 #undef LEFT_S
 }
