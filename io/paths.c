@@ -113,11 +113,6 @@ static int rank_digits(const char *d, uint64_t *r)
     return n > 0 && *r <= UINT32_MAX;
 }
 
-void ckpt__replica_dir_name(uint32_t rank, char *out)
-{
-    snprintf(out, CKPT__FNAME_MAX, "replica-of-%05u", rank);
-}
-
 int ckpt__replica_dir_parse(const char *name, uint32_t *rank)
 {
     if (strncmp(name, "replica-of-", 11) != 0)
@@ -127,7 +122,7 @@ int ckpt__replica_dir_parse(const char *name, uint32_t *rank)
     if (!rank_digits(d, &r))
         return 0;
     char canon[CKPT__FNAME_MAX];
-    ckpt__replica_dir_name((uint32_t)r, canon);
+    ckpt__replica_name((uint32_t)r, canon);
     if (strcmp(canon, name) != 0)
         return 0;
     *rank = (uint32_t)r;
@@ -156,6 +151,11 @@ ckpt__record_kind ckpt__record_parse(const char *name, uint32_t *rank)
         return CKPT__RECORD_OTHER;
     *rank = (uint32_t)r;
     return kind;
+}
+
+void ckpt__replica_name(uint32_t rank, char *out)
+{
+    snprintf(out, CKPT__FNAME_MAX, "replica-of-%05u", rank);
 }
 
 void ckpt__mark_tmp_name(const char *mark, char *out)

@@ -71,7 +71,9 @@ void ckpt__rank_file_name(uint32_t rank, char *out);                      /* ran
 void ckpt__done_name(uint32_t rank, char *out);                           /* done-R.rec */
 void ckpt__done_tmp_name(uint32_t rank, char *out);                       /* done-R.tmp */
 void ckpt__failed_name(uint32_t rank, char *out);                         /* failed-R.rec */
-void ckpt__replica_dir_name(uint32_t rank, char *out);                    /* replica-of-R */
+/* A partner's copy of rank R's local files, in its node's local folder
+ * (docs/FORMAT.md, "The local tier"): a folder laid out like a tier. */
+void ckpt__replica_name(uint32_t rank, char *out);                        /* replica-of-R */
 /* 1 when name is exactly a replica folder's (replica-of-R), with R in
  * *rank; 0 for anything else. */
 int ckpt__replica_dir_parse(const char *name, uint32_t *rank);

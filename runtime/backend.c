@@ -52,6 +52,8 @@ void ckpt__writer_submit(ckpt__engine *eng, ckpt__ioreq *req)
         req->res = (int64_t)(req->n / 2);
         break;
     default:
+        if (req->op != CKPT__IO_WRITE)
+            atomic_fetch_add(&eng->read_bytes, (uint64_t)req->n);
         eng->wm->submit(eng->w, req);
         return;
     }

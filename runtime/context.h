@@ -104,6 +104,7 @@ struct ckpt_ctx {
     ckpt__janitor ljan;
     ckpt__replicas repl; /* the coordinator's (replica.c) */
     ckpt_tier restored_tier; /* the tier the last ckpt_restore read this rank from */
+    uint64_t restore_bytes[4]; /* per ckpt_tier: what the last ckpt_restore read */
     int snap_pending; /* accepted saves whose snapshot is not complete */
     int snap_unqueued; /* accepted saves whose snapshot copies are not all
                           queued (fence on the device waits for these) */

@@ -30,6 +30,9 @@ typedef struct ckpt__engine {
     uint64_t chunk_bytes;
     ckpt__fault *fault; /* may be NULL */
     ckpt__log *log;     /* may be NULL */
+    /* Bytes of the reads submitted to the writer (ckpt__writer_submit):
+     * a restore counts what each tier served (ckpt__restore_bytes). */
+    _Atomic uint64_t read_bytes;
 } ckpt__engine;
 
 typedef struct ckpt__engine_config {

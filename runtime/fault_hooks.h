@@ -53,6 +53,11 @@ int ckpt__fault_fired(struct ckpt_ctx *ctx, int site);
  * restore submits). */
 int64_t ckpt__fault_hits(struct ckpt_ctx *ctx, int site);
 
+/* Bytes of tensor data the last ckpt_restore on ctx read from files of
+ * tier (CKPT_TIER_LOCAL, _DURABLE, _REPLICA: a local file fetched from a
+ * replica), counted as the reads it submitted to the writer. */
+uint64_t ckpt__restore_bytes(struct ckpt_ctx *ctx, int tier);
+
 /* The layout cache (runtime/layout.h): how many saves of the context built
  * their rank file through HDF5 (*built) and how many wrote it from the
  * cache (*cached). */

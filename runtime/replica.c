@@ -171,7 +171,7 @@ static int map_source(ckpt_ctx *ctx, int64_t step, ckpt__replica_sent *s, ckpt__
 static int make_room(ckpt_ctx *ctx, kept *kp, const uint8_t uuid[16], ckpt__err *err)
 {
     char name[CKPT__FNAME_MAX];
-    ckpt__replica_dir_name(kp->rank, name);
+    ckpt__replica_name(kp->rank, name);
     int rc = ckpt__path_join(kp->rdir, ctx->local_dir, name, err);
     if (rc)
         return rc;

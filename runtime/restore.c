@@ -55,6 +55,7 @@
 #include "runtime/catalog.h"
 #include "runtime/context.h"
 #include "runtime/pipeline.h"
+#include "runtime/replica_restore.h"
 #include "runtime/reshard.h"
 
 static void shape_str(int ndim, const int64_t *shape, char *out, size_t cap)
@@ -463,12 +464,15 @@ static int attempt_check(ckpt_ctx *ctx, const ckpt__tier *tier, int64_t step, re
     return rc;
 }
 
-/* Step 5, then the metadata (ckpt_restore only) replaces the store. */
+/* Step 5, then the metadata (ckpt_restore only) replaces the store.  The
+ * bytes it reads count for its tier (fetched: its local files came from a
+ * replica), ckpt__restore_bytes. */
 static int attempt_read(ckpt_ctx *ctx, attempt *a, void *stream, restore_req *req,
-                        ckpt__err *err)
+                        int fetched, ckpt__err *err)
 {
     char path[CKPT__PATH_MAX], fname[CKPT__FNAME_MAX], what[128];
     int rc = 0;
+    uint64_t before = atomic_load(&ctx->eng.read_bytes);
     for (uint32_t r = 0; !rc && r < a->idx.world_size; r++) {
         if (!a->p.need[r])
             continue;
@@ -480,6 +484,9 @@ static int attempt_read(ckpt_ctx *ctx, attempt *a, void *stream, restore_req *re
         if (!rc)
             rc = read_parts(ctx, &a->idx, &a->p, r, path, stream, err);
     }
+    ckpt_tier kind = a->tier->kind == CKPT_TIER_LOCAL && fetched ? CKPT_TIER_REPLICA
+                                                                 : a->tier->kind;
+    ctx->restore_bytes[kind] += atomic_load(&ctx->eng.read_bytes) - before;
     if (!rc && !req->sel) {
         if (!a->mine)
             ckpt__logf(&ctx->log, CKPT_LOG_INFO,
@@ -591,10 +598,10 @@ static int check_tiers(ckpt_ctx *ctx, int64_t step, int local, int durable, rest
 
 /* Step 5 from the tier check_tiers chose; a local copy that fails here (a
  * chunk that does not verify) gives way to the durable copy, logged. */
-static int read_tiers(ckpt_ctx *ctx, int64_t step, int durable, void *stream, restore_req *req,
-                      attempt *a, ckpt__err *err)
+static int read_tiers(ckpt_ctx *ctx, int64_t step, int durable, int fetched, void *stream,
+                      restore_req *req, attempt *a, ckpt__err *err)
 {
-    int rc = attempt_read(ctx, a, stream, req, err);
+    int rc = attempt_read(ctx, a, stream, req, fetched, err);
     if (!rc || a->tier->kind != CKPT_TIER_LOCAL || !durable || rc == CKPT_ENOMEM)
         return rc;
     ckpt__logf(&ctx->log, CKPT_LOG_WARN,
@@ -605,7 +612,7 @@ static int read_tiers(ckpt_ctx *ctx, int64_t step, int durable, void *stream, re
     memset(a, 0, sizeof *a);
     ckpt__err_clear(err);
     rc = attempt_check(ctx, &ctx->durable, step, req, a, err);
-    return rc ? rc : attempt_read(ctx, a, stream, req, err);
+    return rc ? rc : attempt_read(ctx, a, stream, req, 0, err);
 }
 
 /* With the local tier, ranks may read one step from different folders:
@@ -644,17 +651,28 @@ static int agree_uuid(ckpt_ctx *ctx, int64_t step, const attempt *a, int active,
  * active 0: this rank has nothing to restore and only takes part.  A
  * failure allows a fallback only with `fallback` and a code that is
  * damage, not the caller's setup.  Returns the agreed result; *fatal as
- * for agree(); *tier (may be NULL) the tier this rank read. */
+ * for agree(); *tier (may be NULL) the tier this rank read.  reach (not
+ * NULL with cfg.replicas, ckpt_restore only): first the ranks whose local
+ * file of step is missing or damaged fetch it from a partner's replica
+ * into their node's local folder (replica_restore.h), then read it as
+ * their local copy. */
 static int restore_agreed(ckpt_ctx *ctx, int64_t step, int local, int durable, int active,
-                          int fallback, void *stream, restore_req *req, ckpt__err *err,
-                          int *fatal, ckpt_tier *tier)
+                          int fallback, const ckpt__reach *reach, void *stream,
+                          restore_req *req, ckpt__err *err, int *fatal, ckpt_tier *tier)
 {
     attempt a;
     memset(&a, 0, sizeof a);
+    int fetched = 0;
+    if (reach) {
+        int rc = ckpt__replica_fetch(ctx, reach, step, &fetched, fatal, err);
+        if (rc)
+            return rc;
+        local |= fetched;
+    }
     int one = !active ? 0 : check_tiers(ctx, step, local, durable, req, &a, err);
     for (int phase = 0; phase < 2; phase++) {
         if (phase == 1)
-            one = active ? read_tiers(ctx, step, durable, stream, req, &a, err) : 0;
+            one = active ? read_tiers(ctx, step, durable, fetched, stream, req, &a, err) : 0;
         /* A mismatch is the caller's setup, not damage: no fallback. */
         int f = !fallback || one == CKPT_EMISMATCH || one == CKPT_EFORMAT ||
                 one == CKPT_ENOMEM;
@@ -667,7 +685,9 @@ static int restore_agreed(ckpt_ctx *ctx, int64_t step, int local, int durable, i
         }
     }
     if (tier)
-        *tier = active && a.tier ? a.tier->kind : CKPT_TIER_NONE;
+        *tier = !active || !a.tier                               ? CKPT_TIER_NONE
+                : a.tier->kind == CKPT_TIER_LOCAL && fetched ? CKPT_TIER_REPLICA
+                                                             : a.tier->kind;
     attempt_free(&a);
     return 0;
 }
@@ -690,9 +710,19 @@ int ckpt__restore(ckpt_ctx *ctx, int64_t step, void *stream, int64_t *step_out)
         rc = ckpt__catalog_scan(ctx->dir, &steps, &n, err);
     if (!rc && ctx->has_local)
         rc = ckpt__catalog_scan(ctx->local_dir, &lsteps, &ln, err);
+    memset(ctx->restore_bytes, 0, sizeof ctx->restore_bytes);
     /* Every rank reaches each collective below, whatever it found. */
     rc = agree(ctx, rc, 1, err, &fatal);
+    /* Step 1 of the replicas: what each rank's partners keep for it. */
+    ckpt__reach reach, *rp = NULL;
+    memset(&reach, 0, sizeof reach);
+    if (!rc && ctx->cfg.replicas > 0) {
+        rp = &reach;
+        rc = ckpt__reach_exchange(ctx, &reach, err);
+        rc = agree(ctx, rc, 1, err, &fatal);
+    }
     if (rc) {
+        ckpt__reach_free(&reach);
         free(steps);
         free(lsteps);
         return rc;
@@ -710,6 +740,8 @@ int ckpt__restore(ckpt_ctx *ctx, int64_t step, void *stream, int64_t *step_out)
         int64_t prop = i < n ? steps[i] : -1;
         if (li < ln && lsteps[li] > prop)
             prop = lsteps[li];
+        if (rp && ckpt__reach_newest(rp, bound) > prop)
+            prop = ckpt__reach_newest(rp, bound);
         ckpt__err cerr;
         rc = ckpt__comm_allreduce(ctx->comm, &ctx->fault, &prop, 1, CKPT__MIN, &cerr);
         if (rc) {
@@ -738,7 +770,7 @@ int ckpt__restore(ckpt_ctx *ctx, int64_t step, void *stream, int64_t *step_out)
             li++;
         ckpt_tier tier = CKPT_TIER_NONE;
         rc = restore_agreed(ctx, prop, li < ln && lsteps[li] == prop, i < n && steps[i] == prop,
-                            1, step == CKPT_LATEST, stream, &req, &e, &fatal, &tier);
+                            1, step == CKPT_LATEST, rp, stream, &req, &e, &fatal, &tier);
         if (rc == 0) {
             if (step_out)
                 *step_out = prop;
@@ -747,10 +779,11 @@ int ckpt__restore(ckpt_ctx *ctx, int64_t step, void *stream, int64_t *step_out)
             memcpy(ctx->restored_uuid, req.uuid, sizeof req.uuid);
             ckpt__logf(&ctx->log, newest.code ? CKPT_LOG_WARN : CKPT_LOG_INFO,
                        "restored step %lld from %s%s%s", (long long)prop,
-                       tier == CKPT_TIER_LOCAL ? ctx->local_dir : ctx->dir,
-                       !ctx->has_local           ? ""
-                       : tier == CKPT_TIER_LOCAL ? " (local tier)"
-                                                 : " (durable tier)",
+                       tier == CKPT_TIER_DURABLE ? ctx->dir : ctx->local_dir,
+                       !ctx->has_local             ? ""
+                       : tier == CKPT_TIER_LOCAL   ? " (local tier)"
+                       : tier == CKPT_TIER_REPLICA ? " (local tier, fetched from a replica)"
+                                                   : " (durable tier)",
                        newest.code ? " after falling back" : "");
             if (req.nunreg)
                 ckpt__logf(&ctx->log, CKPT_LOG_WARN,
@@ -771,6 +804,11 @@ int ckpt__restore(ckpt_ctx *ctx, int64_t step, void *stream, int64_t *step_out)
                    (long long)prop, e.msg, "; trying an older one");
         bound = prop - 1;
     }
+    /* Step 4 of the replicas: strictly after the restore succeeded, the
+     * partners that lost their copy of the step get it again. */
+    if (!rc && rp)
+        ckpt__replica_refill(ctx, rp, ctx->restored_step);
+    ckpt__reach_free(&reach);
     free(steps);
     free(lsteps);
     return rc;
@@ -821,7 +859,8 @@ int ckpt__restore_tensors(ckpt_ctx *ctx, const char *const *names, size_t n, voi
     struct stat st;
     /* The tier the restore read (a local copy that is gone falls back to
      * DIR, whose copy of the same save the uuid check accepts). */
-    int local = ctx->restored_tier == CKPT_TIER_LOCAL, durable = 1;
+    int local = ctx->restored_tier == CKPT_TIER_LOCAL || ctx->restored_tier == CKPT_TIER_REPLICA,
+        durable = 1;
     if (local && !rc && ckpt__path_step(dir, ctx->local_dir, step < 0 ? 0 : step, NULL, err) == 0)
         local = lstat(dir, &st) == 0;
     if (!rc)
@@ -845,7 +884,7 @@ int ckpt__restore_tensors(ckpt_ctx *ctx, const char *const *names, size_t n, voi
             char d2[CKPT__PATH_MAX];
             durable = ckpt__path_step(d2, ctx->dir, step, NULL, NULL) == 0 && lstat(d2, &st) == 0;
         }
-        rc = restore_agreed(ctx, step, local, durable, n > 0, 0, stream, &req, err, &fatal,
+        rc = restore_agreed(ctx, step, local, durable, n > 0, 0, NULL, stream, &req, err, &fatal,
                             NULL);
         if (rc)
             ckpt__err_prefix(err, "ckpt_restore_tensors");

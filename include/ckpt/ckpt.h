@@ -582,7 +582,8 @@ typedef enum ckpt_tier {
     CKPT_TIER_NONE = 0, /* no ckpt_restore succeeded on the context yet */
     CKPT_TIER_LOCAL,    /* this rank's node-local copy (cfg.local_dir) */
     CKPT_TIER_DURABLE,  /* the copy in cfg.dir */
-    CKPT_TIER_REPLICA   /* a replica another node keeps (cfg.replicas) */
+    CKPT_TIER_REPLICA   /* a replica another node keeps (cfg.replicas); as a restore's
+                           tier: a copy fetched from a partner node's replica */
 } ckpt_tier;
 
 /*
@@ -590,6 +591,9 @@ typedef enum ckpt_tier {
  * tensors and metadata from: with cfg.local_dir, every rank takes its
  * node's local copy of the agreed step when it has one that verifies, else
  * the durable copy (ranks may differ; the log says which each used).
+ * With cfg.replicas, CKPT_TIER_REPLICA on a rank whose local file was
+ * missing or damaged and was fetched from a partner's replica into the
+ * node's local folder before it was read (the log names the partner).
  * Without cfg.local_dir always CKPT_TIER_DURABLE after a restore.
  * CKPT_TIER_NONE for NULL, before a restore and after a failed one.  Does
  * not block; call from the context's thread.

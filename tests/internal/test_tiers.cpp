@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <functional>
 #include <mutex>
 #include <set>
 #include <string>
@@ -37,6 +38,7 @@ struct Tiers {
     std::string dir = tmp.sub("durable"), local = tmp.sub("local");
     int durable_every = 3;
     int local_keep_last = 0;
+    int replicas = 0;
     ckt::Logs log;
     std::vector<std::string> ldirs, nodes;
     Tiers()
@@ -54,6 +56,7 @@ struct Tiers {
         c.node_name = nodes[(size_t)r].c_str();
         c.durable_every = durable_every;
         c.local_keep_last = local_keep_last;
+        c.replicas = replicas;
         c.log_level = CKPT_LOG_INFO;
         c.log_fn = ckt::Logs::fn;
         c.log_user = &log;
@@ -67,8 +70,9 @@ struct Tiers {
         ckm::save_each(N, dir, steps, [&](int r, ckpt_config &c) { tweak(r, c); });
     }
     // Restores the newest step on N ranks: it must be `want`, bit-exact,
-    // and rank r must have read tier[r].
-    void restore(int64_t want, const std::vector<ckpt_tier> &tier)
+    // and rank r must have read tier[r]; then after(r, ctx) when given.
+    void restore(int64_t want, const std::vector<ckpt_tier> &tier,
+                 const std::function<void(int, ckpt_ctx *)> &after = nullptr)
     {
         ckl::on_ranks(N, [&](int r, ckpt_comm *comm) {
             std::vector<Part> m;
@@ -83,6 +87,8 @@ struct Tiers {
             EXPECT_EQ(ckpt_restore_tier(ck), tier[(size_t)r]) << "rank " << r;
             for (const auto &p : m)
                 EXPECT_EQ(p.first_bad(want), -1) << "rank " << r << ": " << p.name;
+            if (after)
+                after(r, ck);
             EXPECT_EQ(ckpt_close(ck), 0);
         });
     }
@@ -207,6 +213,23 @@ TEST(Tiers, ANodeThatLostItsFolderReadsTheDurableCopy)
     t.restore(4, {L, L, D, D});
 }
 
+// A byte inside the data of a tensor that rank saved into the local copy
+// in folder sd (its manifest's index); 0 when none is found.
+static uint64_t tensor_byte(const std::string &sd, int rank)
+{
+    ckpt__index idx;
+    ckpt__err err;
+    if (ckpt__manifest_read_part((sd + "/manifest.h5").c_str(), &idx, &err) != 0)
+        return 0;
+    uint64_t off = 0;
+    for (uint32_t i = 0; i < idx.nentries && !off; i++)
+        if (idx.entries[i].rank == rank && idx.entries[i].kind == CKPT__ENTRY_TENSOR &&
+            idx.entries[i].nbytes > 16)
+            off = idx.entries[i].file_off + 8;
+    ckpt__index_free(&idx);
+    return off;
+}
+
 TEST(Tiers, ACorruptLocalChunkIsReadFromTheDurableCopyAndNamed)
 {
     Tiers t;
@@ -214,15 +237,7 @@ TEST(Tiers, ACorruptLocalChunkIsReadFromTheDurableCopyAndNamed)
     t.save({7});
     // Damage a chunk rank 0 wrote into its local rank file.
     std::string sd = t.local_of(0) + "/" + step_name(7);
-    ckpt__index idx;
-    ckpt__err err;
-    ASSERT_EQ(ckpt__manifest_read_part((sd + "/manifest.h5").c_str(), &idx, &err), 0) << err.msg;
-    uint64_t off = 0;
-    for (uint32_t i = 0; i < idx.nentries && !off; i++)
-        if (idx.entries[i].rank == 0 && idx.entries[i].kind == CKPT__ENTRY_TENSOR &&
-            idx.entries[i].nbytes > 16)
-            off = idx.entries[i].file_off + 8;
-    ckpt__index_free(&idx);
+    uint64_t off = tensor_byte(sd, 0);
     ASSERT_NE(off, 0u);
     ASSERT_TRUE(ckt::flip_byte(sd + "/rank-00000.h5", off));
     t.restore(7, {D, L, L, L});
@@ -396,6 +411,230 @@ TEST(Tiers, ReplicasAreCheckedAtOpen)
     EXPECT_EQ(ckpt_config_init(&e), CKPT_EINVAL);
     EXPECT_NE(std::string(ckpt_last_error(nullptr)).find("CKPT_REPLICAS"), std::string::npos);
     unsetenv("CKPT_REPLICAS");
+}
+
+// ---- Restore from replicas (issue 13; docs/FORMAT.md, "Restore from
+// replicas").  With cfg.replicas = 1 on 2 nodes, rank r's partner is the
+// rank of the same local index on the other node (0 <-> 2, 1 <-> 3).  The
+// replicas are made here by copying a rank's committed local files into
+// the partner's LOCAL/replica-of-RRRRR/step-S, as the save side lays them.
+
+namespace {
+
+std::string replica_dir(const std::string &local, int rank)
+{
+    char b[32];
+    snprintf(b, sizeof b, "replica-of-%05d", rank);
+    return local + "/" + b;
+}
+
+std::string rank_file(int r)
+{
+    char b[32];
+    snprintf(b, sizeof b, "rank-%05d.h5", r);
+    return b;
+}
+
+std::string done_file(int r)
+{
+    char b[32];
+    snprintf(b, sizeof b, "done-%05d.rec", r);
+    return b;
+}
+
+// The three files of rank's committed local copy of step in src_local,
+// copied as its replica into dst_local.
+void make_replica(const std::string &src_local, int64_t step, int rank,
+                  const std::string &dst_local)
+{
+    std::string from = src_local + "/" + step_name(step), rd = replica_dir(dst_local, rank),
+                to = rd + "/" + step_name(step);
+    ASSERT_TRUE(mkdir(rd.c_str(), 0755) == 0 || errno == EEXIST) << rd;
+    ASSERT_EQ(mkdir(to.c_str(), 0755), 0) << to;
+    for (const std::string &f : {std::string("manifest.h5"), rank_file(rank), done_file(rank)}) {
+        std::string b = ckt::read_file(from + "/" + f);
+        ASSERT_FALSE(b.empty()) << from << "/" << f;
+        ckt::write_file(to + "/" + f, b);
+    }
+}
+
+// Every rank's replica of step, on its partner's node.
+void replicate_all(Tiers &t, int64_t step)
+{
+    for (int r = 0; r < N; r++)
+        make_replica(t.local_of(r), step, r, t.local_of((r + 2) % N));
+}
+
+const ckpt_tier R = CKPT_TIER_REPLICA;
+
+// Whether two files hold the same bytes (without printing them).
+::testing::AssertionResult same_file(const std::string &a, const std::string &b)
+{
+    std::string x = ckt::read_file(a), y = ckt::read_file(b);
+    if (!x.empty() && x == y)
+        return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure()
+           << a << " (" << x.size() << " bytes) differs from " << b << " (" << y.size()
+           << " bytes)";
+}
+
+// As Tiers::restore, with one replica (the saves before it had none);
+// bytes[r][tier] gets what rank r read from each tier.
+void restore_rep(Tiers &t, int64_t want, const std::vector<ckpt_tier> &tier,
+                 uint64_t (*bytes)[4] = nullptr)
+{
+    t.replicas = 1;
+    t.restore(want, tier, [&](int r, ckpt_ctx *ck) {
+        for (int k = 0; bytes && k < 4; k++)
+            bytes[r][k] = ckpt__restore_bytes(ck, k);
+    });
+    t.replicas = 0;
+}
+
+} // namespace
+
+// Node n1 lost its local folder (its files and the replicas it kept): its
+// ranks fetch theirs from node n0's replicas, no byte comes from DIR, the
+// node's local copy is committed again (a second restore reads it as a
+// plain local copy), and the replicas n1 kept for n0 come back.
+TEST(Tiers, ANodeThatLostItsFolderFetchesItFromTheReplicas)
+{
+    Tiers t;
+    t.save({1, 2, 3, 4, 5});
+    replicate_all(t, 5);
+    ckt::TempDir::remove_all(t.local_of(2));
+    uint64_t bytes[N][4] = {};
+    restore_rep(t, 5, {L, L, R, R}, bytes);
+    for (int r = 0; r < N; r++) {
+        EXPECT_EQ(bytes[r][CKPT_TIER_DURABLE], 0u) << "rank " << r;
+        EXPECT_GT(bytes[r][r < 2 ? CKPT_TIER_LOCAL : CKPT_TIER_REPLICA], 0u) << "rank " << r;
+    }
+    EXPECT_TRUE(t.log.has("rank 2: fetched its files of step 5 from rank 0"));
+    EXPECT_TRUE(t.log.has("rank 3: fetched its files of step 5 from rank 1"));
+    EXPECT_TRUE(t.log.has("(local tier, fetched from a replica)"));
+    std::string l1 = t.local_of(2);
+    EXPECT_EQ(committed(l1), (std::vector<std::string>{step_name(5)}));
+    for (const auto &n : ckt::list_dir(l1))
+        EXPECT_EQ(n.find(".partial-"), std::string::npos) << "left over: " << n;
+    for (int r : {2, 3})
+        EXPECT_TRUE(same_file(l1 + "/" + step_name(5) + "/" + rank_file(r),
+                              replica_dir(t.local_of(0), r) + "/" + step_name(5) + "/" +
+                                  rank_file(r)));
+    // The replicas node n1 kept of ranks 0 and 1 are re-created.
+    for (int r : {0, 1}) {
+        std::string rd = replica_dir(l1, r);
+        EXPECT_EQ(committed(rd), (std::vector<std::string>{step_name(5)})) << rd;
+        for (const std::string &f :
+             {std::string("manifest.h5"), rank_file(r), done_file(r)})
+            EXPECT_TRUE(same_file(rd + "/" + step_name(5) + "/" + f,
+                                  t.local_of(0) + "/" + step_name(5) + "/" + f));
+    }
+    t.log.clear();
+    restore_rep(t, 5, {L, L, L, L});
+    EXPECT_FALSE(t.log.has("fetched its files"));
+}
+
+// Rank 0's local rank file is cut short: it alone fetches its file from
+// its partner's replica (named in the log), and rank 1, which reads
+// replicated tensors from it, reads the repaired local copy.
+TEST(Tiers, ACorruptLocalFileIsRepairedFromItsReplica)
+{
+    Tiers t;
+    t.save({1, 2, 3, 4, 5});
+    replicate_all(t, 5);
+    std::string f = t.local_of(0) + "/" + step_name(5) + "/" + rank_file(0);
+    std::string good = ckt::read_file(f);
+    ASSERT_EQ(truncate(f.c_str(), (off_t)good.size() - 4096), 0);
+    uint64_t bytes[N][4] = {};
+    restore_rep(t, 5, {R, L, L, L}, bytes);
+    for (int r = 0; r < N; r++)
+        EXPECT_EQ(bytes[r][CKPT_TIER_DURABLE], 0u) << "rank " << r;
+    EXPECT_TRUE(t.log.has("rank 0: its local file of step 5 is not usable"));
+    EXPECT_TRUE(t.log.has("rank 0: fetched its files of step 5 from rank 2"));
+    EXPECT_FALSE(t.log.has("rank 1: fetched"));
+    EXPECT_TRUE(ckt::read_file(f) == good) << f << " is not its replica's copy";
+    for (const auto &n : ckt::list_dir(t.local_of(0) + "/" + step_name(5)))
+        EXPECT_EQ(n.find(".tmp"), std::string::npos) << "left over: " << n;
+}
+
+// Node n1 lost its folder and node n0 lost the replica of rank 2 (rank
+// 3's is there): the node cannot be repaired whole, so every rank takes
+// DIR's newest step that all reach, n1 from DIR, bit-exact.
+TEST(Tiers, ADoubleLossFallsBackToTheDurableCopy)
+{
+    Tiers t;
+    t.save({1, 2, 3, 4, 5});
+    replicate_all(t, 5);
+    ckt::TempDir::remove_all(t.local_of(2));
+    ckt::TempDir::remove_all(replica_dir(t.local_of(0), 2));
+    restore_rep(t, 4, {L, L, D, D});
+    EXPECT_FALSE(t.log.has("fetched its files"));
+    EXPECT_TRUE(t.log.has("node 1: rank 2 lacks its local files of step 4"));
+}
+
+// The replica of rank 2 has a damaged chunk: rank 2 fetches it, its local
+// read fails on that chunk and it reads DIR's copy of the same step
+// (named in the log); rank 3's fetched file serves it.
+TEST(Tiers, ADamagedReplicaFallsBackToTheDurableCopy)
+{
+    Tiers t;
+    t.durable_every = 1;
+    t.save({5});
+    replicate_all(t, 5);
+    std::string rd = replica_dir(t.local_of(0), 2) + "/" + step_name(5);
+    uint64_t off = tensor_byte(rd, 2);
+    ASSERT_NE(off, 0u);
+    ASSERT_TRUE(ckt::flip_byte(rd + "/" + rank_file(2), off));
+    ckt::TempDir::remove_all(t.local_of(2));
+    uint64_t bytes[N][4] = {};
+    restore_rep(t, 5, {L, L, D, R}, bytes);
+    EXPECT_TRUE(t.log.has("rank 2: fetched its files of step 5 from rank 0"));
+    EXPECT_TRUE(t.log.has("rank 2: the local copy of step 5", "durable copy"));
+    EXPECT_GT(bytes[2][CKPT_TIER_DURABLE], 0u);
+    EXPECT_EQ(bytes[3][CKPT_TIER_DURABLE], 0u);
+}
+
+// Node n0 lost the replica it kept of rank 2 (the nodes' own copies are
+// whole): the restore reads every local copy, then rank 2 sends its files
+// and rank 0 lands them as the replica again, byte-identical.
+TEST(Tiers, AReplicaAPartnerLostIsRecreatedAfterTheRestore)
+{
+    Tiers t;
+    t.save({1, 2, 3, 4, 5});
+    replicate_all(t, 5);
+    std::string rd = replica_dir(t.local_of(0), 2);
+    ckt::TempDir::remove_all(rd);
+    restore_rep(t, 5, {L, L, L, L});
+    EXPECT_TRUE(t.log.has("rank 0: re-created the replica of rank 2's files of step 5"));
+    EXPECT_FALSE(t.log.has("re-created the replica of rank 3"));
+    EXPECT_EQ(committed(rd), (std::vector<std::string>{step_name(5)}));
+    EXPECT_EQ(ckt::list_dir(rd).size(), 1u) << "no partial folder left";
+    for (const std::string &f : {std::string("manifest.h5"), rank_file(2), done_file(2)})
+        EXPECT_TRUE(same_file(rd + "/" + step_name(5) + "/" + f,
+                              t.local_of(2) + "/" + step_name(5) + "/" + f));
+}
+
+// Node n1 lost its folder and the replica of rank 3 lacks its rank file:
+// rank 3's partner sends nothing, so node n1 is not repaired (its partial
+// folder removed, rank 2's landed files with it), no rank says it fetched,
+// and both ranks of n1 read DIR's copy of the same step.
+TEST(Tiers, ANodeWhoseFetchFailsReadsTheDurableCopyAndKeepsNoPartialFolder)
+{
+    Tiers t;
+    t.durable_every = 1;
+    t.save({5});
+    replicate_all(t, 5);
+    ASSERT_EQ(unlink((replica_dir(t.local_of(0), 3) + "/" + step_name(5) + "/" + rank_file(3))
+                         .c_str()),
+              0);
+    ckt::TempDir::remove_all(t.local_of(2));
+    restore_rep(t, 5, {L, L, D, D});
+    EXPECT_TRUE(t.log.has("rank 1: cannot send rank 3 its files of step 5"));
+    EXPECT_TRUE(t.log.has("rank 3: fetching its files of step 5 from rank 1 failed"));
+    EXPECT_FALSE(t.log.has("fetched its files"));
+    EXPECT_TRUE(committed(t.local_of(2)).empty());
+    for (const auto &n : ckt::list_dir(t.local_of(2)))
+        EXPECT_EQ(n.find(".partial-"), std::string::npos) << "left over: " << n;
 }
 
 // ---- replicas (cfg.replicas; docs/FORMAT.md, "Replicas") -------------------

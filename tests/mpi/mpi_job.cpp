@@ -14,8 +14,9 @@
 //                                        its first commit rename of step LAST
 //
 // With CKPT_LOCAL_DIR set (tests/mpi/tiers.sh), CKPT_TEST_WANT_TIERS (one
-// letter per rank, L local or D durable) is the tier each rank's restore
-// must have read (ckpt_restore_tier).
+// letter per rank, L local, D durable or R fetched from a replica) is the
+// tier each rank's restore must have read (ckpt_restore_tier).  With
+// CKPT_REPLICAS > 0 the job runs MPI_THREAD_MULTIPLE (the exchange needs it).
 //
 // Exit status 0 when every rank succeeded, else 1 (on every rank).
 #include <mpi.h>
@@ -155,7 +156,10 @@ int restore(const std::string &dir, int64_t want)
     if (want_tiers && (size_t)mpt::rank() < strlen(want_tiers)) {
         ckpt_tier got = ckpt_restore_tier(ck);
         char w = want_tiers[mpt::rank()];
-        if ((w == 'L' ? CKPT_TIER_LOCAL : CKPT_TIER_DURABLE) != got) {
+        ckpt_tier wt = w == 'L'   ? CKPT_TIER_LOCAL
+                       : w == 'R' ? CKPT_TIER_REPLICA
+                                  : CKPT_TIER_DURABLE;
+        if (wt != got) {
             fprintf(stderr, "rank %d: restored from tier %d, expected %c\n", mpt::rank(),
                     (int)got, w);
             bad = 1;
@@ -184,14 +188,13 @@ int restore(const std::string &dir, int64_t want)
 
 int main(int argc, char **argv)
 {
-    // CKPT_REPLICAS > 0 (ckpt_config_init reads it): replicas travel on the
-    // runtime's coordinator thread, which needs MPI_THREAD_MULTIPLE.
-    const char *reps = getenv("CKPT_REPLICAS");
-    int provided = 0;
-    if (reps && atoi(reps) > 0)
+    const char *replicas = getenv("CKPT_REPLICAS");
+    if (replicas && atoi(replicas) > 0) {
+        int provided = 0;
         MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
-    else
+    } else {
         MPI_Init(&argc, &argv);
+    }
     int rc = 2;
     if (argc >= 4 && strcmp(argv[1], "save") == 0)
         rc = save(argv[2], atoll(argv[3]), argc > 4 ? atoi(argv[4]) : -1);

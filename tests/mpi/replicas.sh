@@ -1,45 +1,38 @@
 #!/usr/bin/env bash
-# Replicas with real MPI ranks (issue 13): 4 ranks as 2 "nodes" of this
-# machine, CKPT_REPLICAS=1 (mpi_job then asks for MPI_THREAD_MULTIPLE).
-# Rank r's replica is kept by rank (r + 2) % 4 on the other node, in
-# LOCAL/replica-of-R/step-S: the source's three local files, byte for byte.
+# Restore from replicas with real MPI ranks (issue 13): 4 ranks as 2
+# "nodes" of this machine, one replica each (rank r's partner is r + 2 mod
+# 4, on the other node).  The replicas are copies of each rank's committed
+# local files of step 5 in its partner's LOCAL/replica-of-RRRRR/step-S, as
+# the save side lays them.  Node n1 loses its local folder: its ranks fetch
+# their files from node n0's replicas (the log names the partner), every
+# rank restores step 5 bit-exact (DIR holds only 1 and 4), node n1's local
+# copy and the replicas it kept for n0 are back, and a second restore
+# reads every local copy.
 # usage: replicas.sh MPI_JOB MPIRUN [MPIRUN_FLAGS...]
-set -euo pipefail
-job=$1
-shift
-mpirun=("$@")
-top=$(mktemp -d "${TMPDIR:-/tmp}/ckpt-replicas-XXXXXX")
-trap 'rm -rf "$top"' EXIT
-d=$top/durable l=$top/local
-export CKPT_DURABLE_EVERY=2 CKPT_REPLICAS=1
-run() {
-  "${mpirun[@]}" -np 4 sh -c \
-    'n=n$((${OMPI_COMM_WORLD_RANK:-${PMI_RANK:-0}} / 2)); CKPT_NODE=$n CKPT_LOCAL_DIR='"$l"'/$n exec "$@"' \
-    sh "$job" "$@"
-}
-fail() { echo "replicas: $*" >&2; exit 1; }
-steps() { ls "$1" | grep -E '^step-[0-9]+$' | tr '\n' ' '; }
+name=replicas
+. "$(dirname "$0")/nodes.sh"
+export CKPT_DURABLE_EVERY=3
+s=step-000000000005
 
-run series "$d" 1 3 >"$top/save.log" 2>&1 || { cat "$top/save.log"; fail "the save failed"; }
-grep -q "replica.*not kept\|replication by rank" "$top/save.log" && { cat "$top/save.log"; fail "a replica failed"; }
-# Notes come from rank 0 only: node n1's ranks read their verdict from the
-# folder rather than wait for a note that cannot come.
-grep -q "not sent" "$top/save.log" && { cat "$top/save.log"; fail "a note was refused"; }
+run series "$d" 1 5
 for r in 0 1 2 3; do
-  src=$l/n$((r / 2)) keep=$l/n$(( ((r + 2) % 4) / 2 ))/replica-of-0000$r
-  [ "$(steps "$keep")" = "step-000000000001 step-000000000002 step-000000000003 " ] ||
-    fail "$keep holds $(steps "$keep")"
-  for s in 1 2 3; do
-    sd=step-00000000000$s
-    want="done-0000$r.rec manifest.h5 rank-0000$r.h5 "
-    [ "$(ls "$keep/$sd" | tr '\n' ' ')" = "$want" ] || fail "$keep/$sd holds $(ls "$keep/$sd")"
-    for f in manifest.h5 rank-0000$r.h5 done-0000$r.rec; do
-      cmp "$src/$sd/$f" "$keep/$sd/$f" || fail "$keep/$sd/$f differs from the source's"
-    done
-  done
-  ls "$keep" | grep -q partial && fail "a partial folder left in $keep"
+  src=$l/n$((r / 2)) dst=$l/n$((1 - r / 2))/replica-of-0000$r/$s
+  mkdir -p "$dst"
+  cp "$src/$s/manifest.h5" "$src/$s/rank-0000$r.h5" "$src/$s/done-0000$r.rec" "$dst/"
 done
-# A node keeps only the other node's ranks' replicas.
-[ "$(ls "$l/n0" | grep replica | tr '\n' ' ')" = "replica-of-00002 replica-of-00003 " ] ||
-  fail "node n0 keeps $(ls "$l/n0" | grep replica)"
+rm -rf "$l/n1"
+
+export CKPT_REPLICAS=1
+CKPT_TEST_WANT_TIERS=LLRR run restore "$d" 5 2>"$top/fetch.log" || { cat "$top/fetch.log"; fail "restore"; }
+for r in 2 3; do
+  grep -q "rank $r: fetched its files of step 5 from rank $((r - 2))" "$top/fetch.log" ||
+    { cat "$top/fetch.log"; fail "the log does not name rank $r's partner"; }
+done
+[ -d "$l/n1/$s" ] || fail "node n1's local step 5 was not re-created"
+ls "$l/n1" | grep -q partial && fail "a partial folder was left in node n1's folder"
+for r in 0 1; do
+  cmp -s "$l/n0/$s/rank-0000$r.h5" "$l/n1/replica-of-0000$r/$s/rank-0000$r.h5" ||
+    fail "node n1's replica of rank $r was not re-created"
+done
+CKPT_TEST_WANT_TIERS=LLLL run restore "$d" 5
 echo "replicas: ok"

@@ -6,22 +6,10 @@
 # gone or whose copy is damaged (named in the log), and a rank SIGKILLed in
 # its node's local commit leaves that node's previous local step.
 # usage: tiers.sh MPI_JOB MPIRUN [MPIRUN_FLAGS...]
-set -euo pipefail
-job=$1
-shift
-mpirun=("$@")
-top=$(mktemp -d "${TMPDIR:-/tmp}/ckpt-tiers-XXXXXX")
-trap 'rm -rf "$top"' EXIT
-d=$top/durable l=$top/local
-export CKPT_DURABLE_EVERY=3
+name=tiers
 # Rank r is on node n(r/2), whose local folder is $l/n(r/2).
-run() {
-  "${mpirun[@]}" -np 4 sh -c \
-    'n=n$((${OMPI_COMM_WORLD_RANK:-${PMI_RANK:-0}} / 2)); CKPT_NODE=$n CKPT_LOCAL_DIR='"$l"'/$n exec "$@"' \
-    sh "$job" "$@"
-}
-fail() { echo "tiers: $*" >&2; exit 1; }
-steps() { ls "$1" | grep -E '^step-[0-9]+$' | tr '\n' ' '; }
+. "$(dirname "$0")/nodes.sh"
+export CKPT_DURABLE_EVERY=3
 
 run series "$d" 1 5
 # Saves 1 and 4 of 5 are durable; every save is local on both nodes.
