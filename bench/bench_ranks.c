@@ -6,7 +6,8 @@
  *
  * Invariants: MPI is initialized once, by bench_ranks_open, with
  * MPI_THREAD_FUNNELED (the runtime's MPI calls, like the bench's, come from
- * the main thread); the bench's collectives go over MPI_COMM_WORLD and the
+ * the main thread), or MPI_THREAD_MULTIPLE with --replicas (the runtime's
+ * coordinator thread sends them beside the main thread's calls); the bench's collectives go over MPI_COMM_WORLD and the
  * runtime's over its own duplicate (ckpt_comm_mpi), so they never match
  * each other's messages; MPI errors are fatal to the job (the default
  * handler), so no rank is left waiting in a collective another rank has
@@ -96,20 +97,22 @@ static const bench_world_methods mpi_methods = {
     1, "mpi", mpi_barrier, mpi_step_sync, mpi_sum, mpi_gather, mpi_comm, mpi_close,
 };
 
-int bench_ranks_open(const char *cmd, int ranks, bench_world *w)
+int bench_ranks_open(const char *cmd, int ranks, int multiple, bench_world *w)
 {
     int provided = 0, rank = 0, size = 0;
-    if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+    /* Replicas travel on the coordinator thread (ckpt.h, cfg.replicas). */
+    int need = multiple ? MPI_THREAD_MULTIPLE : MPI_THREAD_FUNNELED;
+    if (MPI_Init_thread(NULL, NULL, need, &provided) != MPI_SUCCESS) {
         errorf("MPI_Init_thread failed");
         return 1;
     }
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     int rc = 0;
-    if (provided < MPI_THREAD_FUNNELED) {
+    if (provided < need) {
         if (rank == 0)
-            errorf("MPI offers thread level %d; the runtime needs MPI_THREAD_FUNNELED",
-                   provided);
+            errorf("MPI offers thread level %d; the runtime needs %s", provided,
+                   multiple ? "MPI_THREAD_MULTIPLE (--replicas)" : "MPI_THREAD_FUNNELED");
         rc = 1;
     } else if (ranks > 0 && ranks != size) {
         if (rank == 0)

@@ -50,6 +50,7 @@
  * rank 0 removes checkpoints and prints results.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -60,6 +61,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "io/paths.h"
 #include "runtime/catalog.h"
 
 #include "bench/bench_gpu.h"
@@ -145,12 +147,17 @@ static void train_help(FILE *f)
 "                   never did): the runtime reads chunk data with O_DIRECT\n"
 "                   where the file system allows it, so a D on disk is read\n"
 "                   from the disk, and a tier on tmpfs (/dev/shm) from memory.\n"
-"                   No replicas yet (replicated_s_p50, restore_replica_s)\n"
+"                   No restore from replicas yet (restore_replica_s)\n"
 "  --nodes K        (with --local-dir) the ranks as K nodes: contiguous\n"
 "                   blocks of ranks, cfg.node_name node-0 .. node-(K-1)\n"
 "                   (default 1; K must divide the ranks)\n"
 "  --durable-every N (with --local-dir) every N-th save also goes to D, the\n"
-"                   first one included (cfg.durable_every; default 1)\n",
+"                   first one included (cfg.durable_every; default 1)\n"
+"  --replicas K     (with --local-dir and K < --nodes) K other nodes keep a\n"
+"                   copy of each rank's local files (cfg.replicas; MPI is\n"
+"                   initialized with MPI_THREAD_MULTIPLE); reported: ckpt_save\n"
+"                   to the end of the rank's replication round\n"
+"                   (replicated_s_p50)\n",
             prog);
 }
 
@@ -225,6 +232,10 @@ static int train_parse(int argc, char **argv, train_opts *o)
             if (m < 0 || parse_int(v, 1, 1000000, &n) != 0)
                 return usage_error("train", "--durable-every: expected a number >= 1");
             o->durable_every = (int)n;
+        } else if ((m = opt_value(argc, argv, &i, "--replicas", &v)) != 0) {
+            if (m < 0 || parse_int(v, 0, 2, &n) != 0)
+                return usage_error("train", "--replicas: expected 0..2");
+            o->replicas = (int)n;
         } else if ((m = common_opt(argc, argv, &i, "train", &c)) != 0) {
             if (m == 2)
                 return 2;
@@ -271,8 +282,10 @@ static int train_parse(int argc, char **argv, train_opts *o)
     o->io = c.io;
     if (!o->dir)
         return usage_error("train", "--dir is required");
-    if (!o->local_dir && (o->nodes || o->durable_every))
-        return usage_error("train", "--nodes and --durable-every need --local-dir");
+    if (!o->local_dir && (o->nodes || o->durable_every || o->replicas))
+        return usage_error("train", "--nodes, --durable-every and --replicas need --local-dir");
+    if (o->replicas && o->replicas >= (o->nodes ? o->nodes : 1))
+        return usage_error("train", "--replicas %d needs more --nodes than that", o->replicas);
     if (o->local_dir && o->cuda)
         return usage_error("train", "--local-dir: the host loop only (no --device cuda)");
     if (o->nodes > 1 && o->ranks > 0 && o->ranks % o->nodes != 0)
@@ -474,6 +487,8 @@ static void on_event(void *user, const ckpt_event *ev)
             r->durable_s[r->ndurable++] = ev->since_save_s;
         if (r->tiered && (ev->tiers & (1u << CKPT_TIER_LOCAL)))
             r->local_s[r->nlocal++] = ev->local_commit_s;
+        if (ev->replicated_s > 0)
+            r->repl_s[r->nrepl++] = ev->replicated_s;
         if (in)
             r->committed_rt[i] = now;
     }
@@ -496,12 +511,13 @@ static int run_init(run *r, const char *label, const train_opts *o)
     r->durable_s = calloc(n, sizeof(double));
     r->committed_s = calloc(n, sizeof(double));
     r->local_s = calloc(n, sizeof(double));
+    r->repl_s = calloc(n, sizeof(double));
     r->layout_ms = calloc(n, sizeof(double));
     r->accepted_rt = calloc((size_t)r->nsaves, sizeof(double));
     r->durable_rt = calloc((size_t)r->nsaves, sizeof(double));
     r->committed_rt = calloc((size_t)r->nsaves, sizeof(double));
     return r->step_ms && r->call_us && r->stall_ms && r->durable_s && r->committed_s &&
-                   r->local_s && r->layout_ms &&
+                   r->local_s && r->repl_s && r->layout_ms &&
                    r->accepted_rt && r->durable_rt && r->committed_rt
                ? 0
                : -1;
@@ -515,6 +531,7 @@ static void run_free(run *r)
     free(r->durable_s);
     free(r->committed_s);
     free(r->local_s);
+    free(r->repl_s);
     free(r->layout_ms);
     free(r->accepted_rt);
     free(r->durable_rt);
@@ -556,6 +573,7 @@ static int open_train_ctx(const train_opts *o, bench_world *bw, const state *st,
         cfg.node_name = o->node_name;
         if (o->durable_every)
             cfg.durable_every = o->durable_every;
+        cfg.replicas = o->replicas;
     }
     cfg.event_fn = r ? on_event : NULL;
     cfg.event_user = r;
@@ -642,9 +660,25 @@ static void aside_path(const train_opts *o, char *out, size_t n)
     snprintf(out, n, "%s.aside", o->local_path);
 }
 
-/* Removes every committed step of this node's local folder and of the one
- * moved aside, and with rm the folders (the node's first rank only: the
- * node's other ranks would race it). */
+/* Removes the replicas this node's ranks keep in local folder dir
+ * (--replicas: LOCAL/replica-of-R). */
+static void clean_replicas(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    uint32_t r;
+    ckpt__err e;
+    while ((de = readdir(d)) != NULL)
+        if (ckpt__replica_dir_parse(de->d_name, &r))
+            ckpt__remove_tree(dir, de->d_name, &e);
+    closedir(d);
+}
+
+/* Removes every committed step and replica of this node's local folder and
+ * of the one moved aside, and with rm the folders (the node's first rank
+ * only: the node's other ranks would race it). */
 static void clean_local(const train_opts *o, const bench_world *bw, int rm)
 {
     if (!o->local_dir || bw->rank % o->ranks_per_node != 0)
@@ -653,6 +687,8 @@ static void clean_local(const train_opts *o, const bench_world *bw, int rm)
     aside_path(o, aside, sizeof aside);
     train_clean_dir(o->local_path);
     train_clean_dir(aside);
+    clean_replicas(o->local_path);
+    clean_replicas(aside);
     rmdir(aside);
     if (rm)
         rmdir(o->local_path);
@@ -936,7 +972,7 @@ int cmd_train(int argc, char **argv)
     if (o.cuda)
         return train_gpu(&o);
     bench_world bw;
-    rc = bench_world_open("train", o.ranks, argc, argv, &bw);
+    rc = bench_world_open("train", o.ranks, o.replicas > 0, argc, argv, &bw);
     if (rc)
         return rc;
     rc = train(&o, &bw);

@@ -34,6 +34,7 @@ typedef struct train_opts {
      * its cfg.node_name "node-NODE". */
     const char *local_dir;
     int nodes, durable_every;
+    int replicas; /* --replicas K (cfg.replicas), 0 when not given */
     int node, ranks_per_node;
     char local_path[4200]; /* CKPT__PATH_MAX */
     char node_name[32];
@@ -67,6 +68,10 @@ typedef struct run {
      * local_s: tiered, ckpt_save to the local commit (local_commit_s). */
     double *durable_s, *committed_s, *local_s;
     int ndurable, ncommitted, nlocal;
+    /* repl_s: with --replicas, ckpt_save to the end of the replication
+     * round (replicated_s) of the saves that ran one. */
+    double *repl_s;
+    int nrepl;
     /* Per durable save, in save order: the rank file's layout CPU time
      * (ckpt_event.layout_cpu_s), ms; the first is the HDF5 build. */
     double *layout_ms;
@@ -87,6 +92,7 @@ typedef struct rank_figs {
     double tiered, local_commit_p50, restore_durable_s; /* --local-dir */
     double restore_step, restore_durable_step;
     double local_commits, durable_commits;
+    double replicated_p50, replications; /* --replicas */
     double raw_write_s, raw_bytes;
     double calls, refused, committed;
 } rank_figs;

@@ -57,6 +57,8 @@ static rank_figs figs_of(const run *base, const run *r, double raw_write_s, uint
     f.restore_step = (double)r->restore_step;
     f.restore_durable_step = (double)(r->tiered ? r->restore_durable_step : r->restore_step);
     f.local_commits = r->nlocal;
+    f.replicated_p50 = train_pct(r->repl_s, r->nrepl, 0.5);
+    f.replications = r->nrepl;
     f.durable_commits = r->ndurable;
     f.rss_mib = r->peak_rss_mib;
     f.raw_write_s = raw_write_s;
@@ -100,6 +102,8 @@ static void aggregate(const rank_figs *v, int n, rank_figs *a)
         a->layout_max_ms = dmax(a->layout_max_ms, x->layout_max_ms);
         a->restore_s = dmax(a->restore_s, x->restore_s);
         a->local_commit_p50 = dmax(a->local_commit_p50, x->local_commit_p50);
+        a->replicated_p50 = dmax(a->replicated_p50, x->replicated_p50);
+        a->replications = a->replications < x->replications ? a->replications : x->replications;
         a->restore_durable_s = dmax(a->restore_durable_s, x->restore_durable_s);
         a->local_commits = a->local_commits < x->local_commits ? a->local_commits
                                                                : x->local_commits;
@@ -297,6 +301,9 @@ void train_print_table(FILE *f, const train_opts *o, const train_shape *sh,
                     "", a->local_commit_p50, a->local_commits, a->durable_p50,
                     a->durable_commits, "", a->restore_s, a->restore_step, a->restore_durable_s,
                     a->restore_durable_step, restore_tier_ratio(a));
+        if (a->tiered && a->replications > 0)
+            fprintf(f, "  %-7s replicas: round done %.3f s p50 after ckpt_save (%.0f saves)\n",
+                    "", a->replicated_p50, a->replications);
     }
     fprintf(f, "\n  overhead: total time against the baseline; stall: ckpt_fence on checkpoint "
                "steps;\n  durable/committed: ckpt_save to the runtime's events; GB = 1e9 "
@@ -349,6 +356,7 @@ static void json_tiers(FILE *f, const rank_figs *x)
 {
     int t = x->tiered > 0;
     json_opt(f, "local_commit_s_p50", x->local_commit_p50, 4, t && x->local_commits > 0);
+    json_opt(f, "replicated_s_p50", x->replicated_p50, 4, t && x->replications > 0);
     json_opt(f, "restore_local_s", x->restore_s, 4, t && x->restore_s > 0);
     json_opt(f, "restore_durable_s", x->restore_durable_s, 4, x->restore_durable_s > 0);
     json_opt(f, "restore_local_step", x->restore_step, 0, t && x->restore_s > 0);
@@ -409,9 +417,9 @@ void train_print_json(FILE *f, const train_opts *o, const train_shape *sh, const
         json_str(f, o->local_dir);
     else
         fputs("null", f);
-    fprintf(f, ", \"nodes\": %d, \"durable_every\": %d",
+    fprintf(f, ", \"nodes\": %d, \"durable_every\": %d, \"replicas\": %d",
             o->local_dir ? p->nranks / o->ranks_per_node : 1,
-            o->durable_every ? o->durable_every : 1);
+            o->durable_every ? o->durable_every : 1, o->replicas);
     /* The headline figures are those of the first checkpointed run, over
      * all ranks. */
     fprintf(f, ",\n \"policy\": \"%s\", \"overhead_pct\": %.3f, \"save_call_us\": %.1f"

@@ -59,12 +59,13 @@ static int launched_size(void)
     return v && *v ? atoi(v) : 0;
 }
 
-int bench_world_open(const char *cmd, int ranks, int argc, char **argv, bench_world *w)
+int bench_world_open(const char *cmd, int ranks, int multiple, int argc, char **argv,
+                     bench_world *w)
 {
     int launched = launched_size();
 #if CKPT_BENCH_MPI
     if (launched > 0)
-        return bench_ranks_open(cmd, ranks, w);
+        return bench_ranks_open(cmd, ranks, multiple, w);
     if (ranks > 1)
         return bench_ranks_launch(cmd, ranks, argc, argv);
 #else

@@ -47,7 +47,8 @@ struct bench_world {
 /*
  * Opens the world for a subcommand asked to run on `ranks` processes (0:
  * however many the launcher started), given its own argc/argv (argv[0] is
- * the subcommand's name):
+ * the subcommand's name; multiple: the runtime will need MPI_THREAD_MULTIPLE,
+ * for cfg.replicas):
  *   - under an MPI launcher (mpirun set OMPI_COMM_WORLD_SIZE): the MPI
  *     world, which must hold `ranks` processes when ranks > 0;
  *   - else ranks <= 1: this process alone;
@@ -57,10 +58,11 @@ struct bench_world {
  * Returns 0 with *w open, or an exit status (1 failure, 2 usage: a build
  * without MPI, a world of the wrong size) after printing why.
  */
-int bench_world_open(const char *cmd, int ranks, int argc, char **argv, bench_world *w);
+int bench_world_open(const char *cmd, int ranks, int multiple, int argc, char **argv,
+                     bench_world *w);
 
 /* The MPI backend (bench_ranks.c); declared for bench_world.c's registry. */
-int bench_ranks_open(const char *cmd, int ranks, bench_world *w);
+int bench_ranks_open(const char *cmd, int ranks, int multiple, bench_world *w);
 int bench_ranks_launch(const char *cmd, int ranks, int argc, char **argv);
 
 #endif

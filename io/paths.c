@@ -102,6 +102,33 @@ void ckpt__failed_name(uint32_t rank, char *out)
     snprintf(out, CKPT__FNAME_MAX, "failed-%05u.rec", rank);
 }
 
+/* The rank number that d starts with (at most 10 digits): 1 when there is
+ * one that fits a u32, in *r; the caller checks the canonical spelling. */
+static int rank_digits(const char *d, uint64_t *r)
+{
+    size_t n = 0;
+    *r = 0;
+    for (; d[n] >= '0' && d[n] <= '9' && n < 10; n++)
+        *r = *r * 10 + (uint64_t)(d[n] - '0');
+    return n > 0 && *r <= UINT32_MAX;
+}
+
+int ckpt__replica_dir_parse(const char *name, uint32_t *rank)
+{
+    if (strncmp(name, "replica-of-", 11) != 0)
+        return 0;
+    const char *d = name + 11;
+    uint64_t r;
+    if (!rank_digits(d, &r))
+        return 0;
+    char canon[CKPT__FNAME_MAX];
+    ckpt__replica_name((uint32_t)r, canon);
+    if (strcmp(canon, name) != 0)
+        return 0;
+    *rank = (uint32_t)r;
+    return 1;
+}
+
 ckpt__record_kind ckpt__record_parse(const char *name, uint32_t *rank)
 {
     ckpt__record_kind kind = strncmp(name, "done-", 5) == 0     ? CKPT__RECORD_DONE
@@ -110,11 +137,8 @@ ckpt__record_kind ckpt__record_parse(const char *name, uint32_t *rank)
     if (kind == CKPT__RECORD_OTHER)
         return kind;
     const char *d = name + (kind == CKPT__RECORD_DONE ? 5 : 7);
-    uint64_t r = 0;
-    size_t n = 0;
-    for (; d[n] >= '0' && d[n] <= '9' && n < 10; n++)
-        r = r * 10 + (uint64_t)(d[n] - '0');
-    if (n == 0 || r > UINT32_MAX)
+    uint64_t r;
+    if (!rank_digits(d, &r))
         return CKPT__RECORD_OTHER;
     /* Only the canonical spelling: "done-7.rec" or "done-000001.rec" is
      * somebody else's file. */

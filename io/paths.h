@@ -10,6 +10,9 @@
  *       also done-RRRRR.tmp, failed-RRRRR.rec, abandoned.rec, and a mark's
  *       temporary NAME.tmp
  *   DIR/step-NNNNNNNNNNNN.trash-HEX32/     a checkpoint being deleted
+ *   LOCAL/replica-of-RRRRR/                rank R's replicas on a partner's
+ *       node (docs/FORMAT.md, "Replicas"): a folder of the same catalog
+ *       layout, each step-S holding manifest.h5, rank-R.h5, done-R.rec
  *
  * HEX32 is 16 bytes in lowercase hex (ckpt__uuid_hex), the same text the
  * manifest and rank files store as their "uuid" attribute.  Anything else
@@ -71,6 +74,9 @@ void ckpt__failed_name(uint32_t rank, char *out);                         /* fai
 /* A partner's copy of rank R's local files, in its node's local folder
  * (docs/FORMAT.md, "The local tier"): a folder laid out like a tier. */
 void ckpt__replica_name(uint32_t rank, char *out);                        /* replica-of-R */
+/* 1 when name is exactly a replica folder's (replica-of-R), with R in
+ * *rank; 0 for anything else. */
+int ckpt__replica_dir_parse(const char *name, uint32_t *rank);
 /* What a name inside a save's folder is to the commit: a rank's
  * done-record (done-R.rec) or failure mark (failed-R.rec), exactly as the
  * functions above spell them, with R in *rank; anything else is OTHER. */

@@ -481,8 +481,8 @@ static int merge(ckpt__index *m, const ckpt__index *r, ckpt__err *err)
 
 /* Moves partial to the committed name; *replaced is set when an older
  * checkpoint of the same step now sits under the partial name. */
-static int publish(const char *dir, const char *partial, int64_t step, const char *committed,
-                   int *replaced, ckpt__err *err)
+int ckpt__commit_publish(const char *dir, const char *partial, int64_t step,
+                         const char *committed, int *replaced, ckpt__err *err)
 {
     *replaced = 0;
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -601,7 +601,7 @@ int ckpt__commit_seal(int dfd, const char *dir, const char *partial, int64_t ste
         rc = ckpt__fault_check(fault, CKPT__FAULT_RENAME, "commit rename", err);
     int replaced = 0;
     if (!rc)
-        rc = publish(dir, partial, step, committed, &replaced, err);
+        rc = ckpt__commit_publish(dir, partial, step, committed, &replaced, err);
     if (rc)
         return rc;
     /* Inv. 4: the new name is durable before anyone is told. */

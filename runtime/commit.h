@@ -78,6 +78,12 @@ int ckpt__commit_verdict_look(int dfd, const char *dir, int64_t step, uint32_t r
 int ckpt__commit_seal(int dfd, const char *dir, const char *partial, int64_t step,
                       const ckpt__group *g, ckpt__fault *fault, ckpt__log *log,
                       ckpt__err *err);
+/* The rename of a commit (inv. 5): dir/partial becomes dir/committed (the
+ * name of step); when a checkpoint of that step is there already, the two
+ * swap names atomically, *replaced is set and the old one is left under
+ * `partial` for the caller to remove.  The caller fsyncs dir after. */
+int ckpt__commit_publish(const char *dir, const char *partial, int64_t step,
+                         const char *committed, int *replaced, ckpt__err *err);
 void ckpt__commit_abandon(const char *dir, const char *partial, ckpt__log *log);
 /* The leader of a group of several ranks: marks the save abandoned (why:
  * as for a failure mark), waits until every other rank of g left its

@@ -39,6 +39,7 @@
 #include "base/log.h"
 #include "runtime/policy.h"
 #include "runtime/registry.h"
+#include "runtime/replica.h"
 #include "runtime/retention.h"
 #include "runtime/save.h"
 #include "runtime/tickets.h"
@@ -101,6 +102,7 @@ struct ckpt_ctx {
     int has_local;
     ckpt__nodes nodes;
     ckpt__janitor ljan;
+    ckpt__replicas repl; /* the coordinator's (replica.c) */
     ckpt_tier restored_tier; /* the tier the last ckpt_restore read this rank from */
     uint64_t restore_bytes[4]; /* per ckpt_tier: what the last ckpt_restore read */
     int snap_pending; /* accepted saves whose snapshot is not complete */

@@ -82,6 +82,7 @@ static void destroy(ckpt_ctx *ctx)
     ckpt__tickets_free(&ctx->tix);
     if (ctx->comm)
         ckpt__comm_destroy(ctx->comm);
+    ckpt__replicas_free(&ctx->repl); /* after the comm: it may read them */
     pthread_cond_destroy(&ctx->cv);
     pthread_mutex_destroy(&ctx->mu);
     pthread_mutex_destroy(&ctx->ev_mu);
@@ -153,6 +154,9 @@ static int tiers_open(ckpt_ctx *ctx, ckpt__err *err)
                            ctx->cfg.replicas, ctx->comm->m->name);
     if (!rc && ckpt__group_rank(&ctx->local.g, 0) == me) {
         rc = ckpt__catalog_cleanup(ctx->local_dir, &ctx->log, err);
+        /* The replicas this node's ranks keep: their crashed landings. */
+        if (!rc)
+            rc = ckpt__replica_cleanup(ctx->local_dir, &ctx->log, err);
         ckpt__retention rules = {ctx->cfg.local_keep_last, 0, 0};
         if (!rc)
             rc = ckpt__janitor_start(&ctx->ljan, ctx->local_dir, &rules, &ctx->log, err);

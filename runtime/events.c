@@ -33,6 +33,8 @@ void ckpt__emit(ckpt_ctx *ctx, ckpt__job *job, ckpt_event_kind kind, int error,
         ev.tiers = (unsigned)job->committed;
         if (job->t_local_ns)
             ev.local_commit_s = (double)(job->t_local_ns - job->t_save_ns) * 1e-9;
+        if (job->t_repl_ns)
+            ev.replicated_s = (double)(job->t_repl_ns - job->t_save_ns) * 1e-9;
     }
     job->t_stage_ns = now;
     if (kind == CKPT_EVENT_FAILED)

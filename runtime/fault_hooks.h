@@ -22,7 +22,7 @@ enum ckpt__fault_site {
                               written from the cached layout: the same point) */
     CKPT__FAULT_DONE,      /* writing the done-record */
     CKPT__FAULT_MANIFEST,  /* writing the manifest */
-    CKPT__FAULT_RENAME,    /* the commit rename */
+    CKPT__FAULT_RENAME,    /* the commit rename (also a replica's, replica.c) */
     CKPT__FAULT_DIRSYNC,   /* fsync of DIR after the rename */
     CKPT__FAULT_COPY,      /* a snapshot copy request handed to the device */
     CKPT__FAULT_BARRIER,   /* a comm barrier */

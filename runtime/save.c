@@ -408,8 +408,10 @@ static int hash_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__er
 
 /* A group leader's note on a save's outcome to each other rank of its
  * group (comm.h; they check step, uuid and tier: a note of a save they
- * gave up is skipped).  Rank 0 sends DIR's, each node's leader its local
- * folder's: a rank may hear of one save twice. */
+ * gave up is skipped).  Notes go from rank 0 only (comm.h; MPI refuses
+ * others), so rank 0 sends DIR's and its node's local folder's: a rank
+ * there may hear of one save twice; another node's ranks learn their
+ * local verdict from the folder. */
 typedef struct verdict_note {
     int64_t step;
     uint8_t uuid[16];
@@ -453,8 +455,8 @@ static void send_verdict(ckpt_ctx *ctx, ckpt__job *job, const save_state *s, int
 }
 
 /* Ranks other than the group's leader: its verdict, from its note where
- * the comm carries them, with a look in the folder now and then; from the
- * folder alone otherwise (commit.c, inv. 11). */
+ * the comm carries them and the leader is rank 0, with a look in the
+ * folder now and then; from the folder alone otherwise (commit.c, inv. 11). */
 static int wait_verdict(ckpt_ctx *ctx, ckpt__job *job, save_state *s, const ckpt__fileid *id,
                         ckpt__err *err)
 {
@@ -463,7 +465,9 @@ static int wait_verdict(ckpt_ctx *ctx, ckpt__job *job, save_state *s, const ckpt
     double timeout = ctx->cfg.commit_timeout_s, t0 = ckpt__now_s();
     double look_at = NOTE_LOOK_FIRST_S + NOTE_LOOK_PER_RANK_S * ctx->world;
     double gap = look_at;
-    while (ctx->notes) {
+    /* Notes come from rank 0 only (comm.h): another node's leader is
+     * heard of through the folder alone. */
+    while (ctx->notes && s->leader == 0) {
         double el = ckpt__now_s() - t0;
         if (el > timeout)
             return ckpt__err_set(err, CKPT_ETIMEDOUT,
@@ -628,7 +632,7 @@ static int run_save(ckpt_ctx *ctx, ckpt__job *job, const ckpt__tier *t, int last
     else if (rc && s->partial[0] && !s->recorded)
         ckpt__commit_mark_failed(s->dfd, (uint32_t)ctx->rank, err);
     /* After the commit (folder fsynced) or once the folder is gone. */
-    if (leads && t->g.n > 1 && ctx->notes)
+    if (leads && t->g.n > 1 && ctx->notes && s->leader == 0)
         send_verdict(ctx, job, s, rc, err);
     if (s->dfd >= 0)
         close(s->dfd);
@@ -646,7 +650,8 @@ static int run_save(ckpt_ctx *ctx, ckpt__job *job, const ckpt__tier *t, int last
 
 
 /* A job's passes (docs/ARCHITECTURE.md, "Tiers"): without the local tier
- * one, into DIR.  With it, the local folder first, then, for a durable
+ * one, into DIR.  With it, the local folder first, then with replicas a
+ * replication round (replica.c, which never fails the job), then, for a durable
  * save, DIR through the same path (the first version of the drain: the
  * snapshot is copied twice and the fence waits for the second copy).
  * Both run even when the first fails, DIR being the tier that must not
@@ -655,6 +660,7 @@ static int run_job(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
 {
     job->committed = 0;
     job->t_local_ns = 0;
+    job->t_repl_ns = 0;
     if (!ctx->has_local) {
         int rc = run_save(ctx, job, &ctx->durable, 1, err);
         job->committed = rc ? 0 : 1 << CKPT_TIER_DURABLE;
@@ -666,6 +672,17 @@ static int run_job(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
     else {
         job->committed |= 1 << CKPT_TIER_LOCAL;
         job->t_local_ns = ckpt__now_ns(); /* the COMMITTED event's local_commit_s */
+    }
+    /* Every rank, whatever its local pass returned, so that every rank
+     * takes part in every round (replica.c). */
+    if (ctx->cfg.replicas > 0) {
+        uint8_t uuid[16];
+        save_uuid(ctx, job, uuid);
+        int rr = ckpt__replica_round(ctx, job->step, uuid, rc == 0);
+        if (rr > 0)
+            job->committed |= 1 << CKPT_TIER_REPLICA;
+        if (rr >= 0)
+            job->t_repl_ns = ckpt__now_ns(); /* the COMMITTED event's replicated_s */
     }
     if (!job->durable)
         return rc;

@@ -25,7 +25,8 @@ typedef struct ckpt__job {
     int durable;          /* the save goes to DIR (with the local tier: every
                              durable_every-th; without: always) */
     int committed;        /* coordinator: the tiers it committed in, bits
-                             1 << CKPT_TIER_LOCAL, 1 << CKPT_TIER_DURABLE */
+                             1 << CKPT_TIER_LOCAL, 1 << CKPT_TIER_DURABLE,
+                             1 << CKPT_TIER_REPLICA */
     int snap_done;        /* ctx->mu */
     int snap_queued;      /* ctx->mu: every snapshot copy is queued */
     ckpt__err err;
@@ -37,6 +38,7 @@ typedef struct ckpt__job {
                              policy's cost, policy.c) */
     uint64_t t_save_ns;   /* when ckpt_save was called */
     uint64_t t_local_ns;  /* coordinator: the local tier's commit, 0 before */
+    uint64_t t_repl_ns;   /* coordinator: the replication round's end, 0 before */
     uint64_t t_stage_ns;  /* the previous event (ctx->ev_mu) */
 } ckpt__job;
 

@@ -165,6 +165,25 @@ int ckpt__verify_step(ckpt__engine *eng, const char *dir, int64_t step,
     return rc;
 }
 
+int ckpt__verify_rank_file(ckpt__engine *eng, const char *sdir, const ckpt__index *idx,
+                           uint32_t rank, ckpt__err *err)
+{
+    const ckpt__rankrec *rr = NULL;
+    for (uint32_t r = 0; r < idx->nranks && !rr; r++)
+        if (idx->ranks[r].rank == rank)
+            rr = &idx->ranks[r];
+    if (!rr)
+        return ckpt__err_set(err, CKPT_ENOTFOUND, "%s: the manifest lists no rank %u", sdir,
+                             rank);
+    /* verify_rank reads the report's index only: a shallow copy, not freed. */
+    ckpt__verify_report rep;
+    memset(&rep, 0, sizeof rep);
+    rep.idx = *idx;
+    int rc = verify_rank(eng, sdir, &rep, rr, err);
+    free(rep.bads);
+    return rc;
+}
+
 struct ckpt__verifier {
     ckpt__engine eng;
 };

@@ -40,6 +40,15 @@ typedef struct ckpt__verify_report {
  * errors.  The engine's slabs must hold a chunk. */
 int ckpt__verify_step(ckpt__engine *eng, const char *dir, int64_t step,
                       ckpt__verify_report *report, ckpt__err *err);
+/* One rank file of a folder: rank's file in sdir (a committed step folder,
+ * or a replica's partial folder) against idx (a full or a part manifest's
+ * index that lists rank): its size, its metadata hash, its HDF5 structure
+ * and every chunk hash of rank's entries.  0 when all verified;
+ * CKPT_ECORRUPT naming the first problem (CKPT_ENOTFOUND: idx lists no
+ * such rank); other codes for I/O errors.  The engine's slabs must hold a
+ * chunk; call from the one thread that uses eng. */
+int ckpt__verify_rank_file(ckpt__engine *eng, const char *sdir, const ckpt__index *idx,
+                           uint32_t rank, ckpt__err *err);
 /* Same, with an engine of its own (pwrite writer, 64 MiB staging). */
 int ckpt__verify(const char *dir, int64_t step, ckpt__verify_report *report, ckpt__err *err);
 

@@ -195,10 +195,17 @@ typedef struct ckpt_event {
                              and its metadata hash; 0 before */
     unsigned tiers;       /* COMMITTED: the tiers the save committed to, bits
                              1 << CKPT_TIER_LOCAL and 1 << CKPT_TIER_DURABLE
-                             (ckpt_tier); 0 for the other kinds */
+                             (ckpt_tier), and 1 << CKPT_TIER_REPLICA when
+                             this rank's replicas were sent and every
+                             replica it keeps of this save landed verified
+                             (cfg.replicas); 0 for the other kinds */
     double local_commit_s; /* COMMITTED with cfg.local_dir: from the ckpt_save
                              call to this rank seeing its node's local commit
                              (since_save_s is the last tier's); else 0 */
+    double replicated_s;  /* COMMITTED with cfg.replicas: from the ckpt_save
+                             call to the end of this rank's replication
+                             round (its replicas sent, its sources' landed,
+                             or the round given up); else 0 */
 } ckpt_event;
 
 /* Called from a runtime thread (never the caller's), one call at a time
@@ -314,7 +321,13 @@ typedef struct ckpt_config {
                                  the exchange: MPI initialized with
                                  MPI_THREAD_MULTIPLE (ckpt_open refuses with
                                  CKPT_EINVAL otherwise; the NCCL comm has
-                                 none).  The same on every rank */
+                                 none).  The same on every rank.  Replication
+                                 runs on the runtime's coordinator thread,
+                                 after each save's local commit, while the
+                                 caller's thread may be in MPI calls: hence
+                                 MPI_THREAD_MULTIPLE, without which ckpt_open
+                                 refuses replicas.  A failed replication is a
+                                 warning, never a failed save */
 } ckpt_config;
 
 /*
@@ -601,7 +614,8 @@ typedef enum ckpt_tier {
     CKPT_TIER_NONE = 0, /* no ckpt_restore succeeded on the context yet */
     CKPT_TIER_LOCAL,    /* this rank's node-local copy (cfg.local_dir) */
     CKPT_TIER_DURABLE,  /* the copy in cfg.dir */
-    CKPT_TIER_REPLICA   /* a copy fetched from a partner node's replica (cfg.replicas) */
+    CKPT_TIER_REPLICA   /* a replica another node keeps (cfg.replicas); as a restore's
+                           tier: a copy fetched from a partner node's replica */
 } ckpt_tier;
 
 /*

@@ -622,3 +622,284 @@ TEST(Tiers, ANodeWhoseFetchFailsReadsTheDurableCopyAndKeepsNoPartialFolder)
     for (const auto &n : ckt::list_dir(t.local_of(2)))
         EXPECT_EQ(n.find(".partial-"), std::string::npos) << "left over: " << n;
 }
+
+// ---- replicas (cfg.replicas; docs/FORMAT.md, "Replicas") -------------------
+
+namespace {
+
+// With 2 nodes and 1 replica, rank r's replica is kept by rank (r + 2) % 4
+// (nodes.h, P1), in its node's LOCAL/replica-of-R.
+std::string replica_dir(const Tiers &t, int src)
+{
+    char b[32];
+    snprintf(b, sizeof b, "replica-of-%05d", src);
+    return t.local_of((src + 2) % N) + "/" + b;
+}
+
+std::set<std::string> source_files(int src)
+{
+    char a[32], b[32];
+    snprintf(a, sizeof a, "rank-%05d.h5", src);
+    snprintf(b, sizeof b, "done-%05d.rec", src);
+    return {"manifest.h5", a, b};
+}
+
+size_t partials_in(const std::string &d)
+{
+    size_t n = 0;
+    for (const auto &e : ckt::list_dir(d))
+        n += e.find(".partial-") != std::string::npos;
+    return n;
+}
+
+// Opens rank r with the fixture's tiers, one replica and `extra`.
+ckpt_ctx *open_replicated(Tiers &t, int r, ckpt_comm *comm, std::vector<Part> &m,
+                          const std::function<void(ckpt_config &)> &extra = nullptr)
+{
+    return ckm::open_with_model(t.dir, comm, N, r, m, [&](ckpt_config &c) {
+        t.tweak(r, c);
+        c.replicas = 1;
+        if (extra)
+            extra(c);
+    });
+}
+
+int save_one(ckpt_ctx *ck, std::vector<Part> &m, int64_t s)
+{
+    for (auto &p : m)
+        p.fill(s);
+    ckpt_ticket tk;
+    int rc = ckpt_save(ck, s, nullptr, &tk);
+    if (!rc)
+        rc = ckpt_fence(ck, nullptr);
+    if (!rc)
+        rc = ckpt_wait(ck, tk, -1);
+    return rc;
+}
+
+} // namespace
+
+// Each rank's committed local files of every save land on its partner's
+// node, byte-identical, and nowhere else; the COMMITTED event carries the
+// replica bit and replicated_s (after the local commit).
+TEST(Tiers, ReplicasLandOnThePartnersNodeByteIdentical)
+{
+    Tiers t;
+    struct Seen {
+        std::mutex mu;
+        std::vector<ckpt_event> ev;
+    } seen[N];
+    ckm::save_each(N, t.dir, {1, 2}, [&](int r, ckpt_config &c) {
+        t.tweak(r, c);
+        c.replicas = 1;
+        c.event_fn = [](void *user, const ckpt_event *ev) {
+            auto *s = static_cast<Seen *>(user);
+            std::lock_guard<std::mutex> g(s->mu);
+            if (ev->kind == CKPT_EVENT_COMMITTED)
+                s->ev.push_back(*ev);
+        };
+        c.event_user = &seen[r];
+    });
+    for (int src = 0; src < N; src++) {
+        std::string rd = replica_dir(t, src);
+        EXPECT_EQ(committed(rd), (std::vector<std::string>{step_name(1), step_name(2)})) << rd;
+        EXPECT_EQ(partials_in(rd), 0u) << rd;
+        for (int64_t s : {1, 2}) {
+            std::string from = t.local_of(src) + "/" + step_name(s), to = rd + "/" + step_name(s);
+            EXPECT_EQ(names_in(to), source_files(src)) << to;
+            for (const auto &f : source_files(src)) {
+                std::string a = ckt::read_file(from + "/" + f), b = ckt::read_file(to + "/" + f);
+                EXPECT_FALSE(a.empty()) << from << "/" << f;
+                EXPECT_TRUE(a == b) << to << "/" << f << " differs from the source's";
+            }
+        }
+    }
+    // A node keeps the replicas of the other node's ranks only.
+    for (int node = 0; node < 2; node++) {
+        std::set<std::string> reps;
+        for (const auto &e : ckt::list_dir(t.local_of(node * 2)))
+            if (e.rfind("replica-of-", 0) == 0)
+                reps.insert(e);
+        char a[32], b[32];
+        snprintf(a, sizeof a, "replica-of-%05d", (1 - node) * 2);
+        snprintf(b, sizeof b, "replica-of-%05d", (1 - node) * 2 + 1);
+        EXPECT_EQ(reps, (std::set<std::string>{a, b})) << t.local_of(node * 2);
+    }
+    for (int r = 0; r < N; r++) {
+        ASSERT_EQ(seen[r].ev.size(), 2u) << "rank " << r;
+        for (const auto &e : seen[r].ev) {
+            EXPECT_TRUE(e.tiers & (1u << CKPT_TIER_REPLICA)) << "rank " << r << " step " << e.step;
+            EXPECT_GE(e.replicated_s, e.local_commit_s) << "rank " << r;
+            EXPECT_LE(e.replicated_s, e.since_save_s) << "rank " << r;
+        }
+    }
+}
+
+// Rank 1's local rank file of step 2 is damaged after its hashes were
+// taken and before it is sent: its partner (rank 3) finds it does not
+// verify, keeps step 1 only and names it; the save itself commits.
+TEST(Tiers, AReplicaThatDoesNotVerifyIsNotKept)
+{
+    Tiers t;
+    t.durable_every = 100; // step 2 is local-only: its DURABLE event comes before replication
+    struct Hook {
+        Tiers *t;
+        uint64_t off = 0;
+        bool flipped = false;
+        std::mutex mu;
+        std::vector<ckpt_event> ev;
+    } hook[N];
+    ckl::on_ranks(N, [&](int r, ckpt_comm *comm) {
+        std::vector<Part> m;
+        hook[r].t = &t;
+        ckpt_ctx *ck = open_replicated(t, r, comm, m, [&](ckpt_config &c) {
+            c.event_user = &hook[r];
+            c.event_fn = [](void *user, const ckpt_event *ev) {
+                auto *h = static_cast<Hook *>(user);
+                std::lock_guard<std::mutex> g(h->mu);
+                if (ev->kind == CKPT_EVENT_COMMITTED)
+                    h->ev.push_back(*ev);
+                if (ev->kind != CKPT_EVENT_DURABLE || ev->step != 2 || !h->off)
+                    return;
+                // The local folder is partial, or already renamed by the leader.
+                std::string l = h->t->local_of(1);
+                for (int tries = 0; tries < 100 && !h->flipped; tries++)
+                    for (const auto &e : ckt::list_dir(l))
+                        if (e.rfind(step_name(2), 0) == 0 &&
+                            ckt::flip_byte(l + "/" + e + "/rank-00001.h5", h->off))
+                            h->flipped = true;
+            };
+        });
+        ASSERT_NE(ck, nullptr);
+        EXPECT_EQ(save_one(ck, m, 1), 0) << ckpt_last_error(ck);
+        if (r == 1) {
+            // The layout is cached: step 2's data sits where step 1's does.
+            ckpt__index idx;
+            ckpt__err err;
+            std::string man = t.local_of(1) + "/" + step_name(1) + "/manifest.h5";
+            ASSERT_EQ(ckpt__manifest_read_part(man.c_str(), &idx, &err), 0) << err.msg;
+            for (uint32_t i = 0; i < idx.nentries && !hook[r].off; i++)
+                if (idx.entries[i].rank == 1 && idx.entries[i].kind == CKPT__ENTRY_TENSOR &&
+                    idx.entries[i].nbytes > 16)
+                    hook[r].off = idx.entries[i].file_off + 8;
+            ckpt__index_free(&idx);
+        }
+        EXPECT_EQ(save_one(ck, m, 2), 0) << ckpt_last_error(ck);
+        EXPECT_EQ(ckpt_close(ck), 0);
+    });
+    ASSERT_TRUE(hook[1].flipped);
+    EXPECT_EQ(committed(replica_dir(t, 1)), (std::vector<std::string>{step_name(1)}));
+    EXPECT_EQ(partials_in(replica_dir(t, 1)), 0u);
+    EXPECT_TRUE(t.log.has("step 2: replica 1 of rank 1 not kept by rank 3"))
+        << t.log.find("replica");
+    // The others landed; rank 3's event says its round failed.
+    for (int src : {0, 2, 3})
+        EXPECT_EQ(committed(replica_dir(t, src)),
+                  (std::vector<std::string>{step_name(1), step_name(2)}));
+    ASSERT_EQ(hook[3].ev.size(), 2u);
+    EXPECT_TRUE(hook[3].ev[0].tiers & (1u << CKPT_TIER_REPLICA));
+    EXPECT_FALSE(hook[3].ev[1].tiers & (1u << CKPT_TIER_REPLICA));
+    EXPECT_TRUE(hook[3].ev[1].tiers & (1u << CKPT_TIER_LOCAL));
+}
+
+TEST(Tiers, ReplicaRetentionKeepsTheNewest)
+{
+    Tiers t;
+    t.local_keep_last = 2;
+    t.durable_every = 100;
+    ckm::save_each(N, t.dir, {1, 2, 3, 4}, [&](int r, ckpt_config &c) {
+        t.tweak(r, c);
+        c.replicas = 1;
+    });
+    for (int src = 0; src < N; src++)
+        EXPECT_EQ(committed(replica_dir(t, src)),
+                  (std::vector<std::string>{step_name(3), step_name(4)}))
+            << replica_dir(t, src);
+}
+
+// Rank 3, which keeps rank 1's replica, is SIGKILLed at the rename of its
+// landing of step 2 (a rank that is not its node's leader renames nothing
+// else): replica-of-00001 keeps step 1 and at most one partial folder,
+// which the next open removes.
+TEST(Tiers, ACrashInAReplicaLandingLeavesThePreviousReplica)
+{
+    Tiers t;
+    t.durable_every = 5;
+    fflush(nullptr);
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        alarm(120); // a crash that never comes fails the test, not hangs it
+        ckl::on_ranks(N, [&](int r, ckpt_comm *comm) {
+            std::vector<Part> m;
+            ckpt_ctx *ck = open_replicated(t, r, comm, m);
+            if (!ck)
+                _exit(3);
+            for (int64_t s : {1, 2}) {
+                if (s == 2 && r == 3)
+                    ckpt__fault_arm(ck, CKPT__FAULT_RENAME, 0, CKPT__FAIL_CRASH);
+                if (save_one(ck, m, s) != 0)
+                    _exit(4);
+            }
+            if (r != 3)
+                pause();
+        });
+        _exit(5);
+    }
+    int st = 0;
+    ASSERT_EQ(waitpid(pid, &st, 0), pid);
+    ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "status " << st;
+    std::string rd = replica_dir(t, 1);
+    EXPECT_EQ(committed(rd), (std::vector<std::string>{step_name(1)}));
+    EXPECT_LE(partials_in(rd), 1u);
+    EXPECT_EQ(names_in(rd + "/" + step_name(1)), source_files(1));
+    ckl::on_ranks(N, [&](int r, ckpt_comm *comm) {
+        std::vector<Part> m;
+        ckpt_ctx *ck = open_replicated(t, r, comm, m);
+        ASSERT_NE(ck, nullptr);
+        EXPECT_EQ(ckpt_close(ck), 0);
+    });
+    EXPECT_EQ(partials_in(rd), 0u) << "left over in " << rd;
+    EXPECT_EQ(committed(rd), (std::vector<std::string>{step_name(1)}));
+}
+
+// Rank 3's exchange fails at step 2 before it posts anything: rank 1,
+// whose replica it keeps and which keeps its, gives up after the timeout
+// (half of commit_timeout_s), both stop replicating (logged once), and
+// every save still commits locally and durably; ranks 0 and 2 go on.
+TEST(Tiers, APeerThatNeverAnswersFailsReplicationNotTheSave)
+{
+    Tiers t;
+    t.durable_every = 1;
+    ckl::on_ranks(N, [&](int r, ckpt_comm *comm) {
+        std::vector<Part> m;
+        ckpt_ctx *ck = open_replicated(t, r, comm, m, [](ckpt_config &c) {
+            c.commit_timeout_s = 4;
+        });
+        ASSERT_NE(ck, nullptr);
+        for (int64_t s : {1, 2, 3}) {
+            if (s == 2 && r == 3) {
+                EXPECT_EQ(ckpt__fault_arm(ck, CKPT__FAULT_EXCHANGE, 0, CKPT__FAIL_EIO), 0);
+            }
+            EXPECT_EQ(save_one(ck, m, s), 0) << "rank " << r << ": " << ckpt_last_error(ck);
+        }
+        if (r == 3) {
+            EXPECT_EQ(ckpt__fault_fired(ck, CKPT__FAULT_EXCHANGE), 1);
+        }
+        EXPECT_EQ(ckpt_close(ck), 0);
+    });
+    std::vector<std::string> all = {step_name(1), step_name(2), step_name(3)};
+    EXPECT_EQ(committed(t.dir), all);
+    EXPECT_EQ(committed(t.local_of(0)), all);
+    EXPECT_EQ(committed(t.local_of(2)), all);
+    EXPECT_EQ(committed(replica_dir(t, 0)), all);
+    EXPECT_EQ(committed(replica_dir(t, 2)), all);
+    EXPECT_EQ(committed(replica_dir(t, 1)), (std::vector<std::string>{step_name(1)}));
+    EXPECT_EQ(committed(replica_dir(t, 3)), (std::vector<std::string>{step_name(1)}));
+    EXPECT_TRUE(t.log.has("step 2: replication by rank 1 failed", "no message from rank 3"))
+        << t.log.find("replication");
+    EXPECT_TRUE(t.log.has("step 2: replication by rank 3 failed", "injected"))
+        << t.log.find("replication");
+    EXPECT_EQ(t.log.count("replication by rank 1 failed"), 1);
+    EXPECT_EQ(t.log.count("replication by rank 3 failed"), 1);
+}

@@ -1,5 +1,5 @@
 # Sourced by the tests that run 4 MPI ranks as 2 "nodes" of this machine
-# (tiers.sh, replicas.sh), with the script's arguments MPI_JOB MPIRUN
+# (tiers.sh, replicas.sh, replicas_save.sh), with the script's arguments MPI_JOB MPIRUN
 # [MPIRUN_FLAGS...] and $name (the prefix of its messages) set: $job, a
 # temporary $top (removed on exit) with $d (DIR) and $l (the nodes' local
 # folders), run (rank r on node n(r/2), CKPT_NODE and its local folder

@@ -78,6 +78,35 @@ TEST(BenchRanks, TrainOnTwoNodesReportsEachTier)
     EXPECT_FALSE(exists(local)) << "the bench made the local folders and must remove them";
 }
 
+// The same with one replica (--replicas 1: the bench asks MPI for
+// MPI_THREAD_MULTIPLE): every save's round ends after its local commit.
+const char *kReplicasCheck = R"(
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["world_size"] == 2 and d["nodes"] == 2 and d["replicas"] == 1, d
+for r in [d] + d["runs"] + d["ranks"]:
+    assert r["replicated_s_p50"] is not None and 0 < r["replicated_s_p50"] < 60, r
+    assert r["replicated_s_p50"] >= r["local_commit_s_p50"], r
+)";
+
+TEST(BenchRanks, TrainWithReplicasReportsTheRound)
+{
+    TempDir tmp;
+    std::string dir = tmp.sub("train"), local = tmp.sub("local"), json = tmp.sub("out.json"),
+                out, log;
+    ASSERT_EQ(run_split(bench() + " train --dir " + quote(dir) + " --ranks 2 --nodes 2 "
+                            "--replicas 1 --local-dir " + quote(local) + " --durable-every 2 "
+                            "--state 8M --tensors 8 --step-ms 20 --every 4 --steps 8 --json",
+                        json, tmp.sub("err.txt"), &log),
+              0)
+        << log;
+    EXPECT_EQ(run_python(tmp.sub("check.py"), kReplicasCheck, quote(json), &out), 0)
+        << out << log;
+    EXPECT_NE(log.find("replicas: round done"), std::string::npos) << log;
+    EXPECT_EQ(log.find("not kept"), std::string::npos) << log;
+    EXPECT_FALSE(exists(local)) << "the bench made the local folders and must remove them";
+}
+
 // Under a launcher that started another number of ranks than --ranks asks,
 // the bench refuses (usage: exit 2 from every rank) instead of running.
 TEST(BenchRanks, LauncherWithOtherRankCountIsRefused)
