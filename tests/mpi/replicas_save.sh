@@ -2,7 +2,8 @@
 # Replicas with real MPI ranks (issue 13): 4 ranks as 2 "nodes" of this
 # machine, CKPT_REPLICAS=1 (mpi_job then asks for MPI_THREAD_MULTIPLE).
 # Rank r's replica is kept by rank (r + 2) % 4 on the other node, in
-# LOCAL/replica-of-R/step-S: the source's three local files, byte for byte.
+# LOCAL/replica-of-R/step-S: the source's three local files, byte for byte;
+# a node that loses its local folder restores from them.
 # usage: replicas_save.sh MPI_JOB MPIRUN [MPIRUN_FLAGS...]
 name=replicas_save
 . "$(dirname "$0")/nodes.sh"
@@ -29,4 +30,18 @@ done
 # A node keeps only the other node's ranks' replicas.
 [ "$(ls "$l/n0" | grep replica | tr '\n' ' ')" = "replica-of-00002 replica-of-00003 " ] ||
   fail "node n0 keeps $(ls "$l/n0" | grep replica)"
+
+# End to end: the replicas the saves sent bring a lost node back.  Saves 4
+# (durable: the first of this job) and 5 (local only); node n1 loses its
+# local folder; every rank restores step 5 bit-exact, n1's ranks from
+# n0's replicas (DIR's newest is 4), and n1's folder holds step 5 again.
+run series "$d" 4 5 >"$top/save2.log" 2>&1 || { cat "$top/save2.log"; fail "saves 4, 5 failed"; }
+[ "$(steps "$d")" = "step-000000000001 step-000000000003 step-000000000004 " ] ||
+  fail "durable: $(steps "$d")"
+rm -rf "$l/n1"
+CKPT_TEST_WANT_TIERS=LLRR run restore "$d" 5 2>"$top/fetch.log" || { cat "$top/fetch.log"; fail "restore"; }
+grep -q "rank 2: fetched its files of step 5 from rank 0" "$top/fetch.log" ||
+  { cat "$top/fetch.log"; fail "the log does not name rank 2's partner"; }
+[ -d "$l/n1/step-000000000005" ] || fail "node n1's local step 5 was not re-created"
+CKPT_TEST_WANT_TIERS=LLLL run restore "$d" 5
 echo "replicas_save: ok"
