@@ -142,7 +142,10 @@ static void train_help(FILE *f)
 "                   folders moved aside, the newest in D (restore_durable_s;\n"
 "                   an older step than the local one unless the last save went\n"
 "                   to D: restore_*_step say which); the bench fails when\n"
-"                   ckpt_restore_tier says another tier.\n"
+"                   ckpt_restore_tier says another tier.  With --replicas,\n"
+"                   between the two: the last node's folder moved aside, its\n"
+"                   ranks fetch their files from their partners' replicas\n"
+"                   (restore_replica_s, restore_replica_step).\n"
 "                   Neither restore drops the page cache (as restore_gbps\n"
 "                   never did): the runtime reads chunk data with O_DIRECT\n"
 "                   where the file system allows it, so a D on disk is read\n"
@@ -660,6 +663,12 @@ static void aside_path(const train_opts *o, char *out, size_t n)
     snprintf(out, n, "%s.aside", o->local_path);
 }
 
+/* Where the last node's local folder goes for the replica restore. */
+static void lost_path(const train_opts *o, char *out, size_t n)
+{
+    snprintf(out, n, "%s.lost", o->local_path);
+}
+
 /* Removes the replicas this node's ranks keep in local folder dir
  * (--replicas: LOCAL/replica-of-R). */
 static void clean_replicas(const char *dir)
@@ -683,13 +692,17 @@ static void clean_local(const train_opts *o, const bench_world *bw, int rm)
 {
     if (!o->local_dir || bw->rank % o->ranks_per_node != 0)
         return;
-    char aside[sizeof o->local_path + 8];
+    char aside[sizeof o->local_path + 8], lost[sizeof o->local_path + 8];
     aside_path(o, aside, sizeof aside);
+    lost_path(o, lost, sizeof lost);
     train_clean_dir(o->local_path);
     train_clean_dir(aside);
+    train_clean_dir(lost);
     clean_replicas(o->local_path);
     clean_replicas(aside);
+    clean_replicas(lost);
     rmdir(aside);
+    rmdir(lost);
     if (rm)
         rmdir(o->local_path);
 }
@@ -707,7 +720,10 @@ static int close_ctx(ckpt_ctx *ctx, int rc)
 
 static const char *tier_name(ckpt_tier t)
 {
-    return t == CKPT_TIER_LOCAL ? "local" : t == CKPT_TIER_DURABLE ? "durable" : "no";
+    return t == CKPT_TIER_LOCAL     ? "local"
+           : t == CKPT_TIER_DURABLE ? "durable"
+           : t == CKPT_TIER_REPLICA ? "replica"
+                                    : "no";
 }
 
 /* Collective: restores the newest checkpoint into the tensors on a new
@@ -761,6 +777,22 @@ static int checkpointed(const train_opts *o, bench_world *bw, state *st, const s
     if (!rc && have == (double)bw->size) {
         rc = restore_timed(o, bw, st, sh, r->tiered ? CKPT_TIER_LOCAL : CKPT_TIER_DURABLE,
                            &r->restore_s, &r->restore_step);
+        /* --replicas: the last node loses its folder (the replicas it
+         * kept too); its ranks fetch theirs from their partners, which
+         * re-creates the folder, and the others read their own. */
+        if (!rc && r->tiered && o->replicas > 0) {
+            char lost[sizeof o->local_path + 8];
+            lost_path(o, lost, sizeof lost);
+            int last = o->node == o->nodes - 1;
+            if (last && bw->rank % o->ranks_per_node == 0 && rename(o->local_path, lost) != 0) {
+                errorf("move %s aside: %s", o->local_path, strerror(errno));
+                rc = 1;
+            }
+            rc = agree(bw, rc);
+            if (!rc)
+                rc = restore_timed(o, bw, st, sh, last ? CKPT_TIER_REPLICA : CKPT_TIER_LOCAL,
+                                   &r->restore_replica_s, &r->restore_replica_step);
+        }
         if (!rc && r->tiered) {
             char aside[sizeof o->local_path + 8];
             aside_path(o, aside, sizeof aside);

@@ -51,7 +51,11 @@ typedef struct run {
     double total_s;
     double restore_s;         /* the newest checkpoint, as ckpt_restore picks it */
     double restore_durable_s; /* tiered: again, the local folders moved aside */
-    int64_t restore_step, restore_durable_step; /* the steps those restores read */
+    double restore_replica_s; /* --replicas: the last node's local folder lost
+                                 (moved aside) first, its ranks fetching from
+                                 their partners' replicas */
+    int64_t restore_step, restore_durable_step, restore_replica_step; /* the steps those
+                                                                         restores read */
     int tiered;               /* --local-dir */
     double peak_rss_mib;
     /* Per checkpoint step (index step / every), CLOCK_REALTIME seconds, 0
@@ -93,6 +97,7 @@ typedef struct rank_figs {
     double restore_step, restore_durable_step;
     double local_commits, durable_commits;
     double replicated_p50, replications; /* --replicas */
+    double restore_replica_s, restore_replica_step;
     double raw_write_s, raw_bytes;
     double calls, refused, committed;
 } rank_figs;

@@ -59,6 +59,8 @@ static rank_figs figs_of(const run *base, const run *r, double raw_write_s, uint
     f.local_commits = r->nlocal;
     f.replicated_p50 = train_pct(r->repl_s, r->nrepl, 0.5);
     f.replications = r->nrepl;
+    f.restore_replica_s = r->restore_replica_s;
+    f.restore_replica_step = (double)r->restore_replica_step;
     f.durable_commits = r->ndurable;
     f.rss_mib = r->peak_rss_mib;
     f.raw_write_s = raw_write_s;
@@ -105,6 +107,7 @@ static void aggregate(const rank_figs *v, int n, rank_figs *a)
         a->replicated_p50 = dmax(a->replicated_p50, x->replicated_p50);
         a->replications = a->replications < x->replications ? a->replications : x->replications;
         a->restore_durable_s = dmax(a->restore_durable_s, x->restore_durable_s);
+        a->restore_replica_s = dmax(a->restore_replica_s, x->restore_replica_s);
         a->local_commits = a->local_commits < x->local_commits ? a->local_commits
                                                                : x->local_commits;
         a->durable_commits = a->durable_commits < x->durable_commits ? a->durable_commits
@@ -302,8 +305,10 @@ void train_print_table(FILE *f, const train_opts *o, const train_shape *sh,
                     a->durable_commits, "", a->restore_s, a->restore_step, a->restore_durable_s,
                     a->restore_durable_step, restore_tier_ratio(a));
         if (a->tiered && a->replications > 0)
-            fprintf(f, "  %-7s replicas: round done %.3f s p50 after ckpt_save (%.0f saves)\n",
-                    "", a->replicated_p50, a->replications);
+            fprintf(f, "  %-7s replicas: round done %.3f s p50 after ckpt_save (%.0f saves); "
+                       "restore with the last node's folder lost %.3f s (step %.0f)\n",
+                    "", a->replicated_p50, a->replications, a->restore_replica_s,
+                    a->restore_replica_step);
     }
     fprintf(f, "\n  overhead: total time against the baseline; stall: ckpt_fence on checkpoint "
                "steps;\n  durable/committed: ckpt_save to the runtime's events; GB = 1e9 "
@@ -359,6 +364,8 @@ static void json_tiers(FILE *f, const rank_figs *x)
     json_opt(f, "replicated_s_p50", x->replicated_p50, 4, t && x->replications > 0);
     json_opt(f, "restore_local_s", x->restore_s, 4, t && x->restore_s > 0);
     json_opt(f, "restore_durable_s", x->restore_durable_s, 4, x->restore_durable_s > 0);
+    json_opt(f, "restore_replica_s", x->restore_replica_s, 4, x->restore_replica_s > 0);
+    json_opt(f, "restore_replica_step", x->restore_replica_step, 0, x->restore_replica_s > 0);
     json_opt(f, "restore_local_step", x->restore_step, 0, t && x->restore_s > 0);
     json_opt(f, "restore_durable_step", x->restore_durable_step, 0, x->restore_durable_s > 0);
     json_opt(f, "restore_tier_ratio", restore_tier_ratio(x), 3, restore_tier_ratio(x) > 0);

@@ -79,7 +79,10 @@ TEST(BenchRanks, TrainOnTwoNodesReportsEachTier)
 }
 
 // The same with one replica (--replicas 1: the bench asks MPI for
-// MPI_THREAD_MULTIPLE): every save's round ends after its local commit.
+// MPI_THREAD_MULTIPLE): every save's round ends after its local commit,
+// and the restore with the last node's folder lost reads the newest step
+// (the local restore's) from replicas (the bench fails when
+// ckpt_restore_tier says another tier).
 const char *kReplicasCheck = R"(
 import json, sys
 d = json.load(open(sys.argv[1]))
@@ -87,6 +90,9 @@ assert d["world_size"] == 2 and d["nodes"] == 2 and d["replicas"] == 1, d
 for r in [d] + d["runs"] + d["ranks"]:
     assert r["replicated_s_p50"] is not None and 0 < r["replicated_s_p50"] < 60, r
     assert r["replicated_s_p50"] >= r["local_commit_s_p50"], r
+for r in [d] + d["runs"]:
+    assert 0 < r["restore_replica_s"] < 60, r
+    assert r["restore_replica_step"] == r["restore_local_step"], r
 )";
 
 TEST(BenchRanks, TrainWithReplicasReportsTheRound)
