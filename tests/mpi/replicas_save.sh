@@ -44,4 +44,8 @@ grep -q "rank 2: fetched its files of step 5 from rank 0" "$top/fetch.log" ||
   { cat "$top/fetch.log"; fail "the log does not name rank 2's partner"; }
 [ -d "$l/n1/step-000000000005" ] || fail "node n1's local step 5 was not re-created"
 CKPT_TEST_WANT_TIERS=LLLL run restore "$d" 5
+# Double loss: node n1's folder and node n0's replicas of n1's ranks: the
+# newest step every rank reaches is DIR's 4, n0's ranks reading their own.
+rm -rf "$l/n1" "$l/n0/replica-of-00002" "$l/n0/replica-of-00003"
+CKPT_TEST_WANT_TIERS=LLDD run restore "$d" 4
 echo "replicas_save: ok"
