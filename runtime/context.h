@@ -100,6 +100,8 @@ struct ckpt_ctx {
      * by the node's leader, local_keep_last). */
     ckpt__tier durable, local;
     int has_local;
+    int drain_off; /* coordinator's: the last local pass failed, so durable
+                      saves copy from the tensors (save.c, run_job) */
     ckpt__nodes nodes;
     ckpt__janitor ljan;
     ckpt__replicas repl; /* the coordinator's (replica.c) */

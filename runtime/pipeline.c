@@ -112,6 +112,7 @@ void ckpt__pipe_destroy(ckpt__pipe *p)
     free(p->bat);
     free(p->bad);
     free(p->bads);
+    free(p->src_reqs);
     ckpt__mbox_destroy(&p->mbox);
     memset(p, 0, sizeof *p);
 }
@@ -152,6 +153,40 @@ static void on_io(ckpt__ioreq *req)
         ckpt__mbox_post(&p->mbox, &b->ev, p->dir == CKPT__PIPE_SAVE ? EV_DRAINED : EV_FILLED);
 }
 
+/* A read of a batch filled from the source file (ckpt__pipe_set_source):
+ * the last one posts the batch as filled, failed when any read failed or
+ * came up short (the source is shorter than its index says). */
+static void on_src_io(ckpt__ioreq *req)
+{
+    ckpt__batch *b = req->user;
+    ckpt__pipe *p = b->pipe;
+    if (req->res != (int64_t)req->n && atomic_exchange(&b->io_failed, 1) == 0) {
+        b->io_res = req->res;
+        b->io_run = (uint32_t)(req - p->src_reqs);
+    }
+    if (atomic_fetch_sub(&b->pending, 1) != 1)
+        return;
+    int failed = atomic_load(&b->io_failed);
+    b->copy_rc = failed ? (b->io_res < 0 ? CKPT_EIO : CKPT_ECORRUPT) : 0;
+    b->copy_msg = failed && atomic_exchange(&p->copy_failed, 1) == 0;
+    if (b->copy_msg) {
+        const ckpt__ioreq *q = &p->src_reqs[b->io_run];
+        char who[64 + CKPT_MAX_NAME];
+        snprintf(who, sizeof who, "'%s' chunk %u", ext_entry(p, &p->ext[b->io_run])->name,
+                 p->ext[b->io_run].chunk);
+        if (b->io_res < 0)
+            ckpt__err_errno(&p->copy_err, (int)-b->io_res, "read %s at offset %llu (%s)",
+                            p->src_what, (unsigned long long)q->off, who);
+        else
+            ckpt__err_set(&p->copy_err, CKPT_ECORRUPT,
+                          "%s ends early: %s at offset %llu is cut short", p->src_what, who,
+                          (unsigned long long)q->off);
+    }
+    if (!failed && atomic_fetch_add(&p->copied, 1) + 1 == p->nbat && p->on_snapshot)
+        p->on_snapshot(p->snap_user);
+    ckpt__mbox_post(&p->mbox, &b->ev, EV_FILLED);
+}
+
 static void hash_task(ckpt__task *t)
 {
     ckpt__batch *b = CONTAINER(t, ckpt__batch, task);
@@ -164,9 +199,11 @@ static void hash_task(ckpt__task *t)
             continue; /* never read: nothing to hash */
         uint64_t h = XXH3_64bits(slab + x->slab_off, x->n);
         uint64_t *leaf = &p->idx->hashes[ext_entry(p, x)->chunk0 + x->chunk];
-        if (p->dir == CKPT__PIPE_SAVE)
+        if (p->dir == CKPT__PIPE_SAVE) {
             *leaf = h;
-        else
+            if (p->expect && h != p->expect[ext_entry(p, x)->chunk0 + x->chunk])
+                p->bad[i] = BAD_HASH;
+        } else
             p->bad[i] = h != *leaf ? BAD_HASH : 0;
     }
     /* Before the post: once posted, the coordinator may free the pipe. */
@@ -176,6 +213,21 @@ static void hash_task(ckpt__task *t)
 }
 
 /* ---- coordinator ------------------------------------------------------------ */
+
+int ckpt__pipe_set_source(ckpt__pipe *p, ckpt__wfile *src, const char *src_what,
+                          const uint64_t *src_off, const uint64_t *expect, ckpt__err *err)
+{
+    uint32_t m = p->next ? p->next : 1; /* extents */
+    p->src_reqs = calloc(m, sizeof *p->src_reqs);
+    if (!p->src_reqs)
+        return ckpt__err_set(err, CKPT_ENOMEM, "%s: out of memory planning %u reads", p->what,
+                             p->next);
+    p->src = src;
+    p->src_what = src_what;
+    p->src_off = src_off;
+    p->expect = expect;
+    return 0;
+}
 
 int ckpt__pipe_set_file(ckpt__pipe *p, ckpt__wfile *file)
 {
@@ -232,6 +284,25 @@ static void start_batch(ckpt__pipe *p, ckpt__batch *b, uint64_t off)
         return;
     }
     uint8_t *base = p->eng->staging.base + off;
+    if (p->src) {
+        atomic_store(&b->pending, b->count);
+        atomic_store(&b->io_failed, 0);
+        for (uint32_t i = b->first; i < b->first + b->count; i++) {
+            const ckpt__extent *x = &p->ext[i];
+            ckpt__ioreq *r = &p->src_reqs[i];
+            memset(r, 0, sizeof *r);
+            r->file = p->src;
+            r->op = CKPT__IO_READ;
+            r->off = p->src_off[x->entry] + x->src_off;
+            r->n = x->n;
+            r->buf = base + x->slab_off;
+            r->cb = on_src_io;
+            r->user = b;
+        }
+        for (uint32_t i = b->first; i < b->first + b->count; i++)
+            ckpt__writer_submit(p->eng, &p->src_reqs[i]);
+        return;
+    }
     for (uint32_t i = b->first; i < b->first + b->count; i++) {
         const ckpt__extent *x = &p->ext[i];
         p->ops[i].dst = base + x->slab_off;
@@ -409,7 +480,7 @@ static void check_hashes(ckpt__pipe *p, ckpt__batch *b)
         name_of(p, i, who, sizeof who);
         ckpt__err e;
         ckpt__err_set(&e, CKPT_ECORRUPT, "%s: %s (bytes %llu..%llu) failed its checksum",
-                      p->what, who, (unsigned long long)x->src_off,
+                      p->src ? p->src_what : p->what, who, (unsigned long long)x->src_off,
                       (unsigned long long)(x->src_off + x->n));
         if (!p->keep_going) {
             ckpt__pipe_fail(p, &e);
@@ -478,7 +549,8 @@ int ckpt__pipe_run(ckpt__pipe *p)
         if (stage == EV_FILLED) {
             if (p->dir == CKPT__PIPE_SAVE && b->copy_rc != 0) {
                 ckpt__err e;
-                ckpt__err_set(&e, b->copy_rc, "snapshot copy of batch %u failed%s%s",
+                ckpt__err_set(&e, b->copy_rc, "%s of batch %u failed%s%s",
+                              p->src ? "reading the source" : "snapshot copy",
                               (unsigned)(b - p->bat), b->copy_msg ? ": " : "",
                               b->copy_msg ? p->copy_err.msg : "");
                 ckpt__pipe_fail(p, &e);
@@ -510,6 +582,12 @@ int ckpt__pipe_run(ckpt__pipe *p)
                 continue;
             }
             if (p->dir == CKPT__PIPE_SAVE) {
+                if (p->expect)
+                    check_hashes(p, b);
+                if (p->failed) {
+                    finish_batch(p, b);
+                    continue;
+                }
                 submit_runs(p, b);
             } else {
                 check_hashes(p, b);

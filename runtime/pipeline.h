@@ -124,12 +124,29 @@ struct ckpt__pipe {
     uint64_t done_bytes; /* bytes through the whole pipeline so far */
     void (*on_progress)(void *user, uint64_t done, uint64_t total); /* coordinator */
     void *progress_user;
+    /* save from a file (ckpt__pipe_set_source): batches are filled by
+     * reads of src instead of device copies, and their leaves must equal
+     * expect[] (the source's own chunk hashes). */
+    ckpt__wfile *src;
+    const char *src_what;     /* the source's name for messages */
+    const uint64_t *src_off;  /* per entry of idx: its data's offset in src */
+    const uint64_t *expect;   /* per leaf of idx */
+    ckpt__ioreq *src_reqs;    /* per extent */
 };
 
 /* Plans moving entries[0..n) of idx (indices, in order). */
 int ckpt__pipe_init(ckpt__pipe *p, int dir, ckpt__engine *eng, ckpt__index *idx,
                     void *const *ptrs, const uint32_t *entries, uint32_t n, const char *what,
                     ckpt__err *err);
+/* Save from a file rather than from the entries' memory (the drain,
+ * docs/ARCHITECTURE.md, "Tiers"): each extent is read from src at
+ * src_off[entry] + its offset, and its hash must equal
+ * expect[chunk0 + chunk], else the save fails with CKPT_ECORRUPT naming
+ * src_what, the entry and the chunk, before that batch is written.  The
+ * arrays must outlive the pipe; ptrs are not read for those entries.
+ * Before ckpt__pipe_start. */
+int ckpt__pipe_set_source(ckpt__pipe *p, ckpt__wfile *src, const char *src_what,
+                          const uint64_t *src_off, const uint64_t *expect, ckpt__err *err);
 /* Save: starts copying into free slabs; the file may come later. */
 void ckpt__pipe_start(ckpt__pipe *p);
 /* Sets the file: computes runs from the entries' file offsets. */

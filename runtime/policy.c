@@ -330,7 +330,8 @@ void ckpt__policy_note_done(ckpt_ctx *ctx, const ckpt__job *job)
     ckpt__save_cost *c = &p->done[p->ndone % CKPT__MTBF_RING];
     c->seq = job->seq;
     memcpy(c->cpu_s, job->cpu_s, sizeof c->cpu_s);
-    c->last = job->durable ? CKPT_TIER_DURABLE : CKPT_TIER_LOCAL;
+    c->last = job->fence_tier;
+    c->durable = job->durable;
     p->ndone++;
 }
 
@@ -400,7 +401,7 @@ static int take_costs(ckpt_ctx *ctx)
         if (p->stall[c->seq % CKPT__MTBF_RING].seq == c->seq)
             stall = p->stall[c->seq % CKPT__MTBF_RING].s;
         for (int k = CKPT_TIER_LOCAL; k <= CKPT_TIER_DURABLE; k++) {
-            int ran = k == CKPT_TIER_LOCAL ? ctx->has_local : c->last == CKPT_TIER_DURABLE;
+            int ran = k == CKPT_TIER_LOCAL ? ctx->has_local : c->durable;
             if (!ran)
                 continue;
             double x = c->cpu_s[k] + (k == c->last ? stall : 0);

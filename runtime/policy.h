@@ -48,6 +48,7 @@ typedef struct ckpt__save_cost {
     uint64_t seq;
     double cpu_s[3];   /* per ckpt_tier: its pass's CPU time, 0 no pass */
     int last;          /* the tier of the pass that released the fence */
+    int durable;       /* a DIR pass ran (a drain with the local tier) */
 } ckpt__save_cost;
 
 /* Owned by the caller's thread, like the rest of the context. */

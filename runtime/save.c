@@ -83,6 +83,10 @@ typedef struct save_state {
     ckpt__rankfile *rf;
     const ckpt__rankfile_image *img; /* the cached layout written, or NULL */
     ckpt__wfile *wf;
+    /* A drain (run_job): the tensors come from the local file src_wf,
+     * src_off[] per entry, checked against expect[] per leaf. */
+    ckpt__wfile *src_wf;
+    uint64_t *src_off, *expect;
 } save_state;
 
 typedef struct by_size {
@@ -99,32 +103,68 @@ static int cmp_size(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
+/* The greedy spread of assign_writers: the k-th item of v (largest first)
+ * goes to the slot of out[k] among nslots, each to the slot with the
+ * fewest bytes so far (ties: the lower slot); load has nslots zeroes. */
+static void spread(const by_size *v, uint32_t n, uint32_t nslots, uint64_t *load,
+                   uint32_t *out)
+{
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t best = 0;
+        for (uint32_t q = 1; q < nslots; q++)
+            if (load[q] < load[best])
+                best = q;
+        load[best] += v[k].nbytes;
+        out[k] = best;
+    }
+}
+
 /* Which rank writes each registered tensor: a slice its own rank; the
  * replicated ones are spread over the tier's group (the world in DIR, the
  * node's ranks in local_dir, so that every node's local folder holds them
  * all), the largest first, each to the rank with the fewest replicated
- * bytes so far (ties: the lower rank).  Computed from the registry and the
- * node layout alone, so ranks with the same registrations agree without
- * talking.  Ranks that registered different replicated tensors would not
+ * bytes so far (ties: the lower rank).  With the local tier, DIR's spread
+ * goes over the nodes instead, the same way, and a tensor's writer in DIR
+ * is its writer in that node's local folder: a rank's durable file then
+ * holds a subset of its local file's entries, which the drain copies
+ * (run_job).  Computed from the registry and the node layout alone, so
+ * ranks with the same registrations agree without talking (writer[] is
+ * exact for this rank's tensors: another rank's are just not ctx->rank).
+ * Ranks that registered different replicated tensors would not
  * agree, and a tensor could go to a rank that lacks it, so *set_hash gets
  * a hash of the replicated tensors' names, dtypes and shapes, which every
  * rank's done-record carries and rank 0 compares (commit.c, inv. 8);
  * rank 0's layout check catches slices that do not tile. */
-static int assign_writers(const ckpt_ctx *ctx, const ckpt__group *g, int32_t *writer,
+static int assign_writers(const ckpt_ctx *ctx, const ckpt__tier *t, int32_t *writer,
                           uint64_t *set_hash, ckpt__err *err)
 {
     const ckpt__registry *r = &ctx->reg;
+    const ckpt__group *g = &t->g;
     *set_hash = 0;
     if (ctx->world == 1) {
         for (uint32_t i = 0; i < r->n; i++)
             writer[i] = 0;
         return 0;
     }
-    by_size *v = malloc((r->n ? r->n : 1) * sizeof *v);
-    uint64_t *load = calloc((size_t)g->n, sizeof *load);
-    if (!v || !load) {
+    /* DIR spread over nodes (with the local tier): slot = node. */
+    const ckpt__nodes *nd = &ctx->nodes;
+    int by_node = ctx->has_local && t->kind == CKPT_TIER_DURABLE && nd->nnodes > 0;
+    uint32_t nslots = by_node ? nd->nnodes : g->n;
+    uint32_t me = (uint32_t)ctx->rank;
+    uint32_t mynode = by_node ? nd->node[me] : 0;
+    uint32_t nlocal = by_node ? nd->first[mynode + 1] - nd->first[mynode] : 0;
+    size_t m = r->n ? r->n : 1;
+    by_size *v = malloc(m * sizeof *v);
+    uint64_t *load = calloc((size_t)(nslots > nlocal ? nslots : nlocal), sizeof *load);
+    uint32_t *slot = malloc(m * sizeof *slot);
+    uint32_t *lslot = by_node ? malloc(m * sizeof *lslot) : NULL;
+    XXH3_state_t *hs = XXH3_createState();
+    if (!v || !load || !slot || (by_node && !lslot) || !hs) {
         free(v);
         free(load);
+        free(slot);
+        free(lslot);
+        XXH3_freeState(hs);
         return ckpt__err_set(err, CKPT_ENOMEM, "out of memory assigning %u tensors", r->n);
     }
     uint32_t n = 0;
@@ -134,32 +174,33 @@ static int assign_writers(const ckpt_ctx *ctx, const ckpt__group *g, int32_t *wr
             v[n++] = (by_size){r->v[i].nbytes, r->v[i].name, i};
     }
     qsort(v, n, sizeof *v, cmp_size);
-    XXH3_state_t *hs = XXH3_createState();
-    if (!hs) {
-        free(v);
-        free(load);
-        return ckpt__err_set(err, CKPT_ENOMEM, "out of memory assigning %u tensors", r->n);
-    }
     XXH3_64bits_reset(hs);
     for (uint32_t k = 0; k < n; k++) {
-        const ckpt__tensor *t = &r->v[v[k].i];
-        int32_t head[2] = {(int32_t)t->dtype, t->ndim};
-        XXH3_64bits_update(hs, t->name, strlen(t->name) + 1);
+        const ckpt__tensor *tt = &r->v[v[k].i];
+        int32_t head[2] = {(int32_t)tt->dtype, tt->ndim};
+        XXH3_64bits_update(hs, tt->name, strlen(tt->name) + 1);
         XXH3_64bits_update(hs, head, sizeof head);
-        XXH3_64bits_update(hs, t->shape, (size_t)t->ndim * sizeof t->shape[0]);
+        XXH3_64bits_update(hs, tt->shape, (size_t)tt->ndim * sizeof tt->shape[0]);
     }
     *set_hash = XXH3_64bits_digest(hs);
     XXH3_freeState(hs);
-    for (uint32_t k = 0; k < n; k++) {
-        uint32_t best = 0;
-        for (uint32_t q = 1; q < g->n; q++)
-            if (load[q] < load[best])
-                best = q;
-        load[best] += v[k].nbytes;
-        writer[v[k].i] = (int32_t)ckpt__group_rank(g, best);
+    spread(v, n, nslots, load, slot);
+    if (by_node) {
+        /* This node's local spread (the local tier's, over its ranks). */
+        memset(load, 0, (size_t)nlocal * sizeof *load);
+        spread(v, n, nlocal, load, lslot);
+        for (uint32_t k = 0; k < n; k++)
+            writer[v[k].i] = slot[k] == mynode
+                                 ? (int32_t)nd->byrank[nd->first[mynode] + lslot[k]]
+                                 : -1;
+    } else {
+        for (uint32_t k = 0; k < n; k++)
+            writer[v[k].i] = (int32_t)ckpt__group_rank(g, slot[k]);
     }
     free(v);
     free(load);
+    free(slot);
+    free(lslot);
     return 0;
 }
 
@@ -179,7 +220,7 @@ static int build_index(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__err *
     if (!writer)
         return ckpt__err_set(err, CKPT_ENOMEM, "out of memory");
     uint64_t set_hash;
-    int rc = assign_writers(ctx, &s->t->g, writer, &set_hash, err);
+    int rc = assign_writers(ctx, s->t, writer, &set_hash, err);
     /* A done-record's created_unix field is free (the manifest's gets the
      * time at the commit): it carries the replicated set's hash. */
     idx->created_unix = (int64_t)set_hash;
@@ -568,13 +609,68 @@ static int finish_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__
     return rc;
 }
 
+/* The local pass a drain copies from (run_job): its index (file offsets
+ * and leaves of this rank's local file) and that file's committed path. */
+typedef struct drain_src {
+    ckpt__index idx;
+    char path[CKPT__PATH_MAX];
+} drain_src;
+
+/* A drain's source: each tensor entry of s->idx with data found in the
+ * local index (same name, size and chunking: assign_writers makes DIR's
+ * entries a subset of the local file's, in the same order), its offset
+ * there and its leaves; then the local file opened for reading. */
+static int plan_drain(ckpt_ctx *ctx, save_state *s, const drain_src *src, ckpt__err *err)
+{
+    const ckpt__index *li = &src->idx;
+    ckpt__index *idx = &s->idx;
+    s->src_off = calloc(idx->nentries ? idx->nentries : 1, sizeof *s->src_off);
+    s->expect = calloc(idx->nhashes ? idx->nhashes : 1, sizeof *s->expect);
+    if (!s->src_off || !s->expect)
+        return ckpt__err_set(err, CKPT_ENOMEM, "out of memory planning the drain");
+    uint32_t j = 0;
+    for (uint32_t k = 0; k < s->nids; k++) {
+        const ckpt__entry *e = &idx->entries[s->ids[k]];
+        while (j < li->nentries && (li->entries[j].kind != CKPT__ENTRY_TENSOR ||
+                                    strcmp(li->entries[j].name, e->name) != 0))
+            j++;
+        if (j == li->nentries)
+            return ckpt__err_set(err, CKPT_EMISMATCH,
+                                 "drain: '%s' is not in the local rank file %s", e->name,
+                                 src->path);
+        const ckpt__entry *le = &li->entries[j];
+        if (le->nbytes != e->nbytes || le->nchunks != e->nchunks ||
+            li->chunk_bytes != idx->chunk_bytes)
+            return ckpt__err_set(err, CKPT_EMISMATCH,
+                                 "drain: '%s' differs in size in the local rank file %s",
+                                 e->name, src->path);
+        s->src_off[s->ids[k]] = le->file_off;
+        memcpy(s->expect + e->chunk0, li->hashes + le->chunk0, e->nchunks * sizeof *s->expect);
+        s->ptrs[s->ids[k]] = NULL; /* the caller's tensors are not read again */
+    }
+    return ckpt__writer_file_open(&ctx->eng, src->path, CKPT__WF_READ, -1, &s->src_wf, err);
+}
+
+/* How a pass runs (run_save). */
+typedef struct pass_opts {
+    int last;              /* the job's last pass: it releases the fence (so a
+                              pass before it copies from tensors the caller
+                              cannot modify yet) and emits the events */
+    drain_src *keep;       /* when the pass commits, its index and committed
+                              file go here (the drain's source) */
+    const drain_src *src;  /* a drain: the tensors come from this source */
+    const ckpt__err *fail; /* the pass only takes part in the commit, to fail
+                              it with this error at once (run_job) */
+} pass_opts;
+
 /* One pass of a save: its files into tier t's folder, committed there by
- * t's group.  last: the job's last pass, which releases the fence (so a
- * pass before it copies from tensors the caller cannot modify yet) and
- * emits the events. */
-static int run_save(ckpt_ctx *ctx, ckpt__job *job, const ckpt__tier *t, int last,
+ * t's group, as o says. */
+static int run_save(ckpt_ctx *ctx, ckpt__job *job, const ckpt__tier *t, pass_opts o,
                     ckpt__err *err)
 {
+    int last = o.last;
+    drain_src *keep = o.keep;
+    const drain_src *src = o.src;
     save_state *s = calloc(1, sizeof *s);
     if (!s)
         return ckpt__err_set(err, CKPT_ENOMEM, "out of memory");
@@ -586,12 +682,27 @@ static int run_save(ckpt_ctx *ctx, ckpt__job *job, const ckpt__tier *t, int last
     ckpt__rank_file_name((uint32_t)ctx->rank, s->fname);
     int rc = build_index(ctx, job, s, err);
     if (last)
+        job->fence_tier = t->kind;
+    if (last && !job->started_sent) {
+        job->started_sent = 1;
         ckpt__emit(ctx, job, CKPT_EVENT_STARTED, 0, NULL);
-    if (!rc) {
+    }
+    if (!rc && o.fail) {
+        rc = ckpt__commit_begin(t->dir, job->step, s->idx.uuid, t->g.n > 1, s->partial,
+                                sizeof s->partial, &s->dfd, err);
+        if (!rc)
+            rc = ckpt__err_set(err, o.fail->code, "%s", o.fail->msg);
+    }
+    if (!rc && src)
+        rc = plan_drain(ctx, s, src, err);
+    if (!rc && !o.fail) {
         rc = ckpt__pipe_init(&s->pipe, CKPT__PIPE_SAVE, &ctx->eng, &s->idx, s->ptrs, s->ids,
                              s->nids, s->fname, err);
         s->pipe_ready = 1;
     }
+    if (!rc && src)
+        rc = ckpt__pipe_set_source(&s->pipe, s->src_wf, src->path, s->src_off, s->expect,
+                                   err);
     if (!rc) {
         /* Step 2 before 3: the snapshot does not wait for HDF5. */
         if (last) {
@@ -612,7 +723,7 @@ static int run_save(ckpt_ctx *ctx, ckpt__job *job, const ckpt__tier *t, int last
             rc = prc;
         }
     }
-    if (!rc)
+    if (!rc && !o.fail)
         rc = finish_rank_file(ctx, job, s, err);
     if (s->rf) {
         ckpt__h5_enter();
@@ -621,6 +732,8 @@ static int run_save(ckpt_ctx *ctx, ckpt__job *job, const ckpt__tier *t, int last
     }
     if (s->wf)
         ckpt__writer_file_close(&ctx->eng, s->wf);
+    if (s->src_wf)
+        ckpt__writer_file_close(&ctx->eng, s->src_wf);
     /* The leader removes a failed save's folder; another rank leaves its
      * failure mark there instead, so the leader stops waiting for it. */
     int leads = (uint32_t)ctx->rank == s->leader;
@@ -640,7 +753,16 @@ static int run_save(ckpt_ctx *ctx, ckpt__job *job, const ckpt__tier *t, int last
     job->cpu_s[t->kind] += ckpt__thread_cpu_s() - c0 + hc;
     if (s->pipe_ready)
         ckpt__pipe_destroy(&s->pipe);
+    char step_dir[CKPT__FNAME_MAX];
+    ckpt__step_name(job->step, step_dir);
+    if (!rc && keep && snprintf(keep->path, sizeof keep->path, "%s/%s/%s", t->dir, step_dir,
+                                s->fname) < (int)sizeof keep->path) {
+        keep->idx = s->idx; /* moved */
+        memset(&s->idx, 0, sizeof s->idx);
+    }
     ckpt__index_free(&s->idx);
+    free(s->src_off);
+    free(s->expect);
     free(s->ptrs);
     free(s->ids);
     free(s);
@@ -651,25 +773,41 @@ static int run_save(ckpt_ctx *ctx, ckpt__job *job, const ckpt__tier *t, int last
 
 /* A job's passes (docs/ARCHITECTURE.md, "Tiers"): without the local tier
  * one, into DIR.  With it, the local folder first, then with replicas a
- * replication round (replica.c, which never fails the job), then, for a durable
- * save, DIR through the same path (the first version of the drain: the
- * snapshot is copied twice and the fence waits for the second copy).
- * Both run even when the first fails, DIR being the tier that must not
- * miss a save; the job fails when either does, with the first error. */
+ * replication round (replica.c, which never fails the job), then, for a
+ * durable save, the drain: DIR's files copied from this rank's committed
+ * local file (its entries a subset of the local ones, assign_writers),
+ * every chunk checked against the local file's hashes, committed in DIR
+ * by today's protocol.  The local pass is then the job's last pass for
+ * the fence: the snapshot is taken once, and the caller runs again while
+ * the local file is written and drained.  When a drain is impossible
+ * (ctx->drain_off: the last local pass failed; or this one failed before
+ * its snapshot was released) DIR's pass copies from the tensors, and the
+ * fence waits for it, as the tier that must not miss a save; a local pass
+ * that fails after releasing the fence fails the save's durable copy too
+ * (the tensors may have changed), and the next durable saves copy from
+ * the tensors until a local pass commits again.  The job fails when either
+ * pass does, with the first error. */
 static int run_job(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
 {
     job->committed = 0;
     job->t_local_ns = 0;
     job->t_repl_ns = 0;
     if (!ctx->has_local) {
-        int rc = run_save(ctx, job, &ctx->durable, 1, err);
+        int rc = run_save(ctx, job, &ctx->durable, (pass_opts){.last = 1}, err);
         job->committed = rc ? 0 : 1 << CKPT_TIER_DURABLE;
         return rc;
     }
-    int rc = run_save(ctx, job, &ctx->local, !job->durable, err);
-    if (rc)
+    int drain = job->durable && !ctx->drain_off;
+    drain_src *src = drain ? calloc(1, sizeof *src) : NULL;
+    if (drain && !src)
+        drain = 0;
+    int rc = run_save(ctx, job, &ctx->local,
+                      (pass_opts){.last = !job->durable || drain, .keep = src}, err);
+    if (rc) {
         ckpt__err_prefix(err, "local tier %s", ctx->local_dir);
-    else {
+        ctx->drain_off = 1;
+    } else {
+        ctx->drain_off = 0;
         job->committed |= 1 << CKPT_TIER_LOCAL;
         job->t_local_ns = ckpt__now_ns(); /* the COMMITTED event's local_commit_s */
     }
@@ -684,16 +822,42 @@ static int run_job(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
         if (rr >= 0)
             job->t_repl_ns = ckpt__now_ns(); /* the COMMITTED event's replicated_s */
     }
-    if (!job->durable)
+    if (!job->durable) {
+        free(src);
         return rc;
+    }
     ckpt__err e2;
     ckpt__err_clear(&e2);
-    int rc2 = run_save(ctx, job, &ctx->durable, 1, rc ? &e2 : err);
+    int rc2;
+    pthread_mutex_lock(&ctx->mu);
+    int released = job->snap_done;
+    pthread_mutex_unlock(&ctx->mu);
+    if (!rc && drain) {
+        rc2 = run_save(ctx, job, &ctx->durable, (pass_opts){.src = src}, &e2);
+        if (rc2)
+            ckpt__err_prefix(&e2, "drain of %s", src->path);
+    } else if (!drain || !released) {
+        rc2 = run_save(ctx, job, &ctx->durable, (pass_opts){.last = 1}, &e2);
+    } else {
+        /* Every rank of the world takes part in DIR's commit: this one
+         * leaves its failure there, so rank 0 gives the save up at once. */
+        ckpt__err why;
+        ckpt__err_set(&why, CKPT_EIO,
+                      "rank %d's local pass failed after the snapshot was released: nothing "
+                      "to drain", ctx->rank);
+        rc2 = run_save(ctx, job, &ctx->durable, (pass_opts){.fail = &why}, &e2);
+    }
+    if (src) {
+        ckpt__index_free(&src->idx);
+        free(src);
+    }
     if (!rc2)
         job->committed |= 1 << CKPT_TIER_DURABLE;
     else if (rc)
         ckpt__logf(&ctx->log, CKPT_LOG_WARN, "step %lld: the durable save failed too: %s",
                    (long long)job->step, e2.msg);
+    else
+        *err = e2;
     return rc ? rc : rc2;
 }
 

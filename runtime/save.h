@@ -27,6 +27,10 @@ typedef struct ckpt__job {
     int committed;        /* coordinator: the tiers it committed in, bits
                              1 << CKPT_TIER_LOCAL, 1 << CKPT_TIER_DURABLE,
                              1 << CKPT_TIER_REPLICA */
+    int started_sent;     /* coordinator: its STARTED event was emitted */
+    int fence_tier;       /* coordinator: the ckpt_tier of the pass that took
+                             the snapshot and released the fence (the save
+                             policy charges the caller's stall to it) */
     int snap_done;        /* ctx->mu */
     int snap_queued;      /* ctx->mu: every snapshot copy is queued */
     ckpt__err err;

@@ -296,8 +296,11 @@ typedef struct ckpt_config {
     /* Tiers (docs/ARCHITECTURE.md, "Tiers").  With local_dir set, every
      * save goes to a node-local folder first, holding only the files of
      * the ranks on this node (docs/FORMAT.md, "The local tier"), and every
-     * durable_every-th save also goes to dir.  NULL (the default) changes
-     * nothing: every save goes to dir alone.  Every rank must set
+     * durable_every-th save also goes to dir, drained from the committed
+     * local files (one snapshot: ckpt_fence returns once the local pass
+     * has copied the tensors; every chunk copied to dir is checked against
+     * its local hash).  NULL (the default) changes nothing: every save
+     * goes to dir alone.  Every rank must set
      * local_dir or none, with the same durable_every (ckpt_open checks).
      * local_dir must be a folder of this node that no other node uses
      * (NVMe, /dev/shm); the ranks of one node share it. */

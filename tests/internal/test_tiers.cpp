@@ -636,6 +636,42 @@ std::string replica_dir(const Tiers &t, int src)
     return t.local_of((src + 2) % N) + "/" + b;
 }
 
+// Flips the byte at off of rank's rank file in its node's local folder of
+// step, partial or already committed (a DURABLE event comes in either).
+bool flip_local(const Tiers &t, int rank, int64_t step, uint64_t off)
+{
+    std::string l = t.local_of(rank);
+    for (int tries = 0; tries < 100; tries++)
+        for (const auto &e : ckt::list_dir(l))
+            if (e.rfind(step_name(step), 0) == 0 &&
+                ckt::flip_byte(l + "/" + e + "/" + rank_file(rank), off))
+                return true;
+    return false;
+}
+
+// An offset inside one of rank's tensors in its local file of step 1 (only
+// slices: a slice of rank's own, in its DIR file too).  The layout is
+// cached, so the next steps' data sits at the same place.
+uint64_t local_data_off(const Tiers &t, int rank, bool slices_only)
+{
+    ckpt__index idx;
+    ckpt__err err;
+    std::string man = t.local_of(rank) + "/" + step_name(1) + "/manifest.h5";
+    if (ckpt__manifest_read_part(man.c_str(), &idx, &err) != 0) {
+        ADD_FAILURE() << err.msg;
+        return 0;
+    }
+    uint64_t off = 0;
+    for (uint32_t i = 0; i < idx.nentries && !off; i++) {
+        const ckpt__entry &e = idx.entries[i];
+        if (e.rank == rank && e.kind == CKPT__ENTRY_TENSOR && e.nbytes > 16 &&
+            (!slices_only || e.count[0] != e.shape[0]))
+            off = e.file_off + 8;
+    }
+    ckpt__index_free(&idx);
+    return off;
+}
+
 std::set<std::string> source_files(int src)
 {
     char a[32], b[32];
@@ -759,31 +795,14 @@ TEST(Tiers, AReplicaThatDoesNotVerifyIsNotKept)
                 std::lock_guard<std::mutex> g(h->mu);
                 if (ev->kind == CKPT_EVENT_COMMITTED)
                     h->ev.push_back(*ev);
-                if (ev->kind != CKPT_EVENT_DURABLE || ev->step != 2 || !h->off)
-                    return;
-                // The local folder is partial, or already renamed by the leader.
-                std::string l = h->t->local_of(1);
-                for (int tries = 0; tries < 100 && !h->flipped; tries++)
-                    for (const auto &e : ckt::list_dir(l))
-                        if (e.rfind(step_name(2), 0) == 0 &&
-                            ckt::flip_byte(l + "/" + e + "/rank-00001.h5", h->off))
-                            h->flipped = true;
+                if (ev->kind == CKPT_EVENT_DURABLE && ev->step == 2 && h->off && !h->flipped)
+                    h->flipped = flip_local(*h->t, 1, 2, h->off);
             };
         });
         ASSERT_NE(ck, nullptr);
         EXPECT_EQ(save_one(ck, m, 1), 0) << ckpt_last_error(ck);
-        if (r == 1) {
-            // The layout is cached: step 2's data sits where step 1's does.
-            ckpt__index idx;
-            ckpt__err err;
-            std::string man = t.local_of(1) + "/" + step_name(1) + "/manifest.h5";
-            ASSERT_EQ(ckpt__manifest_read_part(man.c_str(), &idx, &err), 0) << err.msg;
-            for (uint32_t i = 0; i < idx.nentries && !hook[r].off; i++)
-                if (idx.entries[i].rank == 1 && idx.entries[i].kind == CKPT__ENTRY_TENSOR &&
-                    idx.entries[i].nbytes > 16)
-                    hook[r].off = idx.entries[i].file_off + 8;
-            ckpt__index_free(&idx);
-        }
+        if (r == 1)
+            hook[r].off = local_data_off(t, 1, false);
         EXPECT_EQ(save_one(ck, m, 2), 0) << ckpt_last_error(ck);
         EXPECT_EQ(ckpt_close(ck), 0);
     });
@@ -902,4 +921,106 @@ TEST(Tiers, APeerThatNeverAnswersFailsReplicationNotTheSave)
         << t.log.find("replication");
     EXPECT_EQ(t.log.count("replication by rank 1 failed"), 1);
     EXPECT_EQ(t.log.count("replication by rank 3 failed"), 1);
+}
+
+// The drain (docs/ARCHITECTURE.md, "Tiers"): a durable save's DIR files
+// are copied from the committed local files, so the snapshot is taken once
+// and the fence comes back before the local commit; tensors changed after
+// the fence never reach DIR, which restores the saved values bit-exact.
+TEST(Tiers, ADurableSaveIsDrainedFromTheLocalFilesAfterTheFence)
+{
+    Tiers t;
+    t.durable_every = 1;
+    struct Seen {
+        std::mutex mu;
+        double snapshot_s = -1;
+        std::vector<ckpt_event> committed;
+    } seen[N];
+    ckl::on_ranks(N, [&](int r, ckpt_comm *comm) {
+        std::vector<Part> m;
+        ckpt_ctx *ck = ckm::open_with_model(t.dir, comm, N, r, m, [&](ckpt_config &c) {
+            t.tweak(r, c);
+            c.event_user = &seen[r];
+            c.event_fn = [](void *user, const ckpt_event *ev) {
+                auto *s = static_cast<Seen *>(user);
+                std::lock_guard<std::mutex> g(s->mu);
+                if (ev->kind == CKPT_EVENT_SNAPSHOT && ev->step == 7)
+                    s->snapshot_s = ev->since_save_s;
+                if (ev->kind == CKPT_EVENT_COMMITTED)
+                    s->committed.push_back(*ev);
+            };
+        });
+        ASSERT_NE(ck, nullptr);
+        for (auto &p : m)
+            p.fill(7);
+        ckpt_ticket tk;
+        ASSERT_EQ(ckpt_save(ck, 7, nullptr, &tk), 0) << ckpt_last_error(ck);
+        ASSERT_EQ(ckpt_fence(ck, nullptr), 0);
+        for (auto &p : m)
+            p.fill(99); // the next step's values, while the save persists
+        EXPECT_EQ(ckpt_wait(ck, tk, -1), 0) << "rank " << r << ": " << ckpt_last_error(ck);
+        EXPECT_EQ(ckpt_close(ck), 0);
+    });
+    EXPECT_EQ(committed(t.dir), (std::vector<std::string>{step_name(7)}));
+    for (int r = 0; r < N; r++) {
+        ASSERT_EQ(seen[r].committed.size(), 1u) << "rank " << r;
+        const ckpt_event &e = seen[r].committed[0];
+        EXPECT_EQ(e.tiers, (1u << CKPT_TIER_LOCAL) | (1u << CKPT_TIER_DURABLE)) << "rank " << r;
+        EXPECT_GE(seen[r].snapshot_s, 0) << "rank " << r;
+        EXPECT_LE(seen[r].snapshot_s, e.local_commit_s) << "rank " << r << ": one snapshot, "
+                                                        << "taken by the local pass";
+        EXPECT_LE(e.local_commit_s, e.since_save_s) << "rank " << r;
+    }
+    // Both nodes' local folders lost: DIR alone restores step 7's values.
+    for (int node = 0; node < 2; node++)
+        ckt::TempDir::remove_all(t.local_of(node * 2));
+    t.restore(7, {D, D, D, D});
+}
+
+// Rank 1's local file of step 2 is damaged after its commit and before the
+// drain reads it: the drain finds the chunk that fails its hash, names the
+// local file, and step 2 is not committed in DIR (no partial folder left),
+// which keeps step 1; the newest step every rank restores is then step 1.
+TEST(Tiers, ADrainFindsADamagedLocalFileAndDIRKeepsItsStep)
+{
+    Tiers t;
+    t.durable_every = 1;
+    struct Hook {
+        Tiers *t;
+        uint64_t off = 0;
+        bool flipped = false;
+    } hook[N];
+    std::string errs[N];
+    ckl::on_ranks(N, [&](int r, ckpt_comm *comm) {
+        std::vector<Part> m;
+        hook[r].t = &t;
+        ckpt_ctx *ck = ckm::open_with_model(t.dir, comm, N, r, m, [&](ckpt_config &c) {
+            t.tweak(r, c);
+            c.commit_timeout_s = 20;
+            c.event_user = &hook[r];
+            c.event_fn = [](void *user, const ckpt_event *ev) {
+                auto *h = static_cast<Hook *>(user);
+                if (ev->kind == CKPT_EVENT_DURABLE && ev->step == 2 && h->off && !h->flipped)
+                    h->flipped = flip_local(*h->t, 1, 2, h->off);
+            };
+        });
+        ASSERT_NE(ck, nullptr);
+        EXPECT_EQ(save_one(ck, m, 1), 0) << ckpt_last_error(ck);
+        if (r == 1) {
+            hook[r].off = local_data_off(t, 1, true);
+            ASSERT_NE(hook[r].off, 0u) << "no slice of rank 1 in its local file";
+        }
+        EXPECT_NE(save_one(ck, m, 2), 0) << "rank " << r;
+        errs[r] = ckpt_last_error(ck);
+        EXPECT_EQ(ckpt_close(ck), 0);
+    });
+    ASSERT_TRUE(hook[1].flipped);
+    EXPECT_NE(errs[1].find("failed its checksum"), std::string::npos) << errs[1];
+    EXPECT_NE(errs[1].find(step_name(2) + "/rank-00001.h5"), std::string::npos) << errs[1];
+    EXPECT_NE(errs[1].find("drain of"), std::string::npos) << errs[1];
+    EXPECT_EQ(committed(t.dir), (std::vector<std::string>{step_name(1)}));
+    EXPECT_EQ(partials_in(t.dir), 0u);
+    // The local tiers committed step 2 (rank 1's copy damaged since).
+    EXPECT_EQ(committed(t.local_of(0)), (std::vector<std::string>{step_name(1), step_name(2)}));
+    t.restore(1, {L, L, L, L});
 }
