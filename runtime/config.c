@@ -103,6 +103,13 @@ int ckpt_config_init(ckpt_config *cfg)
             rc = ckpt__err_append(err, CKPT_EINVAL, "CKPT_REPLICAS='%.64s' is not 0, 1 or 2",
                                   v);
     }
+    if ((v = getenv("CKPT_DRAIN_AT_CLOSE")) && *v) {
+        if (strcmp(v, "0") == 0 || strcmp(v, "1") == 0)
+            cfg->no_drain_at_close = v[0] == '0';
+        else
+            rc = ckpt__err_append(err, CKPT_EINVAL, "CKPT_DRAIN_AT_CLOSE='%.64s' is not 0 or 1",
+                                  v);
+    }
     if ((v = getenv("CKPT_IO")) && *v) {
         if (strcmp(v, "auto") == 0)
             cfg->io = CKPT_IO_AUTO;
@@ -227,6 +234,8 @@ static int tiers_validate(const ckpt_config *c, ckpt__err *err)
         BAD("config: local_keep_last is %d (0 keeps all)", c->local_keep_last);
     if (c->node_name && (!c->node_name[0] || strlen(c->node_name) >= CKPT__NODE_NAME_MAX))
         BAD("config: node_name must be 1..%d bytes", CKPT__NODE_NAME_MAX - 1);
+    if (c->no_drain_at_close != 0 && c->no_drain_at_close != 1)
+        BAD("config: no_drain_at_close is %d; it must be 0 or 1", c->no_drain_at_close);
     if (c->replicas < 0 || c->replicas > CKPT__REPLICAS_MAX)
         BAD("config: replicas is %d; it must be 0..%d", c->replicas, CKPT__REPLICAS_MAX);
     const char *l = c->local_dir;

@@ -102,6 +102,14 @@ struct ckpt_ctx {
     int has_local;
     int drain_off; /* coordinator's: the last local pass failed, so durable
                       saves copy from the tensors (save.c, run_job) */
+    struct ckpt__job *close_job; /* ctx->mu: the newest save when it was
+                      local-only and its local pass committed, kept (with
+                      its local file's index) for ckpt_close's drain */
+    int64_t last_step;   /* ctx->mu: the newest accepted save's step */
+    int last_durable;    /* ctx->mu: and whether it goes to DIR */
+    uint64_t reg_changes; /* caller's: registrations since open */
+    int close_rc;        /* ctx->mu: ckpt_close's drain, by the coordinator */
+    ckpt__err close_err;
     ckpt__nodes nodes;
     ckpt__janitor ljan;
     ckpt__replicas repl; /* the coordinator's (replica.c) */

@@ -71,6 +71,7 @@ static void destroy(ckpt_ctx *ctx)
         pthread_join(ctx->coord, NULL);
     ckpt__janitor_stop(&ctx->jan);
     ckpt__janitor_stop(&ctx->ljan);
+    ckpt__job_free(ctx->close_job);
     ckpt__nodes_free(&ctx->nodes);
     ckpt__policy_close(ctx);
     ckpt__engine_close(&ctx->eng);
@@ -279,8 +280,11 @@ int ckpt_open(const ckpt_config *cfg, ckpt_comm *comm, ckpt_ctx **out)
      * failure on one rank fails the open on all (no rank left waiting).
      * The same allreduce tells whether every rank agrees on the tiers:
      * the MAX of tiers (INT64_MAX for a failed rank) and of -tiers give
-     * their range (durable_every and replicas in one number). */
-    int64_t tiers = cfg->local_dir ? (int64_t)cfg->durable_every * 4 + cfg->replicas : 0;
+     * their range (durable_every, no_drain_at_close and replicas in one
+     * number). */
+    int64_t tiers = cfg->local_dir ? (int64_t)cfg->durable_every * 8 +
+                                         cfg->no_drain_at_close * 4 + cfg->replicas
+                                   : 0;
     int64_t bad[2] = {rc ? INT64_MAX : tiers, -tiers};
     int crc = ckpt__comm_allreduce(ctx->comm, &ctx->fault, bad, 2, CKPT__MAX, err);
     if (!crc && !rc && bad[0] == INT64_MAX)
@@ -290,8 +294,9 @@ int ckpt_open(const ckpt_config *cfg, ckpt_comm *comm, ckpt_ctx **out)
     if (!rc && bad[0] != -bad[1])
         rc = ckpt__err_set(err, CKPT_EINVAL,
                            "config: local_dir must be set on every rank or none, with the "
-                           "same durable_every and replicas (ranks have durable_every x 4 + "
-                           "replicas %lld..%lld; 0: no local_dir)",
+                           "same durable_every and replicas and no_drain_at_close (ranks "
+                           "have durable_every x 8 + no_drain_at_close x 4 + replicas "
+                           "%lld..%lld; 0: no local_dir)",
                            (long long)-bad[1], (long long)bad[0]);
     if (!rc && tiers)
         rc = tiers_open(ctx, err);
@@ -313,6 +318,50 @@ int ckpt_open(const ckpt_config *cfg, ckpt_comm *comm, ckpt_ctx **out)
     return 0;
 }
 
+/* Under ctx->mu, nothing in flight: when the newest save was local-only,
+ * the coordinator drains it into DIR (save.c, run_close_drain).  The same
+ * decision on every rank: the durable cadence is. */
+static void close_drain(ckpt_ctx *ctx, ckpt__err *err)
+{
+    if (!ctx->has_local || !ctx->seq || ctx->last_durable || !ctx->coord_running ||
+        ctx->cfg.no_drain_at_close)
+        return;
+    ckpt__job *job = ctx->close_job;
+    ctx->close_job = NULL;
+    if (job && job->step != ctx->last_step) {
+        ckpt__job_free(job);
+        job = NULL;
+    }
+    if (!job && ctx->world == 1)
+        return; /* nothing to drain, and no rank waits for this one */
+    if (!job) {
+        job = calloc(1, sizeof *job);
+        if (!job) {
+            ckpt__err_set(err, CKPT_ENOMEM, "ckpt_close: out of memory");
+            return;
+        }
+        job->ctx = ctx;
+        job->step = ctx->last_step;
+        job->seq = ctx->seq;
+    }
+    job->next = NULL;
+    job->close_drain = 1;
+    job->snap_done = job->snap_queued = 1;
+    job->started_sent = 1;
+    ctx->close_rc = 0;
+    ctx->inflight++;
+    if (ctx->qtail)
+        ctx->qtail->next = job;
+    else
+        ctx->qhead = job;
+    ctx->qtail = job;
+    pthread_cond_broadcast(&ctx->cv);
+    while (ctx->inflight > 0)
+        pthread_cond_wait(&ctx->cv, &ctx->mu);
+    if (ctx->close_rc)
+        *err = ctx->close_err;
+}
+
 int ckpt_close(ckpt_ctx *ctx)
 {
     if (!ctx)
@@ -320,9 +369,14 @@ int ckpt_close(ckpt_ctx *ctx)
     pthread_mutex_lock(&ctx->mu);
     while (ctx->inflight > 0)
         pthread_cond_wait(&ctx->cv, &ctx->mu);
+    ckpt__err drained;
+    ckpt__err_clear(&drained);
+    close_drain(ctx, &drained);
     ckpt__err unobserved;
     ckpt__tickets_unreported(&ctx->tix, &unobserved);
     pthread_mutex_unlock(&ctx->mu);
+    if (!unobserved.code)
+        unobserved = drained;
     ckpt__janitor_wait(&ctx->jan);
     ckpt__janitor_wait(&ctx->ljan);
     destroy(ctx);
@@ -379,6 +433,8 @@ static int add_tensor(ckpt_ctx *ctx, const char *fn, const char *name, void *ptr
             ctx->err = keep;
         }
     }
+    if (!rc)
+        ctx->reg_changes++;
     return rc;
 }
 
@@ -408,7 +464,11 @@ int ckpt_unregister(ckpt_ctx *ctx, const char *name)
     if (!ctx)
         return no_ctx("ckpt_unregister");
     int rc = frozen(ctx, "ckpt_unregister");
-    return rc ? rc : ckpt__registry_remove(&ctx->reg, name, &ctx->err);
+    if (!rc)
+        rc = ckpt__registry_remove(&ctx->reg, name, &ctx->err);
+    if (!rc)
+        ctx->reg_changes++;
+    return rc;
 }
 
 int ckpt_set_meta(ckpt_ctx *ctx, const char *key, const void *data, size_t len)
@@ -514,6 +574,9 @@ int ckpt_save(ckpt_ctx *ctx, int64_t step, void *stream, ckpt_ticket *ticket)
     ckpt_ticket t = job->ticket = ckpt__tickets_issue(&ctx->tix, ticket != NULL);
     uint64_t seq = job->seq = ++ctx->seq;
     job->durable = ckpt__policy_durable(ctx, seq);
+    job->reg_seen = ctx->reg_changes;
+    ctx->last_step = step;
+    ctx->last_durable = job->durable;
     ctx->inflight++;
     ctx->snap_pending++;
     ctx->snap_unqueued++;

@@ -338,11 +338,13 @@ void ckpt__policy_note_done(ckpt_ctx *ctx, const ckpt__job *job)
 int ckpt__policy_durable(ckpt_ctx *ctx, uint64_t seq)
 {
     ckpt__policy *p = &ctx->pol;
+    int shutdown = p->durable_next;
+    p->durable_next = 0;
     if (!ctx->has_local)
         return 1;
     if (!p->mtbf)
-        return (seq - 1) % (uint64_t)ctx->cfg.durable_every == 0;
-    int d = seq == 1 || p->since_durable + 1 >= (uint64_t)p->durable_every;
+        return shutdown || (seq - 1) % (uint64_t)ctx->cfg.durable_every == 0;
+    int d = shutdown || seq == 1 || p->since_durable + 1 >= (uint64_t)p->durable_every;
     p->since_durable = d ? 0 : p->since_durable + 1;
     return d;
 }
@@ -551,19 +553,28 @@ int ckpt_policy_due(ckpt_ctx *ctx, int64_t step)
     int why = 0;
     if (c->policy_every_steps > 0 && step % c->policy_every_steps == 0)
         why |= CKPT__DUE_STEPS;
-    if (p->agree && p->ncalls % (uint64_t)c->policy_sync_steps == 0) {
+    int agreed = p->agree && p->ncalls % (uint64_t)c->policy_sync_steps == 0;
+    if (agreed) {
         int rc = agree(ctx, &why);
         if (rc)
             return rc; /* Inv. 3: pending requests wait for the next point. */
-    } else if (why) {
+    } else if (why && !ctx->has_local) {
         /* Due by the step rule: this save also serves the requests that
          * arrived before it.  Rank-local, so it cannot make ranks differ:
-         * later agreement points still OR every rank's flags. */
+         * later agreement points still OR every rank's flags.  With the
+         * local tier this save may be local-only, so a signal or file
+         * request (a shutdown) waits for the next agreement point, which
+         * makes its save durable. */
         take_requests(ctx);
     }
     if (!why)
         return 0;
-    p->pending = 0;
+    /* Only agreed bits (agree() ORs every rank's): the same on every rank. */
+    p->durable_next = (why & (CKPT__DUE_SIGNAL | CKPT__DUE_FILE)) != 0;
+    if (agreed || !ctx->has_local)
+        p->pending = 0;
+    else
+        p->pending &= CKPT__DUE_SIGNAL | CKPT__DUE_FILE;
     if (p->every_ns)
         p->base_ns = ckpt__now_ns();
     if (p->mtbf)

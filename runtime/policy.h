@@ -62,6 +62,9 @@ typedef struct ckpt__policy {
     char *file;          /* copy of cfg.policy_request_file (cfg points here) */
     int dir_fd;          /* rank 0 with a request file: the folder, else -1 */
     int pending;         /* CKPT__DUE_* requests taken, not yet agreed */
+    int durable_next;    /* the last due step was agreed for a signal or the
+                            request file (a shutdown): the next ckpt_save
+                            goes to DIR whatever the cadence */
     int stuck;           /* rank 0: a request file that could not be removed */
     dev_t stuck_dev;
     ino_t stuck_ino;

@@ -36,10 +36,21 @@
 #include "runtime/layout.h"
 #include "runtime/pipeline.h"
 
+/* The local pass a drain copies from (run_job): its index (file offsets
+ * and leaves of this rank's local file) and that file's committed path. */
+typedef struct ckpt__drain_src {
+    ckpt__index idx;
+    char path[CKPT__PATH_MAX];
+} drain_src;
+
 void ckpt__job_free(ckpt__job *job)
 {
     if (!job)
         return;
+    if (job->kept) {
+        ckpt__index_free(&job->kept->idx);
+        free(job->kept);
+    }
     ckpt__meta_free(&job->meta);
     free(job);
 }
@@ -609,13 +620,6 @@ static int finish_rank_file(ckpt_ctx *ctx, ckpt__job *job, save_state *s, ckpt__
     return rc;
 }
 
-/* The local pass a drain copies from (run_job): its index (file offsets
- * and leaves of this rank's local file) and that file's committed path. */
-typedef struct drain_src {
-    ckpt__index idx;
-    char path[CKPT__PATH_MAX];
-} drain_src;
-
 /* A drain's source: each tensor entry of s->idx with data found in the
  * local index (same name, size and chunking: assign_writers makes DIR's
  * entries a subset of the local file's, in the same order), its offset
@@ -787,8 +791,41 @@ static int run_save(ckpt_ctx *ctx, ckpt__job *job, const ckpt__tier *t, pass_opt
  * (the tensors may have changed), and the next durable saves copy from
  * the tensors until a local pass commits again.  The job fails when either
  * pass does, with the first error. */
+/* ckpt_close's drain (docs/ARCHITECTURE.md, "Tiers"): the newest save
+ * was local-only, so every rank drains it into DIR now, as run_job drains
+ * a durable save, from the committed local file job->kept.  Every rank
+ * takes part (the decision is the cadence's, the same on every rank); one
+ * that cannot drain fails the save in DIR at once: its local pass of this
+ * step did not commit, or its registrations changed since the save (DIR's
+ * entries come from the registry).  DIR keeps its newest step then. */
+static int run_close_drain(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
+{
+    job->committed = 0;
+    int rc;
+    if (job->kept && job->reg_seen == ctx->reg_changes) {
+        rc = run_save(ctx, job, &ctx->durable, (pass_opts){.src = job->kept}, err);
+        if (rc)
+            ckpt__err_prefix(err, "drain of %s", job->kept->path);
+    } else {
+        ckpt__err why;
+        if (job->kept)
+            ckpt__err_set(&why, CKPT_ESTATE,
+                          "rank %d's tensors were registered or unregistered since the save",
+                          ctx->rank);
+        else
+            ckpt__err_set(&why, CKPT_EIO, "rank %d has no committed local copy of the step",
+                          ctx->rank);
+        rc = run_save(ctx, job, &ctx->durable, (pass_opts){.fail = &why}, err);
+    }
+    if (!rc)
+        job->committed = 1 << CKPT_TIER_DURABLE;
+    return rc;
+}
+
 static int run_job(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
 {
+    if (job->close_drain)
+        return run_close_drain(ctx, job, err);
     job->committed = 0;
     job->t_local_ns = 0;
     job->t_repl_ns = 0;
@@ -798,7 +835,8 @@ static int run_job(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
         return rc;
     }
     int drain = job->durable && !ctx->drain_off;
-    drain_src *src = drain ? calloc(1, sizeof *src) : NULL;
+    /* A local-only save keeps its source too, for ckpt_close's drain. */
+    drain_src *src = drain || !job->durable ? calloc(1, sizeof *src) : NULL;
     if (drain && !src)
         drain = 0;
     int rc = run_save(ctx, job, &ctx->local,
@@ -823,7 +861,10 @@ static int run_job(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
             job->t_repl_ns = ckpt__now_ns(); /* the COMMITTED event's replicated_s */
     }
     if (!job->durable) {
-        free(src);
+        if (!rc && src && src->path[0])
+            job->kept = src;
+        else
+            free(src);
         return rc;
     }
     ckpt__err e2;
@@ -879,6 +920,28 @@ void *ckpt__coordinator_main(void *arg)
 
         ckpt__err_clear(&job->err);
         int rc = run_job(ctx, job, &job->err);
+        if (job->close_drain) {
+            /* No ticket and no events: ckpt_close returns the result. */
+            if (rc)
+                ckpt__err_prefix(&job->err, "ckpt_close: step %lld into %s",
+                                 (long long)job->step, ctx->dir);
+            else
+                ckpt__logf(&ctx->log, CKPT_LOG_INFO,
+                           "ckpt_close: step %lld drained into %s", (long long)job->step,
+                           ctx->dir);
+            pthread_mutex_lock(&ctx->mu);
+            if (!rc && ctx->rank == 0)
+                ckpt__janitor_request(&ctx->jan, job->step);
+            ctx->close_rc = rc;
+            ctx->close_err = job->err;
+            ctx->inflight--;
+            ctx->running_step = -1;
+            pthread_cond_broadcast(&ctx->cv);
+            pthread_mutex_unlock(&ctx->mu);
+            ckpt__job_free(job);
+            pthread_mutex_lock(&ctx->mu);
+            continue;
+        }
         if (rc) {
             ckpt__err_prefix(&job->err, "save step %lld", (long long)job->step);
             /* Before the event: once event_fn sees FAILED, the caller's
@@ -906,11 +969,16 @@ void *ckpt__coordinator_main(void *arg)
             ckpt__janitor_request(&ctx->ljan, job->step);
         ckpt__policy_note_done(ctx, job); /* with inflight, under ctx->mu */
         ckpt__tickets_finish(&ctx->tix, job->ticket, rc, job->err.msg);
+        /* Only the newest save can be ckpt_close's drain. */
+        ckpt__job *old = ctx->close_job;
+        ctx->close_job = job->kept ? job : NULL;
         ctx->inflight--;
         ctx->running_step = -1;
         pthread_cond_broadcast(&ctx->cv);
         pthread_mutex_unlock(&ctx->mu);
-        ckpt__job_free(job);
+        ckpt__job_free(old);
+        if (!job->kept)
+            ckpt__job_free(job);
         pthread_mutex_lock(&ctx->mu);
     }
     pthread_mutex_unlock(&ctx->mu);

@@ -28,6 +28,10 @@ typedef struct ckpt__job {
                              1 << CKPT_TIER_LOCAL, 1 << CKPT_TIER_DURABLE,
                              1 << CKPT_TIER_REPLICA */
     int started_sent;     /* coordinator: its STARTED event was emitted */
+    int close_drain;      /* ckpt_close's drain of this kept local-only save */
+    uint64_t reg_seen;    /* ctx->reg_changes at ckpt_save */
+    struct ckpt__drain_src *kept; /* coordinator: the committed local file of
+                             a local-only save, for ckpt_close's drain */
     int fence_tier;       /* coordinator: the ckpt_tier of the pass that took
                              the snapshot and released the fence (the save
                              policy charges the caller's stall to it) */

@@ -199,7 +199,8 @@ class EnvGuard {
                                             "CKPT_POLICY_EVERY_S",
                                             "CKPT_LOCAL_DIR",
                                             "CKPT_DURABLE_EVERY",
-                                            "CKPT_LOCAL_KEEP_LAST"};
+                                            "CKPT_LOCAL_KEEP_LAST",
+                                            "CKPT_DRAIN_AT_CLOSE"};
     std::map<std::string, std::pair<bool, std::string>> old_;
 };
 

@@ -370,7 +370,9 @@ TEST(BadInputEnv, TierVariables)
         const char *var, *bad;
     } cases[] = {{"CKPT_DURABLE_EVERY", "0"},   {"CKPT_DURABLE_EVERY", "-1"},
                  {"CKPT_DURABLE_EVERY", "2x"},  {"CKPT_LOCAL_KEEP_LAST", "-1"},
-                 {"CKPT_LOCAL_KEEP_LAST", "1000001"}, {"CKPT_LOCAL_KEEP_LAST", "two"}};
+                 {"CKPT_LOCAL_KEEP_LAST", "1000001"}, {"CKPT_LOCAL_KEEP_LAST", "two"},
+                 {"CKPT_DRAIN_AT_CLOSE", "2"},  {"CKPT_DRAIN_AT_CLOSE", "no"},
+                 {"CKPT_DRAIN_AT_CLOSE", "00"}};
     for (const auto &c : cases) {
         SCOPED_TRACE(std::string(c.var) + "=" + c.bad);
         setenv(c.var, c.bad, 1);
@@ -378,19 +380,24 @@ TEST(BadInputEnv, TierVariables)
         EXPECT_TRUE(fails(ckpt_config_init(&cfg), CKPT_EINVAL, nullptr, c.var));
         EXPECT_EQ(cfg.durable_every, 1) << "the default must be kept";
         EXPECT_EQ(cfg.local_keep_last, 0);
+        EXPECT_EQ(cfg.no_drain_at_close, 0);
         unsetenv(c.var);
     }
     setenv("CKPT_LOCAL_DIR", "/nvme/ck", 1);
     setenv("CKPT_DURABLE_EVERY", "5", 1);
     setenv("CKPT_LOCAL_KEEP_LAST", "3", 1);
+    setenv("CKPT_DRAIN_AT_CLOSE", "0", 1);
     ckpt_config cfg;
     ASSERT_EQ(ckpt_config_init(&cfg), 0) << ckpt_last_error(nullptr);
     EXPECT_STREQ(cfg.local_dir, "/nvme/ck");
     EXPECT_EQ(cfg.durable_every, 5);
     EXPECT_EQ(cfg.local_keep_last, 3);
+    EXPECT_EQ(cfg.no_drain_at_close, 1);
     unsetenv("CKPT_LOCAL_DIR");
+    unsetenv("CKPT_DRAIN_AT_CLOSE");
     ASSERT_EQ(ckpt_config_init(&cfg), 0);
     EXPECT_EQ(cfg.local_dir, nullptr) << "no local tier by default";
+    EXPECT_EQ(cfg.no_drain_at_close, 0) << "ckpt_close drains by default";
     EXPECT_EQ(cfg.node_name, nullptr);
 }
 

@@ -299,9 +299,12 @@ typedef struct ckpt_config {
      * durable_every-th save also goes to dir, drained from the committed
      * local files (one snapshot: ckpt_fence returns once the local pass
      * has copied the tensors; every chunk copied to dir is checked against
-     * its local hash).  NULL (the default) changes nothing: every save
-     * goes to dir alone.  Every rank must set
-     * local_dir or none, with the same durable_every (ckpt_open checks).
+     * its local hash).  So does the save of a step ckpt_policy_due found
+     * due for a policy_signal or policy_request_file request (a shutdown),
+     * and ckpt_close drains the last save when it was local-only
+     * (no_drain_at_close).  NULL (the default) changes nothing: every save
+     * goes to dir alone.  Every rank must set local_dir or none, with the
+     * same durable_every and no_drain_at_close (ckpt_open checks).
      * local_dir must be a folder of this node that no other node uses
      * (NVMe, /dev/shm); the ranks of one node share it. */
     const char *local_dir;    /* node-local checkpoint folder; NULL off */
@@ -331,6 +334,12 @@ typedef struct ckpt_config {
                                  MPI_THREAD_MULTIPLE, without which ckpt_open
                                  refuses replicas.  A failed replication is a
                                  warning, never a failed save */
+    int no_drain_at_close;    /* with local_dir: 0 (default) makes ckpt_close
+                                 drain the newest save into dir when it was
+                                 local-only (durable_every > 1), so dir ends
+                                 with the job's last step; 1 leaves dir as
+                                 the cadence left it.  The same on every
+                                 rank */
 } ckpt_config;
 
 /*
@@ -340,7 +349,7 @@ typedef struct ckpt_config {
  *   CKPT_POLICY_EVERY_STEPS=N  CKPT_POLICY_EVERY_S=seconds
  *   CKPT_POLICY_MTBF_S=seconds
  *   CKPT_LOCAL_DIR=path  CKPT_DURABLE_EVERY=N  CKPT_LOCAL_KEEP_LAST=N
- *   CKPT_REPLICAS=0|1|2
+ *   CKPT_REPLICAS=0|1|2  CKPT_DRAIN_AT_CLOSE=0|1 (0 sets no_drain_at_close)
  * Returns CKPT_EINVAL, with the defaults kept for the bad variable, when an
  * override cannot be parsed; ckpt_last_error(NULL) names it.
  * Borrows nothing; cfg->dir may point into the environment afterwards.
@@ -379,9 +388,15 @@ CKPT_API int ckpt_open(const ckpt_config *cfg, ckpt_comm *comm, ckpt_ctx **out);
  * Waits for every save in flight to commit or fail, then frees the context
  * and everything it owns; the last context holding cfg.policy_signal gives
  * the signal its previous disposition back.  NULL is a no-op returning 0.
+ * With cfg.local_dir, when the last save was local-only (and
+ * no_drain_at_close is 0) it first drains that save into dir, from the
+ * committed local files, every rank taking part: call it on every rank,
+ * like a collective, then; a rank that is gone makes the others wait up
+ * to commit_timeout_s, and dir keeps its newest step.
  * Returns the code of a save without a ticket that failed and that no
- * ckpt_save or ckpt_fence has reported yet (the first, when several),
- * with ckpt_last_error(NULL) naming it, else 0.  The handle is invalid
+ * ckpt_save or ckpt_fence has reported yet (the first, when several), else
+ * that of a failed drain (dir keeps its newest step), with
+ * ckpt_last_error(NULL) naming it; else 0.  The handle is invalid
  * afterwards whatever the result.
  */
 CKPT_API int ckpt_close(ckpt_ctx *ctx);
@@ -566,8 +581,10 @@ CKPT_API int ckpt_wait(ckpt_ctx *ctx, ckpt_ticket ticket, int64_t timeout_ms);
  * policy_sync_steps-th call (counting calls since open); a request that
  * arrives in between waits for the next one.  A due step, for whatever
  * reason, restarts the policy_every_s and policy_mtbf_s periods and
- * satisfies the requests
- * that arrived before the call.  Why a step is due for time, a signal or
+ * satisfies the requests that arrived before the call; with local_dir, a
+ * signal or file request is satisfied only at an agreement point, and the
+ * next ckpt_save then goes to dir as well (a step due by the step rule in
+ * between may be local-only).  Why a step is due for time, a signal or
  * the file is logged at info.
  *
  * Collective: when a time, signal or file rule is on at any rank, the

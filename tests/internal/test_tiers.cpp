@@ -39,6 +39,7 @@ struct Tiers {
     int durable_every = 3;
     int local_keep_last = 0;
     int replicas = 0;
+    int no_drain_at_close = 0;
     ckt::Logs log;
     std::vector<std::string> ldirs, nodes;
     Tiers()
@@ -57,6 +58,7 @@ struct Tiers {
         c.durable_every = durable_every;
         c.local_keep_last = local_keep_last;
         c.replicas = replicas;
+        c.no_drain_at_close = no_drain_at_close;
         c.log_level = CKPT_LOG_INFO;
         c.log_fn = ckt::Logs::fn;
         c.log_user = &log;
@@ -111,8 +113,11 @@ TEST(Tiers, EachNodeCommitsItsOwnRanksAndEveryThirdSaveIsDurable)
 {
     Tiers t;
     t.save({10, 11, 12, 13, 14});
-    // Saves 1 and 4 ((k - 1) % 3 == 0) went to DIR as well.
-    EXPECT_EQ(committed(t.dir), (std::vector<std::string>{step_name(10), step_name(13)}));
+    // Saves 1 and 4 ((k - 1) % 3 == 0) went to DIR as well, and ckpt_close
+    // drained the last one, local-only.
+    EXPECT_EQ(committed(t.dir),
+              (std::vector<std::string>{step_name(10), step_name(13), step_name(14)}));
+    EXPECT_TRUE(t.log.has("ckpt_close: step 14 drained into"));
     for (int node = 0; node < 2; node++) {
         std::string l = t.local_of(node * 2);
         std::vector<std::string> want;
@@ -192,6 +197,7 @@ TEST(Tiers, RestoresFromTheLocalTierAloneBitExact)
 TEST(Tiers, ANodeThatLostItsFolderReadsTheDurableCopy)
 {
     Tiers t;
+    t.no_drain_at_close = 1; // DIR keeps 1 and 4 (the job "failed" after 5)
     t.save({1, 2, 3, 4, 5});
     ckt::TempDir::remove_all(t.local_of(2));
     // Node n1 can reach only DIR's 1 and 4: every rank takes 4, node n0
@@ -274,7 +280,8 @@ TEST(Tiers, LocalRetentionKeepsTheNewestPerNode)
     for (int r : {0, 2})
         EXPECT_EQ(committed(t.local_of(r)),
                   (std::vector<std::string>{step_name(3), step_name(4)}));
-    EXPECT_EQ(committed(t.dir), (std::vector<std::string>{step_name(1)}));
+    // Save 1, and step 4 drained by ckpt_close.
+    EXPECT_EQ(committed(t.dir), (std::vector<std::string>{step_name(1), step_name(4)}));
 }
 
 // Node n1's leader (rank 2) is SIGKILLed at the rename of its local
@@ -549,6 +556,7 @@ TEST(Tiers, ACorruptLocalFileIsRepairedFromItsReplica)
 TEST(Tiers, ADoubleLossFallsBackToTheDurableCopy)
 {
     Tiers t;
+    t.no_drain_at_close = 1; // DIR keeps 1 and 4
     t.save({1, 2, 3, 4, 5});
     replicate_all(t, 5);
     ckt::TempDir::remove_all(t.local_of(2));
@@ -778,6 +786,7 @@ TEST(Tiers, AReplicaThatDoesNotVerifyIsNotKept)
 {
     Tiers t;
     t.durable_every = 100; // step 2 is local-only: its DURABLE event comes before replication
+    t.no_drain_at_close = 1; // (a drain at close would find the damage too)
     struct Hook {
         Tiers *t;
         uint64_t off = 0;
@@ -1023,4 +1032,126 @@ TEST(Tiers, ADrainFindsADamagedLocalFileAndDIRKeepsItsStep)
     // The local tiers committed step 2 (rank 1's copy damaged since).
     EXPECT_EQ(committed(t.local_of(0)), (std::vector<std::string>{step_name(1), step_name(2)}));
     t.restore(1, {L, L, L, L});
+}
+
+// The newest save was local-only: ckpt_close drains it into DIR, so DIR
+// alone restores the job's last step bit-exact; a save that was durable is
+// not written again at close.
+TEST(Tiers, CloseDrainsTheNewestLocalOnlySaveIntoDIR)
+{
+    Tiers t;
+    t.durable_every = 100;
+    t.save({1, 2, 3});
+    EXPECT_EQ(committed(t.dir), (std::vector<std::string>{step_name(1), step_name(3)}));
+    EXPECT_EQ(partials_in(t.dir), 0u);
+    EXPECT_TRUE(t.log.has("ckpt_close: step 3 drained into"));
+    EXPECT_FALSE(t.log.has("ckpt_close: step 1 drained"));
+    for (int node = 0; node < 2; node++)
+        ckt::TempDir::remove_all(t.local_of(node * 2));
+    t.restore(3, {D, D, D, D});
+    // The restoring job saved nothing: its close drains nothing.
+    EXPECT_EQ(committed(t.dir), (std::vector<std::string>{step_name(1), step_name(3)}));
+}
+
+// Different no_drain_at_close values on different ranks are refused at
+// open, on every rank (a close drain on some ranks only would wait for
+// the others).
+TEST(Tiers, NoDrainAtCloseMustBeTheSameOnEveryRank)
+{
+    Tiers t;
+    ckl::on_ranks(N, [&](int r, ckpt_comm *comm) {
+        ckpt_config c = ckm::config(t.dir);
+        t.tweak(r, c);
+        c.no_drain_at_close = r == 3;
+        ckpt_ctx *ck = nullptr;
+        EXPECT_EQ(ckpt_open(&c, comm, &ck), CKPT_EINVAL);
+        EXPECT_NE(std::string(ckpt_last_error(nullptr)).find("no_drain_at_close"),
+                  std::string::npos)
+            << ckpt_last_error(nullptr);
+        EXPECT_EQ(ck, nullptr);
+    });
+}
+
+// Rank 1's local file of the last (local-only) save is damaged before
+// ckpt_close: the close drain finds the chunk that fails its hash, every
+// rank's ckpt_close fails, rank 1's naming the file, and DIR keeps step 1
+// with no partial folder.
+TEST(Tiers, ACloseDrainOfADamagedLocalFileFailsAndDIRKeepsItsStep)
+{
+    Tiers t;
+    t.durable_every = 100;
+    std::string errs[N];
+    int rcs[N];
+    ckl::on_ranks(N, [&](int r, ckpt_comm *comm) {
+        std::vector<Part> m;
+        ckpt_ctx *ck = ckm::open_with_model(t.dir, comm, N, r, m, [&](ckpt_config &c) {
+            t.tweak(r, c);
+            c.commit_timeout_s = 20;
+        });
+        ASSERT_NE(ck, nullptr);
+        EXPECT_EQ(save_one(ck, m, 1), 0) << ckpt_last_error(ck);
+        EXPECT_EQ(save_one(ck, m, 2), 0) << ckpt_last_error(ck);
+        if (r == 1) {
+            uint64_t off = local_data_off(t, 1, true);
+            ASSERT_NE(off, 0u);
+            ASSERT_TRUE(flip_local(t, 1, 2, off));
+        }
+        rcs[r] = ckpt_close(ck);
+        errs[r] = ckpt_last_error(nullptr);
+    });
+    for (int r = 0; r < N; r++)
+        EXPECT_NE(rcs[r], 0) << "rank " << r;
+    EXPECT_NE(errs[1].find("failed its checksum"), std::string::npos) << errs[1];
+    EXPECT_NE(errs[1].find(step_name(2) + "/rank-00001.h5"), std::string::npos) << errs[1];
+    EXPECT_NE(errs[1].find("ckpt_close: step 2"), std::string::npos) << errs[1];
+    EXPECT_EQ(committed(t.dir), (std::vector<std::string>{step_name(1)}));
+    EXPECT_EQ(partials_in(t.dir), 0u);
+    t.restore(1, {L, L, L, L});
+}
+
+// A shutdown request (the request file, found by rank 0 and agreed) makes
+// the next save durable whatever the cadence; a step-rule save on the way
+// does not use the request up while it may be local-only.
+TEST(Tiers, AShutdownRequestMakesTheNextSaveDurable)
+{
+    Tiers t;
+    t.durable_every = 100;
+    t.no_drain_at_close = 1; // DIR gets only what the cadence and requests send
+    int due[N][3];
+    ckl::on_ranks(N, [&](int r, ckpt_comm *comm) {
+        std::vector<Part> m;
+        ckpt_ctx *ck = ckm::open_with_model(t.dir, comm, N, r, m, [&](ckpt_config &c) {
+            t.tweak(r, c);
+            c.policy_request_file = "stop-now";
+            c.policy_every_steps = 5;
+            c.policy_sync_steps = 2;
+        });
+        ASSERT_NE(ck, nullptr);
+        EXPECT_EQ(save_one(ck, m, 1), 0) << ckpt_last_error(ck); // save 1: durable
+        EXPECT_EQ(save_one(ck, m, 2), 0) << ckpt_last_error(ck);
+        if (r == 0) {
+            FILE *f = fopen((t.dir + "/stop-now").c_str(), "w");
+            ASSERT_NE(f, nullptr);
+            fclose(f);
+        }
+        // Calls 1..3: call 1 (step 5) is due by the step rule alone, and
+        // local-only; call 2 (step 6) is an agreement point, where the
+        // request is taken: its save is durable.
+        int64_t steps[3] = {5, 6, 7};
+        for (int i = 0; i < 3; i++) {
+            due[r][i] = ckpt_policy_due(ck, steps[i]);
+            if (due[r][i] == 1) {
+                EXPECT_EQ(save_one(ck, m, steps[i]), 0) << ckpt_last_error(ck);
+            }
+        }
+        EXPECT_EQ(ckpt_close(ck), 0);
+    });
+    for (int r = 0; r < N; r++)
+        EXPECT_EQ(std::vector<int>(due[r], due[r] + 3), (std::vector<int>{1, 1, 0}))
+            << "rank " << r;
+    EXPECT_EQ(committed(t.dir), (std::vector<std::string>{step_name(1), step_name(6)}));
+    EXPECT_EQ(committed(t.local_of(0)),
+              (std::vector<std::string>{step_name(1), step_name(2), step_name(5),
+                                        step_name(6)}));
+    EXPECT_TRUE(t.log.has("stop-now"));
 }

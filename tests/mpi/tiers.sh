@@ -17,8 +17,9 @@ name=tiers
 export CKPT_DURABLE_EVERY=3
 
 run series "$d" 1 5
-# Saves 1 and 4 of 5 are durable; every save is local on both nodes.
-[ "$(steps "$d")" = "step-000000000001 step-000000000004 " ] || fail "durable: $(steps "$d")"
+# Saves 1 and 4 of 5 are durable, and ckpt_close drained save 5 (it was
+# local-only); every save is local on both nodes.
+[ "$(steps "$d")" = "step-000000000001 step-000000000004 step-000000000005 " ] || fail "durable: $(steps "$d")"
 for n in 0 1; do
   [ "$(steps "$l/n$n" | wc -w)" = 5 ] || fail "node $n: $(steps "$l/n$n")"
   files=$(ls "$l/n$n/step-000000000005" | grep '^rank-' | tr '\n' ' ')
@@ -28,16 +29,16 @@ done
 
 CKPT_TEST_WANT_TIERS=LLLL run restore "$d" 5
 
-# Node n1 lost its folder: the newest step every rank reaches is 4.
+# Node n1 lost its folder: its ranks read step 5 from DIR.
 rm -rf "$l/n1"
-CKPT_TEST_WANT_TIERS=LLDD run restore "$d" 4
+CKPT_TEST_WANT_TIERS=LLDD run restore "$d" 5
 
-# Rank 0's local file of step 4 is damaged (cut short): rank 0, and rank 1,
+# Rank 0's local file of step 5 is damaged (cut short): rank 0, and rank 1,
 # which reads replicated tensors from it, read DIR's copy.
-f=$l/n0/step-000000000004/rank-00000.h5
+f=$l/n0/step-000000000005/rank-00000.h5
 truncate -s $(( $(stat -c %s "$f") - 4096 )) "$f"
-CKPT_TEST_WANT_TIERS=DDDD run restore "$d" 4 2>"$top/corrupt.log" || { cat "$top/corrupt.log"; fail "restore"; }
-grep -q "rank 0: the local copy of step 4" "$top/corrupt.log" || { cat "$top/corrupt.log"; fail "the log does not name rank 0's local copy"; }
+CKPT_TEST_WANT_TIERS=DDDD run restore "$d" 5 2>"$top/corrupt.log" || { cat "$top/corrupt.log"; fail "restore"; }
+grep -q "rank 0: the local copy of step 5" "$top/corrupt.log" || { cat "$top/corrupt.log"; fail "the log does not name rank 0's local copy"; }
 
 # Rank 2 (node n1's leader) is SIGKILLed at the rename of its local commit
 # of step 7 (a local-only save); mpirun then fails the job.
