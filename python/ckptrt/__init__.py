@@ -184,21 +184,29 @@ class _Checkpoint:
 
     def read_chunks(self, e, c0, c1, out, verify):
         """Chunks [c0, c1) of entry e into the writable buffer out (their
-        bytes), each hashed against its leaf.  Large ranges are read and
-        hashed in pieces by a few threads (os.preadv and xxhash release the
-        GIL), as the C runtime keeps several reads in flight."""
+        bytes), each hashed against its leaf."""
+        self.run_pieces(self.pieces(e, c0, c1, out), verify)
+
+    def pieces(self, e, c0, c1, out):
+        """The reads of chunks [c0, c1) of entry e into out, in pieces of
+        about _PIECE bytes (run_pieces runs them).  The files are opened
+        here, on the caller's thread."""
         cb = self.idx.chunk_bytes
         mv = memoryview(out).cast("B")
         fds = (self.fd(e.rank), self.dfd(e.rank) if mv.nbytes >= _DIRECT_MIN else None,
                np.frombuffer(mv, np.uint8).ctypes.data if mv.nbytes else 0)
         per = max(1, _PIECE // cb)
-        jobs = [(c, min(c + per, c1)) for c in range(c0, c1, per)]
+        return [(fds, e, c0, c, min(c + per, c1), mv) for c in range(c0, c1, per)]
+
+    def run_pieces(self, jobs, verify):
+        """Reads and hashes the pieces, several at once on a few threads
+        (os.preadv and xxhash release the GIL), as the C runtime keeps
+        several reads in flight; raises the first piece's error in order."""
         if len(jobs) == 1:
-            self._read_piece(fds, e, c0, jobs[0][0], jobs[0][1], mv, verify)
+            self._read_piece(*jobs[0], verify)
             return
-        futures = [_pool().submit(self._read_piece, fds, e, c0, a, b, mv, verify)
-                   for a, b in jobs]
-        for f in futures:  # every piece finishes before out is handed back
+        futures = [_pool().submit(self._read_piece, *j, verify) for j in jobs]
+        for f in futures:  # every piece finishes before a buffer is handed back
             f.exception()
         for f in futures:
             f.result()
@@ -237,17 +245,36 @@ class _Checkpoint:
                     raise CorruptError(f"{self.dir}/rank-{e.rank:05d}.h5: {kind} '{e.name}' "
                                        f"chunk {c} failed its checksum")
 
+    def out_array(self, name, count, raw, out):
+        """out checked for the box of shape count of tensor name, or a new
+        array for it."""
+        e0 = self.tensors[name][0]
+        dt = numpy_dtype(e0.dtype_name, raw)
+        esz = _format.DTYPES[e0.dtype][1]
+        if out is None:
+            return _empty(tuple(count), dt)
+        if out.shape != tuple(count) or out.dtype.itemsize != esz or \
+                not out.flags.c_contiguous or not out.flags.writeable:
+            raise ValueError(f"out['{name}'] must be a writable C-contiguous array of shape "
+                             f"{tuple(count)} with {esz}-byte elements")
+        return out
+
+    def whole_pieces(self, name, out):
+        """The reads of tensor name into out when one saved entry holds it
+        whole (then out takes its bytes as they are), else None."""
+        es = self.tensors[name]
+        e = es[0]
+        if len(es) != 1 or e.ndim == 0 or tuple(e.start) != (0,) * e.ndim or \
+                tuple(e.count) != tuple(e.shape):
+            return None
+        return self.pieces(e, 0, e.nchunks, out.reshape(-1).view(np.uint8)) if e.nbytes else []
+
     def read_box(self, name, start, count, verify, raw=False, out=None):
         es = self.tensors[name]
         e0 = es[0]
         dt = numpy_dtype(e0.dtype_name, raw)
         esz = _format.DTYPES[e0.dtype][1]
-        if out is None:
-            out = _empty(tuple(count), dt)
-        elif out.shape != tuple(count) or out.dtype.itemsize != esz or \
-                not out.flags.c_contiguous or not out.flags.writeable:
-            raise ValueError(f"out['{name}'] must be a writable C-contiguous array of shape "
-                             f"{tuple(count)} with {esz}-byte elements")
+        out = self.out_array(name, count, raw, out)
         want = (tuple(start), tuple(count))
         cb = self.idx.chunk_bytes
         for e in es:
@@ -371,13 +398,19 @@ class Folder:
         ck = self._open(step)
         try:
             want = list(ck.tensors) if names is None else list(names)
-            res = {}
+            res, jobs = {}, []
             for n in want:
                 if n not in ck.tensors:
                     raise KeyError(f"{ck.dir}: no tensor '{n}'")
                 shape = ck.tensors[n][0].shape
-                res[n] = ck.read_box(n, (0,) * len(shape), shape, verify, _raw,
-                                     out.get(n) if out else None)
+                a = ck.out_array(n, shape, _raw, out.get(n) if out else None)
+                p = ck.whole_pieces(n, a)
+                if p is None:  # slices: assembled one tensor at a time
+                    res[n] = ck.read_box(n, (0,) * len(shape), shape, verify, _raw, a)
+                else:  # whole tensors: every piece of all of them at once
+                    res[n] = a
+                    jobs += p
+            ck.run_pieces(jobs, verify)
             return res
         finally:
             ck.close()
