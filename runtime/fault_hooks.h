@@ -31,6 +31,8 @@ enum ckpt__fault_site {
     CKPT__FAULT_GATHER,    /* a comm gather */
     CKPT__FAULT_NOTE,      /* receiving a note (comm.h): fails it, notes are then not used */
     CKPT__FAULT_EXCHANGE,  /* a comm exchange (comm.h): fails it before anything is posted */
+    CKPT__FAULT_REPLICA_ROOM, /* allocating a landing replica's files (replica.c,
+                                 make_room: where a full disk fails) */
     CKPT__FAULT_NSITES
 };
 

@@ -197,6 +197,12 @@ static int make_room(ckpt_ctx *ctx, kept *kp, const uint8_t uuid[16], ckpt__err 
                                    names[j]);
         if (!m->n)
             continue;
+        char what[CKPT__PATH_MAX + 64];
+        snprintf(what, sizeof what, "allocate %zu bytes for %s/%s/%s", m->n, kp->rdir,
+                 kp->partial, names[j]);
+        rc = ckpt__fault_check(&ctx->fault, CKPT__FAULT_REPLICA_ROOM, what, err);
+        if (rc)
+            return rc;
         int e = posix_fallocate(m->fd, 0, (off_t)m->n);
         if (e)
             return ckpt__err_errno(err, e, "allocate %zu bytes for %s/%s/%s", m->n, kp->rdir,

@@ -1155,3 +1155,39 @@ TEST(Tiers, AShutdownRequestMakesTheNextSaveDurable)
                                         step_name(6)}));
     EXPECT_TRUE(t.log.has("stop-now"));
 }
+
+// The partner's disk is full when a replica lands (its files cannot be
+// allocated): that replica is not kept, the log names it and the cause,
+// no partial folder is left, the save itself commits, and the next save's
+// replica lands again.
+TEST(Tiers, AFullDiskWhereAReplicaLandsKeepsThePreviousOneAndTheNextLands)
+{
+    Tiers t;
+    t.durable_every = 100;
+    ckl::on_ranks(N, [&](int r, ckpt_comm *comm) {
+        std::vector<Part> m;
+        ckpt_ctx *ck = open_replicated(t, r, comm, m);
+        ASSERT_NE(ck, nullptr);
+        EXPECT_EQ(save_one(ck, m, 1), 0) << ckpt_last_error(ck);
+        if (r == 3) { // the partner of rank 1 (replica_dir)
+            ASSERT_EQ(ckpt__fault_arm(ck, CKPT__FAULT_REPLICA_ROOM, 0, CKPT__FAIL_ENOSPC), 0);
+        }
+        EXPECT_EQ(save_one(ck, m, 2), 0) << "rank " << r << ": " << ckpt_last_error(ck);
+        EXPECT_EQ(save_one(ck, m, 3), 0) << "rank " << r << ": " << ckpt_last_error(ck);
+        if (r == 3) {
+            EXPECT_EQ(ckpt__fault_fired(ck, CKPT__FAULT_REPLICA_ROOM), 1);
+        }
+        EXPECT_EQ(ckpt_close(ck), 0);
+    });
+    EXPECT_EQ(committed(replica_dir(t, 1)),
+              (std::vector<std::string>{step_name(1), step_name(3)}));
+    EXPECT_EQ(partials_in(replica_dir(t, 1)), 0u);
+    EXPECT_TRUE(t.log.has("step 2: replica 1 of rank 1 not kept by rank 3", "No space left"))
+        << t.log.find("replica");
+    for (int src : {0, 2, 3})
+        EXPECT_EQ(committed(replica_dir(t, src)),
+                  (std::vector<std::string>{step_name(1), step_name(2), step_name(3)}));
+    // The local tiers have every step.
+    EXPECT_EQ(committed(t.local_of(2)),
+              (std::vector<std::string>{step_name(1), step_name(2), step_name(3)}));
+}
