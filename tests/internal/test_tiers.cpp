@@ -1191,3 +1191,63 @@ TEST(Tiers, AFullDiskWhereAReplicaLandsKeepsThePreviousOneAndTheNextLands)
     EXPECT_EQ(committed(t.local_of(2)),
               (std::vector<std::string>{step_name(1), step_name(2), step_name(3)}));
 }
+
+// DIR's disk fills up during a drain (rank 1's first write into DIR), or
+// rank 2's local file cannot be read back (EIO): save 2 fails on every
+// rank, the failing rank's error names the cause and the drain, DIR keeps
+// step 1 with no partial folder, the local tiers keep step 2, and the
+// next durable save commits in DIR.
+TEST(Tiers, AFullDiskOrAReadErrorInADrainFailsOnlyThatSave)
+{
+    struct Case {
+        int rank, site, action;
+        const char *want;
+    } cases[] = {{1, CKPT__FAULT_WRITE, CKPT__FAIL_ENOSPC, "No space left"},
+                 {2, CKPT__FAULT_READ, CKPT__FAIL_EIO, "reading the source"}};
+    for (const Case &k : cases) {
+        SCOPED_TRACE(k.want);
+        Tiers t;
+        t.durable_every = 1;
+        struct Hook {
+            const Case *k;
+            int rank;
+            ckpt_ctx *ck = nullptr;
+        } hook[N];
+        std::string errs[N];
+        ckl::on_ranks(N, [&](int r, ckpt_comm *comm) {
+            std::vector<Part> m;
+            hook[r] = {&k, r};
+            ckpt_ctx *ck = ckm::open_with_model(t.dir, comm, N, r, m, [&](ckpt_config &c) {
+                t.tweak(r, c);
+                c.commit_timeout_s = 20;
+                c.event_user = &hook[r];
+                c.event_fn = [](void *user, const ckpt_event *ev) {
+                    auto *h = static_cast<Hook *>(user);
+                    // After the local pass's last write and read: the next
+                    // are the drain's.
+                    if (ev->kind == CKPT_EVENT_DURABLE && ev->step == 2 && h->rank == h->k->rank)
+                        ckpt__fault_arm(h->ck, h->k->site, 0, h->k->action);
+                };
+            });
+            ASSERT_NE(ck, nullptr);
+            hook[r].ck = ck;
+            EXPECT_EQ(save_one(ck, m, 1), 0) << ckpt_last_error(ck);
+            EXPECT_NE(save_one(ck, m, 2), 0) << "rank " << r;
+            errs[r] = ckpt_last_error(ck);
+            EXPECT_EQ(save_one(ck, m, 3), 0) << "rank " << r << ": " << ckpt_last_error(ck);
+            if (r == k.rank) {
+                EXPECT_EQ(ckpt__fault_fired(ck, k.site), 1);
+            }
+            EXPECT_EQ(ckpt_close(ck), 0);
+        });
+        const std::string &e = errs[k.rank];
+        EXPECT_NE(e.find(k.want), std::string::npos) << e;
+        EXPECT_NE(e.find("drain of"), std::string::npos) << e;
+        EXPECT_EQ(committed(t.dir), (std::vector<std::string>{step_name(1), step_name(3)}));
+        EXPECT_EQ(partials_in(t.dir), 0u);
+        for (int node = 0; node < 2; node++)
+            EXPECT_EQ(committed(t.local_of(node * 2)),
+                      (std::vector<std::string>{step_name(1), step_name(2), step_name(3)}));
+        t.restore(3, {L, L, L, L});
+    }
+}
