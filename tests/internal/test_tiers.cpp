@@ -708,6 +708,19 @@ ckpt_ctx *open_replicated(Tiers &t, int r, ckpt_comm *comm, std::vector<Part> &m
     });
 }
 
+// Opens rank r as Tiers does, with a commit timeout of 20 s (a failed save
+// must not wait the default) and fn(user, ev) as its event hook.
+ckpt_ctx *open_hooked(Tiers &t, int r, ckpt_comm *comm, std::vector<Part> &m, void *user,
+                      ckpt_event_fn fn)
+{
+    return ckm::open_with_model(t.dir, comm, N, r, m, [&](ckpt_config &c) {
+        t.tweak(r, c);
+        c.commit_timeout_s = 20;
+        c.event_user = user;
+        c.event_fn = fn;
+    });
+}
+
 int save_one(ckpt_ctx *ck, std::vector<Part> &m, int64_t s)
 {
     for (auto &p : m)
@@ -1003,15 +1016,10 @@ TEST(Tiers, ADrainFindsADamagedLocalFileAndDIRKeepsItsStep)
     ckl::on_ranks(N, [&](int r, ckpt_comm *comm) {
         std::vector<Part> m;
         hook[r].t = &t;
-        ckpt_ctx *ck = ckm::open_with_model(t.dir, comm, N, r, m, [&](ckpt_config &c) {
-            t.tweak(r, c);
-            c.commit_timeout_s = 20;
-            c.event_user = &hook[r];
-            c.event_fn = [](void *user, const ckpt_event *ev) {
-                auto *h = static_cast<Hook *>(user);
-                if (ev->kind == CKPT_EVENT_DURABLE && ev->step == 2 && h->off && !h->flipped)
-                    h->flipped = flip_local(*h->t, 1, 2, h->off);
-            };
+        ckpt_ctx *ck = open_hooked(t, r, comm, m, &hook[r], [](void *user, const ckpt_event *ev) {
+            auto *h = static_cast<Hook *>(user);
+            if (ev->kind == CKPT_EVENT_DURABLE && ev->step == 2 && h->off && !h->flipped)
+                h->flipped = flip_local(*h->t, 1, 2, h->off);
         });
         ASSERT_NE(ck, nullptr);
         EXPECT_EQ(save_one(ck, m, 1), 0) << ckpt_last_error(ck);
@@ -1217,17 +1225,13 @@ TEST(Tiers, AFullDiskOrAReadErrorInADrainFailsOnlyThatSave)
         ckl::on_ranks(N, [&](int r, ckpt_comm *comm) {
             std::vector<Part> m;
             hook[r] = {&k, r};
-            ckpt_ctx *ck = ckm::open_with_model(t.dir, comm, N, r, m, [&](ckpt_config &c) {
-                t.tweak(r, c);
-                c.commit_timeout_s = 20;
-                c.event_user = &hook[r];
-                c.event_fn = [](void *user, const ckpt_event *ev) {
-                    auto *h = static_cast<Hook *>(user);
-                    // After the local pass's last write and read: the next
-                    // are the drain's.
-                    if (ev->kind == CKPT_EVENT_DURABLE && ev->step == 2 && h->rank == h->k->rank)
-                        ckpt__fault_arm(h->ck, h->k->site, 0, h->k->action);
-                };
+            ckpt_ctx *ck = open_hooked(t, r, comm, m, &hook[r], [](void *user,
+                                                                   const ckpt_event *ev) {
+                auto *h = static_cast<Hook *>(user);
+                // After the local pass's last write and read: the next are
+                // the drain's.
+                if (ev->kind == CKPT_EVENT_DURABLE && ev->step == 2 && h->rank == h->k->rank)
+                    ckpt__fault_arm(h->ck, h->k->site, 0, h->k->action);
             });
             ASSERT_NE(ck, nullptr);
             hook[r].ck = ck;
