@@ -318,6 +318,17 @@ int ckpt_open(const ckpt_config *cfg, ckpt_comm *comm, ckpt_ctx **out)
     return 0;
 }
 
+/* Under ctx->mu: job goes to the end of the coordinator's queue. */
+static void enqueue(ckpt_ctx *ctx, ckpt__job *job)
+{
+    job->next = NULL;
+    if (ctx->qtail)
+        ctx->qtail->next = job;
+    else
+        ctx->qhead = job;
+    ctx->qtail = job;
+}
+
 /* Under ctx->mu, nothing in flight: when the newest save was local-only,
  * the coordinator drains it into DIR (save.c, run_close_drain).  The same
  * decision on every rank: the durable cadence is. */
@@ -344,17 +355,12 @@ static void close_drain(ckpt_ctx *ctx, ckpt__err *err)
         job->step = ctx->last_step;
         job->seq = ctx->seq;
     }
-    job->next = NULL;
     job->close_drain = 1;
     job->snap_done = job->snap_queued = 1;
     job->started_sent = 1;
     ctx->close_rc = 0;
     ctx->inflight++;
-    if (ctx->qtail)
-        ctx->qtail->next = job;
-    else
-        ctx->qhead = job;
-    ctx->qtail = job;
+    enqueue(ctx, job);
     pthread_cond_broadcast(&ctx->cv);
     while (ctx->inflight > 0)
         pthread_cond_wait(&ctx->cv, &ctx->mu);
@@ -580,11 +586,7 @@ int ckpt_save(ckpt_ctx *ctx, int64_t step, void *stream, ckpt_ticket *ticket)
     ctx->inflight++;
     ctx->snap_pending++;
     ctx->snap_unqueued++;
-    if (ctx->qtail)
-        ctx->qtail->next = job;
-    else
-        ctx->qhead = job;
-    ctx->qtail = job;
+    enqueue(ctx, job);
     /* After the wait for a slot: a failure of the save this one waited for
      * is reported now, not one call later. */
     rc = ckpt__tickets_report_unobserved(&ctx->tix, &ctx->err);

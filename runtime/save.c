@@ -43,14 +43,18 @@ typedef struct ckpt__drain_src {
     char path[CKPT__PATH_MAX];
 } drain_src;
 
+static void drain_src_free(drain_src *src)
+{
+    if (src)
+        ckpt__index_free(&src->idx);
+    free(src);
+}
+
 void ckpt__job_free(ckpt__job *job)
 {
     if (!job)
         return;
-    if (job->kept) {
-        ckpt__index_free(&job->kept->idx);
-        free(job->kept);
-    }
+    drain_src_free(job->kept);
     ckpt__meta_free(&job->meta);
     free(job);
 }
@@ -757,12 +761,12 @@ static int run_save(ckpt_ctx *ctx, ckpt__job *job, const ckpt__tier *t, pass_opt
     job->cpu_s[t->kind] += ckpt__thread_cpu_s() - c0 + hc;
     if (s->pipe_ready)
         ckpt__pipe_destroy(&s->pipe);
-    char step_dir[CKPT__FNAME_MAX];
-    ckpt__step_name(job->step, step_dir);
-    if (!rc && keep && snprintf(keep->path, sizeof keep->path, "%s/%s/%s", t->dir, step_dir,
-                                s->fname) < (int)sizeof keep->path) {
+    ckpt__err perr;
+    if (!rc && keep && ckpt__path_step(keep->path, t->dir, job->step, s->fname, &perr) == 0) {
         keep->idx = s->idx; /* moved */
         memset(&s->idx, 0, sizeof s->idx);
+    } else if (keep) {
+        keep->path[0] = 0; /* no source: nothing to drain */
     }
     ckpt__index_free(&s->idx);
     free(s->src_off);
@@ -775,22 +779,6 @@ static int run_save(ckpt_ctx *ctx, ckpt__job *job, const ckpt__tier *t, pass_opt
 
 
 
-/* A job's passes (docs/ARCHITECTURE.md, "Tiers"): without the local tier
- * one, into DIR.  With it, the local folder first, then with replicas a
- * replication round (replica.c, which never fails the job), then, for a
- * durable save, the drain: DIR's files copied from this rank's committed
- * local file (its entries a subset of the local ones, assign_writers),
- * every chunk checked against the local file's hashes, committed in DIR
- * by today's protocol.  The local pass is then the job's last pass for
- * the fence: the snapshot is taken once, and the caller runs again while
- * the local file is written and drained.  When a drain is impossible
- * (ctx->drain_off: the last local pass failed; or this one failed before
- * its snapshot was released) DIR's pass copies from the tensors, and the
- * fence waits for it, as the tier that must not miss a save; a local pass
- * that fails after releasing the fence fails the save's durable copy too
- * (the tensors may have changed), and the next durable saves copy from
- * the tensors until a local pass commits again.  The job fails when either
- * pass does, with the first error. */
 /* ckpt_close's drain (docs/ARCHITECTURE.md, "Tiers"): the newest save
  * was local-only, so every rank drains it into DIR now, as run_job drains
  * a durable save, from the committed local file job->kept.  Every rank
@@ -822,6 +810,22 @@ static int run_close_drain(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
     return rc;
 }
 
+/* A job's passes (docs/ARCHITECTURE.md, "Tiers"): without the local tier
+ * one, into DIR.  With it, the local folder first, then with replicas a
+ * replication round (replica.c, which never fails the job), then, for a
+ * durable save, the drain: DIR's files copied from this rank's committed
+ * local file (its entries a subset of the local ones, assign_writers),
+ * every chunk checked against the local file's hashes, committed in DIR
+ * by today's protocol.  The local pass is then the job's last pass for
+ * the fence: the snapshot is taken once, and the caller runs again while
+ * the local file is written and drained.  When a drain is impossible
+ * (ctx->drain_off: the last local pass failed; or this one failed before
+ * its snapshot was released) DIR's pass copies from the tensors, and the
+ * fence waits for it, as the tier that must not miss a save; a local pass
+ * that fails after releasing the fence fails the save's durable copy too
+ * (the tensors may have changed), and the next durable saves copy from
+ * the tensors until a local pass commits again.  The job fails when either
+ * pass does, with the first error. */
 static int run_job(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
 {
     if (job->close_drain)
@@ -864,7 +868,7 @@ static int run_job(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
         if (!rc && src && src->path[0])
             job->kept = src;
         else
-            free(src);
+            drain_src_free(src);
         return rc;
     }
     ckpt__err e2;
@@ -873,7 +877,7 @@ static int run_job(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
     pthread_mutex_lock(&ctx->mu);
     int released = job->snap_done;
     pthread_mutex_unlock(&ctx->mu);
-    if (!rc && drain) {
+    if (!rc && drain && src->path[0]) {
         rc2 = run_save(ctx, job, &ctx->durable, (pass_opts){.src = src}, &e2);
         if (rc2)
             ckpt__err_prefix(&e2, "drain of %s", src->path);
@@ -884,14 +888,11 @@ static int run_job(ckpt_ctx *ctx, ckpt__job *job, ckpt__err *err)
          * leaves its failure there, so rank 0 gives the save up at once. */
         ckpt__err why;
         ckpt__err_set(&why, CKPT_EIO,
-                      "rank %d's local pass failed after the snapshot was released: nothing "
-                      "to drain", ctx->rank);
+                      "rank %d's local pass %s after the snapshot was released: nothing to "
+                      "drain", ctx->rank, rc ? "failed" : "left no file");
         rc2 = run_save(ctx, job, &ctx->durable, (pass_opts){.fail = &why}, &e2);
     }
-    if (src) {
-        ckpt__index_free(&src->idx);
-        free(src);
-    }
+    drain_src_free(src);
     if (!rc2)
         job->committed |= 1 << CKPT_TIER_DURABLE;
     else if (rc)
